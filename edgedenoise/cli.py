@@ -1,0 +1,259 @@
+"""The `edgedenoise` command. Each subcommand imports what it needs when it runs, so the
+runtime commands work without torch installed."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import EdgeDenoiseError
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+DEFAULT_SAMPLE = SAMPLES / "astronaut.jpg"
+
+
+def _floats(s: str) -> list[float]:
+    return [float(v) for v in s.replace(",", " ").split()]
+
+
+# ---------------------------------------------------------------- train
+
+
+def add_train(sub):
+    from dataclasses import fields
+
+    p = sub.add_parser("train", help="train a denoising autoencoder on a folder of images")
+    p.add_argument("--data", required=True, help="folder of clean training images (jpg/png/tif/bmp)")
+    p.add_argument("--model", default="small", help="model size: tiny, small or base (default small)")
+    p.add_argument("--out", required=True, help="run folder (resumed if it holds a checkpoint)")
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--gray", action="store_true", help="train a grayscale (1-channel) model")
+    p.add_argument("--sigma-range", type=_floats, default=[0.0, 75.0], metavar="LO,HI",
+                   help="AWGN sigma range on the 0-255 scale (default 0,75)")
+    from .trainconfig import TrainConfig
+
+    skip = {"data", "out", "model", "steps", "channels", "sigma_min", "sigma_max", "extra"}
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action="store_true", default=f.default)
+        else:
+            typ = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(flag, type=typ, default=f.default, help=f"(default {f.default})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a):
+    from dataclasses import fields
+
+    from .train import train
+    from .trainconfig import TrainConfig
+
+    kw = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
+    lo, hi = a.sigma_range
+    kw.update(channels=1 if a.gray else 3, sigma_min=lo, sigma_max=hi)
+    res = train(TrainConfig(**kw), progress=not a.quiet)
+    if res.get("val_psnr") is not None:
+        print(f"done: {res['run']} step {res['step']}, validation PSNR {res['val_psnr']:.2f} dB")
+
+
+# ---------------------------------------------------------------- eval / denoise
+
+
+def add_eval(sub):
+    p = sub.add_parser("eval", help="PSNR/SSIM on a test folder (BENCHMARK_PROTOCOL.md)")
+    p.add_argument("--model", default="default")
+    p.add_argument("--data", required=True, action="append", help="test folder (repeatable)")
+    p.add_argument("--sigma", type=float, nargs="+", default=[15, 25, 50])
+    p.add_argument("--protocol", choices=["camera", "paper", "both"], default="camera")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--blind", action="store_true", help="estimate sigma from each image instead of giving it")
+    p.add_argument("--json", help="write results here (and a Markdown table beside it)")
+    p.add_argument("--save", help="folder for noisy | denoised | clean comparison images")
+    p.add_argument("--limit", type=int, help="first N images only")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(a):
+    from .evaluate import evaluate, write_reports
+
+    protocols = ["camera", "paper"] if a.protocol == "both" else [a.protocol]
+    reports = [evaluate(a.model, d, a.sigma, pr, a.backend, a.blind, a.save, limit=a.limit)
+               for d in a.data for pr in protocols]
+    print(write_reports(reports, a.json))
+
+
+def add_denoise(sub):
+    p = sub.add_parser("denoise", help="denoise one image (no arguments: the bundled sample, with added noise)")
+    p.add_argument("input", nargs="?", help="noisy image; omitted: bundled sample with synthetic noise")
+    p.add_argument("output", nargs="?", help="denoised image (default: <input>_denoised.png, or edgedenoise_demo.png)")
+    p.add_argument("-o", "--out", help="output path (same as the positional OUTPUT)")
+    p.add_argument("--model", default="default")
+    p.add_argument("--sigma", type=float, help="noise std on the 0-255 scale; omitted: estimated from the image")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--demo-sigma", type=float, default=25.0, help="noise added to the bundled sample (default 25)")
+    p.set_defaults(func=cmd_denoise)
+
+
+def cmd_denoise(a):
+    import time
+
+    import cv2
+    import numpy as np
+
+    from .data import read_image
+    from .denoiser import Denoiser
+    from .errors import DataError
+    from .estimate import estimate_sigma
+    from .evaluate import comparison, psnr_u8
+    from .noise import protocol_noisy
+
+    den = Denoiser.load(a.model, backend=a.backend)
+    a.output = a.output or a.out
+    if a.input is None:
+        clean = read_image(DEFAULT_SAMPLE, 3)[:, :, ::-1]  # BGR
+        noisy = protocol_noisy(clean, a.demo_sigma, 0, "camera")
+        t = time.perf_counter()
+        sigma = a.sigma if a.sigma is not None else estimate_sigma(noisy)
+        out = den.denoise(noisy, sigma)
+        dt = time.perf_counter() - t
+        dest = Path(a.output or "edgedenoise_demo.png")
+        pic = comparison([(f"noisy sigma={a.demo_sigma:g}: {psnr_u8(noisy, clean):.2f} dB", noisy[:, :, ::-1]),
+                          (f"{den.name} ({den.backend_name}): {psnr_u8(out, clean):.2f} dB", out[:, :, ::-1]),
+                          ("clean", clean[:, :, ::-1])])
+        _imwrite(dest, pic)
+        print(f"sample {DEFAULT_SAMPLE.name} {clean.shape[1]}x{clean.shape[0]}, sigma {a.demo_sigma:g}: "
+              f"noisy {psnr_u8(noisy, clean):.2f} dB -> denoised {psnr_u8(out, clean):.2f} dB "
+              f"in {dt * 1e3:.0f} ms ({den.name}, {den.backend_name}, sigma "
+              f"{'given' if a.sigma is not None else 'estimated'} {sigma:.1f})")
+        print(f"comparison (noisy | denoised | clean): {dest}")
+        return
+    src = Path(a.input)
+    if not src.exists():
+        raise DataError(f"image not found: {src}")
+    img = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataError(f"cannot decode image {src}: file is corrupt or not an image")
+    t = time.perf_counter()
+    out = den.denoise(img, a.sigma)
+    dt = time.perf_counter() - t
+    dest = Path(a.output or src.with_name(src.stem + "_denoised.png"))
+    _imwrite(dest, out)
+    print(f"{src} -> {dest} ({img.shape[1]}x{img.shape[0]}, {dt * 1e3:.0f} ms, {den.name}, {den.backend_name})")
+
+
+def _imwrite(path: Path, img) -> None:
+    import cv2
+
+    from .errors import DataError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix or ".png", img)
+    if not ok:
+        raise DataError(f"cannot encode an image as {path.suffix!r}: use .png, .jpg, .tif or .bmp")
+    buf.tofile(str(path))
+
+
+# ---------------------------------------------------------------- info / export
+
+
+def add_info(sub):
+    p = sub.add_parser("info", help="parameters and MACs per pixel of a model (measured by running it)")
+    p.add_argument("model", nargs="?", default="default", help="model name or file, or a size (tiny/small/base)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(a):
+    from .model import SIZES, build_model, count_macs, count_params
+    from .modelfile import load_model, resolve
+
+    if a.model in SIZES and not Path(a.model).exists():
+        try:
+            net, files = load_model(a.model), resolve(a.model)
+        except EdgeDenoiseError:
+            net, files = build_model(a.model), None  # a size with no trained weights shipped
+    else:
+        net, files = load_model(a.model), resolve(a.model)
+    _, mpp = count_macs(net)
+    cfg = net.config
+    info = {
+        "name": cfg.name,
+        "parameters": count_params(net),
+        "macs_per_pixel": round(mpp),
+        "widths": list(cfg.widths),
+        "depths": list(cfg.depths),
+        "channels": cfg.channels,
+        "size_multiple": cfg.size_multiple,
+        "weights": str(files.weights) if files and files.weights else None,
+        "onnx": str(files.onnx) if files and files.onnx else None,
+        "trained": (files.config.get("extra", {}) if files else {}),
+    }
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return
+    print(f"model {info['name']}: {info['parameters']:,} parameters, {mpp / 1e3:.1f} kMAC per pixel "
+          f"({mpp * 1280 * 720 / 1e9:.1f} GMAC per 720p frame)")
+    print(f"  widths {info['widths']}, depths {info['depths']}, {cfg.channels} channel(s), "
+          f"H and W padded to multiples of {cfg.size_multiple}")
+    for k in ("weights", "onnx"):
+        if info[k]:
+            print(f"  {k}: {info[k]}")
+    for k, v in info["trained"].items():
+        print(f"  {k}: {v}")
+
+
+def add_export(sub):
+    p = sub.add_parser("export", help="export a model to ONNX")
+    p.add_argument("--model", default="default")
+    p.add_argument("--out", required=True, help="output .onnx path")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a):
+    from .export import export_onnx
+
+    r = export_onnx(a.model, a.out)
+    print(f"export onnx: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['seconds']:.1f} s, "
+          f"ONNX Runtime vs PyTorch max abs error {r['max_abs_err']:.1e}: ok")
+
+
+# ---------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgedenoise", description="Real-time neural video denoising for edge devices.")
+    p.add_argument("--version", action="version", version=f"edgedenoise {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_denoise, add_train, add_eval, add_export, add_info):
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        args.func(args)
+    except EdgeDenoiseError as e:
+        if args.verbose:
+            raise
+        print(f"edgedenoise: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgedenoise: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""`Denoiser`: one call, a frame in and a frame out, on any backend.
+
+    from edgedenoise import Denoiser
+    d = Denoiser.load("default")            # shipped model, ONNX Runtime on the CPU
+    out = d.denoise(frame, sigma=None)      # uint8 BGR (or gray) numpy frame, any size
+
+Frames are what OpenCV delivers: HxW or HxWx1 (gray), HxWx3 (BGR), HxWx4 (BGRA; alpha
+passes through untouched); uint8, uint16 or float32 in [0,1]. The output has the input's
+shape and dtype. `sigma` is the noise std on the 0-255 scale; None estimates it from the
+frame. Frames are padded (reflect) to the model's size multiple and cropped back.
+
+This module imports neither torch nor triton: the `onnxruntime` backend is the runtime
+default, and `torch` is imported only when that backend is asked for.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .data import to_channels
+from .errors import DataError, ModelError
+from .estimate import estimate_sigma
+from .modelfile import ModelFiles, resolve
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, files: ModelFiles, threads: int | None = None, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        if files.onnx is None:
+            raise ModelError(f"model {files.name} has no .onnx export: run `edgedenoise export --model ... --out X.onnx`")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(files.onnx), so, providers=providers or ["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            msg = str(e).splitlines()[0][:200]
+            raise ModelError(f"cannot load ONNX model {files.onnx}: {msg} (corrupt or truncated? re-export it)") from None
+
+    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        return self.session.run(["denoised"], {"noisy": x, "sigma": sigma})[0]
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, files: ModelFiles, device: str | None = None, threads: int | None = None):
+        import torch
+
+        from .modelfile import load_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = load_model(files.weights or files.onnx).to(self.device).eval()
+
+    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            xt = torch.from_numpy(x).to(self.device)
+            st = torch.from_numpy(sigma).to(self.device)
+            return self.model(xt, st).clamp_(0, 1).cpu().numpy()  # .cpu() is a device sync point
+
+
+def _pick_backend(backend: str, files: ModelFiles) -> str:
+    """`auto`: ONNX Runtime when the model has an ONNX export and onnxruntime imports, else torch."""
+    if backend != "auto":
+        return backend
+    if files.onnx is not None:
+        try:
+            import onnxruntime  # noqa: F401
+
+            return "onnxruntime"
+        except ImportError:
+            pass
+    if files.weights is not None:
+        return "torch"
+    return "onnxruntime"
+
+
+class Denoiser:
+    def __init__(self, files: ModelFiles, backend: str = "auto", threads: int | None = None, device: str | None = None):
+        self.files = files
+        self.backend_name = _pick_backend(backend, files)
+        if self.backend_name == "onnxruntime":
+            self.backend = OnnxBackend(files, threads)
+        elif self.backend_name == "torch":
+            self.backend = TorchBackend(files, device, threads)
+        else:
+            raise ModelError(f"unknown backend {backend!r}: choose auto, onnxruntime or torch")
+        self.multiple = files.size_multiple
+        self.channels = files.channels
+
+    @classmethod
+    def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,
+             device: str | None = None) -> "Denoiser":
+        return cls(resolve(model), backend, threads, device)
+
+    @property
+    def name(self) -> str:
+        return self.files.name
+
+    def denoise(self, frame: np.ndarray, sigma: float | None = None) -> np.ndarray:
+        """Denoise one frame (see the module docstring for what frames may be)."""
+        if not isinstance(frame, np.ndarray):
+            raise DataError(f"frame must be a numpy array, not {type(frame).__name__}")
+        if frame.ndim not in (2, 3) or frame.size == 0:
+            raise DataError(f"frame has shape {frame.shape}: expected HxW or HxWxC")
+        dtype = frame.dtype
+        if dtype == np.uint8:
+            scale = 255.0
+        elif dtype == np.uint16:
+            scale = 65535.0
+        elif dtype in (np.float32, np.float64):
+            scale = 1.0
+        else:
+            raise DataError(f"frame pixel type {dtype} is not supported (uint8, uint16 or float in [0,1])")
+        alpha = frame[:, :, 3:4] if frame.ndim == 3 and frame.shape[2] == 4 else None
+        in_ch = 1 if frame.ndim == 2 else frame.shape[2]
+        if in_ch not in (1, 3, 4):
+            raise DataError(f"frame has {in_ch} channels: expected 1 (gray), 3 (BGR) or 4 (BGRA)")
+        gray_in = in_ch == 1
+        if sigma is None:
+            sigma = estimate_sigma(frame[:, :, :3] if frame.ndim == 3 else frame)
+        sigma = float(sigma)
+        if not 0.0 <= sigma <= 255.0:
+            raise DataError(f"sigma {sigma} is outside 0-255 (it is the noise std on the 0-255 scale)")
+
+        img = frame[:, :, :3] if alpha is not None else frame
+        if self.channels == 3:
+            bgr = to_channels(img, 3)  # gray is replicated
+            x = bgr[:, :, ::-1].transpose(2, 0, 1)[None]  # (1,3,H,W) RGB
+        else:
+            # a grayscale model denoises every channel of a colour frame as its own image
+            planes = img if img.ndim == 3 else img[:, :, None]
+            x = planes.transpose(2, 0, 1)[:, None]  # (C,1,H,W)
+        x = x.astype(np.float32) * np.float32(1.0 / scale)
+        y = self._run(x, sigma)
+        if self.channels == 3:
+            out = y[0].transpose(1, 2, 0)[:, :, ::-1]  # back to BGR HWC
+            if gray_in:
+                out = out.mean(axis=2)  # the three channels of a gray frame stay (nearly) equal
+                out = out[:, :, None] if frame.ndim == 3 else out
+        else:
+            out = y[:, 0].transpose(1, 2, 0)
+            if frame.ndim == 2:
+                out = out[:, :, 0]
+        if dtype == np.uint8 or dtype == np.uint16:
+            out = np.clip(np.round(out * scale), 0, scale).astype(dtype)
+        else:
+            out = out.astype(dtype)
+        if alpha is not None:
+            out = np.concatenate([out, alpha], axis=2)
+        return np.ascontiguousarray(out)
+
+    def _run(self, x: np.ndarray, sigma: float) -> np.ndarray:
+        n, c, h, w = x.shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            mode = "reflect" if h > ph and w > pw else "edge"
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+        s = np.full((n,), sigma / 255.0, np.float32)
+        y = self.backend(np.ascontiguousarray(x), s)
+        return y[:, :, :h, :w]

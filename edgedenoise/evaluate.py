@@ -1,0 +1,139 @@
+"""Evaluation exactly as BENCHMARK_PROTOCOL.md says: `edgedenoise eval`.
+
+For image i of a test folder (sorted order) and each sigma: noise from
+`default_rng(i)`, the `paper` (float, unclipped) or `camera` (clipped, rounded uint8)
+protocol, output clipped and rounded to uint8, PSNR over all channels and SSIM
+(scikit-image, data_range=255), averaged over images.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .data import list_images, read_image
+from .denoiser import Denoiser
+from .modelfile import file_sha256
+from .noise import protocol_noisy
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def ssim_u8(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    if a.ndim == 3 and a.shape[2] == 1:
+        a, b = a[:, :, 0], b[:, :, 0]
+    return float(structural_similarity(a, b, data_range=255, channel_axis=2 if a.ndim == 3 else None))
+
+
+def to_u8(x: np.ndarray) -> np.ndarray:
+    return x if x.dtype == np.uint8 else np.round(np.clip(x * 255.0, 0, 255)).astype(np.uint8)
+
+
+def comparison(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Side-by-side uint8 BGR picture of labelled RGB/gray panels."""
+    import cv2
+
+    out = []
+    for label, img in panels:
+        img = to_u8(img)
+        img = np.repeat(img, 3, axis=2) if img.ndim == 3 and img.shape[2] == 1 else img
+        img = np.stack([img] * 3, axis=2) if img.ndim == 2 else img
+        bgr = img[:, :, ::-1].copy()  # a copy: the labels must not draw into the caller's frame
+        cv2.putText(bgr, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(bgr, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        out.append(bgr)
+        out.append(np.full((bgr.shape[0], 4, 3), 255, np.uint8))
+    return np.concatenate(out[:-1], axis=1)
+
+
+def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol: str = "camera",
+             backend: str = "auto", blind: bool = False, save: str | Path | None = None,
+             progress: bool = True, limit: int | None = None) -> dict:
+    """Score a model on a folder. Returns the JSON-ready result (per image and means)."""
+    import cv2
+
+    den = Denoiser.load(model, backend=backend)
+    files = list_images(data)[:limit]
+    gray = den.channels == 1
+    results = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files) * len(sigmas), unit="img", desc=f"eval {Path(data).name} {protocol}")
+    save_dir = Path(save) if save else None
+    for sigma in sigmas:
+        rows = []
+        for i, f in enumerate(files):
+            clean = read_image(f, 1 if gray else 3)  # RGB (or 1 channel)
+            noisy = protocol_noisy(clean, sigma, i, protocol)
+            bgr = noisy[:, :, ::-1] if noisy.shape[2] == 3 else noisy
+            out = den.denoise(np.ascontiguousarray(bgr), sigma=None if blind else sigma)
+            out = to_u8(out)
+            out = out[:, :, ::-1] if out.shape[2] == 3 else out
+            rows.append({
+                "image": f.name,
+                "psnr": psnr_u8(out, clean),
+                "ssim": ssim_u8(out, clean),
+                "psnr_noisy": psnr_u8(to_u8(noisy), clean),
+            })
+            if save_dir is not None:
+                d = save_dir / f"{protocol}_sigma{sigma:g}"
+                d.mkdir(parents=True, exist_ok=True)
+                pic = comparison([(f"noisy s={sigma:g} {rows[-1]['psnr_noisy']:.2f} dB", noisy),
+                                  (f"{den.name} {rows[-1]['psnr']:.2f} dB", out), ("clean", clean)])
+                cv2.imwrite(str(d / f"{f.stem}.png"), pic)
+            if bar is not None:
+                bar.update(1)
+        results.append({
+            "sigma": sigma,
+            "psnr": float(np.mean([r["psnr"] for r in rows])),
+            "ssim": float(np.mean([r["ssim"] for r in rows])),
+            "psnr_noisy": float(np.mean([r["psnr_noisy"] for r in rows])),
+            "images": rows,
+        })
+    if bar is not None:
+        bar.close()
+    mf = den.files
+    return {
+        "set": Path(data).name,
+        "protocol": protocol,
+        "blind": blind,
+        "n_images": len(files),
+        "model": mf.name,
+        "model_hash": file_sha256(mf.onnx if den.backend_name == "onnxruntime" else mf.weights),
+        "backend": den.backend_name,
+        "results": results,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+    }
+
+
+def markdown_table(reports: list[dict]) -> str:
+    lines = ["| set | protocol | sigma | PSNR (dB) | SSIM | noisy PSNR | images | model |", "|---|---|---|---|---|---|---|---|"]
+    for rep in reports:
+        for r in rep["results"]:
+            lines.append(f"| {rep['set']} | {rep['protocol']}{' blind' if rep['blind'] else ''} | {r['sigma']:g} | "
+                         f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['psnr_noisy']:.2f} | {rep['n_images']} | "
+                         f"{rep['model']} ({rep['model_hash']}) |")
+    return "\n".join(lines)
+
+
+def write_reports(reports: list[dict], json_path: str | Path | None) -> str:
+    table = markdown_table(reports)
+    if json_path:
+        p = Path(json_path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(reports, indent=1) + "\n")
+        p.with_suffix(".md").write_text(table + "\n")
+    return table

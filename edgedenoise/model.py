@@ -1,0 +1,195 @@
+"""The edgedenoise denoising autoencoder: a small U-Net that predicts the noise.
+
+Shape of the network (all sizes share it, only widths and depths change):
+
+    frame x (N,C,H,W in [0,1]) ──pixel-unshuffle(2)──► (N,4C,H/2,W/2) ┐
+    sigma (N,) ─────────────── noise-level map ─────► (N,1,H/2,W/2)  ┴─concat─► head conv3x3
+    encoder:  per level, `depth` x (conv3x3 + ReLU), then a strided 2x2 conv down
+    decoder:  conv1x1 to 4x channels + pixel-shuffle(2) up (a transposed 2x2 conv
+              written with ops every ONNX/TensorRT path handles the same way),
+              additive skip, `depth` x (conv3x3 + ReLU)
+    tail:     conv3x3 to 4C + pixel-shuffle(2) = predicted noise n;  output x - n
+
+It follows the residual-learning idea of DnCNN (Zhang et al., 2017) with the
+noise-level map input of FFDNet (Zhang et al., 2018), so one model serves every
+sigma in 0-75, and the multi-scale encoder-decoder of DRUNet, cut down to edge
+budgets. Only Conv, ReLU, DepthToSpace/SpaceToDepth, Add and Concat appear in
+the exported graph.
+
+Only torch is imported here: the runtime never imports this module.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# The noise-level map carries sigma (in [0,1] units) times this factor, so that
+# the map is of order one over the 0-75 (0-255 scale) range the models serve.
+SIGMA_MAP_SCALE = 255.0 / 50.0
+
+
+def conv3x3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1)
+
+
+class Level(nn.Module):
+    """`depth` times conv3x3 + ReLU at one resolution."""
+
+    def __init__(self, cin: int, width: int, depth: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [conv3x3(cin if i == 0 else width, width), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Up(nn.Module):
+    """x2 upsampling: conv1x1 to 4*cout channels, then pixel-shuffle (== ConvTranspose 2x2/2)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 4 * cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)
+
+
+class DenoiseUNet(nn.Module):
+    def __init__(self, config: "ModelConfig"):
+        super().__init__()
+        self.config = config
+        c, w, d = config.channels, config.widths, config.depths
+        r = config.unshuffle
+        self.head = nn.Sequential(conv3x3(c * r * r + 1, w[0]), nn.ReLU(inplace=True))
+        self.enc = nn.ModuleList([Level(w[0], w[0], max(d[0] - 1, 0))])
+        self.down = nn.ModuleList()
+        for i in range(1, len(w)):
+            self.down.append(nn.Sequential(nn.Conv2d(w[i - 1], w[i], 2, stride=2), nn.ReLU(inplace=True)))
+            self.enc.append(Level(w[i], w[i], d[i]))
+        self.up = nn.ModuleList([Up(w[i], w[i - 1]) for i in range(len(w) - 1, 0, -1)])
+        self.dec = nn.ModuleList([Level(w[i - 1], w[i - 1], d[i - 1]) for i in range(len(w) - 1, 0, -1)])
+        self.tail = conv3x3(w[0], c * r * r)
+        # Start as the identity (predicted noise 0): training then only has to learn the
+        # noise, not first undo a random output, and early steps already improve on the input.
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.config.size_multiple
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """x: (N,C,H,W) float in [0,1], H and W multiples of `size_multiple`.
+        sigma: noise std in [0,1] units, shape (N,), (N,1,1,1) or a per-pixel map (N,1,H,W).
+        Returns the denoised (N,C,H,W), not clamped."""
+        r = self.config.unshuffle
+        h = F.pixel_unshuffle(x, r)
+        n, _, hh, ww = h.shape
+        sigma = sigma.to(h.dtype)
+        if sigma.dim() == 4 and sigma.shape[-1] != 1:
+            smap = F.avg_pool2d(sigma, r)
+        else:
+            smap = sigma.reshape(n, 1, 1, 1).expand(n, 1, hh, ww)
+        h = self.head(torch.cat([h, smap * SIGMA_MAP_SCALE], dim=1))
+        skips = []
+        h = self.enc[0](h)
+        for down, enc in zip(self.down, self.enc[1:]):
+            skips.append(h)
+            h = enc(down(h))
+        for up, dec in zip(self.up, self.dec):
+            h = dec(up(h) + skips.pop())
+        noise = F.pixel_shuffle(self.tail(h), r)
+        return x - noise
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of one model size. Serialised as JSON beside the weights."""
+
+    name: str = "small"
+    widths: tuple[int, ...] = (24, 48, 96)
+    depths: tuple[int, ...] = (2, 2, 2)
+    channels: int = 3  # 3 = colour (RGB), 1 = grayscale
+    unshuffle: int = 2
+    extra: dict = field(default_factory=dict)  # free-form notes (training data, version, ...)
+
+    def __post_init__(self):
+        self.widths = tuple(int(v) for v in self.widths)
+        self.depths = tuple(int(v) for v in self.depths)
+        if len(self.widths) != len(self.depths) or not self.widths:
+            raise ValueError("model config: widths and depths must have the same, non-zero length")
+        if self.channels not in (1, 3):
+            raise ValueError(f"model config: channels must be 1 or 3, not {self.channels}")
+
+    @property
+    def size_multiple(self) -> int:
+        return self.unshuffle * 2 ** (len(self.widths) - 1)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"], d["depths"] = list(self.widths), list(self.depths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra") if k in d}
+        return cls(**known)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+# The model family. MAC budgets per pixel: tiny <= 10k, small <= 30k, base <= 100k
+# (tests/test_model.py measures them by running the model).
+SIZES: dict[str, ModelConfig] = {
+    "tiny": ModelConfig("tiny", widths=(16, 32, 64), depths=(1, 2, 2)),
+    "small": ModelConfig("small", widths=(24, 48, 96, 192), depths=(2, 2, 2, 2)),
+    "base": ModelConfig("base", widths=(48, 96, 192, 384), depths=(2, 2, 2, 2)),
+}
+MAC_BUDGETS = {"tiny": 10_000, "small": 30_000, "base": 100_000}
+
+
+def build_model(size_or_config: str | ModelConfig | dict, channels: int | None = None) -> DenoiseUNet:
+    if isinstance(size_or_config, str):
+        if size_or_config not in SIZES:
+            raise ValueError(f"unknown model size {size_or_config!r}; choose one of {', '.join(SIZES)}")
+        cfg = ModelConfig.from_dict(SIZES[size_or_config].to_dict())
+    elif isinstance(size_or_config, dict):
+        cfg = ModelConfig.from_dict(size_or_config)
+    else:
+        cfg = size_or_config
+    if channels is not None:
+        cfg.channels = channels
+    return DenoiseUNet(cfg)
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> tuple[int, float]:
+    """Multiply-accumulates of one forward pass, counted by running the model with
+    hooks on every convolution. Returns (total MACs, MACs per input pixel)."""
+    total = 0
+
+    def hook(mod: nn.Conv2d, _inp, out):
+        nonlocal total
+        kh, kw = mod.kernel_size
+        total += out.numel() * (mod.in_channels // mod.groups) * kh * kw
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        c = model.config.channels
+        model(torch.zeros(1, c, height, width), torch.zeros(1))
+    finally:
+        for h in handles:
+            h.remove()
+    return total, total / (height * width)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

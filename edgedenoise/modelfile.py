@@ -1,0 +1,152 @@
+"""Model files: safetensors weights + a JSON config (+ an ONNX export), never pickle.
+
+A model is named by any of:
+- a shipped model: `default`, `tiny`, `small`, `base` (files in edgedenoise/models/),
+- a run folder written by `edgedenoise train` (its model.safetensors),
+- a `.safetensors`, `.json` or `.onnx` path; the other files are found beside it by stem.
+
+Resolving names needs no torch; loading weights into a network does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+ALIASES = {"default": "small"}
+VERSION_KEY = "edgedenoise_version"
+
+
+@dataclass
+class ModelFiles:
+    name: str
+    config: dict
+    weights: Path | None  # .safetensors
+    onnx: Path | None
+
+    @property
+    def size_multiple(self) -> int:
+        cfg = self.config
+        return int(cfg.get("unshuffle", 2)) * 2 ** (len(cfg["widths"]) - 1)
+
+    @property
+    def channels(self) -> int:
+        return int(self.config.get("channels", 3))
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.json"))
+
+
+def resolve(spec: str | Path) -> ModelFiles:
+    """Find the files of a model (no torch needed). Raises ModelError with what to do."""
+    s = str(spec)
+    name = ALIASES.get(s, s)
+    if (MODELS_DIR / f"{name}.json").exists() and not Path(s).exists():
+        stem = MODELS_DIR / name
+    else:
+        p = Path(s)
+        if p.is_dir():
+            stem = p / "model"
+        elif p.suffix in (".safetensors", ".json", ".onnx"):
+            stem = p.with_suffix("")
+        else:
+            raise ModelError(
+                f"model {s!r} not found: give a shipped model ({', '.join(['default'] + shipped_models())}), "
+                "a run folder, or a .safetensors/.onnx file"
+            )
+        if not any(stem.with_suffix(x).exists() for x in (".json", ".safetensors", ".onnx")):
+            raise ModelError(f"model file not found: {p}")
+    cfg_path = stem.with_suffix(".json")
+    weights = stem.with_suffix(".safetensors")
+    onnx = stem.with_suffix(".onnx")
+    if cfg_path.exists():
+        try:
+            config = json.loads(cfg_path.read_text())
+        except (OSError, ValueError) as e:
+            raise ModelError(f"model config {cfg_path} is not valid JSON: {e}") from None
+    elif onnx.exists():
+        config = onnx_config(onnx)
+    else:
+        raise ModelError(f"model config {cfg_path} is missing (it is written beside the weights)")
+    if "widths" not in config:
+        raise ModelError(f"model config {cfg_path} has no 'widths': not an edgedenoise model config")
+    return ModelFiles(
+        name=str(config.get("name", stem.name)),
+        config=config,
+        weights=weights if weights.exists() else None,
+        onnx=onnx if onnx.exists() else None,
+    )
+
+
+def onnx_config(path: Path) -> dict:
+    """The architecture config stored in an exported ONNX file's metadata."""
+    try:
+        import onnx
+    except ImportError:
+        raise ModelError(f"{path}: no JSON config beside it, and the onnx package is not installed to read its metadata") from None
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError and friends
+        raise ModelError(f"cannot read ONNX model {path}: {e.__class__.__name__}: file is corrupt or truncated") from None
+    props = {p.key: p.value for p in m.metadata_props}
+    if "config" not in props:
+        raise ModelError(f"{path} has no edgedenoise 'config' metadata: was it exported by edgedenoise export?")
+    return json.loads(props["config"])
+
+
+def file_sha256(path: Path, n: int = 12) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+def save_model(model, stem: str | Path, extra: dict | None = None) -> tuple[Path, Path]:
+    """Write <stem>.safetensors and <stem>.json. Returns both paths."""
+    from safetensors.torch import save_file
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    cfg = model.config.to_dict()
+    if extra:
+        cfg["extra"] = {**cfg.get("extra", {}), **extra}
+    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights, config = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    tmp = weights.with_suffix(".safetensors.tmp")
+    save_file(state, str(tmp), metadata={"config": json.dumps(cfg)})
+    tmp.replace(weights)
+    config.write_text(json.dumps(cfg, indent=2) + "\n")
+    return weights, config
+
+
+def load_model(spec: str | Path):
+    """Build the network of a model and load its weights (torch needed)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .model import build_model
+
+    files = resolve(spec)
+    if files.weights is None:
+        raise ModelError(f"model {spec}: no .safetensors weights beside its config (the torch backend needs them)")
+    try:
+        model = build_model(files.config)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"model {spec}: config does not describe an edgedenoise model: {e}") from None
+    try:
+        state = load_file(str(files.weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"cannot read weights {files.weights}: {e}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise ModelError(f"weights {files.weights} do not match config {files.config.get('name')}: {first}") from None
+    model.eval()
+    return model

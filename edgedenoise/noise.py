@@ -1,0 +1,128 @@
+"""Seeded noise models, in NumPy (no torch), shared by training, evaluation and the demo stream.
+
+Images here are float32 arrays in [0,1] (any shape; HWC or CHW alike). Every model
+takes a `numpy.random.Generator`, so a run is reproduced by its seed.
+
+- AWGN: additive white Gaussian noise, fixed sigma or drawn uniformly from a range.
+- Poisson-Gaussian: shot noise (variance a*x) plus read noise (variance b), the
+  standard raw-sensor model (Foi et al., 2008), approximated by a Gaussian of the
+  same signal-dependent variance.
+- Camera: Poisson-Gaussian noise on linear light, then the sRGB-like gamma a camera
+  applies, so noise is strongest in the mid-tones, plus optional JPEG compression.
+
+`quantize` turns a noisy float image into what a camera stream delivers: clipped to
+[0,255] and rounded to uint8 (the `camera` protocol of BENCHMARK_PROTOCOL.md).
+Sigma values are on the 0-255 scale throughout this module's public API.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def quantize(noisy: np.ndarray) -> np.ndarray:
+    """Float image in [0,1] units -> clipped, rounded, back to float in [0,1] (uint8 levels)."""
+    return np.round(np.clip(noisy * 255.0, 0.0, 255.0)).astype(np.float32) / 255.0
+
+
+@dataclass
+class AWGN:
+    """Additive white Gaussian noise; `sigma` fixed, or drawn per image from `sigma_range`."""
+
+    sigma: float | None = 25.0
+    sigma_range: tuple[float, float] | None = None
+
+    def draw_sigma(self, rng: np.random.Generator) -> float:
+        if self.sigma_range is not None:
+            lo, hi = self.sigma_range
+            return float(rng.uniform(lo, hi))
+        return float(self.sigma)
+
+    def apply(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """Returns (noisy float32, effective sigma on the 0-255 scale)."""
+        sigma = self.draw_sigma(rng)
+        n = rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+        return (clean + n).astype(np.float32), sigma
+
+
+@dataclass
+class PoissonGaussian:
+    """Shot + read noise: var(x) = a*x + b (x in [0,1]). Ranges draw a and b per image,
+    log-uniformly, which is how gains and read noise spread across real sensors."""
+
+    shot: tuple[float, float] = (1e-4, 1e-2)  # a
+    read: tuple[float, float] = (1e-6, 2.5e-3)  # b = sigma_read**2
+
+    def _draw(self, rng: np.random.Generator) -> tuple[float, float]:
+        a = float(np.exp(rng.uniform(np.log(self.shot[0]), np.log(self.shot[1]))))
+        b = float(np.exp(rng.uniform(np.log(self.read[0]), np.log(self.read[1]))))
+        return a, b
+
+    def apply(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        a, b = self._draw(rng)
+        var = a * np.clip(clean, 0.0, 1.0) + b
+        n = rng.standard_normal(clean.shape, dtype=np.float32) * np.sqrt(var).astype(np.float32)
+        # The model takes one sigma per image: the RMS of the signal-dependent std.
+        sigma = float(np.sqrt(var.mean())) * 255.0
+        return (clean + n).astype(np.float32), sigma
+
+
+@dataclass
+class Camera:
+    """Camera-like noise: Poisson-Gaussian on linear light, gamma-encoded, optional JPEG."""
+
+    pg: PoissonGaussian = field(default_factory=PoissonGaussian)
+    gamma: float = 2.2
+    jpeg_quality: tuple[int, int] | None = None  # e.g. (70, 95); None = no JPEG
+
+    def apply(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        lin = np.clip(clean, 0.0, 1.0) ** self.gamma
+        noisy_lin, _ = self.pg.apply(lin, rng)
+        noisy = np.sign(noisy_lin) * np.abs(noisy_lin) ** (1.0 / self.gamma)
+        noisy = noisy.astype(np.float32)
+        if self.jpeg_quality is not None:
+            noisy = _jpeg(noisy, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
+        sigma = float(np.sqrt(np.mean((noisy - clean) ** 2))) * 255.0
+        return noisy, sigma
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    import cv2
+
+    hwc = img if img.ndim == 2 or img.shape[-1] in (1, 3) else np.moveaxis(img, 0, -1)
+    u8 = np.round(np.clip(hwc * 255.0, 0, 255)).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255.0
+    out = out.reshape(hwc.shape)
+    return out if hwc is img else np.moveaxis(out, -1, 0)
+
+
+def make_noise(kind: str, sigma: float | None = None, sigma_range: tuple[float, float] | None = None, jpeg: bool = False):
+    """Noise model by name: 'awgn', 'poisson-gaussian' or 'camera'."""
+    if kind == "awgn":
+        if sigma_range is None and sigma is None:
+            raise ValueError("awgn noise needs a sigma or a sigma range")
+        return AWGN(sigma=sigma, sigma_range=sigma_range)
+    if kind == "poisson-gaussian":
+        return PoissonGaussian()
+    if kind == "camera":
+        return Camera(jpeg_quality=(70, 95) if jpeg else None)
+    raise ValueError(f"unknown noise model {kind!r}: choose awgn, poisson-gaussian or camera")
+
+
+def protocol_noisy(clean_u8: np.ndarray, sigma: float, index: int, protocol: str) -> np.ndarray:
+    """The noisy image of BENCHMARK_PROTOCOL.md for image `index` (0-based, sorted order).
+
+    paper: float32 in [0,1] units, clean/255 + n/255, neither clipped nor quantised.
+    camera: uint8, round(clip(clean + n, 0, 255)).
+    """
+    rng = np.random.default_rng(index)
+    n = rng.standard_normal(clean_u8.shape).astype(np.float32) * sigma
+    if protocol == "paper":
+        return clean_u8.astype(np.float32) / 255.0 + n / 255.0
+    if protocol == "camera":
+        return np.round(np.clip(clean_u8.astype(np.float32) + n, 0, 255)).astype(np.uint8)
+    raise ValueError(f"unknown protocol {protocol!r}: choose camera or paper")

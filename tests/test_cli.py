@@ -1,0 +1,73 @@
+"""The edgedenoise command as a user runs it."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from edgedenoise.model import MAC_BUDGETS
+
+
+def run(*args, cwd=None, check=True):
+    p = subprocess.run([sys.executable, "-m", "edgedenoise.cli", *args], capture_output=True, text=True, cwd=cwd)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def test_denoise_without_arguments_writes_the_demo_picture(tmp_path):
+    p = run("denoise", cwd=tmp_path)
+    pic = cv2.imread(str(tmp_path / "edgedenoise_demo.png"))
+    assert pic is not None and pic.shape[1] > 3 * 500  # noisy | denoised | clean
+    noisy_db, den_db = [float(x) for x in p.stdout.split("noisy ")[1].split(" dB -> denoised ")[0:1]
+                        + [p.stdout.split("denoised ")[1].split(" dB")[0]]]
+    assert den_db > noisy_db + 6
+
+
+def test_denoise_a_file_keeps_its_size(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, (45, 67, 3)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "in.png"), img)
+    run("denoise", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--sigma", "20")
+    assert cv2.imread(str(tmp_path / "out.png")).shape == img.shape
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["denoise", "/nonexistent/x.png"], "image not found"),
+    (["denoise", "--model", "/nonexistent/m.onnx"], "model file not found"),
+    (["eval", "--data", "/nonexistent"], "image folder not found"),
+    (["train", "--data", "/nonexistent", "--out", "/tmp/x", "--steps", "1"], "image folder not found"),
+])
+def test_bad_input_gives_one_clear_line(args, msg):
+    p = run(*args, check=False)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert lines[-1].startswith("edgedenoise: error:") and msg in lines[-1], p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_eval_writes_json_and_markdown(tmp_path, data_root):
+    out = tmp_path / "ev.json"
+    run("eval", "--data", str(data_root / "test" / "Kodak24"), "--sigma", "25", "--protocol", "both",
+        "--limit", "2", "--json", str(out), "--save", str(tmp_path / "pics"))
+    reps = json.loads(out.read_text())
+    assert [r["protocol"] for r in reps] == ["camera", "paper"]
+    for r in reps:
+        res = r["results"][0]
+        assert r["n_images"] == 2 and len(res["images"]) == 2 and res["psnr"] > res["psnr_noisy"] + 6
+        assert 0.5 < res["ssim"] <= 1
+    assert "| Kodak24 | camera | 25 |" in out.with_suffix(".md").read_text()
+    assert len(list((tmp_path / "pics" / "camera_sigma25").glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "base"])
+def test_info_measures_macs_within_budget(size):
+    info = json.loads(run("info", size, "--json").stdout)
+    assert 0 < info["macs_per_pixel"] <= MAC_BUDGETS[size]
+    assert info["parameters"] > 0
+
+
+def test_export_matches_pytorch(tmp_path):
+    p = run("export", "--model", "default", "--out", str(tmp_path / "m.onnx"))
+    assert "ok" in p.stdout and (tmp_path / "m.onnx").exists()

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from edgedenoise.noise import AWGN, Camera, PoissonGaussian, make_noise, protocol_noisy, quantize
+
+
+def test_awgn_is_seeded_and_has_its_sigma():
+    clean = np.full((256, 256, 3), 0.5, np.float32)
+    a, s1 = AWGN(sigma=25).apply(clean, np.random.default_rng(3))
+    b, s2 = AWGN(sigma=25).apply(clean, np.random.default_rng(3))
+    assert np.array_equal(a, b) and s1 == s2 == 25
+    assert abs((a - clean).std() * 255 - 25) < 0.3
+
+
+def test_awgn_range_draws_inside_range():
+    sig = [AWGN(sigma=None, sigma_range=(5, 30)).apply(np.zeros((4, 4), np.float32), np.random.default_rng(i))[1]
+           for i in range(50)]
+    assert min(sig) >= 5 and max(sig) <= 30 and np.std(sig) > 3
+
+
+def test_poisson_gaussian_noise_grows_with_signal():
+    pg = PoissonGaussian(shot=(1e-2, 1e-2), read=(1e-6, 1e-6))
+    dark = np.full((128, 128), 0.05, np.float32)
+    bright = np.full((128, 128), 0.9, np.float32)
+    nd, _ = pg.apply(dark, np.random.default_rng(0))
+    nb, _ = pg.apply(bright, np.random.default_rng(0))
+    # variance a*x: std ratio sqrt(0.9/0.05) ~ 4.2
+    assert 3.5 < (nb - bright).std() / (nd - dark).std() < 5.0
+
+
+def test_camera_noise_with_jpeg_is_seeded():
+    clean = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
+    cam = Camera(jpeg_quality=(80, 90))
+    a, sa = cam.apply(clean, np.random.default_rng(1))
+    b, sb = cam.apply(clean, np.random.default_rng(1))
+    assert np.array_equal(a, b) and sa == sb > 0
+
+
+def test_protocols_follow_the_benchmark_page():
+    clean = np.random.default_rng(9).integers(0, 256, (20, 30, 3)).astype(np.uint8)
+    n = np.random.default_rng(4).standard_normal(clean.shape).astype(np.float32) * 25
+    paper = protocol_noisy(clean, 25, 4, "paper")
+    camera = protocol_noisy(clean, 25, 4, "camera")
+    assert paper.dtype == np.float32 and np.allclose(paper, clean / 255 + n / 255, atol=1e-6)
+    assert camera.dtype == np.uint8 and np.array_equal(camera, np.round(np.clip(clean + n, 0, 255)).astype(np.uint8))
+    assert np.array_equal(quantize(paper), camera / np.float32(255))
+
+
+def test_unknown_noise_is_refused():
+    with pytest.raises(ValueError, match="unknown noise model"):
+        make_noise("speckle")

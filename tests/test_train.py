@@ -1,0 +1,92 @@
+"""Training: it learns, it resumes exactly, it splits over processes, it refuses bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from edgedenoise.errors import DataError, ModelError
+from edgedenoise.train import load_checkpoint, train
+from edgedenoise.trainconfig import TrainConfig
+
+
+def cfg(data, out, **kw):
+    base = dict(data=str(data), out=str(out), model="tiny", steps=20, batch=4, patch=32, val_count=2,
+                val_every=10, ckpt_every=10, workers=0, warmup=5, seed=1, sigma_min=10, sigma_max=40)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def rows(run):
+    return list(csv.DictReader(open(run / "metrics.csv")))
+
+
+def test_short_run_lowers_validation_loss(train_subset, tmp_path):
+    run = tmp_path / "run"
+    train(cfg(train_subset, run, steps=150, batch=8, val_every=25, ckpt_every=75, lr=2e-3), progress=False)
+    val = [float(r["val_loss"]) for r in rows(run) if r["val_loss"]]
+    assert len(val) == 6
+    assert val[-1] < 0.8 * val[0], val
+    for f in ("config.json", "model.safetensors", "model.json", "checkpoint.pt", "metrics.csv", "curves.png"):
+        assert (run / f).exists(), f
+    assert json.loads((run / "model.json").read_text())["name"] == "tiny"
+
+
+def test_resume_continues_the_same_run(train_subset, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(cfg(train_subset, a), progress=False)
+    train(cfg(train_subset, b, stop_at=10), progress=False)
+    ck = load_checkpoint(b / "checkpoint.pt")  # weights_only=True
+    assert ck["step"] == 10 and "optimizer" in ck and "scheduler" in ck and "rng" in ck
+    train(cfg(train_subset, b), progress=False)
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), f"{k}: max diff {(wa[k] - wb[k]).abs().max():.3g}"
+
+
+def test_checkpoint_of_another_model_is_refused(train_subset, tmp_path):
+    run = tmp_path / "run"
+    train(cfg(train_subset, run, steps=2, ckpt_every=2, val_every=2), progress=False)
+    with pytest.raises(ModelError, match="checkpoint .* is for widths"):
+        train(cfg(train_subset, run, model="small", patch=32), progress=False)
+    (run / "checkpoint.pt").write_bytes(b"\x80\x04not a checkpoint")
+    with pytest.raises(ModelError, match="cannot load checkpoint"):
+        train(cfg(train_subset, run), progress=False)
+
+
+def test_bad_training_settings_are_refused(train_subset, tmp_path):
+    with pytest.raises(DataError, match="multiple of 16"):
+        train(cfg(train_subset, tmp_path / "r", model="small", patch=40), progress=False)
+    with pytest.raises(DataError, match="no usable training images"):
+        train(cfg(train_subset, tmp_path / "r", patch=4096), progress=False)
+
+
+def test_adversarial_loss_trains_a_discriminator(train_subset, tmp_path):
+    run = tmp_path / "gan"
+    train(cfg(train_subset, run, steps=6, ckpt_every=6, val_every=6, adv_weight=0.01, loss="charbonnier"), progress=False)
+    ck = load_checkpoint(run / "checkpoint.pt")
+    assert "disc" in ck and "disc_optimizer" in ck
+    d = [float(r["d_loss"]) for r in rows(run)]
+    assert d and all(0 < x < 10 for x in d)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(train_subset, tmp_path):
+    """torchrun, 2 CPU processes, gloo: each rank takes half of every batch; the averaged
+    gradients equal the single-process ones, so the weights agree to float rounding."""
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    args = ["--data", str(train_subset), "--model", "tiny", "--steps", "6", "--batch", "4", "--patch", "32",
+            "--val-count", "2", "--val-every", "6", "--ckpt-every", "6", "--workers", "0", "--warmup", "2",
+            "--threads", "1", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "edgedenoise.cli", "train", "--out", str(single), *args], check=True, env=env)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                    "-m", "edgedenoise.cli", "train", "--out", str(ddp), *args], check=True, env=env)
+    ws, wd = load_file(single / "model.safetensors"), load_file(ddp / "model.safetensors")
+    for k in ws:
+        assert torch.allclose(ws[k], wd[k], atol=2e-5, rtol=1e-4), f"{k}: max diff {(ws[k] - wd[k]).abs().max():.3g}"
