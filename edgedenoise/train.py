@@ -81,7 +81,7 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, channels: int = 3, width: int = 32):
         super().__init__()
         layers, c = [], channels
-        for i, w in enumerate((width, width * 2, width * 4)):
+        for w in (width, width * 2, width * 4):
             layers += [nn.Conv2d(c, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
             c = w
         layers += [nn.Conv2d(c, 1, 3, padding=1)]
@@ -167,7 +167,7 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
     b.plot(step, [float(r["train_psnr"]) for r in rows], lw=0.8, label="train PSNR (patches)")
     vs = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r["val_psnr"]]
     if vs:
-        b.plot(*zip(*vs), "o-", label="validation PSNR")
+        b.plot(*zip(*vs), "o-", label="validation PSNR (camera protocol)")
     b.set_xlabel("step"), b.set_ylabel("PSNR (dB)"), b.grid(alpha=0.3), b.legend()
     fig.suptitle(png_path.parent.name)
     fig.tight_layout()

@@ -65,7 +65,6 @@ def test_grayscale_and_16bit_frames_are_denoised(den, kodak_rgb):
     # A colour model sees the same noise in all three channels of a gray frame, which it
     # never met in training: it gains less than on colour (~5 dB); a --gray model does better.
     assert out.shape == gray.shape and psnr_u8(out, gray) > psnr_u8(noisy, gray) + 4
-    clean16 = gray.astype(np.uint16) * 257
     noisy16 = noisy.astype(np.uint16) * 257
     out16 = den.denoise(noisy16, 25)
     assert out16.dtype == np.uint16 and out16.shape == gray.shape

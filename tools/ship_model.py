@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Ship a trained run as a packaged model: copy its weights and config into
+edgedenoise/models/<name>.*, export the ONNX beside them, and score it on CBSD68 and
+Kodak24 at sigma 15/25/50 under both protocols (BENCHMARK_PROTOCOL.md).
+
+    python tools/ship_model.py runs/small --name small
+
+Writes benchmarks/results/quality_<name>.json and .md (stamped with machine, versions,
+date and the command).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", help="run folder written by `edgedenoise train`")
+    ap.add_argument("--name", required=True, help="shipped model name (tiny, small, base)")
+    ap.add_argument("--sigma", type=float, nargs="+", default=[15, 25, 50])
+    ap.add_argument("--sets", nargs="+", default=["CBSD68", "Kodak24"])
+    a = ap.parse_args()
+
+    import cv2
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    from edgedenoise.data import default_data_root
+    from edgedenoise.evaluate import evaluate, markdown_table
+    from edgedenoise.export import export_onnx
+
+    run = Path(a.run)
+    dest = ROOT / "edgedenoise" / "models" / a.name
+    cfg = json.loads((run / "model.json").read_text())
+    cfg["name"] = a.name
+    train_cfg = json.loads((run / "config.json").read_text())
+    cfg.setdefault("extra", {})["trained_on"] = "CBSD432 (BSDS500 outside CBSD68)"
+    cfg["extra"]["training"] = {k: train_cfg[k] for k in ("steps", "batch", "patch", "lr", "loss", "noise", "sigma_min",
+                                                          "sigma_max", "camera_fraction", "amp", "seed")}
+    shutil.copyfile(run / "model.safetensors", dest.with_suffix(".safetensors"))
+    dest.with_suffix(".json").write_text(json.dumps(cfg, indent=2) + "\n")
+    r = export_onnx(dest.with_suffix(".safetensors"), dest.with_suffix(".onnx"))
+    print(f"export onnx: {r['path']} {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
+
+    data = default_data_root() / "test"
+    reports = [evaluate(a.name, data / s, a.sigma, pr) for s in a.sets for pr in ("camera", "paper")]
+    stamp = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python " + " ".join(sys.argv),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
+                    "gpu": None, "platform": platform.platform()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                     "opencv": cv2.__version__, "numpy": np.__version__},
+        "backend": "onnxruntime (CPU, fp32)",
+    }
+    for rep in reports:
+        for res in rep["results"]:
+            del res["images"]  # per-image rows: `edgedenoise eval --json` gives them
+    out = ROOT / "benchmarks" / "results" / f"quality_{a.name}.json"
+    out.write_text(json.dumps({"meta": stamp, "reports": reports}, indent=1) + "\n")
+    table = markdown_table(reports)
+    out.with_suffix(".md").write_text(f"Measured {stamp['date']} with `{stamp['command']}`\n\n{table}\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
