@@ -224,6 +224,18 @@ def cmd_export(a):
           f"ONNX Runtime vs PyTorch max abs error {r['max_abs_err']:.1e}: ok")
 
 
+def add_doctor(sub):
+    p = sub.add_parser("doctor", help="which backends work on this machine, with versions, and why not")
+    p.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(a):
+    from .doctor import main as doctor_main
+
+    if doctor_main():
+        raise SystemExit(1)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -232,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"edgedenoise {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_denoise, add_train, add_eval, add_export, add_info):
+    for add in (add_denoise, add_train, add_eval, add_export, add_info, add_doctor):
         add(sub)
     return p
 

@@ -88,3 +88,10 @@ def test_export_matches_pytorch_and_uses_only_portable_ops(tmp_path):
     meta = {p.key: p.value for p in m.metadata_props}
     assert meta["size_multiple"] == "16" and json.loads(meta["config"])["widths"] == [24, 48, 96, 192]
     assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
+
+
+def test_doctor_reports_every_backend():
+    out = run("doctor").stdout
+    for name in ("onnxruntime", "torch", "triton", "tensorrt", "opencv"):
+        assert f"  {name}" in out
+    assert "onnxruntime  ok" in out and "backends usable now: onnxruntime" in out
