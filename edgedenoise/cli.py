@@ -224,6 +224,35 @@ def cmd_export(a):
           f"ONNX Runtime vs PyTorch max abs error {r['max_abs_err']:.1e}: ok")
 
 
+def add_kernels(sub):
+    p = sub.add_parser("kernels", help="Triton kernels: ahead-of-time build")
+    ks = p.add_subparsers(dest="kernels_command", required=True, metavar="ACTION")
+    b = ks.add_parser("build", help="compile every kernel variant the models use to PTX + cubin (no GPU needed)")
+    b.add_argument("--target", default="sm_72,sm_87,sm_90", help="NVIDIA targets (default sm_72,sm_87,sm_90)")
+    b.add_argument("--out", required=True, help="output folder (PTX, cubin, manifest.json)")
+    b.add_argument("--sizes", nargs="+", help="model sizes to cover (default all)")
+    b.set_defaults(func=cmd_kernels_build)
+
+
+def cmd_kernels_build(a):
+    import time
+
+    from .errors import EdgeDenoiseError
+    from .kernel_build import build_kernels
+
+    t0 = time.time()
+    try:
+        m = build_kernels(a.target, a.out, a.sizes)
+    except ImportError as e:
+        raise EdgeDenoiseError(f"kernels build needs triton and torch ({e}): pip install -e .[kernels,train]") from None
+    except ValueError as e:
+        raise EdgeDenoiseError(str(e)) from None
+    n = len(m["kernels"])
+    targets = sorted({k["target"] for k in m["kernels"]})
+    print(f"kernels build: {n} kernels for {', '.join(targets)} with Triton {m['triton_version']} "
+          f"in {time.time() - t0:.0f} s -> {a.out}/manifest.json")
+
+
 def add_doctor(sub):
     p = sub.add_parser("doctor", help="which backends work on this machine, with versions, and why not")
     p.set_defaults(func=cmd_doctor)
@@ -244,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"edgedenoise {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_denoise, add_train, add_eval, add_export, add_info, add_doctor):
+    for add in (add_denoise, add_train, add_eval, add_export, add_info, add_kernels, add_doctor):
         add(sub)
     return p
 

@@ -1,0 +1,49 @@
+"""`edgedenoise kernels build`: the conv-kernel variants the model family needs, compiled
+ahead of time (kernels/aot.py) for the chosen NVIDIA targets. No GPU needed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def family_variants(sizes: list[str] | None = None, dtypes=("fp16", "fp32")) -> list:
+    """One ConvVariant per distinct convolution (window, stride, padding, activation, blocks)
+    of the given model sizes (default: all)."""
+    import torch.nn as nn
+
+    from edgedenoise_kernels.aot import ConvVariant
+    from edgedenoise_kernels.blocks import conv_blocks
+
+    from .model import SIZES, build_model
+
+    seen = []
+    for size in sizes or list(SIZES):
+        for name, m in build_model(size).named_modules():
+            if not isinstance(m, nn.Conv2d):
+                continue
+            # ReLU follows every conv but the upsampling 1x1 (pixel-shuffle follows) and the tail.
+            act = "none" if name.startswith(("up.", "tail")) else "relu"
+            bn, bk = conv_blocks(m.in_channels, m.out_channels)
+            for dt in dtypes:
+                v = ConvVariant(m.kernel_size[0], m.kernel_size[1], m.stride[0], m.padding[0], act, False, bn, bk, dt)
+                if v not in seen:
+                    seen.append(v)
+    return seen
+
+
+def build_kernels(targets: str, out: str | Path, sizes: list[str] | None = None) -> dict:
+    from tqdm import tqdm
+
+    from edgedenoise_kernels.aot import build, parse_targets
+
+    ccs = parse_targets(targets)
+    variants = family_variants(sizes)
+    bar = tqdm(total=len(ccs) * len(variants), unit="kernel", desc="kernels build")
+
+    def step(entry):
+        bar.set_postfix_str(f"{entry['target']} {entry['name']}")
+        bar.update(1)
+
+    try:
+        return build(variants, ccs, out, progress=step)
+    finally:
+        bar.close()

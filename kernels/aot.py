@@ -1,0 +1,107 @@
+"""Ahead-of-time build of the Triton kernels: PTX and cubin for NVIDIA targets, no GPU needed.
+
+    from edgedenoise_kernels.aot import ConvVariant, build
+    manifest = build([ConvVariant(3, 3, 1, 1, "relu", False, 32, 32, "fp16")], ["sm_87"], "build/kernels")
+
+Each variant fixes the kernel's compile-time constants (window, stride, padding, activation,
+residual, block sizes) and its dtype; `build` compiles it with
+`triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))` for every target and writes
+`<name>.ptx`, `<name>.cubin` and one `manifest.json` (kernel name, signature, constants,
+num_warps, shared memory, Triton version, target, cubin sha256). A loader on a device without
+Triton (a Jetson plugin) reads the manifest to launch the cubin.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ACT_CODES = {"none": 0, "relu": 1}
+BLOCK_M = 64
+NUM_WARPS = 4
+
+
+@dataclass(frozen=True)
+class ConvVariant:
+    kh: int
+    kw: int
+    stride: int
+    pad: int
+    act: str
+    residual: bool
+    block_n: int
+    block_k: int
+    dtype: str  # fp16 | fp32
+
+    @property
+    def name(self) -> str:
+        return (f"conv{self.kh}x{self.kw}s{self.stride}p{self.pad}_{self.act}{'_res' if self.residual else ''}"
+                f"_n{self.block_n}k{self.block_k}_{self.dtype}")
+
+
+def parse_targets(spec: str | list[str]) -> list[int]:
+    """'sm_72,sm_87,sm_90' -> [72, 87, 90]."""
+    items = spec.split(",") if isinstance(spec, str) else spec
+    out = []
+    for t in items:
+        t = t.strip().lower().removeprefix("sm_").removeprefix("sm")
+        if not t.isdigit() or int(t) < 70:
+            raise ValueError(f"bad target {t!r}: use sm_XY with compute capability >= 7.0 (e.g. sm_87)")
+        out.append(int(t))
+    return out
+
+
+def conv_signature(dtype: str) -> dict:
+    p = f"*{dtype}"
+    sig = {"x_ptr": p, "wp_ptr": p, "b_ptr": "*fp32", "res_ptr": p, "out_ptr": p}
+    sig.update({k: "i32" for k in ("N", "H", "W", "CI", "HO", "WO", "CO")})
+    sig.update({k: "constexpr" for k in ("KH", "KW", "STRIDE", "PAD", "ACT", "HAS_RES", "BLOCK_M", "BLOCK_N",
+                                          "BLOCK_K", "IEEE")})
+    return sig
+
+
+def build(variants: list[ConvVariant], targets: list[int], out_dir: str | Path, progress=None) -> dict:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from .conv_kernels import conv2d_nhwc_kernel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for cc in targets:
+        tdir = out / f"sm_{cc}"
+        tdir.mkdir(exist_ok=True)
+        for v in variants:
+            t0 = time.time()
+            consts = dict(KH=v.kh, KW=v.kw, STRIDE=v.stride, PAD=v.pad, ACT=ACT_CODES[v.act], HAS_RES=v.residual,
+                          BLOCK_M=BLOCK_M, BLOCK_N=v.block_n, BLOCK_K=v.block_k, IEEE=v.dtype == "fp32")
+            sig = conv_signature(v.dtype)
+            compiled = triton.compile(ASTSource(conv2d_nhwc_kernel, sig, consts), target=GPUTarget("cuda", cc, 32),
+                                      options={"num_warps": NUM_WARPS})
+            (tdir / f"{v.name}.ptx").write_text(compiled.asm["ptx"])
+            cubin = compiled.asm["cubin"]
+            (tdir / f"{v.name}.cubin").write_bytes(cubin)
+            entries.append({
+                "name": v.name,
+                "target": f"sm_{cc}",
+                "function": compiled.metadata.name,
+                "variant": asdict(v),
+                "signature": sig,
+                "constants": consts,
+                "num_warps": NUM_WARPS,
+                "shared_bytes": compiled.metadata.shared,
+                "ptx": f"sm_{cc}/{v.name}.ptx",
+                "cubin": f"sm_{cc}/{v.name}.cubin",
+                "cubin_sha256": hashlib.sha256(cubin).hexdigest(),
+                "grid": "(cdiv(N*HO*WO, BLOCK_M), cdiv(CO, BLOCK_N), 1)",
+                "seconds": round(time.time() - t0, 2),
+            })
+            if progress is not None:
+                progress(entries[-1])
+    manifest = {"triton_version": triton.__version__, "kernels": entries}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

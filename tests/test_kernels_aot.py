@@ -1,0 +1,35 @@
+"""Ahead-of-time build of the kernels for the Jetson (sm_72, sm_87) and H100 (sm_90) targets,
+on a machine with no GPU."""
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("triton", reason="triton is not installed (pip install -e .[kernels])")
+
+
+@pytest.mark.slow
+def test_build_writes_ptx_and_cubin_for_every_target(tmp_path):
+    out = tmp_path / "kb"
+    p = subprocess.run([sys.executable, "-m", "edgedenoise.cli", "kernels", "build", "--target", "sm_72,sm_87,sm_90",
+                        "--sizes", "tiny", "--out", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    targets = {k["target"] for k in m["kernels"]}
+    assert targets == {"sm_72", "sm_87", "sm_90"}
+    per_target = {t: {k["name"] for k in m["kernels"] if k["target"] == t} for t in targets}
+    assert per_target["sm_72"] == per_target["sm_87"] == per_target["sm_90"]
+    assert {"fp16", "fp32"} <= {k["variant"]["dtype"] for k in m["kernels"]}
+    for k in m["kernels"]:
+        cubin = (out / k["cubin"]).read_bytes()
+        assert cubin[:4] == b"\x7fELF" and hashlib.sha256(cubin).hexdigest() == k["cubin_sha256"]
+        ptx = (out / k["ptx"]).read_text()
+        assert f".target {k['target']}" in ptx and k["function"] in ptx
+
+
+def test_bad_target_is_refused(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "edgedenoise.cli", "kernels", "build", "--target", "sm_50",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 2 and "compute capability >= 7.0" in p.stderr
