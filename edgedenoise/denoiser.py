@@ -93,8 +93,12 @@ class Denoiser:
             self.backend = OnnxBackend(files, threads)
         elif self.backend_name == "torch":
             self.backend = TorchBackend(files, device, threads)
+        elif self.backend_name == "triton":
+            from .triton_backend import TritonBackend
+
+            self.backend = TritonBackend(files, device)
         else:
-            raise ModelError(f"unknown backend {backend!r}: choose auto, onnxruntime or torch")
+            raise ModelError(f"unknown backend {backend!r}: choose auto, onnxruntime, torch or triton")
         self.multiple = files.size_multiple
         self.channels = files.channels
 
@@ -134,6 +138,8 @@ class Denoiser:
             raise DataError(f"sigma {sigma} is outside 0-255 (it is the noise std on the 0-255 scale)")
 
         img = frame[:, :, :3] if alpha is not None else frame
+        if getattr(self.backend, "frame_native", False):
+            return self._run_frame_native(frame, img, alpha, sigma)
         if self.channels == 3:
             bgr = to_channels(img, 3)  # gray is replicated
             x = bgr[:, :, ::-1].transpose(2, 0, 1)[None]  # (1,3,H,W) RGB
@@ -159,6 +165,21 @@ class Denoiser:
         if alpha is not None:
             out = np.concatenate([out, alpha], axis=2)
         return np.ascontiguousarray(out)
+
+    def _run_frame_native(self, frame, img, alpha, sigma):
+        """Backends that take uint8 BGR frames directly (the fused boundary kernels)."""
+        if frame.dtype != np.uint8:
+            raise DataError(f"the {self.backend_name} backend takes 8-bit frames; {frame.dtype} needs onnxruntime or torch")
+        m = self.multiple
+        h, w = img.shape[:2]
+        if (-h) % m >= h or (-w) % m >= w:
+            raise DataError(f"frame {w}x{h} is too small for the {self.backend_name} backend (pads by reflection)")
+        out = self.backend.denoise_frames(np.ascontiguousarray(to_channels(img, 3)), sigma)
+        if img.ndim == 2 or img.shape[2] == 1:
+            out = np.round(out.mean(axis=2)).astype(np.uint8).reshape(img.shape)
+        if alpha is not None:
+            out = np.concatenate([out, alpha], axis=2)
+        return out
 
     def _run(self, x: np.ndarray, sigma: float) -> np.ndarray:
         n, c, h, w = x.shape

@@ -1,0 +1,100 @@
+"""The `triton` backend: the whole network in the fused Triton kernels, frame in, frame out.
+
+    uint8 BGR frame --ingest (unshuffle + map + head conv + ReLU)--> encoder/decoder convs
+    (fused conv + bias + ReLU, NHWC) --egest (tail conv + shuffle + residual + clamp)--> uint8 BGR
+
+Weights are packed once at load time. Runs on a CUDA GPU; on a CPU only under
+TRITON_INTERPRET=1 (for correctness tests: slow). Imported only when asked for.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import ModelError
+from .modelfile import ModelFiles
+
+
+class TritonBackend:
+    name = "triton"
+    frame_native = True
+
+    def __init__(self, files: ModelFiles, device: str | None = None, dtype: str = "fp32"):
+        import torch
+
+        from .model import SIGMA_MAP_SCALE
+        from .modelfile import load_model
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ModelError("the triton backend needs a CUDA GPU (or TRITON_INTERPRET=1 for a slow CPU check)")
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            raise ModelError("the triton backend needs triton: pip install -e .[kernels]") from None
+        if files.channels != 3:
+            raise ModelError("the triton backend handles colour (3-channel) models only")
+        self.torch = torch
+        self.device = torch.device(device)
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16}[dtype]
+        net = load_model(files.weights or files.onnx).eval()
+        self.cfg = net.config
+        self.map_scale = SIGMA_MAP_SCALE
+        self.multiple = net.config.size_multiple
+
+        def conv(m, act):
+            return {"w": m.weight.detach().to(self.device), "b": m.bias.detach().float().to(self.device),
+                    "k": tuple(m.kernel_size), "s": m.stride[0], "p": m.padding[0], "act": act}
+
+        def level(seq):
+            return [conv(m, "relu") for m in seq.body if isinstance(m, torch.nn.Conv2d)]
+
+        from edgedenoise_kernels.conv import pack_weight
+
+        self.head = conv(net.head[0], "relu")
+        self.enc = [level(e) for e in net.enc]
+        self.down = [conv(d[0], "relu") for d in net.down]
+        self.up = [conv(u.conv, "none") for u in net.up]
+        self.dec = [level(d) for d in net.dec]
+        self.tail = conv(net.tail, "none")
+        for c in [*sum(self.enc, []), *self.down, *self.up, *sum(self.dec, [])]:
+            c["wp"] = pack_weight(c["w"]).to(self.dtype)  # packed once, reused every frame
+
+    def _conv(self, x, c):
+        from edgedenoise_kernels.conv import conv2d_nhwc
+
+        return conv2d_nhwc(x, c["wp"], c["b"], c["k"], c["s"], c["p"], c["act"])
+
+    def _shuffle(self, x):
+        # NHWC pixel-shuffle(2): channel k = c*4 + dy*2 + dx -> pixel (2y+dy, 2x+dx), channel c
+        n, h, w, c4 = x.shape
+        c = c4 // 4
+        return x.view(n, h, w, c, 2, 2).permute(0, 1, 4, 2, 5, 3).reshape(n, 2 * h, 2 * w, c)
+
+    def denoise_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
+        """(N,H,W,3) or (H,W,3) uint8 BGR -> the same, denoised. sigma on the 0-255 scale."""
+        from edgedenoise_kernels.boundary import egest, ingest
+
+        torch = self.torch
+        single = frames.ndim == 3
+        fr = torch.from_numpy(np.ascontiguousarray(frames[None] if single else frames)).to(self.device)
+        with torch.inference_mode():
+            smap = torch.full((fr.shape[0],), sigma / 255.0 * self.map_scale, device=self.device)
+            h = ingest(fr, self.head["w"], self.head["b"], smap, self.multiple, self.dtype)
+            for c in self.enc[0]:
+                h = self._conv(h, c)
+            skips = []
+            for down, enc in zip(self.down, self.enc[1:]):
+                skips.append(h)
+                h = self._conv(h, down)
+                for c in enc:
+                    h = self._conv(h, c)
+            for up, dec in zip(self.up, self.dec):
+                h = self._shuffle(self._conv(h, up)) + skips.pop()
+                for c in dec:
+                    h = self._conv(h.contiguous(), c)
+            out = egest(h.contiguous(), self.tail["w"], self.tail["b"], fr)
+        out = out.cpu().numpy()  # a device sync point
+        return out[0] if single else out

@@ -1,0 +1,131 @@
+"""Triton kernels at the frame boundary: uint8 BGR in (ingest), uint8 BGR out (egest).
+
+Both are implicit-GEMM convolutions (as in conv_kernels.py) whose operand gathers and
+epilogues do the frame-format work, so no float copy of the frame is ever written.
+
+The network runs at half resolution on pixel-unshuffled input. For a frame of H x W
+(any size) padded up to Hp x Wp (multiples of the model's size multiple, by reflection,
+done here by index arithmetic), the half-resolution grid is Hh x Wh = Hp/2 x Wp/2 and
+unshuffled channel k = c*4 + dy*2 + dx holds RGB channel c of full-resolution pixel
+(2*y + dy, 2*x + dx), as torch.nn.functional.pixel_unshuffle orders it.
+
+ingest_conv_kernel:
+    frame (N, H, W, 3) uint8 BGR  ->  out (N, Hh, Wh, CO): relu(conv3x3([unshuffle(rgb/255), sigma_map]) + b)
+    wp    (9*CIN, CO)  packed as conv.pack_weight, CIN = 13 (12 image channels + the noise-level map)
+    smap  (N,) float32  value of the noise-level map per image (sigma * SIGMA_MAP_SCALE)
+egest_conv_kernel:
+    h     (N, Hh, Wh, CI) features  ->  conv3x3 to 12 channels = predicted noise n (unshuffled)
+    out   (N, H, W, 3) uint8 BGR  = round(clamp(frame/255 - pixel_shuffle(n), 0, 1) * 255), cropped to H x W
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _reflect(i, n):
+    # Index into the padded frame -> index into the real one (reflection without the edge
+    # pixel repeated, as numpy.pad(mode="reflect")); valid while the pad is smaller than n.
+    return tl.where(i < n, i, 2 * n - 2 - i)
+
+
+@triton.jit
+def ingest_conv_kernel(
+    frame_ptr, wp_ptr, b_ptr, smap_ptr, out_ptr,
+    N, H, W, HH, WH, CO,
+    CIN: tl.constexpr,  # 13
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # BLOCK_K >= CIN
+    IEEE: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    M = N * HH * WH
+    mask_m = offs_m < M
+    mask_n = offs_n < CO
+    x = offs_m % WH
+    t = offs_m // WH
+    y = t % HH
+    n = t // HH
+    sig = tl.load(smap_ptr + n, mask=mask_m, other=0.0)
+
+    k = tl.arange(0, BLOCK_K)  # unshuffled input channel
+    c = k // 4  # RGB channel
+    dy = (k // 2) % 2
+    dx = k % 2
+    is_img = k < 12
+    is_map = k == 12
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kh in range(3):
+        yy = y - 1 + kh
+        for kw in range(3):
+            xx = x - 1 + kw
+            # zero padding of the half-resolution conv input
+            inside = mask_m & (yy >= 0) & (yy < HH) & (xx >= 0) & (xx < WH)
+            fy = _reflect(2 * yy[:, None] + dy[None, :], H)
+            fx = _reflect(2 * xx[:, None] + dx[None, :], W)
+            src = ((n[:, None] * H + fy) * W + fx) * 3 + (2 - c[None, :])  # BGR storage, RGB order
+            m_img = inside[:, None] & is_img[None, :]
+            pix = tl.load(frame_ptr + src, mask=m_img, other=0).to(tl.float32) * (1.0 / 255.0)
+            a = tl.where(is_map[None, :] & inside[:, None], sig[:, None], pix)
+            krow = (kh * 3 + kw) * CIN + k
+            b = tl.load(wp_ptr + krow[:, None] * CO + offs_n[None, :],
+                        mask=(k < CIN)[:, None] & mask_n[None, :], other=0.0)
+            if IEEE:
+                acc += tl.dot(a.to(b.dtype), b, input_precision="ieee")
+            else:
+                acc += tl.dot(a.to(b.dtype), b)
+    acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
+    acc = tl.maximum(acc, 0.0)
+    o_off = offs_m[:, None] * CO + offs_n[None, :]
+    tl.store(out_ptr + o_off, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def egest_conv_kernel(
+    h_ptr, wp_ptr, b_ptr, frame_ptr, out_ptr,
+    N, H, W, HH, WH, CI,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    # 12 output channels padded to a 16-wide tile: one program owns BLOCK_M half-res pixels.
+    pid_m = tl.program_id(0)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    co = tl.arange(0, 16)
+    M = N * HH * WH
+    mask_m = offs_m < M
+    mask_n = co < 12
+    x = offs_m % WH
+    t = offs_m // WH
+    y = t % HH
+    n = t // HH
+    offs_k = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, 16), dtype=tl.float32)
+    for kh in range(3):
+        yy = y - 1 + kh
+        for kw in range(3):
+            xx = x - 1 + kw
+            inside = mask_m & (yy >= 0) & (yy < HH) & (xx >= 0) & (xx < WH)
+            pix = tl.where(inside, (n * HH + yy) * WH + xx, 0)
+            for c0 in range(0, CI, BLOCK_K):
+                ci = c0 + offs_k
+                mask_k = ci < CI
+                a = tl.load(h_ptr + pix[:, None] * CI + ci[None, :], mask=inside[:, None] & mask_k[None, :], other=0.0)
+                krow = (kh * 3 + kw) * CI + ci
+                b = tl.load(wp_ptr + krow[:, None] * 12 + co[None, :], mask=mask_k[:, None] & mask_n[None, :],
+                            other=0.0)
+                if IEEE:
+                    acc += tl.dot(a, b, input_precision="ieee")
+                else:
+                    acc += tl.dot(a, b)
+    noise = acc + tl.load(b_ptr + co, mask=mask_n, other=0.0)[None, :]
+    # Epilogue: pixel-shuffle index arithmetic, residual from the uint8 frame, clamp, round, crop.
+    c = co // 4
+    fy = 2 * y[:, None] + ((co // 2) % 2)[None, :]
+    fx = 2 * x[:, None] + (co % 2)[None, :]
+    keep = mask_m[:, None] & mask_n[None, :] & (fy < H) & (fx < W)
+    off = ((n[:, None] * H + fy) * W + fx) * 3 + (2 - c[None, :])
+    src = tl.load(frame_ptr + off, mask=keep, other=0).to(tl.float32) * (1.0 / 255.0)
+    val = tl.minimum(tl.maximum(src - noise, 0.0), 1.0)
+    q = tl.floor(val * 255.0 + 0.5)  # round half up; the reference does the same
+    tl.store(out_ptr + off, q.to(tl.uint8), mask=keep)
