@@ -221,7 +221,7 @@ def cmd_export(a):
 
     r = export_onnx(a.model, a.out)
     print(f"export onnx: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['seconds']:.1f} s, "
-          f"ONNX Runtime vs PyTorch max abs error {r['max_abs_err']:.1e}: ok")
+          f"{'slimmed, ' if r['slimmed'] else ''}ONNX Runtime vs PyTorch on 3 real crops (one odd): max abs error {r['max_abs_err']:.1e}: ok")
 
 
 def add_kernels(sub):
