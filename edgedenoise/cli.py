@@ -221,7 +221,43 @@ def cmd_export(a):
 
     r = export_onnx(a.model, a.out)
     print(f"export onnx: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['seconds']:.1f} s, "
-          f"{'slimmed, ' if r['slimmed'] else ''}ONNX Runtime vs PyTorch on 3 real crops (one odd): max abs error {r['max_abs_err']:.1e}: ok")
+          f"{'slimmed, ' if r['slimmed'] else ''}ONNX Runtime vs PyTorch on 3 real crops (one odd): "
+          f"max abs error {r['max_abs_err']:.1e}: ok")
+
+
+def add_build(sub):
+    p = sub.add_parser("build", help="build a TensorRT engine from an exported ONNX model")
+    p.add_argument("onnx", help="ONNX model (edgedenoise export)")
+    p.add_argument("--out", required=True, help="engine path (a .json sidecar is written beside it)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    p.add_argument("--calib", help="folder of clean images for INT8 calibration")
+    p.add_argument("--kernels", choices=["native", "triton", "auto"], default="native",
+                   help="boundary layers as TensorRT's own kernels, or as fused Triton plugins")
+    p.add_argument("--min", default="256x256", help="smallest frame WxH of the profile")
+    p.add_argument("--opt", default="1280x720", help="frame WxH TensorRT tunes for")
+    p.add_argument("--max", default="1920x1088", help="largest frame WxH of the profile")
+    p.set_defaults(func=cmd_build)
+
+
+def _wh(s: str) -> tuple[int, int]:
+    from .errors import EdgeDenoiseError
+
+    try:
+        w, h = (int(v) for v in s.lower().split("x"))
+    except ValueError:
+        raise EdgeDenoiseError(f"frame size {s!r} is not WIDTHxHEIGHT") from None
+    return h, w
+
+
+def cmd_build(a):
+    from .engine import EngineError, build_engine
+
+    if a.kernels != "native":
+        raise EngineError(f"--kernels {a.kernels}: the Triton plugins are not built yet; use --kernels native")
+    prof = {"min": _wh(a.min), "opt": _wh(a.opt), "max": _wh(a.max)}
+    m = build_engine(a.onnx, a.out, a.precision, a.calib, prof)
+    print(f"build tensorrt: {a.out}, {Path(a.out).stat().st_size / 1e6:.1f} MB, {m['seconds']} s, {m['precision']}, "
+          f"TensorRT {m['tensorrt']} on {m['gpu']} (sm {m['compute_capability']}): ok")
 
 
 def add_kernels(sub):
@@ -273,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"edgedenoise {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_denoise, add_train, add_eval, add_export, add_info, add_kernels, add_doctor):
+    for add in (add_denoise, add_train, add_eval, add_export, add_build, add_info, add_kernels, add_doctor):
         add(sub)
     return p
 

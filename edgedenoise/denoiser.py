@@ -86,25 +86,39 @@ def _pick_backend(backend: str, files: ModelFiles) -> str:
 
 
 class Denoiser:
-    def __init__(self, files: ModelFiles, backend: str = "auto", threads: int | None = None, device: str | None = None):
+    def __init__(self, files: ModelFiles, backend: str = "auto", threads: int | None = None, device: str | None = None,
+                 engine_path: Path | None = None):
         self.files = files
+        self.engine_path = engine_path
         self.backend_name = _pick_backend(backend, files)
         if self.backend_name == "onnxruntime":
             self.backend = OnnxBackend(files, threads)
         elif self.backend_name == "torch":
             self.backend = TorchBackend(files, device, threads)
+        elif self.backend_name == "tensorrt":
+            from .engine import TensorRTBackend
+
+            self.backend = TensorRTBackend(self.engine_path)
         elif self.backend_name == "triton":
             from .triton_backend import TritonBackend
 
             self.backend = TritonBackend(files, device)
         else:
-            raise ModelError(f"unknown backend {backend!r}: choose auto, onnxruntime, torch or triton")
+            raise ModelError(f"unknown backend {backend!r}: choose auto, onnxruntime, torch, triton or tensorrt")
         self.multiple = files.size_multiple
         self.channels = files.channels
 
     @classmethod
     def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,
              device: str | None = None) -> "Denoiser":
+        if str(model).endswith(".engine"):
+            # a TensorRT engine: its sidecar names the ONNX model it was built from
+            from .engine import read_sidecar
+
+            meta = read_sidecar(Path(model))
+            return cls(resolve(meta["onnx"]), "tensorrt", threads, device, engine_path=Path(model))
+        if backend == "tensorrt":
+            raise ModelError("the tensorrt backend needs an engine: --model MODEL.engine (edgedenoise build makes one)")
         return cls(resolve(model), backend, threads, device)
 
     @property
