@@ -23,6 +23,51 @@ from .modelfile import load_model, resolve
 OPSET = 17
 
 
+class _IngestOp(torch.autograd.Function):
+    """uint8 BGR frame -> features after the head conv + ReLU (NCHW). In the graph: one node
+    edgedenoise::Ingest, the fused Triton ingest kernel's contract (kernels/boundary.py)."""
+
+    @staticmethod
+    def forward(ctx, frame, sigma, weight, bias, multiple: int, map_scale: float):
+        from edgedenoise_kernels.boundary import ingest_reference
+
+        return ingest_reference(frame, weight, bias, sigma * map_scale, multiple).permute(0, 3, 1, 2).contiguous()
+
+    @staticmethod
+    def symbolic(g, frame, sigma, weight, bias, multiple, map_scale):
+        return g.op("edgedenoise::Ingest", frame, sigma, weight, bias, multiple_i=multiple, map_scale_f=map_scale)
+
+
+class _EgestOp(torch.autograd.Function):
+    """Features (NCHW) + the uint8 frame -> denoised uint8 BGR frame: tail conv, pixel-shuffle,
+    residual, clamp, round, crop. In the graph: one node edgedenoise::Egest."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, frame):
+        from edgedenoise_kernels.boundary import egest_reference
+
+        return egest_reference(h.permute(0, 2, 3, 1), weight, bias, frame).contiguous()
+
+    @staticmethod
+    def symbolic(g, h, weight, bias, frame):
+        return g.op("edgedenoise::Egest", h, weight, bias, frame)
+
+
+class _FrameNative(nn.Module):
+    """frame (N,H,W,3) uint8 BGR, sigma (N,) in [0,1] units -> denoised (N,H,W,3) uint8 BGR."""
+
+    def __init__(self, net):
+        super().__init__()
+        from .model import SIGMA_MAP_SCALE
+
+        self.net, self.scale = net, float(SIGMA_MAP_SCALE)
+
+    def forward(self, frame, sigma):
+        n = self.net
+        h = _IngestOp.apply(frame, sigma, n.head[0].weight, n.head[0].bias, n.config.size_multiple, self.scale)
+        return _EgestOp.apply(n.body(h), n.tail.weight, n.tail.bias, frame)
+
+
 class _Exported(nn.Module):
     def __init__(self, net):
         super().__init__()
@@ -32,9 +77,14 @@ class _Exported(nn.Module):
         return self.net(noisy, sigma).clamp(0.0, 1.0)
 
 
-def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True) -> dict:
+def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, frame_native: bool = False) -> dict:
     """Export a model to ONNX, check it, and verify ONNX Runtime against PyTorch.
-    Returns a summary (path, size, seconds, max abs error)."""
+    Returns a summary (path, size, seconds, max abs error).
+
+    frame_native: uint8 (N,H,W,3) BGR `frame` in, uint8 `denoised` out, any H and W, with the
+    fused boundary kernels as custom ops edgedenoise::Ingest / edgedenoise::Egest (what
+    TensorRT builds from, with the kernels as plugins). ONNX Runtime runs it only with those
+    ops registered (tests/test_frame_native.py does, with onnxruntime-extensions)."""
     import onnx
 
     t0 = time.time()
@@ -44,23 +94,38 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     m = net.config.size_multiple
     c = net.config.channels
-    x = torch.rand(1, c, 4 * m, 4 * m)
     s = torch.full((1,), 25 / 255)
-    wrapper = _Exported(net).eval()
     tmp = out.with_suffix(".onnx.tmp")
-    torch.onnx.export(
-        wrapper, (x, s), str(tmp), dynamo=False, opset_version=OPSET,
-        input_names=["noisy", "sigma"], output_names=["denoised"],
-        dynamic_axes={"noisy": {0: "N", 2: "H", 3: "W"}, "sigma": {0: "N"}, "denoised": {0: "N", 2: "H", 3: "W"}},
-        do_constant_folding=True,
-    )
+    if frame_native:
+        if c != 3:
+            raise ModelError("--frame-native exports colour (3-channel) models only")
+        frame = torch.randint(0, 256, (1, 3 * m + 3, 4 * m + 5, 3), dtype=torch.uint8)
+        torch.onnx.export(
+            _FrameNative(net).eval(), (frame, s), str(tmp), dynamo=False, opset_version=OPSET,
+            input_names=["frame", "sigma"], output_names=["denoised"],
+            dynamic_axes={"frame": {0: "N", 1: "H", 2: "W"}, "sigma": {0: "N"}, "denoised": {0: "N", 1: "H", 2: "W"}},
+            custom_opsets={"edgedenoise": 1}, do_constant_folding=True,
+        )
+        check_level = "graph"
+    else:
+        x = torch.rand(1, c, 4 * m, 4 * m)
+        torch.onnx.export(
+            _Exported(net).eval(), (x, s), str(tmp), dynamo=False, opset_version=OPSET,
+            input_names=["noisy", "sigma"], output_names=["denoised"],
+            dynamic_axes={"noisy": {0: "N", 2: "H", 3: "W"}, "sigma": {0: "N"}, "denoised": {0: "N", 2: "H", 3: "W"}},
+            do_constant_folding=True,
+        )
+        check_level = "full"
     proto = onnx.load(str(tmp))
+    if frame_native:  # the exporter cannot see through the custom ops: the output is HxWx3
+        proto.graph.output[0].type.tensor_type.shape.dim[3].dim_value = 3
     slimmed = False
     try:
         import onnxslim
 
-        proto = onnxslim.slim(proto)  # folds the exporter's shape arithmetic for the noise map
-        slimmed = True
+        if not frame_native:  # onnxslim cannot infer shapes through the custom ops
+            proto = onnxslim.slim(proto)  # folds the exporter's shape arithmetic for the noise map
+            slimmed = True
     except ImportError:
         pass
     cfg = files.config
@@ -72,6 +137,7 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True) -> 
         "training_data": str(cfg.get("extra", {}).get("trained_on", "unknown")),
         "edgedenoise_version": __version__,
         "sigma_units": "noise std in [0,1] units (sigma_255 / 255)",
+        "variant": "frame-native" if frame_native else "float",
     }
     del proto.metadata_props[:]
     for k, v in meta.items():
@@ -79,11 +145,12 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True) -> 
         p.key, p.value = k, v
     proto.producer_name = "edgedenoise"
     if check:
-        onnx.checker.check_model(proto, full_check=True)
-        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        onnx.checker.check_model(proto, full_check=check_level == "full")
+        if check_level == "full":
+            proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     onnx.save(proto, str(tmp))
     tmp.replace(out)
-    err = verify_onnx(net, out) if check else None
+    err = verify_onnx(net, out) if check and not frame_native else None
     return {"path": str(out), "bytes": out.stat().st_size, "seconds": time.time() - t0, "max_abs_err": err,
             "slimmed": slimmed}
 

@@ -98,6 +98,11 @@ class DenoiseUNet(nn.Module):
         else:
             smap = sigma.reshape(n, 1, 1, 1).expand(n, 1, hh, ww)
         h = self.head(torch.cat([h, smap * SIGMA_MAP_SCALE], dim=1))
+        noise = F.pixel_shuffle(self.tail(self.body(h)), r)
+        return x - noise
+
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        """Encoder-decoder between the head (after its ReLU) and the tail conv, at half resolution."""
         skips = []
         h = self.enc[0](h)
         for down, enc in zip(self.down, self.enc[1:]):
@@ -105,8 +110,7 @@ class DenoiseUNet(nn.Module):
             h = enc(down(h))
         for up, dec in zip(self.up, self.dec):
             h = dec(up(h) + skips.pop())
-        noise = F.pixel_shuffle(self.tail(h), r)
-        return x - noise
+        return h
 
 
 @dataclass
