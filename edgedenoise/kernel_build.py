@@ -10,18 +10,26 @@ def family_variants(sizes: list[str] | None = None, dtypes=("fp16", "fp32")) -> 
     of the given model sizes (default: all)."""
     import torch.nn as nn
 
-    from edgedenoise_kernels.aot import ConvVariant
+    from edgedenoise_kernels.aot import BoundaryVariant, ConvVariant
     from edgedenoise_kernels.blocks import conv_blocks
 
     from .model import SIZES, build_model
 
     seen = []
     for size in sizes or list(SIZES):
-        for name, m in build_model(size).named_modules():
+        net = build_model(size)
+        for dt in dtypes:
+            for kind in ("ingest", "egest"):
+                v = BoundaryVariant(kind, net.config.widths[0], dt)
+                if v not in seen:
+                    seen.append(v)
+        for name, m in net.named_modules():
             if not isinstance(m, nn.Conv2d):
                 continue
-            # ReLU follows every conv but the upsampling 1x1 (pixel-shuffle follows) and the tail.
-            act = "none" if name.startswith(("up.", "tail")) else "relu"
+            if name in ("head.0", "tail"):
+                continue  # fused into the ingest / egest kernels
+            # ReLU follows every conv but the upsampling 1x1 (pixel-shuffle follows).
+            act = "none" if name.startswith("up.") else "relu"
             bn, bk = conv_blocks(m.in_channels, m.out_channels)
             for dt in dtypes:
                 v = ConvVariant(m.kernel_size[0], m.kernel_size[1], m.stride[0], m.padding[0], act, False, bn, bk, dt)

@@ -3,8 +3,9 @@
     from edgedenoise_kernels.aot import ConvVariant, build
     manifest = build([ConvVariant(3, 3, 1, 1, "relu", False, 32, 32, "fp16")], ["sm_87"], "build/kernels")
 
-Each variant fixes the kernel's compile-time constants (window, stride, padding, activation,
-residual, block sizes) and its dtype; `build` compiles it with
+Each variant (a ConvVariant, or a BoundaryVariant for the ingest/egest kernels) fixes the
+kernel's compile-time constants (window, stride, padding, activation, residual, block sizes)
+and its dtype; `build` compiles it with
 `triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))` for every target and writes
 `<name>.ptx`, `<name>.cubin` and one `manifest.json` (kernel name, signature, constants,
 num_warps, shared memory, Triton version, target, cubin sha256). A loader on a device without
@@ -41,6 +42,20 @@ class ConvVariant:
                 f"_n{self.block_n}k{self.block_k}_{self.dtype}")
 
 
+@dataclass(frozen=True)
+class BoundaryVariant:
+    """The ingest (uint8 frame -> head conv) or egest (tail conv -> uint8 frame) kernel for one
+    model width: `width` is the head's output / the tail's input channel count."""
+
+    kind: str  # ingest | egest
+    width: int
+    dtype: str  # fp16 | fp32
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}_w{self.width}_{self.dtype}"
+
+
 def parse_targets(spec: str | list[str]) -> list[int]:
     """'sm_72,sm_87,sm_90' -> [72, 87, 90]."""
     items = spec.split(",") if isinstance(spec, str) else spec
@@ -62,12 +77,43 @@ def conv_signature(dtype: str) -> dict:
     return sig
 
 
-def build(variants: list[ConvVariant], targets: list[int], out_dir: str | Path, progress=None) -> dict:
+def boundary_signature(kind: str, dtype: str) -> dict:
+    p = f"*{dtype}"
+    if kind == "ingest":
+        sig = {"frame_ptr": "*u8", "wp_ptr": p, "b_ptr": "*fp32", "smap_ptr": "*fp32", "out_ptr": p}
+        sig.update({k: "i32" for k in ("N", "H", "W", "HH", "WH", "CO")})
+        sig.update({k: "constexpr" for k in ("CIN", "BLOCK_M", "BLOCK_N", "BLOCK_K", "IEEE")})
+    else:
+        sig = {"h_ptr": p, "wp_ptr": p, "b_ptr": "*fp32", "frame_ptr": "*u8", "out_ptr": "*u8"}
+        sig.update({k: "i32" for k in ("N", "H", "W", "HH", "WH", "CI")})
+        sig.update({k: "constexpr" for k in ("BLOCK_M", "BLOCK_K", "IEEE")})
+    return sig
+
+
+def _spec(v):
+    """(jit function, signature, constants, grid description) of a variant."""
+    from .blocks import conv_blocks
+    from .boundary_kernels import egest_conv_kernel, ingest_conv_kernel
+    from .conv_kernels import conv2d_nhwc_kernel
+
+    if isinstance(v, ConvVariant):
+        consts = dict(KH=v.kh, KW=v.kw, STRIDE=v.stride, PAD=v.pad, ACT=ACT_CODES[v.act], HAS_RES=v.residual,
+                      BLOCK_M=BLOCK_M, BLOCK_N=v.block_n, BLOCK_K=v.block_k, IEEE=v.dtype == "fp32")
+        return conv2d_nhwc_kernel, conv_signature(v.dtype), consts, "(cdiv(N*HO*WO, BLOCK_M), cdiv(CO, BLOCK_N), 1)"
+    if v.kind == "ingest":
+        bn, _ = conv_blocks(13, v.width)
+        consts = dict(CIN=13, BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=16, IEEE=v.dtype == "fp32")
+        return ingest_conv_kernel, boundary_signature("ingest", v.dtype), consts, \
+            "(cdiv(N*HH*WH, BLOCK_M), cdiv(CO, BLOCK_N), 1)"
+    _, bk = conv_blocks(v.width, 12)
+    consts = dict(BLOCK_M=BLOCK_M, BLOCK_K=bk, IEEE=v.dtype == "fp32")
+    return egest_conv_kernel, boundary_signature("egest", v.dtype), consts, "(cdiv(N*HH*WH, BLOCK_M), 1, 1)"
+
+
+def build(variants: list, targets: list[int], out_dir: str | Path, progress=None) -> dict:
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-
-    from .conv_kernels import conv2d_nhwc_kernel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,10 +123,8 @@ def build(variants: list[ConvVariant], targets: list[int], out_dir: str | Path, 
         tdir.mkdir(exist_ok=True)
         for v in variants:
             t0 = time.time()
-            consts = dict(KH=v.kh, KW=v.kw, STRIDE=v.stride, PAD=v.pad, ACT=ACT_CODES[v.act], HAS_RES=v.residual,
-                          BLOCK_M=BLOCK_M, BLOCK_N=v.block_n, BLOCK_K=v.block_k, IEEE=v.dtype == "fp32")
-            sig = conv_signature(v.dtype)
-            compiled = triton.compile(ASTSource(conv2d_nhwc_kernel, sig, consts), target=GPUTarget("cuda", cc, 32),
+            fn, sig, consts, grid = _spec(v)
+            compiled = triton.compile(ASTSource(fn, sig, consts), target=GPUTarget("cuda", cc, 32),
                                       options={"num_warps": NUM_WARPS})
             (tdir / f"{v.name}.ptx").write_text(compiled.asm["ptx"])
             cubin = compiled.asm["cubin"]
@@ -97,11 +141,11 @@ def build(variants: list[ConvVariant], targets: list[int], out_dir: str | Path, 
                 "ptx": f"sm_{cc}/{v.name}.ptx",
                 "cubin": f"sm_{cc}/{v.name}.cubin",
                 "cubin_sha256": hashlib.sha256(cubin).hexdigest(),
-                "grid": "(cdiv(N*HO*WO, BLOCK_M), cdiv(CO, BLOCK_N), 1)",
+                "grid": grid,
                 "seconds": round(time.time() - t0, 2),
             })
             if progress is not None:
                 progress(entries[-1])
-    manifest = {"triton_version": triton.__version__, "kernels": entries}
+    manifest = {"triton_version": triton.__version__, "block_m": BLOCK_M, "kernels": entries}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

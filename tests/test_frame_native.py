@@ -18,6 +18,8 @@ from edgedenoise.export import export_onnx  # noqa: E402
 from edgedenoise.noise import protocol_noisy  # noqa: E402
 from edgedenoise_kernels.boundary import egest_reference, ingest_reference  # noqa: E402
 
+from .test_cli import ALLOWED_OPS  # noqa: E402
+
 F, U8, I64 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_uint8, PyCustomOpDef.dt_int64
 
 
@@ -40,6 +42,8 @@ def frame_native_session(tmp_path_factory):
     export_onnx("default", path, frame_native=True)
     m = onnx.load(str(path))
     assert {n.op_type for n in m.graph.node if n.domain == "edgedenoise"} == {"Ingest", "Egest"}
+    # everything else is an op TensorRT's ONNX parser takes (the list test_cli.py checks the plain graph with)
+    assert {n.op_type for n in m.graph.node if n.domain == ""} <= ALLOWED_OPS
     for n in m.graph.node:
         if n.domain == "edgedenoise":
             n.domain = "ai.onnx.contrib"

@@ -22,6 +22,8 @@ def test_build_writes_ptx_and_cubin_for_every_target(tmp_path):
     per_target = {t: {k["name"] for k in m["kernels"] if k["target"] == t} for t in targets}
     assert per_target["sm_72"] == per_target["sm_87"] == per_target["sm_90"]
     assert {"fp16", "fp32"} <= {k["variant"]["dtype"] for k in m["kernels"]}
+    # the boundary kernels the TensorRT plugins launch exist for every target
+    assert {"ingest_w16_fp16", "egest_w16_fp16", "ingest_w16_fp32", "egest_w16_fp32"} <= per_target["sm_87"]
     for k in m["kernels"]:
         cubin = (out / k["cubin"]).read_bytes()
         assert cubin[:4] == b"\x7fELF" and hashlib.sha256(cubin).hexdigest() == k["cubin_sha256"]
