@@ -314,7 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"edgedenoise {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_denoise, add_train, add_eval, add_export, add_build, add_info, add_kernels, add_doctor):
+    from .runtime.commands import add_bench, add_run
+
+    for add in (add_run, add_bench, add_denoise, add_train, add_eval, add_export, add_build, add_info, add_kernels,
+                add_doctor):
         add(sub)
     return p
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import time
+
 import numpy as np
 
 from .data import to_channels
@@ -107,6 +109,8 @@ class Denoiser:
             raise ModelError(f"unknown backend {backend!r}: choose auto, onnxruntime, torch, triton or tensorrt")
         self.multiple = files.size_multiple
         self.channels = files.channels
+        # seconds of the last denoise() call: (pre-process, inference, post-process)
+        self.last_timing: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @classmethod
     def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,
@@ -127,6 +131,14 @@ class Denoiser:
 
     def denoise(self, frame: np.ndarray, sigma: float | None = None) -> np.ndarray:
         """Denoise one frame (see the module docstring for what frames may be)."""
+        t_start = time.perf_counter()
+        self._t_infer = (t_start, t_start)
+        out = self._denoise(frame, sigma)
+        t_in, t_out = self._t_infer
+        self.last_timing = (t_in - t_start, t_out - t_in, time.perf_counter() - t_out)
+        return out
+
+    def _denoise(self, frame: np.ndarray, sigma: float | None) -> np.ndarray:
         if not isinstance(frame, np.ndarray):
             raise DataError(f"frame must be a numpy array, not {type(frame).__name__}")
         if frame.ndim not in (2, 3) or frame.size == 0:
@@ -188,7 +200,10 @@ class Denoiser:
         h, w = img.shape[:2]
         if (-h) % m >= h or (-w) % m >= w:
             raise DataError(f"frame {w}x{h} is too small for the {self.backend_name} backend (pads by reflection)")
-        out = self.backend.denoise_frames(np.ascontiguousarray(to_channels(img, 3)), sigma)
+        bgr = np.ascontiguousarray(to_channels(img, 3))
+        t0 = time.perf_counter()
+        out = self.backend.denoise_frames(bgr, sigma)
+        self._t_infer = (t0, time.perf_counter())
         if img.ndim == 2 or img.shape[2] == 1:
             out = np.round(out.mean(axis=2)).astype(np.uint8).reshape(img.shape)
         if alpha is not None:
@@ -203,5 +218,8 @@ class Denoiser:
             mode = "reflect" if h > ph and w > pw else "edge"
             x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
         s = np.full((n,), sigma / 255.0, np.float32)
-        y = self.backend(np.ascontiguousarray(x), s)
+        x = np.ascontiguousarray(x)
+        t0 = time.perf_counter()
+        y = self.backend(x, s)
+        self._t_infer = (t0, time.perf_counter())
         return y[:, :, :h, :w]

@@ -1,0 +1,263 @@
+"""The streaming commands: `edgedenoise run` and `edgedenoise bench`.
+
+`add_run(sub)` and `add_bench(sub)` register them on the CLI's subparsers, like the
+commands in cli.py. Nothing here imports torch unless `--backend torch` asks for it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+BACKENDS = ["auto", "onnxruntime", "torch", "triton", "tensorrt"]
+# OpenCV fastNlMeansDenoisingColored h (= hColor) per sigma, search 21, template 7: the best PSNR
+# on a 256x256 crop (rows and columns 100-355) of Kodak24's first image, camera protocol, seed 0,
+# h scanned in steps of 2 (sigma 15, 25) and 3 (sigma 50). Other sigmas: 0.55 * sigma.
+NLM_H = {15: 8.0, 25: 14.0, 50: 23.0}
+
+
+def _size(s: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480)."""
+    try:
+        w, h = (int(v) for v in s.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {s!r}: use WIDTHxHEIGHT, e.g. 1280x720") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"bad size {s!r}: width and height must be positive")
+    return w, h
+
+
+def _sigma(s: str) -> float | None:
+    if s == "auto":
+        return None
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sigma takes a number (0-255 scale) or 'auto', not {s!r}") from None
+    if not 0 <= v <= 255:
+        raise argparse.ArgumentTypeError(f"--sigma {v} is outside 0-255")
+    return v
+
+
+# ---------------------------------------------------------------- run
+
+
+def add_run(sub):
+    p = sub.add_parser("run", help="denoise a stream: camera, file, RTSP, GStreamer, images or demo -> "
+                                   "display, file, folder, HTTP viewer or null",
+                       description="Stream frames through the denoiser. Sources: 0 | v4l2:///dev/video0 | csi://0 | "
+                                   "gst:PIPELINE | video file | image folder or 'glob' | rtsp://... | http(s)://... | "
+                                   "demo[:SIGMA]. Sinks: display | out.mp4/.avi/.mkv | folder/ | null | "
+                                   "http://127.0.0.1:PORT.")
+    p.add_argument("--source", default="demo", help="what to read (default: demo, the bundled moving sample "
+                                                    "with noise sigma 25)")
+    p.add_argument("--sink", help="where to write (default: display where there is one; else, for the demo, "
+                                  "edgedenoise_demo.mp4, and for other sources http://127.0.0.1:8080)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--model", default="default", help="model name or file (.onnx, .safetensors)")
+    p.add_argument("--sigma", type=_sigma, default=None, metavar="S|auto",
+                   help="noise std on the 0-255 scale, or auto: estimated per frame and smoothed (default auto)")
+    p.add_argument("--mode", choices=["realtime", "offline"],
+                   help="realtime: always the newest frame, drops counted; offline: every frame, in order "
+                        "(default: realtime for cameras, streams and demo; offline for files and images)")
+    p.add_argument("--stats", help="write run statistics (JSON) here on exit")
+    p.add_argument("--frames", type=int, help="stop after this many input frames (default: 150 for the demo, "
+                                              "else the whole stream)")
+    p.add_argument("--lossless", action="store_true", help="video sink: FFV1 in .mkv/.avi")
+    p.add_argument("--tile", type=_size, metavar="WxH", help="largest frame given to the model at once; larger "
+                                                             "frames are tiled with overlap and blended")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--reconnect", type=int, default=10, help="tries to reopen a dropped camera or stream (default 10)")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.set_defaults(func=cmd_run)
+
+
+def _default_sink(demo: bool) -> str:
+    import os
+
+    from .sinks import DisplaySink
+
+    headless = "edgedenoise_demo.mp4" if demo else "http://127.0.0.1:8080"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return headless
+    try:
+        DisplaySink().open()
+        DisplaySink().close()
+        return "display"
+    except DataError:
+        return headless
+
+
+def cmd_run(a):
+    from ..denoiser import Denoiser
+    from .pipeline import Pipeline
+    from .sinks import parse_sink
+    from .sources import open_source
+    from .stats import RunStats
+
+    if a.frames is not None and a.frames <= 0:
+        raise DataError("--frames must be positive")
+    stats = RunStats()
+    source = open_source(a.source)  # fails fast on a missing path, closed port, missing codec...
+    demo = source.sigma is not None
+    if demo and a.frames is None:
+        a.frames = 150  # six seconds of the built-in demo, so the default run ends by itself
+    try:
+        sink = parse_sink(a.sink or _default_sink(demo), source.fps, a.lossless)
+        den = Denoiser.load(a.model, backend=a.backend, threads=a.threads)
+        sink.open(stats)
+    except BaseException:
+        source.close()
+        raise
+    mode = a.mode or ("realtime" if source.realtime else "offline")
+    sigma = a.sigma
+    sigma_desc = "auto (estimated per frame, smoothed)" if sigma is None else f"{sigma:g}"
+    if source.sigma is not None:
+        sigma_desc += f"; source noise is sigma {source.sigma:g}"
+    print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {den.name} on {den.backend_name}"
+          f"{' (picked by auto)' if a.backend == 'auto' else ''}, sigma {sigma_desc}", file=sys.stderr)
+    stats.info.update(command=" ".join(["edgedenoise", *sys.argv[1:]]) if sys.argv else "edgedenoise run",
+                      model=den.name, backend=den.backend_name, sigma=a.sigma if a.sigma is not None else "auto",
+                      threads=a.threads, tile=list(a.tile) if a.tile else None)
+    pipe = Pipeline(source, sink, den, mode=mode, sigma=sigma, max_frames=a.frames,
+                    tile=(a.tile[1], a.tile[0]) if a.tile else None, overlap=a.overlap,
+                    reconnect=a.reconnect, status=not a.quiet, stats=stats)
+    try:
+        pipe.run()
+    finally:
+        if a.stats:  # written on errors and interrupts too: that is when it is wanted most
+            stats.write_json(a.stats)
+    print(stats.table())
+    if pipe.stopped_by:
+        print(f"stopped by {pipe.stopped_by}; output finalised: {sink.name}", file=sys.stderr)
+    if a.stats:
+        print(f"stats: {a.stats}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- bench
+
+
+def add_bench(sub):
+    p = sub.add_parser("bench", help="latency per frame (uint8 in, uint8 out) per backend and resolution")
+    p.add_argument("--backend", default="auto", help=f"comma-separated: {', '.join(BACKENDS)} (default auto)")
+    p.add_argument("--model", default="default")
+    p.add_argument("--resolution", default="640x480,1280x720,1920x1080", help="comma-separated WxH list")
+    p.add_argument("--frames", type=int, default=100, help="timed frames per case, after warm-up (default 100)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed frames first (default 5)")
+    p.add_argument("--sigma", type=float, default=25.0, help="noise added and given to the model (default 25)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--vs", choices=["nlm"], help="also time OpenCV fastNlMeansDenoisingColored on the same frames")
+    p.add_argument("--nlm-frames", type=int, default=10, help="frames timed for --vs nlm (it is slow; default 10)")
+    p.add_argument("--json", help="write the results here")
+    p.set_defaults(func=cmd_bench)
+
+
+def bench_frames(w: int, h: int, sigma: float, n: int = 4) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """n distinct noisy frames (and their clean ones) of the bundled sample at WxH, camera protocol."""
+    import cv2
+
+    from ..noise import protocol_noisy
+    from .sources import SAMPLE
+
+    img = cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR)
+    scale = max(w / img.shape[1], h / img.shape[0]) * 1.1
+    big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    clean, noisy = [], []
+    for i in range(n):
+        y = (big.shape[0] - h) * i // max(n - 1, 1)
+        x = (big.shape[1] - w) * i // max(n - 1, 1)
+        c = np.ascontiguousarray(big[y:y + h, x:x + w])
+        clean.append(c)
+        noisy.append(protocol_noisy(c, sigma, i, "camera"))
+    return clean, noisy
+
+
+def _time(fn, frames: list[np.ndarray], count: int, warmup: int) -> tuple[list[float], np.ndarray]:
+    out = None
+    for i in range(warmup):
+        out = fn(frames[i % len(frames)])
+    times = []
+    for i in range(count):
+        f = frames[i % len(frames)]
+        t0 = time.perf_counter()
+        out = fn(f)
+        times.append(time.perf_counter() - t0)
+    return times, out
+
+
+def cmd_bench(a):
+    import cv2
+
+    from ..denoiser import Denoiser
+    from ..evaluate import psnr_u8
+    from .stats import machine_info, summarize, versions
+
+    backends = [b.strip() for b in a.backend.split(",") if b.strip()]
+    for b in backends:
+        if b not in BACKENDS:
+            raise DataError(f"unknown backend {b!r}: choose from {', '.join(BACKENDS)}")
+    try:
+        sizes = [_size(s) for s in a.resolution.split(",") if s.strip()]
+    except argparse.ArgumentTypeError as e:
+        raise DataError(str(e)) from None
+    if a.frames <= 0 or a.warmup < 0:
+        raise DataError("--frames must be positive and --warmup not negative")
+    rows, nlm_rows = [], []
+    dens = [Denoiser.load(a.model, backend=b, threads=a.threads) for b in backends]
+    nlm_h = NLM_H.get(a.sigma, 0.55 * a.sigma)  # 25.0 finds the key 25
+    for w, h in sizes:
+        clean, noisy = bench_frames(w, h, a.sigma)
+        for b, den in zip(backends, dens):
+            times, out = _time(lambda f, den=den: den.denoise(f, a.sigma), noisy, a.frames, a.warmup)
+            s = summarize(times)
+            rows.append({"backend": den.backend_name, "requested": b, "resolution": f"{w}x{h}", **s,
+                         "fps": round(1e3 / s["mean_ms"], 3),
+                         "psnr_noisy_db": round(psnr_u8(noisy[(a.frames - 1) % len(noisy)],
+                                                        clean[(a.frames - 1) % len(noisy)]), 2),
+                         "psnr_db": round(psnr_u8(out, clean[(a.frames - 1) % len(noisy)]), 2)})
+            print(f"bench {den.backend_name} {w}x{h}: p50 {s['p50_ms']:.1f} ms", file=sys.stderr)
+        if a.vs == "nlm":
+            n = max(1, min(a.nlm_frames, a.frames))
+            times, out = _time(lambda f: cv2.fastNlMeansDenoisingColored(f, None, nlm_h, nlm_h, 7, 21),
+                               noisy, n, 1)
+            s = summarize(times)
+            nlm_rows.append({"method": "opencv-nlm", "resolution": f"{w}x{h}", **s,
+                             "fps": round(1e3 / s["mean_ms"], 3), "h": nlm_h,
+                             "psnr_db": round(psnr_u8(out, clean[(n - 1) % len(noisy)]), 2)})
+            for r in rows:
+                if r["resolution"] == f"{w}x{h}":
+                    r["nlm_p50_ratio"] = round(s["p50_ms"] / r["p50_ms"], 3)
+            print(f"bench opencv-nlm {w}x{h}: p50 {s['p50_ms']:.1f} ms", file=sys.stderr)
+
+    head = f"{'backend':<13} {'resolution':>10} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} {'fps':>7} {'PSNR dB':>8}"
+    if nlm_rows:
+        head += f" {'NLM/this':>9}"
+    lines = [head]
+    for r in rows + nlm_rows:
+        line = (f"{r.get('backend', r.get('method')):<13} {r['resolution']:>10} {r['p50_ms']:9.2f} {r['p90_ms']:9.2f} "
+                f"{r['p99_ms']:9.2f} {r['mean_ms']:9.2f} {r['fps']:7.2f} {r['psnr_db']:8.2f}")
+        if "nlm_p50_ratio" in r:
+            line += f" {r['nlm_p50_ratio']:8.1f}x"
+        lines.append(line)
+    print("\n".join(lines))
+    print(f"latency per frame, uint8 BGR in -> uint8 BGR out, sigma {a.sigma:g}, {a.frames} frames after "
+          f"{a.warmup} warm-up; model {dens[0].name}; fp32"
+          + (f"; NLM on {nlm_rows[0]['count']} frames, h={nlm_h:g}, template 7, search 21" if nlm_rows else ""))
+    if a.json:
+        from datetime import datetime, timezone
+
+        doc = {"command": " ".join(["edgedenoise", *sys.argv[1:]]), "date": datetime.now(timezone.utc)
+               .isoformat(timespec="seconds"), "machine": machine_info(), "versions": versions(),
+               "model": dens[0].name, "threads": a.threads, "precision": "fp32", "sigma": a.sigma,
+               "frames": a.frames, "warmup": a.warmup, "protocol": "camera", "results": rows, "anchors": nlm_rows}
+        out = Path(a.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2))
+        print(f"results: {out}", file=sys.stderr)
