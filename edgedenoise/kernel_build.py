@@ -39,7 +39,14 @@ def family_variants(sizes: list[str] | None = None, dtypes=("fp16", "fp32")) -> 
 
 
 def build_kernels(targets: str, out: str | Path, sizes: list[str] | None = None) -> dict:
+    import os
+
     from tqdm import tqdm
+
+    from .errors import EdgeDenoiseError
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise EdgeDenoiseError("kernels build compiles for real GPUs: unset TRITON_INTERPRET first")
 
     from edgedenoise_kernels.aot import build, parse_targets
 

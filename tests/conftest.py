@@ -4,9 +4,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# Without a CUDA GPU the Triton kernels run in Triton's interpreter. The variable must be set
+# before triton is first imported in this process, so it is set here, for the whole session.
+if not os.path.exists("/dev/nvidia0"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from edgedenoise.data import default_data_root, list_images, read_image
+import pytest  # noqa: E402
+
+from edgedenoise.data import default_data_root, list_images, read_image  # noqa: E402
 
 DATA = default_data_root()
 

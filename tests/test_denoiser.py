@@ -62,9 +62,10 @@ def test_grayscale_and_16bit_frames_are_denoised(den, kodak_rgb):
     gray = cv2.cvtColor(np.ascontiguousarray(kodak_rgb[:, :, ::-1]), cv2.COLOR_BGR2GRAY)
     noisy = protocol_noisy(gray, 25, 0, "camera")
     out = den.denoise(noisy, 25)
-    # A colour model sees the same noise in all three channels of a gray frame, which it
-    # never met in training: it gains less than on colour (~5 dB); a --gray model does better.
-    assert out.shape == gray.shape and psnr_u8(out, gray) > psnr_u8(noisy, gray) + 4
+    # A colour model sees the same noise in all three channels of a gray frame; the Denoiser
+    # compensates (sqrt(3) x sigma): +6.1 dB on this dense texture (kodim01; +7 to +10 on Set12),
+    # where sigma as is gave +3.5.
+    assert out.shape == gray.shape and psnr_u8(out, gray) > psnr_u8(noisy, gray) + 5.5
     noisy16 = noisy.astype(np.uint16) * 257
     out16 = den.denoise(noisy16, 25)
     assert out16.dtype == np.uint16 and out16.shape == gray.shape

@@ -2,14 +2,10 @@
 on a real image: under TRITON_INTERPRET=1 on the CPU, or on a CUDA GPU where there is one.
 Tolerance: fp32 throughout, so outputs agree to one uint8 level (rounding of values that fall
 within float error of a .5 boundary) on a few pixels at most."""
-import os
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton", reason="triton is not installed (pip install -e .[kernels])")
 
 from edgedenoise import Denoiser  # noqa: E402

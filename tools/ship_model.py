@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -29,14 +28,10 @@ def main() -> int:
     ap.add_argument("--sets", nargs="+", default=["CBSD68", "Kodak24"])
     a = ap.parse_args()
 
-    import cv2
-    import numpy as np
-    import onnxruntime
-    import torch
-
     from edgedenoise.data import default_data_root
     from edgedenoise.evaluate import evaluate, markdown_table
     from edgedenoise.export import export_onnx
+    from edgedenoise.runtime.stats import machine_info, versions
 
     run = Path(a.run)
     dest = ROOT / "edgedenoise" / "models" / a.name
@@ -56,10 +51,9 @@ def main() -> int:
     stamp = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(sys.argv),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
-                    "gpu": None, "platform": platform.platform()},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-                     "opencv": cv2.__version__, "numpy": np.__version__},
+        "machine": machine_info(),
+        "versions": versions(),
+        "threads": "ONNX Runtime default (all cores)",
         "backend": "onnxruntime (CPU, fp32)",
     }
     for rep in reports:
