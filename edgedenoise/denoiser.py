@@ -175,14 +175,20 @@ class Denoiser:
             sigma *= GRAY_SIGMA_GAIN
         if getattr(self.backend, "frame_native", False):
             return self._run_frame_native(frame, img, alpha, sigma)
-        if self.channels == 3:
-            bgr = to_channels(img, 3)  # gray is replicated
-            x = bgr[:, :, ::-1].transpose(2, 0, 1)[None]  # (1,3,H,W) RGB
+        if self.channels == 3 and dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+            import cv2
+
+            # one pass: BGR->RGB, HWC->CHW, uint8->float32 / 255 (numpy needs ~3x longer)
+            x = cv2.dnn.blobFromImage(img, scalefactor=1.0 / 255.0, swapRB=True)
         else:
-            # a grayscale model denoises every channel of a colour frame as its own image
-            planes = img if img.ndim == 3 else img[:, :, None]
-            x = planes.transpose(2, 0, 1)[:, None]  # (C,1,H,W)
-        x = x.astype(np.float32) * np.float32(1.0 / scale)
+            if self.channels == 3:
+                bgr = to_channels(img, 3)  # gray is replicated
+                x = bgr[:, :, ::-1].transpose(2, 0, 1)[None]  # (1,3,H,W) RGB
+            else:
+                # a grayscale model denoises every channel of a colour frame as its own image
+                planes = img if img.ndim == 3 else img[:, :, None]
+                x = planes.transpose(2, 0, 1)[:, None]  # (C,1,H,W)
+            x = x.astype(np.float32) * np.float32(1.0 / scale)
         y = self._run(x, sigma)
         if self.channels == 3:
             out = y[0].transpose(1, 2, 0)[:, :, ::-1]  # back to BGR HWC
