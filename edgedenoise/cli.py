@@ -11,8 +11,6 @@ from pathlib import Path
 from . import __version__
 from .errors import EdgeDenoiseError
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
-DEFAULT_SAMPLE = SAMPLES / "astronaut.jpg"
 
 
 def _floats(s: str) -> list[float]:
@@ -107,7 +105,7 @@ def cmd_denoise(a):
     import cv2
     import numpy as np
 
-    from .data import read_image
+    from .data import SAMPLE_IMAGE, read_image
     from .denoiser import Denoiser
     from .errors import DataError
     from .estimate import estimate_sigma
@@ -117,7 +115,7 @@ def cmd_denoise(a):
     den = Denoiser.load(a.model, backend=a.backend)
     a.output = a.output or a.out
     if a.input is None:
-        clean = read_image(DEFAULT_SAMPLE, 3)[:, :, ::-1]  # BGR
+        clean = read_image(SAMPLE_IMAGE, 3)[:, :, ::-1]  # BGR
         noisy = protocol_noisy(clean, a.demo_sigma, 0, "camera")
         t = time.perf_counter()
         sigma = a.sigma if a.sigma is not None else estimate_sigma(noisy)
@@ -128,7 +126,7 @@ def cmd_denoise(a):
                           (f"{den.name} ({den.backend_name}): {psnr_u8(out, clean):.2f} dB", out[:, :, ::-1]),
                           ("clean", clean[:, :, ::-1])])
         _imwrite(dest, pic)
-        print(f"sample {DEFAULT_SAMPLE.name} {clean.shape[1]}x{clean.shape[0]}, sigma {a.demo_sigma:g}: "
+        print(f"sample {SAMPLE_IMAGE.name} {clean.shape[1]}x{clean.shape[0]}, sigma {a.demo_sigma:g}: "
               f"noisy {psnr_u8(noisy, clean):.2f} dB -> denoised {psnr_u8(out, clean):.2f} dB "
               f"in {dt * 1e3:.0f} ms ({den.name}, {den.backend_name}, sigma "
               f"{'given' if a.sigma is not None else 'estimated'} {sigma:.1f})")
@@ -231,6 +229,8 @@ def cmd_export(a):
 
 
 def add_build(sub):
+    from .runtime.commands import parse_size
+
     p = sub.add_parser("build", help="build a TensorRT engine from an exported ONNX model")
     p.add_argument("onnx", help="ONNX model (edgedenoise export)")
     p.add_argument("--out", required=True, help="engine path (a .json sidecar is written beside it)")
@@ -238,20 +238,10 @@ def add_build(sub):
     p.add_argument("--calib", help="folder of clean images for INT8 calibration")
     p.add_argument("--kernels", choices=["native", "triton", "auto"], default="native",
                    help="boundary layers as TensorRT's own kernels, or as fused Triton plugins")
-    p.add_argument("--min", default="256x256", help="smallest frame WxH of the profile")
-    p.add_argument("--opt", default="1280x720", help="frame WxH TensorRT tunes for")
-    p.add_argument("--max", default="1920x1088", help="largest frame WxH of the profile")
+    p.add_argument("--min", type=parse_size, default="256x256", help="smallest frame WxH of the profile")
+    p.add_argument("--opt", type=parse_size, default="1280x720", help="frame WxH TensorRT tunes for")
+    p.add_argument("--max", type=parse_size, default="1920x1088", help="largest frame WxH of the profile")
     p.set_defaults(func=cmd_build)
-
-
-def _wh(s: str) -> tuple[int, int]:
-    from .errors import EdgeDenoiseError
-
-    try:
-        w, h = (int(v) for v in s.lower().split("x"))
-    except ValueError:
-        raise EdgeDenoiseError(f"frame size {s!r} is not WIDTHxHEIGHT") from None
-    return h, w
 
 
 def cmd_build(a):
@@ -259,7 +249,7 @@ def cmd_build(a):
 
     if a.kernels != "native":
         raise EngineError(f"--kernels {a.kernels}: the Triton plugins are not built yet; use --kernels native")
-    prof = {"min": _wh(a.min), "opt": _wh(a.opt), "max": _wh(a.max)}
+    prof = {k: getattr(a, k)[::-1] for k in ("min", "opt", "max")}  # (W, H) -> (H, W)
     m = build_engine(a.onnx, a.out, a.precision, a.calib, prof)
     print(f"build tensorrt: {a.out}, {Path(a.out).stat().st_size / 1e6:.1f} MB, {m['seconds']} s, {m['precision']}, "
           f"TensorRT {m['tensorrt']} on {m['gpu']} (sm {m['compute_capability']}): ok")

@@ -22,6 +22,7 @@ from .errors import DataError
 
 log = logging.getLogger("edgedenoise")
 
+SAMPLE_IMAGE = Path(__file__).resolve().parent / "samples" / "astronaut.jpg"  # the bundled demo picture
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 PATCHES_PER_IMAGE = 4  # patches cut from one decoded image in a batch (decoding is the costly part)
 

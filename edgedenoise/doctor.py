@@ -63,8 +63,9 @@ def _has_trt_plugin() -> bool:
 def _opencv() -> str:
     import cv2
 
-    info = cv2.getBuildInformation()
-    gst = "YES" in next((ln for ln in info.splitlines() if "GStreamer" in ln), "GStreamer: NO")
+    from .runtime.sources import has_gstreamer
+
+    gst = has_gstreamer()
     return f"{cv2.__version__}, GStreamer {'yes' if gst else 'no (csi:// and gst: sources need an OpenCV built with it)'}"
 
 

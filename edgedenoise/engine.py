@@ -16,7 +16,6 @@ TensorRT plugins (frame-native graph) are not here yet.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EdgeDenoiseError, ModelError
+from .modelfile import file_sha256
 
 DEFAULT_PROFILE = {"min": (256, 256), "opt": (720, 1280), "max": (1088, 1920)}  # (H, W)
 
@@ -58,14 +58,6 @@ def _check(result):
     if int(err) != 0:
         raise EngineError(f"CUDA call failed: {err}")
     return rest[0] if len(rest) == 1 else rest
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def this_machine() -> dict:
@@ -146,7 +138,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     out.write_bytes(bytes(plan))
     cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     meta = {**this_machine(), "precision": precision, "profile": {k: list(v) for k, v in profile.items()},
-            "onnx": str(onnx_path), "onnx_sha256": sha256(onnx_path), "channels": int(channels),
+            "onnx": str(onnx_path), "onnx_sha256": file_sha256(onnx_path, n=64), "channels": int(channels),
             "built": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(time.time() - t0, 1)}
     sidecar_path(out).write_text(json.dumps(meta, indent=2) + "\n")
     return meta

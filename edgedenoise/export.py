@@ -164,12 +164,12 @@ def verify_onnx(net, path: Path, sizes=VERIFY_SIZES, tol: float = 1e-4) -> float
     """Max abs difference between ONNX Runtime (CPU) and PyTorch on noisy crops of a real image."""
     import onnxruntime as ort
 
-    from .data import read_image
+    from .data import SAMPLE_IMAGE, read_image
     from .noise import protocol_noisy
     from .train import pad_to_multiple
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    sample = read_image(Path(__file__).resolve().parent / "samples" / "astronaut.jpg", net.config.channels)
+    sample = read_image(SAMPLE_IMAGE, net.config.channels)
     worst = 0.0
     for i, (n, h, w) in enumerate(sizes):
         crops = [protocol_noisy(sample[40 * j: 40 * j + h, 30 * j: 30 * j + w], 25, i, "camera") for j in range(n)]

@@ -59,7 +59,7 @@ class TritonBackend:
         self.up = [conv(u.conv, "none") for u in net.up]
         self.dec = [level(d) for d in net.dec]
         self.tail = conv(net.tail, "none")
-        for c in [*sum(self.enc, []), *self.down, *self.up, *sum(self.dec, [])]:
+        for c in [self.head, *sum(self.enc, []), *self.down, *self.up, *sum(self.dec, []), self.tail]:
             c["wp"] = pack_weight(c["w"]).to(self.dtype)  # packed once, reused every frame
 
     def _conv(self, x, c):
@@ -82,7 +82,7 @@ class TritonBackend:
         fr = torch.from_numpy(np.ascontiguousarray(frames[None] if single else frames)).to(self.device)
         with torch.inference_mode():
             smap = torch.full((fr.shape[0],), sigma / 255.0 * self.map_scale, device=self.device)
-            h = ingest(fr, self.head["w"], self.head["b"], smap, self.multiple, self.dtype)
+            h = ingest(fr, self.head["wp"], self.head["b"], smap, self.multiple)
             for c in self.enc[0]:
                 h = self._conv(h, c)
             skips = []
@@ -95,6 +95,6 @@ class TritonBackend:
                 h = self._shuffle(self._conv(h, up)) + skips.pop()
                 for c in dec:
                     h = self._conv(h.contiguous(), c)
-            out = egest(h.contiguous(), self.tail["w"], self.tail["b"], fr)
+            out = egest(h.contiguous(), self.tail["wp"], self.tail["b"], fr)
         out = out.cpu().numpy()  # a device sync point
         return out[0] if single else out

@@ -1,7 +1,9 @@
 """Launchers and PyTorch references for the frame-boundary kernels (boundary_kernels.py).
 
-    h0 = ingest(frame_u8, w_head, b_head, smap, multiple)     # (N, Hh, Wh, C0), features after the head
-    out = egest(h, w_tail, b_tail, frame_u8)                  # (N, H, W, 3) uint8 BGR
+    h0 = ingest(frame_u8, pack_weight(w_head), b_head, smap, multiple)   # (N, Hh, Wh, C0) after the head
+    out = egest(h, pack_weight(w_tail), b_tail, frame_u8)                 # (N, H, W, 3) uint8 BGR
+
+Weights come packed (conv.pack_weight, in the features' dtype): a caller packs them once.
 
 `frame_u8` is (N, H, W, 3) uint8 BGR, any H and W; the network's grid is the frame padded by
 reflection to multiples of `multiple`, then halved by the pixel-unshuffle. `smap` is the
@@ -13,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from .blocks import cdiv, conv_blocks
-from .conv import pack_weight
 
 
 def half_grid(h: int, w: int, multiple: int) -> tuple[int, int]:
@@ -21,40 +22,42 @@ def half_grid(h: int, w: int, multiple: int) -> tuple[int, int]:
     return hp // 2, wp // 2
 
 
-def ingest(frame: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, smap: torch.Tensor, multiple: int,
-           dtype: torch.dtype = torch.float32, block_m: int = 64) -> torch.Tensor:
+def ingest(frame: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor, smap: torch.Tensor, multiple: int,
+           block_m: int = 64) -> torch.Tensor:
+    """wp: the head conv packed, (9*CIN, CO); its dtype is the features' dtype."""
     from .boundary_kernels import ingest_conv_kernel
 
     n, h, w, _ = frame.shape
     if (-h) % multiple >= h or (-w) % multiple >= w:
         raise ValueError(f"frame {w}x{h} is too small to pad to a multiple of {multiple} by reflection")
-    co, cin = weight.shape[0], weight.shape[1]
+    cin, co = wp.shape[0] // 9, wp.shape[1]
     hh, wh = half_grid(h, w, multiple)
-    out = torch.empty((n, hh, wh, co), device=frame.device, dtype=dtype)
+    out = torch.empty((n, hh, wh, co), device=frame.device, dtype=wp.dtype)
     bn, _ = conv_blocks(cin, co)
     # Grid: one program per (BLOCK_M half-res pixels) x (BLOCK_N output channels).
     grid = (cdiv(n * hh * wh, block_m), cdiv(co, bn))
     ingest_conv_kernel[grid](
-        frame, pack_weight(weight).to(dtype), bias.float().contiguous(), smap.float().contiguous(), out,
+        frame, wp, bias.float().contiguous(), smap.float().contiguous(), out,
         n, h, w, hh, wh, co,
-        CIN=cin, BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=16, IEEE=dtype == torch.float32,
+        CIN=cin, BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=16, IEEE=wp.dtype == torch.float32,
     )
     return out
 
 
-def egest(hfeat: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, frame: torch.Tensor,
+def egest(hfeat: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor, frame: torch.Tensor,
           block_m: int = 64) -> torch.Tensor:
+    """wp: the tail conv packed, (9*CI, 12), in hfeat's dtype."""
     from .boundary_kernels import egest_conv_kernel
 
     n, hh, wh, ci = hfeat.shape
     _, h, w, _ = frame.shape
-    if weight.shape[0] != 12:
+    if wp.shape[1] != 12:
         raise ValueError("egest expects the 3x3 tail convolution to 12 channels (RGB, pixel-shuffle 2)")
     out = torch.empty_like(frame)
     _, bk = conv_blocks(ci, 12)
     grid = (cdiv(n * hh * wh, block_m),)
     egest_conv_kernel[grid](
-        hfeat, pack_weight(weight).to(hfeat.dtype), bias.float().contiguous(), frame, out,
+        hfeat, wp, bias.float().contiguous(), frame, out,
         n, h, w, hh, wh, ci,
         BLOCK_M=block_m, BLOCK_K=bk, IEEE=hfeat.dtype == torch.float32,
     )

@@ -20,6 +20,8 @@ egest_conv_kernel:
 import triton
 import triton.language as tl
 
+from .conv_kernels import unflatten_pixels
+
 
 @triton.jit
 def _reflect(i, n):
@@ -40,13 +42,8 @@ def ingest_conv_kernel(
     pid_n = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    M = N * HH * WH
-    mask_m = offs_m < M
     mask_n = offs_n < CO
-    x = offs_m % WH
-    t = offs_m // WH
-    y = t % HH
-    n = t // HH
+    mask_m, n, y, x = unflatten_pixels(offs_m, N, HH, WH)
     sig = tl.load(smap_ptr + n, mask=mask_m, other=0.0)
 
     k = tl.arange(0, BLOCK_K)  # unshuffled input channel
@@ -92,13 +89,8 @@ def egest_conv_kernel(
     pid_m = tl.program_id(0)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     co = tl.arange(0, 16)
-    M = N * HH * WH
-    mask_m = offs_m < M
     mask_n = co < 12
-    x = offs_m % WH
-    t = offs_m // WH
-    y = t % HH
-    n = t // HH
+    mask_m, n, y, x = unflatten_pixels(offs_m, N, HH, WH)
     offs_k = tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, 16), dtype=tl.float32)
     for kh in range(3):

@@ -24,6 +24,14 @@ import triton.language as tl
 
 
 @triton.jit
+def unflatten_pixels(offs_m, N, HO, WO):
+    """Flat output-pixel indices m = (n*HO + ho)*WO + wo -> (mask m < N*HO*WO, n, ho, wo)."""
+    wo = offs_m % WO
+    t = offs_m // WO
+    return offs_m < N * HO * WO, t // HO, t % HO, wo
+
+
+@triton.jit
 def conv2d_nhwc_kernel(
     x_ptr, wp_ptr, b_ptr, res_ptr, out_ptr,
     N, H, W, CI, HO, WO, CO,
@@ -38,14 +46,8 @@ def conv2d_nhwc_kernel(
     pid_n = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    M = N * HO * WO
-    mask_m = offs_m < M
     mask_n = offs_n < CO
-    # Decompose the flat output-pixel index m into (n, ho, wo).
-    wo = offs_m % WO
-    t = offs_m // WO
-    ho = t % HO
-    n = t // HO
+    mask_m, n, ho, wo = unflatten_pixels(offs_m, N, HO, WO)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     offs_k = tl.arange(0, BLOCK_K)

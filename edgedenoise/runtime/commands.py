@@ -22,7 +22,7 @@ BACKENDS = ["auto", "onnxruntime", "torch", "triton", "tensorrt"]
 NLM_H = {15: 8.0, 25: 14.0, 50: 23.0}
 
 
-def _size(s: str) -> tuple[int, int]:
+def parse_size(s: str) -> tuple[int, int]:
     """'640x480' -> (640, 480)."""
     try:
         w, h = (int(v) for v in s.lower().split("x"))
@@ -70,7 +70,7 @@ def add_run(sub):
     p.add_argument("--frames", type=int, help="stop after this many input frames (default: 150 for the demo, "
                                               "else the whole stream)")
     p.add_argument("--lossless", action="store_true", help="video sink: FFV1 in .mkv/.avi")
-    p.add_argument("--tile", type=_size, metavar="WxH", help="largest frame given to the model at once; larger "
+    p.add_argument("--tile", type=parse_size, metavar="WxH", help="largest frame given to the model at once; larger "
                                                              "frames are tiled with overlap and blended")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
@@ -204,7 +204,7 @@ def cmd_bench(a):
         if b not in BACKENDS:
             raise DataError(f"unknown backend {b!r}: choose from {', '.join(BACKENDS)}")
     try:
-        sizes = [_size(s) for s in a.resolution.split(",") if s.strip()]
+        sizes = [parse_size(s) for s in a.resolution.split(",") if s.strip()]
     except argparse.ArgumentTypeError as e:
         raise DataError(str(e)) from None
     if a.frames <= 0 or a.warmup < 0:

@@ -23,20 +23,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data import SAMPLE_IMAGE as SAMPLE
 from ..errors import DataError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm", ".exr"}
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "astronaut.jpg"
 GRAMMAR = ("a camera index (0), v4l2:///dev/videoN, csi://N, gst:PIPELINE, a video file, "
            "an image folder or glob, rtsp:// or http(s):// URL, or demo")
 
 
-def has_gstreamer() -> bool:
-    """True when this OpenCV build was compiled with GStreamer (system OpenCV on a Jetson is)."""
+def _opencv_has(feature: str) -> bool:
+    """Whether this OpenCV build lists `feature` (e.g. "GStreamer", "FFMPEG") as YES in its Video I/O."""
     for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GStreamer:"):
+        if line.strip().startswith(f"{feature}:"):
             return "YES" in line
     return False
+
+
+def has_gstreamer() -> bool:
+    """True when this OpenCV build was compiled with GStreamer (system OpenCV on a Jetson is)."""
+    return _opencv_has("GStreamer")
 
 
 def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
@@ -267,10 +272,7 @@ def _gstreamer(pipe: str, what: str) -> CaptureSource:
 
 
 def _has_ffmpeg() -> bool:
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("FFMPEG:"):
-            return "YES" in line
-    return False
+    return _opencv_has("FFMPEG")
 
 
 def open_source(spec: str) -> Source:
