@@ -215,6 +215,19 @@ def load_checkpoint(path: Path) -> dict:
 # ---------------------------------------------------------------- the loop
 
 
+def init_weights(model: nn.Module, spec: str, mcfg: ModelConfig) -> None:
+    """Load trained weights into a fresh model (fine-tuning); refuses a model of another shape."""
+    from .modelfile import load_model
+
+    src = load_model(spec)
+    got = src.config
+    if (list(got.widths) != list(mcfg.widths) or list(got.depths) != list(mcfg.depths)
+                            or got.channels != mcfg.channels):
+        raise ModelError(f"--init {spec} has widths {list(got.widths)} depths {list(got.depths)} "
+                         f"channels {got.channels}, not those of model {mcfg.name}: pick the matching --model")
+    model.load_state_dict(src.state_dict())
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) a run. Returns a summary dict (final step, val PSNR, run folder)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -276,6 +289,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         start = int(ck["step"])
         if main:
             log.info("resuming %s at step %d", out, start)
+    elif cfg.init:
+        init_weights(model, cfg.init, mcfg)
+        if main:
+            log.info("starting from the weights of %s (fine-tuning: new optimizer and schedule)", cfg.init)
     if main:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 

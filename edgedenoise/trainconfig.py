@@ -34,4 +34,5 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads, 0 = torch's default
     grad_clip: float = 1.0
     device: str = "auto"
+    init: str = ""  # start from these weights (model name, run folder or .safetensors), fresh optimizer and schedule
     extra: dict = field(default_factory=dict)

@@ -59,6 +59,20 @@ def test_checkpoint_of_another_model_is_refused(train_subset, tmp_path):
         train(cfg(train_subset, run), progress=False)
 
 
+def test_fine_tuning_starts_from_given_weights(train_subset, tmp_path):
+    from edgedenoise.modelfile import resolve
+
+    run = tmp_path / "ft"
+    train(cfg(train_subset, run, steps=2, ckpt_every=2, val_every=2, lr=0.0, init="tiny"), progress=False)
+    shipped, tuned = load_file(resolve("tiny").weights), load_file(run / "model.safetensors")
+    assert shipped.keys() == tuned.keys()
+    for k in shipped:  # learning rate 0: the weights are the shipped ones, untouched
+        assert torch.equal(shipped[k], tuned[k]), k
+    assert json.loads((run / "config.json").read_text())["init"] == "tiny"
+    with pytest.raises(ModelError, match="not those of model small"):
+        train(cfg(train_subset, tmp_path / "x", model="small", init="tiny"), progress=False)
+
+
 def test_bad_training_settings_are_refused(train_subset, tmp_path):
     with pytest.raises(DataError, match="multiple of 16"):
         train(cfg(train_subset, tmp_path / "r", model="small", patch=40), progress=False)
