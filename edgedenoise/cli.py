@@ -72,6 +72,7 @@ def add_eval(sub):
     p.add_argument("--protocol", choices=["camera", "paper", "both"], default="camera")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
     p.add_argument("--blind", action="store_true", help="estimate sigma from each image instead of giving it")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="int8: the model's INT8 variant")
     p.add_argument("--json", help="write results here (and a Markdown table beside it)")
     p.add_argument("--save", help="folder for noisy | denoised | clean comparison images")
     p.add_argument("--limit", type=int, help="first N images only")
@@ -82,7 +83,8 @@ def cmd_eval(a):
     from .evaluate import evaluate, write_reports
 
     protocols = ["camera", "paper"] if a.protocol == "both" else [a.protocol]
-    reports = [evaluate(a.model, d, a.sigma, pr, a.backend, a.blind, a.save, limit=a.limit)
+    reports = [evaluate(a.model, d, a.sigma, pr, a.backend, a.blind, a.save, limit=a.limit,
+                        precision=a.precision)
                for d in a.data for pr in protocols]
     print(write_reports(reports, a.json))
 
@@ -228,6 +230,23 @@ def cmd_export(a):
           f"max abs error {r['max_abs_err']:.1e}: ok")
 
 
+def add_quantize(sub):
+    p = sub.add_parser("quantize", help="INT8 variant of a model for CPUs (ONNX Runtime static QDQ quantization)")
+    p.add_argument("--model", default="default", help="model with an ONNX export (name, run folder or .onnx)")
+    p.add_argument("--calib", required=True, help="folder of clean images to calibrate on (training images)")
+    p.add_argument("--count", type=int, default=32, help="calibration crops (default 32)")
+    p.add_argument("--out", help="output path (default: <model>.int8.onnx beside the model's .onnx)")
+    p.set_defaults(func=cmd_quantize)
+
+
+def cmd_quantize(a):
+    from .quantize import quantize_model
+
+    r = quantize_model(a.model, a.calib, a.out, a.count)
+    print(f"quantize int8: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['calibration_crops']} calibration crops, "
+          f"{r['seconds']} s: ok (load it with --precision int8)")
+
+
 def add_build(sub):
     from .runtime.commands import parse_size
 
@@ -306,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from .runtime.commands import add_bench, add_run
 
-    for add in (add_run, add_bench, add_denoise, add_train, add_eval, add_export, add_build, add_info, add_kernels,
+    for add in (add_run, add_bench, add_denoise, add_train, add_eval, add_export, add_quantize, add_build, add_info, add_kernels,
                 add_doctor):
         add(sub)
     return p

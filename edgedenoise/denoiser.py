@@ -32,11 +32,21 @@ GRAY_SIGMA_GAIN = 3 ** 0.5
 class OnnxBackend:
     name = "onnxruntime"
 
-    def __init__(self, files: ModelFiles, threads: int | None = None, providers: list[str] | None = None):
+    def __init__(self, files: ModelFiles, threads: int | None = None, providers: list[str] | None = None,
+                 precision: str = "fp32"):
         import onnxruntime as ort
 
         if files.onnx is None:
             raise ModelError(f"model {files.name} has no .onnx export: run `edgedenoise export --model ... --out X.onnx`")
+        path = files.onnx
+        if precision == "int8":
+            if files.onnx_int8 is None:
+                raise ModelError(f"model {files.name} has no INT8 variant: run `edgedenoise quantize --model "
+                                 f"{files.onnx} --calib DIR` (DIR: clean training images)")
+            path = files.onnx_int8
+        elif precision != "fp32":
+            raise ModelError(f"precision {precision!r} is not one ONNX Runtime runs here: choose fp32 or int8")
+        self.precision = precision
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -47,10 +57,10 @@ class OnnxBackend:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(files.onnx), so, providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             msg = str(e).splitlines()[0][:200]
-            raise ModelError(f"cannot load ONNX model {files.onnx}: {msg} (corrupt or truncated? re-export it)") from None
+            raise ModelError(f"cannot load ONNX model {path}: {msg} (corrupt or truncated? re-export it)") from None
 
     def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         return self.session.run(["denoised"], {"noisy": x, "sigma": sigma})[0]
@@ -96,12 +106,16 @@ def _pick_backend(backend: str, files: ModelFiles) -> str:
 
 class Denoiser:
     def __init__(self, files: ModelFiles, backend: str = "auto", threads: int | None = None, device: str | None = None,
-                 engine_path: Path | None = None):
+                 engine_path: Path | None = None, precision: str = "fp32"):
         self.files = files
         self.engine_path = engine_path
-        self.backend_name = _pick_backend(backend, files)
+        self.precision = precision
+        self.backend_name = "onnxruntime" if precision == "int8" and backend == "auto" else _pick_backend(backend, files)
+        if precision != "fp32" and self.backend_name != "onnxruntime":
+            raise ModelError(f"precision {precision} runs on the onnxruntime backend here (TensorRT engines carry "
+                             "their own precision: edgedenoise build --precision)")
         if self.backend_name == "onnxruntime":
-            self.backend = OnnxBackend(files, threads)
+            self.backend = OnnxBackend(files, threads, precision=precision)
         elif self.backend_name == "torch":
             self.backend = TorchBackend(files, device, threads)
         elif self.backend_name == "tensorrt":
@@ -121,7 +135,8 @@ class Denoiser:
 
     @classmethod
     def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,
-             device: str | None = None) -> "Denoiser":
+             device: str | None = None, precision: str = "fp32") -> "Denoiser":
+        """precision: fp32, or int8 (ONNX Runtime with the model's `.int8.onnx` from `edgedenoise quantize`)."""
         if str(model).endswith(".engine"):
             # a TensorRT engine: its sidecar names the ONNX model it was built from
             from .engine import read_sidecar
@@ -130,7 +145,7 @@ class Denoiser:
             return cls(resolve(meta["onnx"]), "tensorrt", threads, device, engine_path=Path(model))
         if backend == "tensorrt":
             raise ModelError("the tensorrt backend needs an engine: --model MODEL.engine (edgedenoise build makes one)")
-        return cls(resolve(model), backend, threads, device)
+        return cls(resolve(model), backend, threads, device, precision=precision)
 
     @property
     def name(self) -> str:

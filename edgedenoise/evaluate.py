@@ -57,11 +57,11 @@ def comparison(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
 
 def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol: str = "camera",
              backend: str = "auto", blind: bool = False, save: str | Path | None = None,
-             progress: bool = True, limit: int | None = None) -> dict:
+             progress: bool = True, limit: int | None = None, precision: str = "fp32") -> dict:
     """Score a model on a folder. Returns the JSON-ready result (per image and means)."""
     import cv2
 
-    den = Denoiser.load(model, backend=backend)
+    den = Denoiser.load(model, backend=backend, precision=precision)
     files = list_images(data)[:limit]
     gray = den.channels == 1
     results = []
@@ -110,8 +110,10 @@ def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol:
         "blind": blind,
         "n_images": len(files),
         "model": mf.name,
-        "model_hash": file_sha256(mf.onnx if den.backend_name == "onnxruntime" else mf.weights),
+        "model_hash": file_sha256((mf.onnx_int8 if precision == "int8" else mf.onnx)
+                                  if den.backend_name == "onnxruntime" else mf.weights),
         "backend": den.backend_name,
+        "precision": precision,
         "results": results,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
@@ -124,7 +126,7 @@ def markdown_table(reports: list[dict]) -> str:
         for r in rep["results"]:
             lines.append(f"| {rep['set']} | {rep['protocol']}{' blind' if rep['blind'] else ''} | {r['sigma']:g} | "
                          f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['psnr_noisy']:.2f} | {rep['n_images']} | "
-                         f"{rep['model']} ({rep['model_hash']}) |")
+                         f"{rep['model']}{' int8' if rep.get('precision') == 'int8' else ''} ({rep['model_hash']}) |")
     return "\n".join(lines)
 
 

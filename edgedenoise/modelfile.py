@@ -3,7 +3,8 @@
 A model is named by any of:
 - a shipped model: `default`, `tiny`, `small`, `base` (files in edgedenoise/models/),
 - a run folder written by `edgedenoise train` (its model.safetensors),
-- a `.safetensors`, `.json` or `.onnx` path; the other files are found beside it by stem.
+- a `.safetensors`, `.json` or `.onnx` path; the other files are found beside it by stem
+  (including `<stem>.int8.onnx`, the INT8 variant `edgedenoise quantize` writes).
 
 Resolving names needs no torch; loading weights into a network does.
 """
@@ -27,6 +28,7 @@ class ModelFiles:
     config: dict
     weights: Path | None  # .safetensors
     onnx: Path | None
+    onnx_int8: Path | None = None  # <stem>.int8.onnx, written by `edgedenoise quantize`
 
     @property
     def size_multiple(self) -> int:
@@ -80,6 +82,7 @@ def resolve(spec: str | Path) -> ModelFiles:
         config=config,
         weights=weights if weights.exists() else None,
         onnx=onnx if onnx.exists() else None,
+        onnx_int8=int8 if (int8 := onnx.with_name(onnx.stem + ".int8.onnx")).exists() else None,
     )
 
 

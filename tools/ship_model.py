@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Ship a trained run as a packaged model: copy its weights and config into
 edgedenoise/models/<name>.*, export the ONNX beside them, and score it on CBSD68 and
-Kodak24 at sigma 15/25/50 under both protocols (BENCHMARK_PROTOCOL.md).
+Kodak24 at sigma 15/25/50 under both protocols (BENCHMARK_PROTOCOL.md). Also writes the
+INT8 variant (`<name>.int8.onnx`, calibrated on CBSD432) that `--precision int8` loads.
 
     python tools/ship_model.py runs/small --name small
 
@@ -31,6 +32,7 @@ def main() -> int:
     from edgedenoise.data import default_data_root
     from edgedenoise.evaluate import evaluate, markdown_table
     from edgedenoise.export import export_onnx
+    from edgedenoise.quantize import quantize_model
     from edgedenoise.runtime.stats import machine_info, versions
 
     run = Path(a.run)
@@ -45,6 +47,8 @@ def main() -> int:
     dest.with_suffix(".json").write_text(json.dumps(cfg, indent=2) + "\n")
     r = export_onnx(dest.with_suffix(".safetensors"), dest.with_suffix(".onnx"))
     print(f"export onnx: {r['path']} {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
+    q = quantize_model(dest.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432")
+    print(f"quantize int8: {q['path']} {q['bytes'] / 1e6:.2f} MB")
 
     data = default_data_root() / "test"
     reports = [evaluate(a.name, data / s, a.sigma, pr) for s in a.sets for pr in ("camera", "paper")]

@@ -74,6 +74,9 @@ def add_run(sub):
                                                              "frames are tiled with overlap and blended")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                   help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize; shipped for tiny "
+                        "and default), faster on CPUs, some PSNR lost (benchmarks/results/quality.md)")
     p.add_argument("--reconnect", type=int, default=10, help="tries to reopen a dropped camera or stream (default 10)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=cmd_run)
@@ -111,7 +114,7 @@ def cmd_run(a):
         a.frames = 150  # six seconds of the built-in demo, so the default run ends by itself
     try:
         sink = parse_sink(a.sink or _default_sink(demo), source.fps, a.lossless)
-        den = Denoiser.load(a.model, backend=a.backend, threads=a.threads)
+        den = Denoiser.load(a.model, backend=a.backend, threads=a.threads, precision=a.precision)
         sink.open(stats)
     except BaseException:
         source.close()
@@ -122,9 +125,10 @@ def cmd_run(a):
     if source.sigma is not None:
         sigma_desc += f"; source noise is sigma {source.sigma:g}"
     print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {den.name} on {den.backend_name}"
+          f"{' int8' if den.precision == 'int8' else ''}"
           f"{' (picked by auto)' if a.backend == 'auto' else ''}, sigma {sigma_desc}", file=sys.stderr)
     stats.info.update(command=" ".join(["edgedenoise", *sys.argv[1:]]) if sys.argv else "edgedenoise run",
-                      model=den.name, backend=den.backend_name, sigma=a.sigma if a.sigma is not None else "auto",
+                      model=den.name, backend=den.backend_name, precision=den.precision, sigma=a.sigma if a.sigma is not None else "auto",
                       threads=a.threads, tile=list(a.tile) if a.tile else None)
     pipe = Pipeline(source, sink, den, mode=mode, sigma=sigma, max_frames=a.frames,
                     tile=(a.tile[1], a.tile[0]) if a.tile else None, overlap=a.overlap,
@@ -153,6 +157,8 @@ def add_bench(sub):
     p.add_argument("--warmup", type=int, default=5, help="untimed frames first (default 5)")
     p.add_argument("--sigma", type=float, default=25.0, help="noise added and given to the model (default 25)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                   help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize)")
     p.add_argument("--vs", choices=["nlm"], help="also time OpenCV fastNlMeansDenoisingColored on the same frames")
     p.add_argument("--nlm-frames", type=int, default=10, help="frames timed for --vs nlm (it is slow; default 10)")
     p.add_argument("--json", help="write the results here")
@@ -210,7 +216,7 @@ def cmd_bench(a):
     if a.frames <= 0 or a.warmup < 0:
         raise DataError("--frames must be positive and --warmup not negative")
     rows, nlm_rows = [], []
-    dens = [Denoiser.load(a.model, backend=b, threads=a.threads) for b in backends]
+    dens = [Denoiser.load(a.model, backend=b, threads=a.threads, precision=a.precision) for b in backends]
     nlm_h = NLM_H.get(a.sigma, 0.55 * a.sigma)  # 25.0 finds the key 25
     for w, h in sizes:
         clean, noisy = bench_frames(w, h, a.sigma)
@@ -248,14 +254,14 @@ def cmd_bench(a):
         lines.append(line)
     print("\n".join(lines))
     print(f"latency per frame, uint8 BGR in -> uint8 BGR out, sigma {a.sigma:g}, {a.frames} frames after "
-          f"{a.warmup} warm-up; model {dens[0].name}; fp32"
+          f"{a.warmup} warm-up; model {dens[0].name}; {a.precision}"
           + (f"; NLM on {nlm_rows[0]['count']} frames, h={nlm_h:g}, template 7, search 21" if nlm_rows else ""))
     if a.json:
         from datetime import datetime, timezone
 
         doc = {"command": " ".join(["edgedenoise", *sys.argv[1:]]), "date": datetime.now(timezone.utc)
                .isoformat(timespec="seconds"), "machine": machine_info(), "versions": versions(),
-               "model": dens[0].name, "threads": a.threads, "precision": "fp32", "sigma": a.sigma,
+               "model": dens[0].name, "threads": a.threads, "precision": a.precision, "sigma": a.sigma,
                "frames": a.frames, "warmup": a.warmup, "protocol": "camera", "results": rows, "anchors": nlm_rows}
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)
