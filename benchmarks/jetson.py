@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Projection to Jetson Orin: an ESTIMATE of frames per second, not a measurement.
+
+    python benchmarks/jetson.py
+
+For each model size and frame size, every convolution of the network is measured by running
+the model with hooks (its MACs, the activations it reads and writes, its weights), then each
+layer is given the time of its roofline bound on each device:
+
+    t_layer = max( 2 * MACs / (peak FP16 tensor FLOP/s * e_c),  bytes / (memory bandwidth * e_m) )
+    t_frame = sum of t_layer + (3 + 3) bytes per pixel / (bandwidth * e_m)   (uint8 frame in and out)
+    fps     = 1 / t_frame
+
+with activations and weights in fp16 (2 bytes), each layer reading its input and weights once
+and writing its output once (no cache reuse between layers: frames are megabytes, L2 is 4 MB on
+Orin), and pixel (un)shuffle and additions fused into the convolutions around them.
+Two rows per case: the roofline bound (e_c = e_m = 1, unreachable) and a derated estimate with
+e_c = 0.35 and e_m = 0.7. The derating is an assumption, written here so it can be argued with:
+convolutions with 16-96 channels fill tensor cores poorly (0.35), and streaming kernels reach
+about 70% of the memory bandwidth of LPDDR5. Replace them with measured efficiencies once an
+Orin is on the desk (`edgedenoise bench` there).
+
+Device figures (published, dense FP16 tensor TFLOPS / memory bandwidth): Orin Nano 8GB 10 /
+68 GB/s, Orin NX 16GB 15 / 102 GB/s, AGX Orin 64GB 43 / 205 GB/s.
+
+Writes benchmarks/results/jetson_projection.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+
+from common import stamp, write  # noqa: E402
+
+DEVICES = {"Orin Nano 8GB": (10.0, 68.0), "Orin NX 16GB": (15.0, 102.0), "AGX Orin 64GB": (43.0, 205.0)}
+DERATE = {"compute": 0.35, "memory": 0.7}
+FRAMES = {"720p": (720, 1280), "1080p": (1088, 1920)}  # 1080 padded to the size multiple (16)
+BYTES = 2  # fp16
+
+
+def layer_table(model_name: str, h: int, w: int) -> list[dict]:
+    """MACs and bytes moved of every convolution for one HxW frame (measured with hooks)."""
+    import torch
+    from torch import nn
+
+    from edgedenoise.model import build_model
+    from edgedenoise.modelfile import resolve
+
+    net = build_model(resolve(model_name).config).eval()
+    rows = []
+
+    def hook(mod, inp, out):
+        kh, kw = mod.kernel_size
+        macs = out.numel() * (mod.in_channels // mod.groups) * kh * kw
+        rows.append({"macs": macs, "bytes": (inp[0].numel() + out.numel() + mod.weight.numel()) * BYTES,
+                     "shape": f"{mod.in_channels}->{mod.out_channels} k{kh} s{mod.stride[0]} @ {out.shape[2]}x{out.shape[3]}"})
+
+    hs = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        net(torch.zeros(1, net.config.channels, h, w), torch.zeros(1))
+    for x in hs:
+        x.remove()
+    return rows
+
+
+def project(layers: list[dict], pixels: int, tflops: float, gbs: float, ec: float, em: float) -> float:
+    t = sum(max(2 * r["macs"] / (tflops * 1e12 * ec), r["bytes"] / (gbs * 1e9 * em)) for r in layers)
+    t += 6 * pixels / (gbs * 1e9 * em)
+    return 1.0 / t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="tiny,default")
+    a = ap.parse_args()
+
+    rows = []
+    for model in a.models.split(","):
+        for fname, (h, w) in FRAMES.items():
+            layers = layer_table(model, h, w)
+            macs = sum(r["macs"] for r in layers)
+            nbytes = sum(r["bytes"] for r in layers) + 6 * h * w
+            for dev, (tf, bw) in DEVICES.items():
+                bound = project(layers, h * w, tf, bw, 1.0, 1.0)
+                est = project(layers, h * w, tf, bw, DERATE["compute"], DERATE["memory"])
+                ai = 2 * macs / nbytes
+                rows.append({"model": model, "frame": fname, "device": dev, "gmac_per_frame": round(macs / 1e9, 2),
+                             "mbytes_per_frame": round(nbytes / 1e6, 1), "flop_per_byte": round(ai, 1),
+                             "fps_roofline_bound": round(bound, 1), "fps_estimate": round(est, 1)})
+    doc = {"stamp": stamp({"kind": "ESTIMATE (projection from counted MACs and bytes; not measured)"}),
+           "devices": {k: {"fp16_tensor_tflops": v[0], "bandwidth_gb_s": v[1]} for k, v in DEVICES.items()},
+           "derating": DERATE, "bytes_per_value": BYTES, "results": rows}
+    lines = ["**Estimate, not a measurement** (formula and assumptions in `benchmarks/jetson.py`).", "",
+             "| model | frame | GMAC/frame | MB moved/frame | FLOP/byte | device | fps roofline bound | fps estimate |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['frame']} | {r['gmac_per_frame']} | {r['mbytes_per_frame']} | "
+                     f"{r['flop_per_byte']} | {r['device']} | {r['fps_roofline_bound']} | {r['fps_estimate']} |")
+    lines += ["", f"Per layer: t = max(2·MACs / (TFLOPS·{DERATE['compute']}), bytes / (bandwidth·{DERATE['memory']})), "
+              "summed over the layers, plus the uint8 frame in and out; fp16 activations and weights, each read "
+              "once and written once. The bound column uses efficiency 1 for both."]
+    md = "\n".join(lines)
+    j, mdp = write("jetson_projection", doc, md)
+    print(md)
+    print(f"results: {j}, {mdp}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Each fused Triton kernel against its PyTorch/cuDNN equivalent, per layer shape, on a GPU.
+
+    python benchmarks/kernels.py              # needs CUDA, torch and triton
+    python benchmarks/kernels.py --list       # the layer shapes only (no GPU needed)
+
+Shapes: every convolution of every model size (tiny, small, base), as the network sees it for a
+1280x720 and a 1920x1088 frame (the grid after the pixel-unshuffle), found by running the model
+with hooks; duplicates measured once. For each shape, fp16 and fp32:
+- `triton`: kernels/conv.py's fused NHWC conv + bias + ReLU (weights packed once, as the backend does);
+- `cudnn`: torch conv2d + ReLU on a channels_last tensor with cudnn.benchmark on (fp32: TF32 off,
+  so both sides do true fp32 arithmetic);
+and the two boundary kernels (ingest, egest) against their unfused PyTorch references.
+
+Each timing is `triton.testing.do_bench` (median of repeated launches, L2 flushed between them).
+Achieved TFLOP/s (2 x MACs) and GB/s (input + output + weights, each moved once) are given as a
+fraction of the device's peak from the PEAKS table (dense tensor FP16, FP32 without tensor
+cores, memory bandwidth), so the distance to the hardware limit shows. Every case also checks
+the kernel against the reference (max abs error) before it is timed.
+
+Writes benchmarks/results/kernels_<gpu>.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from common import stamp, write  # noqa: E402
+
+# published dense peaks: (fp16 tensor TFLOP/s, fp32 non-tensor TFLOP/s, memory GB/s)
+PEAKS = {
+    "H100 80GB HBM3": (989.0, 67.0, 3350.0),  # SXM
+    "H100 PCIe": (756.0, 51.0, 2000.0),
+    "H200": (989.0, 67.0, 4800.0),
+    "A100-SXM4-80GB": (312.0, 19.5, 2039.0),
+    "Orin": (10.0, 2.5, 68.0),  # Orin Nano 8GB (the smallest; an NX/AGX row would replace it)
+}
+DEVICE = "cuda"  # the benchmark is for GPUs; a CPU run under TRITON_INTERPRET=1 only checks the code
+FRAMES = {"720p": (720, 1280), "1080p": (1088, 1920)}
+
+
+def layer_shapes() -> list[dict]:
+    """Distinct (cin, cout, k, stride, pad, H, W) of every conv of every model size and frame."""
+    import torch
+    from torch import nn
+
+    from edgedenoise.model import SIZES, build_model
+
+    seen, out = set(), []
+    for size in SIZES:
+        net = build_model(size).eval()
+        for fname, (h, w) in FRAMES.items():
+            found = []
+
+            def hook(mod, inp, _out, found=found):
+                found.append((mod.in_channels, mod.out_channels, mod.kernel_size[0], mod.stride[0], mod.padding[0],
+                              inp[0].shape[2], inp[0].shape[3]))
+
+            hs = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+            with torch.no_grad():
+                net(torch.zeros(1, 3, h, w), torch.zeros(1))
+            for x in hs:
+                x.remove()
+            for i, s in enumerate(found):
+                if i == 0 or i == len(found) - 1:
+                    continue  # head and tail: measured as the fused ingest / egest kernels
+                if s not in seen:
+                    seen.add(s)
+                    out.append({"models": [size], "frame": fname, "cin": s[0], "cout": s[1], "k": s[2],
+                                "stride": s[3], "pad": s[4], "h": s[5], "w": s[6]})
+                else:
+                    next(o for o in out if (o["cin"], o["cout"], o["k"], o["stride"], o["pad"], o["h"], o["w"]) == s
+                         )["models"].append(size)
+    for o in out:
+        o["models"] = sorted(set(o["models"]))
+    return out
+
+
+def peaks(name: str):
+    for k, v in PEAKS.items():
+        if k in name:
+            return v
+    return None
+
+
+def bench_conv(s: dict, dtype, do_bench) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from edgedenoise_kernels.conv import conv2d_nhwc, conv2d_nhwc_reference, pack_weight
+
+    torch.manual_seed(0)
+    x = torch.randn(1, s["h"], s["w"], s["cin"], device=DEVICE, dtype=dtype)
+    wt = (torch.randn(s["cout"], s["cin"], s["k"], s["k"], device=DEVICE) / (s["cin"] * s["k"] ** 2) ** 0.5).to(dtype)
+    b = torch.randn(s["cout"], device=DEVICE)
+    wp = pack_weight(wt)
+    kk = (s["k"], s["k"])
+    tri = lambda: conv2d_nhwc(x, wp, b, kk, s["stride"], s["pad"], "relu")  # noqa: E731
+    ref = conv2d_nhwc_reference(x, wt, b, s["stride"], s["pad"], "relu")
+    err = (tri().float() - ref).abs().max().item()
+    xc = x.permute(0, 3, 1, 2)  # an NCHW view of NHWC memory: channels_last
+    bb = b.to(dtype)
+    cud = lambda: F.relu(F.conv2d(xc, wt, bb, stride=s["stride"], padding=s["pad"]))  # noqa: E731
+    t_tri, t_cud = do_bench(tri), do_bench(cud)
+    ho, wo = ref.shape[1], ref.shape[2]
+    macs = ho * wo * s["cout"] * s["cin"] * s["k"] ** 2
+    nbytes = (x.numel() + ho * wo * s["cout"] + wt.numel()) * x.element_size()
+    return {"triton_ms": t_tri, "cudnn_ms": t_cud, "max_abs_err": err, "gflop": 2 * macs / 1e9, "mbytes": nbytes / 1e6}
+
+
+def bench_boundary(kind: str, size: str, hw, dtype, do_bench) -> dict:
+    import torch
+
+    from edgedenoise.model import build_model
+    from edgedenoise_kernels.boundary import egest, egest_reference, half_grid, ingest, ingest_reference
+    from edgedenoise_kernels.conv import pack_weight
+
+    net = build_model(size).eval().to(DEVICE)
+    mult = net.config.size_multiple
+    h, w = hw
+    frame = torch.randint(0, 256, (1, h, w, 3), dtype=torch.uint8, device=DEVICE)
+    if kind == "ingest":
+        conv = net.head[0]
+        smap = torch.full((1,), 0.5, device=DEVICE)
+        wp = pack_weight(conv.weight.detach()).to(dtype)
+        fn = lambda: ingest(frame, wp, conv.bias.detach(), smap, mult)  # noqa: E731
+        ref = lambda: ingest_reference(frame, conv.weight.detach(), conv.bias.detach(), smap, mult)  # noqa: E731
+        err = (fn().float() - ref()).abs().max().item()
+        macs = conv.weight.numel() * half_grid(h, w, mult)[0] * half_grid(h, w, mult)[1]
+        nbytes = frame.numel() + fn().numel() * fn().element_size()
+    else:
+        conv = net.tail
+        hh, wh = half_grid(h, w, mult)
+        feat = torch.randn(1, hh, wh, conv.in_channels, device=DEVICE, dtype=dtype).relu()
+        wp = pack_weight(conv.weight.detach()).to(dtype)
+        fn = lambda: egest(feat, wp, conv.bias.detach(), frame)  # noqa: E731
+        ref = lambda: egest_reference(feat, conv.weight.detach(), conv.bias.detach(), frame)  # noqa: E731
+        err = (fn().int() - ref().int()).abs().max().item()
+        macs = conv.weight.numel() * hh * wh
+        nbytes = feat.numel() * feat.element_size() + 2 * frame.numel()
+    return {"triton_ms": do_bench(fn), "torch_unfused_ms": do_bench(ref), "max_abs_err": err,
+            "gflop": 2 * macs / 1e9, "mbytes": nbytes / 1e6}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list", action="store_true", help="print the layer shapes and stop")
+    ap.add_argument("--dtypes", default="fp16,fp32")
+    a = ap.parse_args()
+
+    shapes = layer_shapes()
+    if a.list:
+        for s in shapes:
+            print(f"{s['frame']:>5} {','.join(s['models']):<16} conv{s['k']}x{s['k']} s{s['stride']} "
+                  f"{s['cin']:>3}->{s['cout']:<3} @ {s['h']}x{s['w']}")
+        print(f"{len(shapes)} distinct shapes")
+        return 0
+    import torch
+
+    if not torch.cuda.is_available():
+        print("benchmarks/kernels.py: needs a CUDA GPU (run with --list to see the shapes)", file=sys.stderr)
+        return 2
+    from triton.testing import do_bench
+
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    gpu = torch.cuda.get_device_name()
+    pk = peaks(gpu)
+    dtypes = {"fp16": torch.float16, "fp32": torch.float32}
+    rows = []
+    for dn in a.dtypes.split(","):
+        dt = dtypes[dn]
+        peak_flops = (pk[0] if dn == "fp16" else pk[1]) if pk else None
+        for s in shapes:
+            r = bench_conv(s, dt, do_bench)
+            rows.append({"kernel": "conv+bias+relu", "dtype": dn, **{k: s[k] for k in s}, **r})
+            print(f"kernels {dn} conv{s['k']} {s['cin']}->{s['cout']} @ {s['h']}x{s['w']}: triton "
+                  f"{r['triton_ms']:.3f} ms, cudnn {r['cudnn_ms']:.3f} ms", file=sys.stderr)
+        for kind in ("ingest", "egest"):
+            for size in ("tiny", "small", "base"):
+                for fname, hw in FRAMES.items():
+                    r = bench_boundary(kind, size, hw, dt, do_bench)
+                    rows.append({"kernel": kind, "dtype": dn, "models": [size], "frame": fname, **r})
+        for r in rows:
+            if r["dtype"] == dn:
+                t = r["triton_ms"] / 1e3
+                r["triton_tflops"] = r["gflop"] / 1e3 / t
+                r["triton_gbs"] = r["mbytes"] / 1e3 / t
+                if pk:
+                    r["frac_peak_flops"] = r["triton_tflops"] / peak_flops
+                    r["frac_peak_bw"] = r["triton_gbs"] / pk[2]
+    doc = {"stamp": stamp({"gpu": gpu, "peaks": pk, "timer": "triton.testing.do_bench (median)"}), "results": rows}
+    lines = ["| kernel | dtype | frame | models | shape | triton ms | PyTorch ms | speed-up | TFLOP/s (% peak) | "
+             "GB/s (% peak) | max abs err |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref_ms = r.get("cudnn_ms", r.get("torch_unfused_ms"))
+        shape = (f"conv{r['k']}x{r['k']} s{r['stride']} {r['cin']}->{r['cout']} @ {r['h']}x{r['w']}"
+                 if r["kernel"].startswith("conv") else r["kernel"])
+        fp = f" ({100 * r['frac_peak_flops']:.1f}%)" if "frac_peak_flops" in r else ""
+        bp = f" ({100 * r['frac_peak_bw']:.1f}%)" if "frac_peak_bw" in r else ""
+        lines.append(f"| {r['kernel']} | {r['dtype']} | {r['frame']} | {','.join(r['models'])} | {shape} | "
+                     f"{r['triton_ms']:.3f} | {ref_ms:.3f} | {ref_ms / r['triton_ms']:.2f}x | "
+                     f"{r['triton_tflops']:.1f}{fp} | {r['triton_gbs']:.0f}{bp} | {r['max_abs_err']:.2g} |")
+    lines.append("")
+    lines.append("PyTorch: cuDNN conv + ReLU on channels_last (conv layers); the unfused reference ops (ingest, "
+                 "egest). Peaks: " + (f"{pk[0]} / {pk[1]} TFLOP/s fp16 tensor / fp32, {pk[2]} GB/s" if pk else
+                                      "unknown for this GPU (add it to PEAKS)") + ".")
+    tag = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
+    j, md = write(f"kernels_{tag}", doc, "\n".join(lines))
+    print("\n".join(lines))
+    print(f"results: {j}, {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
