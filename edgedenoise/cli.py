@@ -256,7 +256,11 @@ def add_build(sub):
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
     p.add_argument("--calib", help="folder of clean images for INT8 calibration")
     p.add_argument("--kernels", choices=["native", "triton", "auto"], default="native",
-                   help="boundary layers as TensorRT's own kernels, or as fused Triton plugins")
+                   help="native: the float graph, TensorRT's own kernels; triton: the frame-native graph with the "
+                        "fused Triton boundary kernels as plugins; auto: build both, keep the faster (default native)")
+    p.add_argument("--kernels-dir", default="build/kernels",
+                   help="AOT kernels for --kernels triton|auto (edgedenoise kernels build --out DIR; "
+                        "default build/kernels)")
     p.add_argument("--min", type=parse_size, default="256x256", help="smallest frame WxH of the profile")
     p.add_argument("--opt", type=parse_size, default="1280x720", help="frame WxH TensorRT tunes for")
     p.add_argument("--max", type=parse_size, default="1920x1088", help="largest frame WxH of the profile")
@@ -264,14 +268,13 @@ def add_build(sub):
 
 
 def cmd_build(a):
-    from .engine import EngineError, build_engine
+    from .engine import build_engine
 
-    if a.kernels != "native":
-        raise EngineError(f"--kernels {a.kernels}: the Triton plugins are not built yet; use --kernels native")
     prof = {k: getattr(a, k)[::-1] for k in ("min", "opt", "max")}  # (W, H) -> (H, W)
-    m = build_engine(a.onnx, a.out, a.precision, a.calib, prof)
+    m = build_engine(a.onnx, a.out, a.precision, a.calib, prof, kernels=a.kernels, kernels_dir=a.kernels_dir)
+    kern = m["kernels"] + (f" ({m['plugins']} plugins)" if m["kernels"] == "triton" else "")
     print(f"build tensorrt: {a.out}, {Path(a.out).stat().st_size / 1e6:.1f} MB, {m['seconds']} s, {m['precision']}, "
-          f"TensorRT {m['tensorrt']} on {m['gpu']} (sm {m['compute_capability']}): ok")
+          f"kernels {kern}, TensorRT {m['tensorrt']} on {m['gpu']} (sm {m['compute_capability']}): ok")
 
 
 def add_kernels(sub):

@@ -9,10 +9,17 @@ engine whose sidecar does not match this machine, with the command that rebuilds
 Device memory and streams come from cuda-python (`cuda.bindings.runtime`, or `cuda.cudart` in
 older releases), which JetPack and the TensorRT wheels pair with; no torch here.
 
+`--kernels`: `native` builds the plain float ONNX graph with TensorRT's own kernels; `triton`
+builds the frame-native graph (uint8 BGR frame in and out) whose boundary layers are the fused
+Triton kernels, compiled ahead of time (`edgedenoise kernels build`) and reaching TensorRT as
+plugins (trt_plugins.py: AOT Quickly Deployable Plugins on TensorRT >= 10.9, a Python IPluginV3
+launching the cubin on 10.3); `auto` builds both, times both with the runner on a 1280x720 frame
+and keeps the faster, saying which. The sidecar records `kernels` and the plugin flavour.
+
 Status: written against the TensorRT 10 documentation; TensorRT cannot be installed on the
-development and CI machines, so build and run are tested only where `tensorrt` imports. The
-sidecar checks are pure Python and tested everywhere. The fused Triton boundary kernels as
-TensorRT plugins (frame-native graph) are not here yet.
+development and CI machines, so build and run (native and triton) are tested only where
+`tensorrt` imports, and skipped elsewhere with the reason. The sidecar checks, the plugins' kernel
+selection, launch planning and graph preparation are pure Python and tested everywhere.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from .errors import EdgeDenoiseError, ModelError
 from .modelfile import file_sha256
 
 DEFAULT_PROFILE = {"min": (256, 256), "opt": (720, 1280), "max": (1088, 1920)}  # (H, W)
+AUTO_FRAME = (720, 1280)  # (H, W) the frame `--kernels auto` times both engines on
 
 
 class EngineError(EdgeDenoiseError):
@@ -77,6 +85,8 @@ def check_sidecar(meta: dict, machine: dict, engine: Path) -> None:
     """Refuse an engine built elsewhere, saying how to rebuild it."""
     rebuild = f"rebuild it here: edgedenoise build {meta.get('onnx', 'MODEL.onnx')} --out {engine} " \
               f"--precision {meta.get('precision', 'fp16')}"
+    if meta.get("kernels", "native") != "native":
+        rebuild += f" --kernels {meta['kernels']}"
     if meta.get("tensorrt") != machine["tensorrt"]:
         raise EngineError(f"{engine} was built with TensorRT {meta.get('tensorrt')}, this machine has "
                           f"{machine['tensorrt']}: {rebuild}")
@@ -99,26 +109,63 @@ def read_sidecar(engine: Path) -> dict:
 
 
 def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16", calib: str | None = None,
-                 profile: dict | None = None, timing_cache: str | Path | None = None, workspace_gb: float = 2.0) -> dict:
-    """Build and serialize an engine plus its sidecar. Returns the sidecar dict."""
+                 profile: dict | None = None, timing_cache: str | Path | None = None, workspace_gb: float = 2.0,
+                 kernels: str = "native", kernels_dir: str | Path | None = None, plugins: str = "auto",
+                 log=print) -> dict:
+    """Build and serialize an engine plus its sidecar. Returns the sidecar dict.
+
+    kernels: `native` (the float graph, TensorRT's own kernels), `triton` (the frame-native graph,
+    boundary layers as the AOT Triton kernels in `kernels_dir`, as plugins of flavour `plugins`:
+    auto, qdp or ipluginv3) or `auto` (both; keeps the faster on a 1280x720 frame, see
+    build_auto). `triton` takes the frame-native ONNX, or the float one: then it exports the
+    frame-native graph beside the engine (torch needed) or uses `<stem>.frame.onnx` beside it."""
     trt = _trt()
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.exists():
         raise ModelError(f"ONNX model not found: {onnx_path}")
+    if kernels == "auto":
+        return build_auto(onnx_path, out, precision, calib, profile, timing_cache, workspace_gb, kernels_dir,
+                          plugins, log)
+    if kernels not in ("native", "triton"):
+        raise EngineError(f"unknown --kernels {kernels!r}: native, triton or auto")
     profile = profile or DEFAULT_PROFILE
     t0 = time.time()
+    if kernels == "native":
+        data = onnx_path.read_bytes()
+        if b"frame-native" in data:  # edgedenoise export's metadata "variant"; the float graph says "float"
+            raise EngineError(f"{onnx_path} is the frame-native graph: --kernels native builds from the float ONNX "
+                              "(edgedenoise export without --frame-native), --kernels triton from this one")
+        extra = {}
+    else:
+        if precision not in ("fp16", "fp32"):
+            raise EngineError(f"--kernels triton builds fp16 or fp32 (int8 calibrates the float graph), not "
+                              f"{precision}: use --kernels native for int8")
+        from .trt_plugins import DEFAULT_KERNELS_DIR, prepare_onnx, register_plugins
+
+        kdir = Path(kernels_dir or DEFAULT_KERNELS_DIR).resolve()
+        onnx_path = frame_native_onnx(onnx_path, out.parent, log)
+        cc = this_machine()["compute_capability"]
+        flavour = register_plugins(trt, kdir, prefer=plugins, cc=cc)
+        # QDP nodes carry aot=1: the parser then asks for the AOT implementation (strict)
+        data, widths = prepare_onnx(onnx_path.read_bytes(), precision, flavour)
+        extra = {"plugins": flavour, "kernels_dir": str(kdir), "kernel_dtype": precision,
+                 "kernels_manifest_sha256": file_sha256(kdir / "manifest.json", n=64), "widths": widths}
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(data):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelError(f"TensorRT cannot parse {onnx_path}: {errs[:300]} (corrupt or truncated? re-export it)")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    channels = network.get_input(0).shape[1]
     p = builder.create_optimization_profile()
-    p.set_shape("noisy", (1, channels, *profile["min"]), (1, channels, *profile["opt"]), (1, channels, *profile["max"]))
+    if kernels == "native":
+        channels = network.get_input(0).shape[1]
+        p.set_shape("noisy", *((1, channels, *profile[k]) for k in ("min", "opt", "max")))
+    else:
+        channels = 3
+        p.set_shape("frame", (1, *profile["min"], 3), (1, *profile["opt"], 3), (1, *profile["max"], 3))
     p.set_shape("sigma", (1,), (1,), (1,))
     config.add_optimization_profile(p)
     if precision in ("fp16", "int8"):
@@ -139,9 +186,115 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     meta = {**this_machine(), "precision": precision, "profile": {k: list(v) for k, v in profile.items()},
             "onnx": str(onnx_path), "onnx_sha256": file_sha256(onnx_path, n=64), "channels": int(channels),
+            "kernels": kernels, **extra,
             "built": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(time.time() - t0, 1)}
     sidecar_path(out).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def frame_native_onnx(onnx_path: Path, out_dir: Path, log=print) -> Path:
+    """The frame-native graph for `onnx_path`: itself if it is one; else exported from the same
+    model (its weights beside it, torch needed) into `out_dir`; else `<stem>.frame.onnx` beside it."""
+    from .modelfile import resolve
+    from .trt_plugins import onnx_variant
+
+    if onnx_variant(onnx_path) == "frame-native":
+        return onnx_path
+    beside = onnx_path.with_name(onnx_path.stem + ".frame.onnx")
+    exportable = resolve(onnx_path).weights is not None
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        exportable = False
+    if not exportable:
+        if beside.exists() and onnx_variant(beside) == "frame-native":
+            log(f"using the frame-native graph {beside}")
+            return beside
+        raise EngineError(f"--kernels triton needs the frame-native graph of {onnx_path}: export it where torch and "
+                          f"the model's weights are (edgedenoise export --model MODEL --frame-native --out {beside}) "
+                          "and pass that file")
+    from .export import export_onnx
+
+    target = Path(out_dir) / (onnx_path.stem + ".frame.onnx")
+    log(f"exporting the frame-native graph of {onnx_path} to {target}")
+    export_onnx(onnx_path, target, frame_native=True)
+    return target
+
+
+def build_auto(onnx_path: Path, out: Path, precision: str, calib, profile, timing_cache, workspace_gb: float,
+               kernels_dir, plugins: str, log=print) -> dict:
+    """Build the native and the triton engine, time both with the runner on a 1280x720 frame (or
+    the profile's opt size if 1280x720 is outside the profile), keep the faster at `out`."""
+    profile = profile or DEFAULT_PROFILE
+    if precision == "int8":
+        raise EngineError("--kernels auto compares fp16 or fp32 builds (the triton engine has no int8): "
+                          "use --kernels native for int8")
+    from .trt_plugins import onnx_variant
+
+    if onnx_variant(onnx_path) == "frame-native":
+        raise EngineError(f"--kernels auto builds both graphs: give it the float ONNX, not the frame-native one "
+                          f"{onnx_path}")
+    hw = AUTO_FRAME
+    if not all(lo <= v <= hi for lo, v, hi in zip(profile["min"], hw, profile["max"])):
+        hw = tuple(profile["opt"])
+    paths = {k: out.with_name(out.name + f".{k}") for k in ("native", "triton")}
+    metas, ms, failed = {}, {}, None
+    try:
+        for kind in ("native", "triton"):
+            log(f"build auto: building {kind}")
+            try:
+                metas[kind] = build_engine(onnx_path, paths[kind], precision, calib, profile, timing_cache,
+                                           workspace_gb, kind, kernels_dir, plugins, log)
+            except EdgeDenoiseError as e:
+                if kind == "native":
+                    raise
+                failed = str(e)
+                log(f"build auto: the triton build failed: {e}")
+                continue
+            ms[kind] = time_engine(paths[kind], hw)
+            log(f"build auto: {kind} {ms[kind]:.2f} ms per {hw[1]}x{hw[0]} frame")
+        keep = min(ms, key=ms.get)
+        if failed:
+            why = f"the triton build failed ({failed})"
+        else:
+            other = "triton" if keep == "native" else "native"
+            why = f"{ms[keep]:.2f} ms against {ms[other]:.2f} ms for {other} per {hw[1]}x{hw[0]} frame"
+        meta = {**metas[keep], "auto": {"kept": keep, "why": why, "frame": f"{hw[1]}x{hw[0]}",
+                                        "ms": {k: round(v, 3) for k, v in ms.items()}}}
+        paths[keep].replace(out)
+        sidecar_path(out).write_text(json.dumps(meta, indent=2) + "\n")
+        log(f"build auto: kept {keep}: {why}")
+        return meta
+    finally:
+        for path in paths.values():
+            for f in (path, sidecar_path(path)):
+                if f.exists():
+                    f.unlink()
+
+
+def time_engine(engine: str | Path, hw: tuple[int, int] = AUTO_FRAME, warmup: int = 3, iters: int = 10) -> float:
+    """Median milliseconds of one frame through the runner, host copies included: a uint8 frame
+    for frame-native engines, the float NCHW input (already converted) for the others."""
+    backend = TensorRTBackend(engine)
+    try:
+        rng = np.random.default_rng(0)
+        frame = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+        x = rng.random((1, backend.meta["channels"], *hw), dtype=np.float32)
+        s = np.array([25 / 255], np.float32)
+
+        def run():
+            return backend.denoise_frames(frame, 25.0) if backend.frame_native else backend(x, s)
+
+        for _ in range(warmup):
+            run()
+        times = []
+        for _ in range(iters):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        return float(np.median(times)) * 1e3
+    finally:
+        backend.close()
 
 
 def _calibrator(trt, folder: str, channels: int, hw: tuple[int, int], cache: Path, count: int = 32):
@@ -188,7 +341,9 @@ def _calibrator(trt, folder: str, channels: int, hw: tuple[int, int], cache: Pat
 
 class TensorRTBackend:
     """Runs a built engine: name-based tensors, set_input_shape, set_tensor_address,
-    execute_async_v3 on its own stream. Same call as the other backends (float NCHW)."""
+    execute_async_v3 on its own stream. Same calls as the other backends: float NCHW in and out
+    (`backend(x, sigma)`) for native engines; uint8 BGR frames in and out
+    (`backend.denoise_frames(frames, sigma)`, `frame_native`) for engines built with --kernels triton."""
 
     name = "tensorrt"
 
@@ -197,8 +352,19 @@ class TensorRTBackend:
         self.cudart = _cudart()
         engine_path = Path(engine_path)
         meta = read_sidecar(engine_path)
-        check_sidecar(meta, this_machine(), engine_path)
+        machine = this_machine()
+        check_sidecar(meta, machine, engine_path)
         self.meta = meta
+        self.frame_native = meta.get("kernels") == "triton"
+        if self.frame_native and meta.get("plugins") == "ipluginv3":
+            # Python plugins: TensorRT needs their creators before it deserializes the engine.
+            # (AOT Quickly Deployable Plugins carry their kernels inside the engine.)
+            from .trt_plugins import KernelsError, register_plugins
+
+            try:
+                register_plugins(trt, meta["kernels_dir"], prefer="ipluginv3", cc=machine["compute_capability"])
+            except KernelsError as e:
+                raise EngineError(f"{engine_path} runs the Triton kernels of {meta['kernels_dir']}: {e}") from None
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
@@ -216,25 +382,56 @@ class TensorRTBackend:
             self.buffers[name] = (ptr, nbytes)
         return int(ptr)
 
-    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        h, w = x.shape[-2:]
-        mh, mw = self.meta["profile"]["max"]
+    def _check_size(self, h: int, w: int) -> None:
+        (nh, nw), (mh, mw) = self.meta["profile"]["min"], self.meta["profile"]["max"]
         if h > mh or w > mw:
             raise EngineError(f"frame {w}x{h} exceeds the engine's profile (max {mw}x{mh}): rebuild with a larger "
                               "profile, or let the runtime tile it")
+        if h < nh or w < nw:
+            raise EngineError(f"frame {w}x{h} is below the engine's profile (min {nw}x{nh}): rebuild with --min "
+                              f"{w}x{h} or smaller")
+
+    def _run(self, inputs: dict, output: str, out: np.ndarray) -> np.ndarray:
+        """Copy `inputs` in, execute, copy `output` out into `out`; one host sync at the end."""
         cu, kind = self.cudart, self.cudart.cudaMemcpyKind
-        out = np.empty_like(x)
-        self.context.set_input_shape("noisy", x.shape)
-        self.context.set_input_shape("sigma", sigma.shape)
-        for name, arr in (("noisy", np.ascontiguousarray(x)), ("sigma", np.ascontiguousarray(sigma)),
-                          ("denoised", out)):
+        for name, arr in inputs.items():
+            if not self.context.set_input_shape(name, arr.shape):
+                raise EngineError(f"input {name} of shape {arr.shape} does not fit the engine's profile")
+        for name, arr in (*inputs.items(), (output, out)):
             ptr = self._buffer(name, arr.nbytes)
             self.context.set_tensor_address(name, ptr)
-            if name != "denoised":
+            if name != output:
                 _check(cu.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes, kind.cudaMemcpyHostToDevice, self.stream))
         if not self.context.execute_async_v3(int(self.stream)):
             raise EngineError("TensorRT execution failed (see the messages above)")
-        ptr = self.buffers["denoised"][0]
+        ptr = self.buffers[output][0]
         _check(cu.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, kind.cudaMemcpyDeviceToHost, self.stream))
         _check(cu.cudaStreamSynchronize(self.stream))  # a host sync point: the frame is needed now
         return out
+
+    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        if self.frame_native:
+            raise EngineError("this engine takes uint8 BGR frames (built with --kernels triton): use denoise_frames")
+        self._check_size(*x.shape[-2:])
+        x, sigma = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(sigma, np.float32)
+        return self._run({"noisy": x, "sigma": sigma}, "denoised", np.empty_like(x))
+
+    def denoise_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
+        """(N,H,W,3) or (H,W,3) uint8 BGR -> the same, denoised; sigma on the 0-255 scale."""
+        if not self.frame_native:
+            raise EngineError("this engine takes float NCHW input (built with --kernels native): "
+                              "call it with (x, sigma)")
+        single = frames.ndim == 3
+        fr = np.ascontiguousarray(frames[None] if single else frames, dtype=np.uint8)
+        self._check_size(*fr.shape[1:3])
+        s = np.full((fr.shape[0],), sigma / 255.0, np.float32)
+        out = self._run({"frame": fr, "sigma": s}, "denoised", np.empty_like(fr))
+        return out[0] if single else out
+
+    def close(self) -> None:
+        for ptr, _ in self.buffers.values():
+            self.cudart.cudaFree(ptr)
+        self.buffers.clear()
+        if self.stream is not None:
+            self.cudart.cudaStreamDestroy(self.stream)
+            self.stream = None

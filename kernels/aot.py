@@ -20,6 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ACT_CODES = {"none": 0, "relu": 1}
+# PTX ISA 8.5 (CUDA 12.5, what JetPack 6's CUDA 12.6 driver JIT-compiles): newer Triton releases
+# emit the ISA of the CUDA they bundle (8.8 with Triton 3.9), which an older driver refuses to load.
+PTX_VERSION = 85
 BLOCK_M = 64
 NUM_WARPS = 4
 
@@ -125,7 +128,7 @@ def build(variants: list, targets: list[int], out_dir: str | Path, progress=None
             t0 = time.time()
             fn, sig, consts, grid = _spec(v)
             compiled = triton.compile(ASTSource(fn, sig, consts), target=GPUTarget("cuda", cc, 32),
-                                      options={"num_warps": NUM_WARPS})
+                                      options={"num_warps": NUM_WARPS, "ptx_version": PTX_VERSION})
             (tdir / f"{v.name}.ptx").write_text(compiled.asm["ptx"])
             cubin = compiled.asm["cubin"]
             (tdir / f"{v.name}.cubin").write_bytes(cubin)
@@ -138,6 +141,10 @@ def build(variants: list, targets: list[int], out_dir: str | Path, progress=None
                 "constants": consts,
                 "num_warps": NUM_WARPS,
                 "shared_bytes": compiled.metadata.shared,
+                # Triton's scratch buffers (trailing pointer parameters); 0 = the launcher passes NULL
+                "global_scratch_bytes": int(getattr(compiled.metadata, "global_scratch_size", 0) or 0),
+                "profile_scratch_bytes": int(getattr(compiled.metadata, "profile_scratch_size", 0) or 0),
+                "num_ctas": int(getattr(compiled.metadata, "num_ctas", 1) or 1),
                 "ptx": f"sm_{cc}/{v.name}.ptx",
                 "cubin": f"sm_{cc}/{v.name}.cubin",
                 "cubin_sha256": hashlib.sha256(cubin).hexdigest(),
@@ -146,6 +153,7 @@ def build(variants: list, targets: list[int], out_dir: str | Path, progress=None
             })
             if progress is not None:
                 progress(entries[-1])
-    manifest = {"triton_version": triton.__version__, "block_m": BLOCK_M, "kernels": entries}
+    manifest = {"triton_version": triton.__version__, "block_m": BLOCK_M, "ptx_version": PTX_VERSION,
+                "kernels": entries}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

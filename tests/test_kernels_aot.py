@@ -33,6 +33,8 @@ def test_build_writes_ptx_and_cubin_for_every_target(tmp_path):
         assert cubin[:4] == b"\x7fELF" and hashlib.sha256(cubin).hexdigest() == k["cubin_sha256"]
         ptx = (out / k["ptx"]).read_text()
         assert f".target {k['target']}" in ptx and k["function"] in ptx
+        assert ".version 8.5" in ptx  # JetPack 6's CUDA 12.6 driver JIT-compiles PTX ISA <= 8.5
+        assert k["global_scratch_bytes"] == 0 and k["profile_scratch_bytes"] == 0  # plugins pass NULL scratch
 
 
 def test_bad_target_is_refused(tmp_path):

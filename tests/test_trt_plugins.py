@@ -1,0 +1,576 @@
+"""The fused Triton boundary kernels as TensorRT plugins (edgedenoise/trt_plugins.py).
+
+Everything that needs no TensorRT and no GPU runs everywhere: the boundary kernels are compiled
+ahead of time for sm_72/sm_87/sm_90 into a temporary folder, then the manifest-driven kernel
+choice, launch grid and packed argument list are checked against what the Triton launchers in
+kernels/boundary.py pass, the packed arguments against the cubin's own parameter table, the
+TensorRT-ordered PTX of the Quickly Deployable Plugins by assembling it, the graph TensorRT
+parses (packed weights, folded noise-map scale) against the PyTorch reference, and the IPluginV3
+classes against a stand-in for the tensorrt module and the CUDA driver. The tests that need
+TensorRT skip elsewhere with the reason."""
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgedenoise import trt_plugins as tp
+from edgedenoise.trt_plugins import KernelsError
+
+triton = pytest.importorskip("triton", reason="triton is not installed (pip install -e .[kernels])")
+torch = pytest.importorskip("torch")
+
+WIDTH = 24  # the default (small) model's first width
+TARGETS = (72, 87, 90)
+NVBIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+# compiling needs the real JIT, not the interpreter the other kernel tests run in
+COMPILE_ENV = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+
+
+@pytest.fixture(scope="module")
+def aot_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("aot")
+    code = ("import sys\nfrom edgedenoise_kernels.aot import BoundaryVariant, build\n"
+            f"build([BoundaryVariant('ingest', {WIDTH}, 'fp16'), BoundaryVariant('egest', {WIDTH}, 'fp16')], "
+            f"{list(TARGETS)}, sys.argv[1])\n")
+    p = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=COMPILE_ENV)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return out
+
+
+def kernel(aot_dir, kind, cc=87):
+    return tp.pick_kernel(tp.load_manifest(aot_dir), aot_dir, kind, WIDTH, "fp16", cc)
+
+
+# ---------------------------------------------------------------- kernel choice
+
+
+@pytest.mark.parametrize("cc", [72, 87, 90, "8.7", "sm_90"])
+def test_the_cubin_of_this_target_is_picked(aot_dir, cc):
+    target = f"sm_{tp.cc_int(cc)}"
+    for kind in ("ingest", "egest"):
+        k = kernel(aot_dir, kind, cc)
+        assert k.target == target and k.kind == kind and k.width == WIDTH
+        assert k.cubin_path.parent.name == target and k.ptx_path.parent.name == target
+        assert k.cubin()[:4] == b"\x7fELF"  # and its sha256 matches the manifest
+        assert f".target {target}" in k.ptx
+
+
+def test_missing_target_variant_or_kernels_say_how_to_build(aot_dir, tmp_path):
+    manifest = tp.load_manifest(aot_dir)
+    with pytest.raises(KernelsError) as e:
+        tp.pick_kernel(manifest, aot_dir, "ingest", WIDTH, "fp16", "8.9")
+    msg = str(e.value)
+    assert "sm_72, sm_87, sm_90, not sm_89" in msg
+    assert f"edgedenoise kernels build --target sm_89 --out {aot_dir}" in msg
+    with pytest.raises(KernelsError, match=r"no egest kernel for width 48 fp32 on sm_87 \(has: w24 fp16\).*sm_87"):
+        tp.pick_kernel(manifest, aot_dir, "egest", 48, "fp32", 87)
+    with pytest.raises(KernelsError, match=f"no AOT kernels in {tmp_path}.*--target sm_87 --out {tmp_path}"):
+        tp.KernelSet(tmp_path, 87)
+    bad = tmp_path / "bad"
+    shutil.copytree(aot_dir, bad)
+    k = kernel(bad, "ingest")
+    k.cubin_path.write_bytes(k.cubin_path.read_bytes()[:-8])
+    with pytest.raises(KernelsError, match="does not match its manifest"):
+        k.cubin()
+
+
+# ---------------------------------------------------------------- launch parameters and arguments
+
+
+class Recorder:
+    """Stands in for a @triton.jit kernel: records kernel[grid](*args, **kwargs)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.calls.append((tuple(grid), args, kwargs))
+
+
+def check_same_launch(mine: tp.Launch, k: tp.BoundaryKernel, grid, args, kwargs, roles):
+    assert mine.grid == tuple(grid) + (1,) * (3 - len(grid))
+    assert mine.block == (32 * k.num_warps, 1, 1) == (128, 1, 1)
+    assert mine.shared == k.shared > 0
+    assert mine.function == k.function
+    assert {n: kwargs[n] for n in k.constants} == k.constants  # the launcher's constexprs = the compiled ones
+    assert len(args) == len(k.runtime_args) == len(mine.args) - k.extra_params
+    for (name, typ, value), theirs in zip(mine.args, args):
+        if typ.startswith("*"):
+            assert roles[id(theirs)] == name  # the same tensor goes in this position
+        else:
+            assert value == theirs, name
+    # Triton 3.x: the compiled entry takes trailing scratch pointers; the plugins pass NULL
+    assert [(t, v) for _, t, v in mine.args[len(args):]] == [("scratch", 0)] * k.extra_params
+
+
+SIZES = [(1, 720, 1280), (1, 45, 71), (2, 33, 17), (1, 17, 200)]
+
+
+@pytest.mark.parametrize("n,h,w", SIZES, ids=[f"{n}x{w}x{h}" for n, h, w in SIZES])
+def test_ingest_launch_is_the_triton_launchers(aot_dir, monkeypatch, n, h, w):
+    from edgedenoise_kernels import boundary, boundary_kernels
+
+    rec = Recorder()
+    monkeypatch.setattr(boundary_kernels, "ingest_conv_kernel", rec)
+    k = kernel(aot_dir, "ingest")
+    frame = torch.zeros((n, h, w, 3), dtype=torch.uint8)
+    wp = torch.zeros((9 * 13, WIDTH), dtype=torch.float16)
+    bias, smap = torch.zeros(WIDTH), torch.zeros(n)
+    out = boundary.ingest(frame, wp, bias, smap, 16)
+    (grid, args, kwargs), = rec.calls
+    roles = {id(frame): "frame_ptr", id(wp): "wp_ptr", id(bias): "b_ptr", id(smap): "smap_ptr", id(out): "out_ptr"}
+    mine = tp.ingest_launch(k, n, h, w, 16, {r: 1000 + i for i, r in enumerate(roles.values())})
+    check_same_launch(mine, k, grid, args, kwargs, roles)
+    assert tuple(out.shape[1:3]) == tp.half_grid(h, w, 16) == boundary.half_grid(h, w, 16)
+
+
+@pytest.mark.parametrize("n,h,w", SIZES, ids=[f"{n}x{w}x{h}" for n, h, w in SIZES])
+def test_egest_launch_is_the_triton_launchers(aot_dir, monkeypatch, n, h, w):
+    from edgedenoise_kernels import boundary, boundary_kernels
+
+    rec = Recorder()
+    monkeypatch.setattr(boundary_kernels, "egest_conv_kernel", rec)
+    k = kernel(aot_dir, "egest")
+    hh, wh = boundary.half_grid(h, w, 16)
+    feats = torch.zeros((n, hh, wh, WIDTH), dtype=torch.float16)
+    wp = torch.zeros((9 * WIDTH, 12), dtype=torch.float16)
+    bias, frame = torch.zeros(12), torch.zeros((n, h, w, 3), dtype=torch.uint8)
+    out = boundary.egest(feats, wp, bias, frame)
+    (grid, args, kwargs), = rec.calls
+    roles = {id(feats): "h_ptr", id(wp): "wp_ptr", id(bias): "b_ptr", id(frame): "frame_ptr", id(out): "out_ptr"}
+    mine = tp.egest_launch(k, n, h, w, hh, wh, {r: 1000 + i for i, r in enumerate(roles.values())})
+    check_same_launch(mine, k, grid, args, kwargs, roles)
+
+
+def test_a_frame_too_small_to_pad_is_refused(aot_dir):
+    with pytest.raises(KernelsError, match="too small"):
+        tp.ingest_launch(kernel(aot_dir, "ingest"), 1, 8, 64, 16, {})
+
+
+def kparam_sizes(cubin: Path) -> list[int]:
+    """Parameter sizes by ordinal, from the cubin's own parameter table (cuobjdump -elf)."""
+    tool = NVBIN / "cuobjdump"
+    if not tool.exists():
+        pytest.skip(f"cuobjdump is not shipped with this triton ({tool})")
+    dump = subprocess.run([str(tool), "-elf", str(cubin)], capture_output=True, text=True, check=True).stdout
+    found = re.findall(r"Ordinal\s*:\s*(0x[0-9a-f]+)\s+Offset\s*:\s*0x[0-9a-f]+\s+Size\s*:\s*(0x[0-9a-f]+)", dump)
+    by_ordinal = dict(sorted((int(o, 16), int(s, 16)) for o, s in found))
+    assert list(by_ordinal) == list(range(len(by_ordinal)))
+    return list(by_ordinal.values())
+
+
+@pytest.mark.parametrize("kind", ["ingest", "egest"])
+def test_packed_arguments_fit_the_cubins_parameters(aot_dir, kind):
+    for cc in TARGETS:
+        k = kernel(aot_dir, kind, cc)
+        ptrs = dict.fromkeys(tp.PLUGIN_IO[kind][0] + tp.PLUGIN_IO[kind][1], 0)
+        if kind == "ingest":
+            launch = tp.ingest_launch(k, 1, 45, 71, 16, ptrs)
+        else:
+            launch = tp.egest_launch(k, 1, 45, 71, 24, 40, ptrs)
+        vals, params = launch.kernel_params()
+        assert [v.itemsize for v in vals] == kparam_sizes(k.cubin_path)
+        assert len(params) == len(vals) and params.dtype == np.uint64
+
+
+# ---------------------------------------------------------------- the QDP path's PTX
+
+
+@pytest.mark.parametrize("kind", ["ingest", "egest"])
+def test_qdp_ptx_takes_inputs_scalars_outputs(aot_dir, tmp_path, kind):
+    ptxas = NVBIN / "ptxas"
+    if not ptxas.exists():
+        pytest.skip(f"ptxas is not shipped with this triton ({ptxas})")
+    k = kernel(aot_dir, kind)
+    ptx = k.qdp_ptx().decode()
+    names = [name for _, name in tp.ptx_entry_params(ptx, k.function)]
+    # TensorRT launches an AOT plugin kernel with (input pointers, int32 scalars, output pointers)
+    assert names == [f"{k.function}_param_{i}" for i in (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 4)]
+    src, cubin = tmp_path / f"{kind}.ptx", tmp_path / f"{kind}.cubin"
+    src.write_text(ptx)
+    p = subprocess.run([str(ptxas), "-arch=sm_87", str(src), "-o", str(cubin)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert kparam_sizes(cubin) == [8, 8, 8, 8, 4, 4, 4, 4, 4, 4, 8]
+
+
+PTX = """.version 8.0
+.target sm_87
+.address_size 64
+.visible .entry k(
+\t.param .u64 .ptr .global .align 1 k_param_0,
+\t.param .u32 k_param_1,
+\t.param .u64 .ptr .global .align 1 k_param_2
+)
+{
+\t.reg .b32 %r<2>;
+\tld.param.u32 %r1, [k_param_1];
+\tret;
+}
+"""
+
+
+def test_parameters_in_use_are_never_dropped(aot_dir, tmp_path):
+    swapped = tp.reorder_ptx_params(PTX, "k", [1, 0])
+    assert [n for _, n in tp.ptx_entry_params(swapped, "k")] == ["k_param_1", "k_param_0"]
+    with pytest.raises(KernelsError, match="k_param_1 is used"):
+        tp.reorder_ptx_params(PTX, "k", [0, 2])
+    # a kernel that reads Triton's scratch pointer cannot run with NULL there: refused
+    bad = tmp_path / "bad"
+    shutil.copytree(aot_dir, bad)
+    k = kernel(bad, "ingest")
+    scratch = f"{k.function}_param_{len(k.runtime_args)}"
+    k.ptx_path.write_text(k.ptx.replace("\tret;", f"\tld.param.u64 %rd1, [{scratch}];\n\tret;", 1))
+    with pytest.raises(KernelsError, match=f"uses its extra parameter {scratch}"):
+        assert kernel(bad, "ingest").extra_params
+
+
+# ---------------------------------------------------------------- the graph TensorRT parses
+
+
+@pytest.fixture(scope="module")
+def frame_native_onnx(tmp_path_factory):
+    from edgedenoise.export import export_onnx
+
+    path = tmp_path_factory.mktemp("fn") / "frame.onnx"
+    export_onnx("default", path, frame_native=True)
+    return path
+
+
+def nodes(model):
+    return {n.op_type: n for n in model.graph.node if n.domain == tp.NAMESPACE}
+
+
+def attrs(node):
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+@pytest.mark.parametrize("dtype,flavour", [("fp16", "ipluginv3"), ("fp32", "qdp")])
+def test_prepared_graph_packs_weights_and_folds_the_map_scale(frame_native_onnx, dtype, flavour):
+    import onnx
+    from onnx import numpy_helper
+
+    from edgedenoise.model import SIGMA_MAP_SCALE
+    from edgedenoise_kernels.boundary import ingest_reference
+    from edgedenoise_kernels.conv import pack_weight
+
+    src = onnx.load(str(frame_native_onnx))
+    data, widths = tp.prepare_onnx(frame_native_onnx.read_bytes(), dtype, flavour)
+    got = onnx.load_from_string(data)
+    assert widths == {"ingest": WIDTH, "egest": WIDTH}
+    before, after = nodes(src), nodes(got)
+    inits = {i.name: numpy_helper.to_array(i) for i in got.graph.initializer}
+    used = set(before["Ingest"].input) | set(before["Egest"].input)
+    w = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in src.graph.initializer if i.name in used}
+    np_dtype = np.float16 if dtype == "fp16" else np.float32
+
+    ing = after["Ingest"]
+    frame, sigma, w_name, b_name = before["Ingest"].input
+    assert list(ing.input) == [frame, "edgedenoise_ingest_wp", "edgedenoise_ingest_bias", sigma]
+    scale = attrs(before["Ingest"])["map_scale"]
+    assert scale == pytest.approx(SIGMA_MAP_SCALE)
+    folded = w[w_name].clone()
+    folded[:, 12] *= scale
+    wp = inits["edgedenoise_ingest_wp"]
+    assert wp.dtype == np_dtype and wp.shape == (9 * 13, WIDTH)
+    np.testing.assert_array_equal(wp, pack_weight(folded).numpy().astype(np_dtype))  # the launcher's packing
+    np.testing.assert_array_equal(inits["edgedenoise_ingest_bias"], w[b_name].numpy())
+    # folding: the head conv with the scaled map rows on sigma == the original on sigma * scale
+    fr = torch.randint(0, 256, (2, 37, 50, 3), dtype=torch.uint8)
+    s = torch.tensor([5 / 255, 40 / 255])
+    torch.testing.assert_close(ingest_reference(fr, folded, w[b_name], s, 16),
+                               ingest_reference(fr, w[w_name], w[b_name], s * scale, 16), atol=2e-5, rtol=1e-5)
+
+    eg = after["Egest"]
+    h, w_name, b_name, frame = before["Egest"].input
+    assert list(eg.input) == [h, "edgedenoise_egest_wp", "edgedenoise_egest_bias", frame]
+    np.testing.assert_array_equal(inits["edgedenoise_egest_wp"], pack_weight(w[w_name]).numpy().astype(np_dtype))
+
+    half = int(dtype == "fp16")
+    extra = {"aot": 1} if flavour == "qdp" else {}
+    assert attrs(ing) == {"multiple": 16, "width": WIDTH, "half": half, "plugin_namespace": b"edgedenoise",
+                          "plugin_version": b"1", **extra}
+    assert attrs(eg) == {"width": WIDTH, "half": half, "plugin_namespace": b"edgedenoise", "plugin_version": b"1",
+                         **extra}
+    # the original weight initializers are gone, the rest of the graph is untouched
+    assert not {n for n in inits if n.startswith(("net.head.", "net.tail."))}
+    assert [(n.op_type, list(n.input)) for n in got.graph.node if n.domain != tp.NAMESPACE] == \
+        [(n.op_type, list(n.input)) for n in src.graph.node if n.domain != tp.NAMESPACE]
+
+
+def test_prepare_refuses_the_float_graph_and_int8():
+    from edgedenoise.modelfile import resolve
+
+    data = resolve("default").onnx.read_bytes()
+    with pytest.raises(KernelsError, match="frame-native graph"):
+        tp.prepare_onnx(data, "fp16", "ipluginv3")
+    with pytest.raises(KernelsError, match="fp16 and fp32, not int8"):
+        tp.prepare_onnx(data, "int8", "ipluginv3")
+
+
+# ---------------------------------------------------------------- IPluginV3 against a stand-in tensorrt
+
+
+def fake_tensorrt():
+    """The parts of the tensorrt module the IPluginV3 classes use, as plain Python."""
+    names = ("IPluginV3", "IPluginV3OneCore", "IPluginV3OneBuild", "IPluginV3OneRuntime", "IPluginCreatorV3One")
+    bases = {n: type(n, (), {"__init__": lambda self, *a: None}) for n in names}
+
+    class DimsExprs(list):
+        def __init__(self, x):
+            super().__init__([None] * x if isinstance(x, int) else x)
+
+    enum = types.SimpleNamespace
+    return types.SimpleNamespace(
+        **bases, DimsExprs=DimsExprs,
+        DataType=enum(HALF="HALF", FLOAT="FLOAT", UINT8="UINT8"),
+        TensorFormat=enum(LINEAR="LINEAR", HWC8="HWC8", HWC="HWC"),
+        DimensionOperation=enum(PROD="PROD", CEIL_DIV="CEIL_DIV"),
+        PluginFieldType=enum(INT32="INT32"),
+        PluginField=lambda name, data, type: types.SimpleNamespace(name=name, data=data, type=type),
+        PluginFieldCollection=list, TensorRTPhase=enum(BUILD="BUILD", RUNTIME="RUNTIME"))
+
+
+class IntExprs:
+    """IExprBuilder over plain integers."""
+
+    def constant(self, v):
+        return v
+
+    def operation(self, op, a, b):
+        return a * b if op == "PROD" else -(-a // b)
+
+
+class FakeDriver:
+    """cuModuleLoadData / cuModuleGetFunction / cuLaunchKernel, recording what they are given;
+    each launch's arguments are read back through the kernelParams pointers."""
+
+    class CUfunction_attribute:
+        CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
+
+    def __init__(self):
+        self.loaded, self.launches, self.arg_types = [], [], None
+
+    def cuModuleLoadData(self, image):
+        self.loaded.append(bytes(image))
+        return 0, f"module{len(self.loaded)}"
+
+    def cuModuleGetFunction(self, module, name):
+        return 0, (module, name.decode())
+
+    def cuLaunchKernel(self, f, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
+        args = [np.frombuffer((ctypes.c_char * np.dtype(t).itemsize).from_address(int(a)), dtype=t)[0].item()
+                for a, t in zip(params, self.arg_types)]
+        self.launches.append((f, (gx, gy, gz), (bx, by, bz), shared, stream, args))
+        return (0,)
+
+
+def desc(dims=None, type=None, format=None):
+    return types.SimpleNamespace(dims=dims, desc=types.SimpleNamespace(type=type, format=format))
+
+
+def test_ipluginv3_plugins_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
+    trt = fake_tensorrt()
+    drv = FakeDriver()
+    monkeypatch.setitem(tp._STATE, "kernels", tp.KernelSet(aot_dir, "8.7", driver=drv))
+    _, _, IngestCreator, EgestCreator = tp._v3_classes(trt)
+    ic, ec = IngestCreator(), EgestCreator()
+    assert (ic.name, ic.plugin_namespace, ec.name) == ("Ingest", "edgedenoise", "Egest")
+    assert [f.name for f in ic.field_names] == ["multiple", "width", "half"]
+    def field(k, v):
+        return trt.PluginField(k, np.array([v], np.int32), "INT32")
+
+    ing = ic.create_plugin("Ingest", [field("multiple", 16), field("width", WIDTH), field("half", 1)], "BUILD")
+    eg = ec.create_plugin("Egest", [field("width", WIDTH), field("half", 1)], "BUILD")
+    # serialized fields come back as the same plugin (the runtime path)
+    ing = ic.create_plugin("Ingest", list(ing.get_fields_to_serialize()), "RUNTIME").clone()
+    assert ing.fields == {"multiple": 16, "width": WIDTH, "half": 1} and ing.get_capability_interface(0) is ing
+    with pytest.raises(KernelsError, match="missing plugin field"):
+        ic.create_plugin("Ingest", [field("width", WIDTH)], "BUILD")
+
+    n, h, w = 2, 45, 71
+    hh, wh = tp.half_grid(h, w, 16)
+    (shape,) = ing.get_output_shapes([trt.DimsExprs([n, h, w, 3]), [WIDTH, 9 * 13], [WIDTH], [n]], [], IntExprs())
+    assert list(shape) == [n, WIDTH, hh, wh]
+    assert list(eg.get_output_shapes([[n, WIDTH, hh, wh], [], [], [n, h, w, 3]], [], IntExprs())[0]) == [n, h, w, 3]
+    assert ing.get_output_data_types(["UINT8", "HALF", "FLOAT", "FLOAT"]) == ["HALF"]
+    assert eg.get_output_data_types(["HALF", "HALF", "FLOAT", "UINT8"], [4, 2, 1, 4]) == ["UINT8"]
+
+    io = [desc(type=t, format=f) for t, f in [("UINT8", "LINEAR"), ("HALF", "LINEAR"), ("FLOAT", "LINEAR"),
+                                               ("FLOAT", "LINEAR"), ("HALF", "HWC8")]]
+    assert all(ing.supports_format_combination(i, io, 4) for i in range(5))
+    io[4] = desc(type="HALF", format="LINEAR")  # NCHW features: not what the kernel writes
+    assert not ing.supports_format_combination(4, io, 4)
+    io = [desc(type=t, format=f) for t, f in [("HALF", "HWC8"), ("HALF", "LINEAR"), ("FLOAT", "LINEAR"),
+                                               ("UINT8", "LINEAR"), ("UINT8", "LINEAR")]]
+    assert all(eg.supports_format_combination(i, io, 4) for i in range(5))
+
+    k_in, k_eg = kernel(aot_dir, "ingest"), kernel(aot_dir, "egest")
+    ptrs = dict(zip((*tp.PLUGIN_IO["ingest"][0], "out_ptr"), (11, 12, 13, 14, 15)))
+    want_in = tp.ingest_launch(k_in, n, h, w, 16, ptrs)
+    drv.arg_types = [v.dtype for v in want_in.kernel_params()[0]]
+    ing.attach_to_context(None).enqueue([desc((n, h, w, 3)), desc((9 * 13, WIDTH)), desc((WIDTH,)), desc((n,))],
+                                        [desc((n, WIDTH, hh, wh))], [11, 12, 13, 14], [15], 0, 77)
+    ptrs = dict(zip((*tp.PLUGIN_IO["egest"][0], "out_ptr"), (21, 22, 23, 24, 25)))
+    want_eg = tp.egest_launch(k_eg, n, h, w, hh, wh, ptrs)
+    drv.arg_types = [v.dtype for v in want_eg.kernel_params()[0]]
+    eg.enqueue([desc((n, WIDTH, hh, wh)), desc((9 * WIDTH, 12)), desc((12,)), desc((n, h, w, 3))],
+               [desc((n, h, w, 3))], [21, 22, 23, 24], [25], 0, 77)
+    for (fn, grid, block, shared, stream, args), want, k in zip(drv.launches, (want_in, want_eg), (k_in, k_eg)):
+        assert fn[1] == k.function and (grid, block, shared, stream) == (want.grid, want.block, want.shared, 77)
+        assert args == [v for _, _, v in want.args]
+    assert drv.loaded == [k_in.cubin(), k_eg.cubin()]  # the sm_87 cubins, each loaded once
+    ing.enqueue([desc((1, 64, 64, 3))] * 4, [desc((1, WIDTH, 32, 32))], [1, 2, 3, 4], [5], 0, 0)
+    assert len(drv.loaded) == 2
+    with pytest.raises(KernelsError, match="does not match the frame"):
+        ing.enqueue([desc((1, 64, 64, 3))] * 4, [desc((1, WIDTH, 16, 16))], [1, 2, 3, 4], [5], 0, 0)
+
+
+# ---------------------------------------------------------------- engine.py's pure-Python parts
+
+
+def test_triton_build_finds_or_exports_the_frame_native_graph(frame_native_onnx, tmp_path):
+    from edgedenoise.engine import EngineError, frame_native_onnx as find
+    from edgedenoise.modelfile import resolve
+
+    assert find(frame_native_onnx, tmp_path, log=lambda m: None) == frame_native_onnx
+    said = []
+    got = find(resolve("default").onnx, tmp_path, log=said.append)  # the float graph, weights beside it: export
+    assert got == tmp_path / "small.frame.onnx" and tp.onnx_variant(got) == "frame-native" and "exporting" in said[0]
+    alone = tmp_path / "alone" / "m.onnx"  # a float graph without weights beside it
+    alone.parent.mkdir()
+    shutil.copy(resolve("default").onnx, alone)
+    with pytest.raises(EngineError, match=r"needs the frame-native graph of .*m\.onnx.*--out .*m\.frame\.onnx"):
+        find(alone, tmp_path)
+    shutil.copy(frame_native_onnx, alone.with_name("m.frame.onnx"))
+    assert find(alone, tmp_path, log=lambda m: None) == alone.with_name("m.frame.onnx")
+
+
+@pytest.mark.parametrize("native_ms,triton_ms,triton_fails,kept", [
+    (5.0, 3.0, False, "triton"), (2.0, 3.0, False, "native"), (5.0, None, True, "native")])
+def test_auto_keeps_the_faster_and_says_why(monkeypatch, tmp_path, native_ms, triton_ms, triton_fails, kept):
+    from edgedenoise import engine
+    from edgedenoise.modelfile import resolve
+
+    ms = {"native": native_ms, "triton": triton_ms}
+
+    def fake_build(onnx, out, precision, calib, profile, cache, ws, kind, kdir, plugins, log):
+        if kind == "triton" and triton_fails:
+            raise KernelsError("no AOT kernels in build/kernels (no manifest.json): run edgedenoise kernels build")
+        out.write_text(kind)
+        meta = {"kernels": kind, "precision": precision}
+        engine.sidecar_path(out).write_text("{}")
+        return meta
+
+    timed = []
+    monkeypatch.setattr(engine, "build_engine", fake_build)
+    monkeypatch.setattr(engine, "time_engine", lambda path, hw: timed.append(hw) or ms[Path(path).suffix[1:]])
+    said = []
+    out = tmp_path / "m.engine"
+    meta = engine.build_auto(resolve("default").onnx, out, "fp16", None, None, None, 1.0, None, "auto", said.append)
+    assert meta["kernels"] == meta["auto"]["kept"] == kept and out.read_text() == kept
+    assert engine.read_sidecar(out)["auto"]["kept"] == kept
+    assert set(timed) == {(720, 1280)}  # the default profile holds 1280x720
+    assert said[-1].startswith(f"build auto: kept {kept}: ")
+    assert ("triton build failed" in said[-1]) == triton_fails
+    if not triton_fails:
+        assert f"{min(native_ms, triton_ms):.2f} ms against {max(native_ms, triton_ms):.2f} ms" in said[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json"]  # no leftovers
+    with pytest.raises(engine.EngineError, match="int8"):
+        engine.build_auto(resolve("default").onnx, out, "int8", None, None, None, 1.0, None, "auto", said.append)
+
+
+# ---------------------------------------------------------------- with TensorRT
+
+
+def test_build_triton_without_tensorrt_says_so(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("tensorrt is installed here: the real build tests cover it")
+    except ImportError:
+        pass
+    p = subprocess.run([sys.executable, "-m", "edgedenoise.cli", "build", "m.onnx", "--out", str(tmp_path / "m.engine"),
+                        "--kernels", "triton"], capture_output=True, text=True)
+    assert p.returncode == 2 and "TensorRT is not installed here" in p.stderr and "not built yet" not in p.stderr
+
+
+def test_plugin_flavour_follows_the_tensorrt_version():
+    old = types.SimpleNamespace(__version__="10.3.0.30")
+    assert tp.plugin_flavour(old) == "ipluginv3" == tp.plugin_flavour(old, "ipluginv3")
+    with pytest.raises(KernelsError, match=r"need TensorRT >= 10.9 \(this is 10.3.0.30\)"):
+        tp.plugin_flavour(old, "qdp")
+    with pytest.raises(KernelsError, match="unknown plugin flavour"):
+        tp.plugin_flavour(old, "cpp")
+
+
+def gpu_cc() -> int:
+    try:
+        return tp.device_cc()
+    except Exception as e:  # no cuda-python, no driver, no GPU
+        pytest.skip(f"no CUDA GPU reachable through cuda-python: {e}")
+
+
+def test_register_plugins_with_tensorrt(aot_dir):
+    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installable on this machine")
+    flavour = tp.register_plugins(trt, aot_dir, cc=87)
+    qdp = tp._version(trt.__version__) >= tp.QDP_MIN_VERSION and tp._has_qdp_aot()
+    assert flavour == ("qdp" if qdp else "ipluginv3")
+    if flavour == "ipluginv3":
+        registry = trt.get_plugin_registry()
+        assert registry.get_creator("Ingest", "1", "edgedenoise") is not None
+        assert registry.get_creator("Egest", "1", "edgedenoise") is not None
+
+
+@pytest.fixture(scope="module")
+def device_kernels(tmp_path_factory):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installable on this machine")
+    cc = gpu_cc()
+    out = tmp_path_factory.mktemp("kernels")
+    p = subprocess.run([sys.executable, "-m", "edgedenoise.cli", "kernels", "build", "--target", f"sm_{cc}",
+                        "--sizes", "small", "--out", str(out)], capture_output=True, text=True, env=COMPILE_ENV)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return out
+
+
+@pytest.mark.slow
+def test_triton_engine_matches_onnxruntime(device_kernels, frame_native_onnx, tmp_path, kodak_rgb):
+    from edgedenoise import Denoiser
+    from edgedenoise.engine import build_engine, read_sidecar
+    from edgedenoise.noise import protocol_noisy
+
+    eng = tmp_path / "fn.engine"
+    meta = build_engine(frame_native_onnx, eng, "fp32", profile={"min": (64, 64), "opt": (512, 512), "max": (512, 768)},
+                        kernels="triton", kernels_dir=device_kernels)
+    assert meta["kernels"] == "triton" and meta["plugins"] in ("qdp", "ipluginv3")
+    assert read_sidecar(eng)["plugins"] == meta["plugins"]
+    frame = protocol_noisy(np.ascontiguousarray(kodak_rgb[:, :, ::-1]), 25, 0, "camera")
+    for crop in (frame, frame[:301, :509]):  # an odd size: the kernels pad by reflection
+        a = Denoiser.load(eng).denoise(np.ascontiguousarray(crop), 25)
+        b = Denoiser.load("default").denoise(np.ascontiguousarray(crop), 25)
+        assert a.shape == crop.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+@pytest.mark.slow
+def test_auto_keeps_one_engine_and_says_which(device_kernels, tmp_path):
+    from edgedenoise.engine import build_engine, read_sidecar
+    from edgedenoise.modelfile import resolve
+
+    said = []
+    eng = tmp_path / "auto.engine"
+    meta = build_engine(resolve("default").onnx, eng, "fp16", kernels="auto", kernels_dir=device_kernels,
+                        log=said.append)
+    assert meta["auto"]["kept"] in ("native", "triton") and meta["kernels"] == meta["auto"]["kept"]
+    assert set(meta["auto"]["ms"]) == {"native", "triton"}
+    assert said[-1].startswith(f"build auto: kept {meta['kernels']}")
+    assert read_sidecar(eng)["auto"]["kept"] == meta["kernels"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("auto.engine")) == \
+        ["auto.engine", "auto.engine.json"]
