@@ -193,6 +193,7 @@ def cmd_info(a):
         "size_multiple": cfg.size_multiple,
         "weights": str(files.weights) if files and files.weights else None,
         "onnx": str(files.onnx) if files and files.onnx else None,
+        "onnx_int8": str(files.onnx_int8) if files and files.onnx_int8 else None,
         "trained": (files.config.get("extra", {}) if files else {}),
     }
     if a.json:
@@ -202,7 +203,7 @@ def cmd_info(a):
           f"({mpp * 1280 * 720 / 1e9:.1f} GMAC per 720p frame)")
     print(f"  widths {info['widths']}, depths {info['depths']}, {cfg.channels} channel(s), "
           f"H and W padded to multiples of {cfg.size_multiple}")
-    for k in ("weights", "onnx"):
+    for k in ("weights", "onnx", "onnx_int8"):
         if info[k]:
             print(f"  {k}: {info[k]}")
     for k, v in info["trained"].items():
