@@ -43,6 +43,14 @@ def main() -> int:
     cfg.setdefault("extra", {})["trained_on"] = "CBSD432 (BSDS500 outside CBSD68)"
     cfg["extra"]["training"] = {k: train_cfg[k] for k in ("steps", "batch", "patch", "lr", "loss", "noise", "sigma_min",
                                                           "sigma_max", "camera_fraction", "amp", "seed")}
+    init = train_cfg.get("init")
+    if init:  # a fine-tune: say what it started from, and how that was trained
+        cfg["extra"]["training"]["init"] = init
+        init_cfg = Path(init) / "config.json"
+        if init_cfg.exists():
+            ic = json.loads(init_cfg.read_text())
+            cfg["extra"]["training"]["init_training"] = {k: ic[k] for k in ("steps", "batch", "patch", "lr", "loss",
+                                                                            "sigma_min", "sigma_max", "camera_fraction")}
     shutil.copyfile(run / "model.safetensors", dest.with_suffix(".safetensors"))
     dest.with_suffix(".json").write_text(json.dumps(cfg, indent=2) + "\n")
     r = export_onnx(dest.with_suffix(".safetensors"), dest.with_suffix(".onnx"))
