@@ -111,9 +111,10 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
     m = onnx.load(str(out))
     props = {p.key: p.value for p in src.metadata_props}
     props["precision"] = "int8"
-    props["quantization"] = json.dumps({"format": "QDQ", "weights": "int8 per channel", "activations": "uint8 per tensor",
-                                        "calibration": f"{len(feeds)} crops {CALIB_CROP}x{CALIB_CROP} of {Path(calib).name}, "
-                                                       f"camera noise sigma {CALIB_SIGMA[0]:g}-{CALIB_SIGMA[1]:g}",
+    calibration = (f"{len(feeds)} crops {CALIB_CROP}x{CALIB_CROP} of {Path(calib).name}, "
+                   f"camera noise sigma {CALIB_SIGMA[0]:g}-{CALIB_SIGMA[1]:g}")
+    props["quantization"] = json.dumps({"format": "QDQ", "weights": "int8 per channel",
+                                        "activations": "uint8 per tensor", "calibration": calibration,
                                         "method": "percentile 99.999"})
     del m.metadata_props[:]
     for k, v in props.items():

@@ -128,7 +128,8 @@ def cmd_run(a):
           f"{' int8' if den.precision == 'int8' else ''}"
           f"{' (picked by auto)' if a.backend == 'auto' else ''}, sigma {sigma_desc}", file=sys.stderr)
     stats.info.update(command=" ".join(["edgedenoise", *sys.argv[1:]]) if sys.argv else "edgedenoise run",
-                      model=den.name, backend=den.backend_name, precision=den.precision, sigma=a.sigma if a.sigma is not None else "auto",
+                      model=den.name, backend=den.backend_name, precision=den.precision,
+                      sigma=a.sigma if a.sigma is not None else "auto",
                       threads=a.threads, tile=list(a.tile) if a.tile else None)
     pipe = Pipeline(source, sink, den, mode=mode, sigma=sigma, max_frames=a.frames,
                     tile=(a.tile[1], a.tile[0]) if a.tile else None, overlap=a.overlap,
