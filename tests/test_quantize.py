@@ -48,3 +48,17 @@ def test_missing_int8_variant_says_how_to_make_it(tmp_path):
         Denoiser.load(tmp_path / "tiny.onnx", precision="int8")
     with pytest.raises(ModelError, match="onnxruntime backend"):
         Denoiser.load("tiny", backend="torch", precision="int8")
+
+
+def test_run_streams_the_demo_at_int8(tmp_path, capsys):
+    import json
+
+    from edgedenoise.cli import main
+
+    out, stats = tmp_path / "frames", tmp_path / "stats.json"
+    rc = main(["run", "--source", "demo", "--sink", str(out), "--mode", "offline", "--frames", "6",
+               "--precision", "int8", "--sigma", "25", "--stats", str(stats), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert len(list(out.glob("*.png"))) == 6
+    s = json.loads(stats.read_text())
+    assert s["precision"] == "int8" and s["frames_in"] == s["frames_out"] == 6
