@@ -20,7 +20,7 @@ egest_conv_kernel:
 import triton
 import triton.language as tl
 
-from .conv_kernels import unflatten_pixels
+from .conv_kernels import accumulate_tap, mma, unflatten_pixels
 
 
 @triton.jit
@@ -68,10 +68,7 @@ def ingest_conv_kernel(
             krow = (kh * 3 + kw) * CIN + k
             b = tl.load(wp_ptr + krow[:, None] * CO + offs_n[None, :],
                         mask=(k < CIN)[:, None] & mask_n[None, :], other=0.0)
-            if IEEE:
-                acc += tl.dot(a.to(b.dtype), b, input_precision="ieee")
-            else:
-                acc += tl.dot(a.to(b.dtype), b)
+            acc = mma(acc, a.to(b.dtype), b, IEEE)
     acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
     acc = tl.maximum(acc, 0.0)
     o_off = offs_m[:, None] * CO + offs_n[None, :]
@@ -91,7 +88,6 @@ def egest_conv_kernel(
     co = tl.arange(0, 16)
     mask_n = co < 12
     mask_m, n, y, x = unflatten_pixels(offs_m, N, HH, WH)
-    offs_k = tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, 16), dtype=tl.float32)
     for kh in range(3):
         yy = y - 1 + kh
@@ -99,17 +95,7 @@ def egest_conv_kernel(
             xx = x - 1 + kw
             inside = mask_m & (yy >= 0) & (yy < HH) & (xx >= 0) & (xx < WH)
             pix = tl.where(inside, (n * HH + yy) * WH + xx, 0)
-            for c0 in range(0, CI, BLOCK_K):
-                ci = c0 + offs_k
-                mask_k = ci < CI
-                a = tl.load(h_ptr + pix[:, None] * CI + ci[None, :], mask=inside[:, None] & mask_k[None, :], other=0.0)
-                krow = (kh * 3 + kw) * CI + ci
-                b = tl.load(wp_ptr + krow[:, None] * 12 + co[None, :], mask=mask_k[:, None] & mask_n[None, :],
-                            other=0.0)
-                if IEEE:
-                    acc += tl.dot(a, b, input_precision="ieee")
-                else:
-                    acc += tl.dot(a, b)
+            acc = accumulate_tap(acc, h_ptr, wp_ptr, pix, inside, kh * 3 + kw, CI, 12, co, mask_n, BLOCK_K, IEEE)
     noise = acc + tl.load(b_ptr + co, mask=mask_n, other=0.0)[None, :]
     # Epilogue: pixel-shuffle index arithmetic, residual from the uint8 frame, clamp, round, crop.
     c = co // 4

@@ -32,6 +32,33 @@ def unflatten_pixels(offs_m, N, HO, WO):
 
 
 @triton.jit
+def mma(acc, a, b, IEEE: tl.constexpr):
+    """acc + a @ b on tensor cores; IEEE: exact fp32 products (fp32 inputs) instead of TF32."""
+    if IEEE:
+        acc += tl.dot(a, b, input_precision="ieee")
+    else:
+        acc += tl.dot(a, b)
+    return acc
+
+
+@triton.jit
+def accumulate_tap(acc, x_ptr, wp_ptr, pix, inside, tap, CI, CO, offs_n, mask_n,
+                   BLOCK_K: tl.constexpr, IEEE: tl.constexpr):
+    """One kernel tap of an implicit-GEMM convolution over NHWC input with CI channels:
+    acc += x[pix, :] @ wp[tap*CI:(tap+1)*CI, offs_n], BLOCK_K input channels at a time
+    (rows where `inside` is False read zeros: the convolution's zero padding)."""
+    offs_k = tl.arange(0, BLOCK_K)
+    for c0 in range(0, CI, BLOCK_K):
+        ci = c0 + offs_k
+        mask_k = ci < CI
+        a = tl.load(x_ptr + pix[:, None] * CI + ci[None, :], mask=inside[:, None] & mask_k[None, :], other=0.0)
+        krow = tap * CI + ci
+        b = tl.load(wp_ptr + krow[:, None] * CO + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        acc = mma(acc, a, b, IEEE)
+    return acc
+
+
+@triton.jit
 def conv2d_nhwc_kernel(
     x_ptr, wp_ptr, b_ptr, res_ptr, out_ptr,
     N, H, W, CI, HO, WO, CO,
@@ -50,7 +77,6 @@ def conv2d_nhwc_kernel(
     mask_m, n, ho, wo = unflatten_pixels(offs_m, N, HO, WO)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    offs_k = tl.arange(0, BLOCK_K)
     for kh in range(KH):
         hi = ho * STRIDE - PAD + kh
         for kw in range(KW):
@@ -58,18 +84,7 @@ def conv2d_nhwc_kernel(
             inside = mask_m & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
             # Row start of pixel (n, hi, wi) in x; clamped where outside (masked anyway).
             pix = tl.where(inside, (n * H + hi) * W + wi, 0)
-            for c0 in range(0, CI, BLOCK_K):
-                ci = c0 + offs_k
-                mask_k = ci < CI
-                a = tl.load(x_ptr + pix[:, None] * CI + ci[None, :],
-                            mask=inside[:, None] & mask_k[None, :], other=0.0)
-                krow = (kh * KW + kw) * CI + ci
-                b = tl.load(wp_ptr + krow[:, None] * CO + offs_n[None, :],
-                            mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                if IEEE:
-                    acc += tl.dot(a, b, input_precision="ieee")
-                else:
-                    acc += tl.dot(a, b)
+            acc = accumulate_tap(acc, x_ptr, wp_ptr, pix, inside, kh * KW + kw, CI, CO, offs_n, mask_n, BLOCK_K, IEEE)
 
     bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0)
     acc += bias[None, :]
