@@ -58,6 +58,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedenoise_kernels.blocks import cdiv, half_grid  # torch- and triton-free
+
 from .errors import EdgeDenoiseError
 
 NAMESPACE = "edgedenoise"
@@ -75,15 +77,6 @@ _PTX_PARAM_BITS = {"i32": 32, "u32": 32, "i64": 64, "fp32": 32}
 
 class KernelsError(EdgeDenoiseError):
     """AOT kernels that are missing or unusable here; the message says how to rebuild them."""
-
-
-def cdiv(a: int, b: int) -> int:
-    return (a + b - 1) // b
-
-
-def half_grid(h: int, w: int, multiple: int) -> tuple[int, int]:
-    """The network's half-resolution grid for an H x W frame (kernels/boundary.half_grid)."""
-    return (h + (-h) % multiple) // 2, (w + (-w) % multiple) // 2
 
 
 def cc_int(cc) -> int:

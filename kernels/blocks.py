@@ -1,4 +1,5 @@
-"""Block sizes of the conv kernel, shared by the launcher (conv.py) and the AOT build (aot.py)."""
+"""Block sizes and grid arithmetic shared by the launchers (conv.py, boundary.py), the AOT build
+(aot.py) and the TensorRT plugins (edgedenoise/trt_plugins.py). No torch, no triton here."""
 from __future__ import annotations
 
 
@@ -13,3 +14,9 @@ def cdiv(a: int, b: int) -> int:
 def conv_blocks(ci: int, co: int) -> tuple[int, int]:
     """(BLOCK_N, BLOCK_K): channel tiles follow the layer's width, 16..64 (tl.dot needs >= 16)."""
     return max(16, min(64, next_pow2(co))), max(16, min(64, next_pow2(ci)))
+
+
+def half_grid(h: int, w: int, multiple: int) -> tuple[int, int]:
+    """The network's half-resolution grid for an H x W frame padded to multiples of `multiple`."""
+    hp, wp = h + (-h) % multiple, w + (-w) % multiple
+    return hp // 2, wp // 2

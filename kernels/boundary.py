@@ -14,12 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .blocks import cdiv, conv_blocks
-
-
-def half_grid(h: int, w: int, multiple: int) -> tuple[int, int]:
-    hp, wp = h + (-h) % multiple, w + (-w) % multiple
-    return hp // 2, wp // 2
+from .blocks import cdiv, conv_blocks, half_grid  # noqa: F401  (half_grid: part of this module's API)
 
 
 def ingest(frame: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor, smap: torch.Tensor, multiple: int,
