@@ -230,7 +230,10 @@ class Pipeline:
         raise DataError(f"lost {src.describe()} and could not reopen it after {self.reconnect} tries")
 
     def _infer(self) -> None:
+        from ..evaluate import psnr_u8  # the demo's running PSNR
+
         st, den = self.stats, self.den
+        src_name = self.source.describe()
         try:
             while True:
                 item = self.q_in.get()
@@ -238,7 +241,7 @@ class Pipeline:
                     break
                 index, img, ref, t_cap = item
                 t0 = time.perf_counter()
-                check_frame(img, index, self.source.describe())
+                check_frame(img, index, src_name)
                 h, w = img.shape[:2]
                 if st.resolution(w, h):
                     st.event(f"frame {index}: resolution changed to {w}x{h}")
@@ -257,8 +260,6 @@ class Pipeline:
                 st.add("inference", t2 - t1)
                 st.add("postprocess", t3 - t2)
                 if ref is not None:  # the demo knows its clean frames: report the quality as it runs
-                    from ..evaluate import psnr_u8
-
                     st.quality(sigma, psnr_u8(img, ref), psnr_u8(out, ref))
                 else:
                     st.quality(sigma)

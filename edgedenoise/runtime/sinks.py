@@ -93,10 +93,7 @@ class Sink:
         if self.stats is None:
             return ""
         s = self.stats
-        el = s.elapsed
-        tot = list(s.stages["total"])[-30:]
-        lat = float(np.median(tot)) * 1e3 if tot else 0.0
-        return f"{s.frames_out / el if el else 0:.1f} fps | latency {lat:.0f} ms | dropped {s.dropped}"
+        return f"{s.fps:.1f} fps | latency {s.recent_ms('total'):.0f} ms | dropped {s.dropped}"
 
 
 class NullSink(Sink):

@@ -16,6 +16,7 @@ import platform
 import threading
 import time
 from collections import deque
+from itertools import islice
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -145,16 +146,23 @@ class RunStats:
     def dropped(self) -> int:
         return self.dropped_capture + self.dropped_output
 
+    @property
+    def fps(self) -> float:
+        el = self.elapsed
+        return self.frames_out / el if el > 0 else 0.0
+
+    def recent_ms(self, stage: str, n: int = 30) -> float:
+        """Median of the last `n` samples of a stage, in ms (0 before the first); reads only those n."""
+        with self._lock:
+            last = list(islice(reversed(self.stages[stage]), n))
+        return float(np.median(last)) * 1e3 if last else 0.0
+
     def status_line(self) -> str:
         with self._lock:
-            tot = list(self.stages["total"])[-30:]
-            inf = list(self.stages["inference"])[-30:]
             sig = self.sigma[-1] if self.sigma else None
             pd = self.psnr_denoised[-1] if self.psnr_denoised else None
-        el = self.elapsed
-        fps = self.frames_out / el if el > 0 else 0.0
-        s = (f"frames {self.frames_out}/{self.frames_in} in {el:5.1f} s | {fps:5.1f} fps | "
-             f"latency {np.median(tot) * 1e3 if tot else 0:6.1f} ms (inference {np.median(inf) * 1e3 if inf else 0:.1f}) "
+        s = (f"frames {self.frames_out}/{self.frames_in} in {self.elapsed:5.1f} s | {self.fps:5.1f} fps | "
+             f"latency {self.recent_ms('total'):6.1f} ms (inference {self.recent_ms('inference'):.1f}) "
              f"| dropped {self.dropped}")
         if sig is not None:
             s += f" | sigma {sig:.1f}"
