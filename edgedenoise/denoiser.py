@@ -88,10 +88,13 @@ class TorchBackend:
             return self.model(xt, st).clamp_(0, 1).cpu().numpy()  # .cpu() is a device sync point
 
 
-def _pick_backend(backend: str, files: ModelFiles) -> str:
-    """`auto`: ONNX Runtime when the model has an ONNX export and onnxruntime imports, else torch."""
+def _pick_backend(backend: str, files: ModelFiles, precision: str = "fp32") -> str:
+    """`auto`: ONNX Runtime when the model has an ONNX export and onnxruntime imports (always for
+    int8, which only ONNX Runtime runs here), else torch."""
     if backend != "auto":
         return backend
+    if precision == "int8":
+        return "onnxruntime"
     if files.onnx is not None:
         try:
             import onnxruntime  # noqa: F401
@@ -110,7 +113,7 @@ class Denoiser:
         self.files = files
         self.engine_path = engine_path
         self.precision = precision
-        self.backend_name = "onnxruntime" if precision == "int8" and backend == "auto" else _pick_backend(backend, files)
+        self.backend_name = _pick_backend(backend, files, precision)
         if precision != "fp32" and self.backend_name != "onnxruntime":
             raise ModelError(f"precision {precision} runs on the onnxruntime backend here (TensorRT engines carry "
                              "their own precision: edgedenoise build --precision)")
