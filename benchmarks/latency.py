@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 
@@ -34,18 +33,6 @@ def nlm_h() -> float:
 
     q = ROOT / "benchmarks" / "results" / "quality.json"
     return float(json.loads(q.read_text())["nlm_h"]["25"]) if q.exists() else 13.7
-
-
-def time_frames(fn, frames, count: int, warmup: int) -> tuple[list[float], np.ndarray]:
-    out = None
-    for i in range(warmup):
-        out = fn(frames[i % len(frames)])
-    ts = []
-    for i in range(count):
-        t = time.perf_counter()
-        out = fn(frames[i % len(frames)])
-        ts.append(time.perf_counter() - t)
-    return ts, out
 
 
 def gpu_cases(model: str):
@@ -100,7 +87,7 @@ def main() -> int:
 
     from edgedenoise.denoiser import Denoiser
     from edgedenoise.evaluate import psnr_u8
-    from edgedenoise.runtime.commands import bench_frames, parse_size
+    from edgedenoise.runtime.commands import bench_frames, parse_size, time_calls
     from edgedenoise.runtime.stats import summarize
 
     cases = []  # (label, model, precision, fn)
@@ -123,13 +110,13 @@ def main() -> int:
         w, h = parse_size(res)
         clean, noisy = bench_frames(w, h, 25.0)
         for label, model, prec, fn in cases:
-            ts, out = time_frames(fn, noisy, a.frames, a.warmup)
+            ts, out = time_calls(fn, noisy, a.frames, a.warmup)
             s = summarize(ts)
             k = (a.frames - 1) % len(noisy)
             rows.append({"case": label, "model": model, "precision": prec, "resolution": res, **s,
                          "fps": round(1e3 / s["mean_ms"], 2), "psnr_db": round(psnr_u8(out, clean[k]), 2)})
             print(f"latency {label} {model} {prec} {res}: p50 {s['p50_ms']:.1f} ms", file=sys.stderr)
-        ts, out = time_frames(lambda f: cv2.fastNlMeansDenoisingColored(f, None, h_nlm, h_nlm, 7, 21),
+        ts, out = time_calls(lambda f: cv2.fastNlMeansDenoisingColored(f, None, h_nlm, h_nlm, 7, 21),
                               noisy, a.nlm_frames, 1)
         s = summarize(ts)
         anchors.append({"case": "opencv-nlm", "resolution": res, **s, "fps": round(1e3 / s["mean_ms"], 2),

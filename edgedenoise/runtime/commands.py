@@ -186,7 +186,9 @@ def bench_frames(w: int, h: int, sigma: float, n: int = 4) -> tuple[list[np.ndar
     return clean, noisy
 
 
-def _time(fn, frames: list[np.ndarray], count: int, warmup: int) -> tuple[list[float], np.ndarray]:
+def time_calls(fn, frames: list[np.ndarray], count: int, warmup: int) -> tuple[list[float], np.ndarray]:
+    """Seconds of each of `count` calls fn(frame) (frames taken in turn) after `warmup` untimed
+    ones, and the last output."""
     out = None
     for i in range(warmup):
         out = fn(frames[i % len(frames)])
@@ -222,7 +224,7 @@ def cmd_bench(a):
     for w, h in sizes:
         clean, noisy = bench_frames(w, h, a.sigma)
         for b, den in zip(backends, dens):
-            times, out = _time(lambda f, den=den: den.denoise(f, a.sigma), noisy, a.frames, a.warmup)
+            times, out = time_calls(lambda f, den=den: den.denoise(f, a.sigma), noisy, a.frames, a.warmup)
             s = summarize(times)
             rows.append({"backend": den.backend_name, "requested": b, "resolution": f"{w}x{h}", **s,
                          "fps": round(1e3 / s["mean_ms"], 3),
@@ -232,7 +234,7 @@ def cmd_bench(a):
             print(f"bench {den.backend_name} {w}x{h}: p50 {s['p50_ms']:.1f} ms", file=sys.stderr)
         if a.vs == "nlm":
             n = max(1, min(a.nlm_frames, a.frames))
-            times, out = _time(lambda f: cv2.fastNlMeansDenoisingColored(f, None, nlm_h, nlm_h, 7, 21),
+            times, out = time_calls(lambda f: cv2.fastNlMeansDenoisingColored(f, None, nlm_h, nlm_h, 7, 21),
                                noisy, n, 1)
             s = summarize(times)
             nlm_rows.append({"method": "opencv-nlm", "resolution": f"{w}x{h}", **s,
