@@ -87,8 +87,8 @@ def main() -> int:
 
     from edgedenoise.denoiser import Denoiser
     from edgedenoise.evaluate import psnr_u8
-    from edgedenoise.runtime.commands import bench_frames, parse_size, time_calls
-    from edgedenoise.runtime.stats import summarize
+    from edgedenoise.runtime.commands import bench_frames, parse_size
+    from edgedenoise.runtime.stats import summarize, time_calls
 
     cases = []  # (label, model, precision, fn)
     for model in a.models.split(","):

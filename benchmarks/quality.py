@@ -123,7 +123,7 @@ def model_rows(model: str, precision: str, data_root, set_name: str, protocol: s
 
 
 def ms_per_mp(fn, img: np.ndarray, reps: int = 5) -> float:
-    from edgedenoise.runtime.commands import time_calls
+    from edgedenoise.runtime.stats import time_calls
 
     ts, _ = time_calls(fn, [img], reps, warmup=1)
     return float(np.median(ts)) * 1e3 / (img.shape[0] * img.shape[1] / 1e6)

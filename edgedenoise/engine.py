@@ -275,6 +275,8 @@ def build_auto(onnx_path: Path, out: Path, precision: str, calib, profile, timin
 def time_engine(engine: str | Path, hw: tuple[int, int] = AUTO_FRAME, warmup: int = 3, iters: int = 10) -> float:
     """Median milliseconds of one frame through the runner, host copies included: a uint8 frame
     for frame-native engines, the float NCHW input (already converted) for the others."""
+    from .runtime.stats import time_calls
+
     backend = TensorRTBackend(engine)
     try:
         rng = np.random.default_rng(0)
@@ -282,16 +284,10 @@ def time_engine(engine: str | Path, hw: tuple[int, int] = AUTO_FRAME, warmup: in
         x = rng.random((1, backend.meta["channels"], *hw), dtype=np.float32)
         s = np.array([25 / 255], np.float32)
 
-        def run():
+        def run(_):
             return backend.denoise_frames(frame, 25.0) if backend.frame_native else backend(x, s)
 
-        for _ in range(warmup):
-            run()
-        times = []
-        for _ in range(iters):
-            t = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t)
+        times, _ = time_calls(run, [None], iters, warmup)
         return float(np.median(times)) * 1e3
     finally:
         backend.close()

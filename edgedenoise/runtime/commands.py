@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -186,27 +185,12 @@ def bench_frames(w: int, h: int, sigma: float, n: int = 4) -> tuple[list[np.ndar
     return clean, noisy
 
 
-def time_calls(fn, frames: list[np.ndarray], count: int, warmup: int) -> tuple[list[float], np.ndarray]:
-    """Seconds of each of `count` calls fn(frame) (frames taken in turn) after `warmup` untimed
-    ones, and the last output."""
-    out = None
-    for i in range(warmup):
-        out = fn(frames[i % len(frames)])
-    times = []
-    for i in range(count):
-        f = frames[i % len(frames)]
-        t0 = time.perf_counter()
-        out = fn(f)
-        times.append(time.perf_counter() - t0)
-    return times, out
-
-
 def cmd_bench(a):
     import cv2
 
     from ..denoiser import Denoiser
     from ..evaluate import psnr_u8
-    from .stats import machine_info, summarize, versions
+    from .stats import machine_info, summarize, time_calls, versions
 
     backends = [b.strip() for b in a.backend.split(",") if b.strip()]
     for b in backends:

@@ -35,6 +35,21 @@ def summarize(samples_s) -> dict:
             "p99_ms": round(float(p99), 3), "mean_ms": round(float(a.mean()), 3), "max_ms": round(float(a.max()), 3)}
 
 
+def time_calls(fn, frames: list, count: int, warmup: int) -> tuple[list[float], np.ndarray]:
+    """Seconds of each of `count` calls fn(frame) (frames taken in turn) after `warmup` untimed
+    ones, and the last output."""
+    out = None
+    for i in range(warmup):
+        out = fn(frames[i % len(frames)])
+    times = []
+    for i in range(count):
+        f = frames[i % len(frames)]
+        t0 = time.perf_counter()
+        out = fn(f)
+        times.append(time.perf_counter() - t0)
+    return times, out
+
+
 def machine_info() -> dict:
     """CPU model and cores, GPU (if nvidia-smi answers), OS and Python; imports no torch."""
     import os
