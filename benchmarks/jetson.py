@@ -39,27 +39,12 @@ BYTES = 2  # fp16
 
 def layer_table(model_name: str, h: int, w: int) -> list[dict]:
     """MACs and bytes moved of every convolution for one HxW frame (measured with hooks)."""
-    import torch
-    from torch import nn
-
-    from edgedenoise.model import build_model
+    from edgedenoise.model import build_model, conv_trace
     from edgedenoise.modelfile import resolve
 
     net = build_model(resolve(model_name).config).eval()
-    rows = []
-
-    def hook(mod, inp, out):
-        kh, kw = mod.kernel_size
-        macs = out.numel() * (mod.in_channels // mod.groups) * kh * kw
-        rows.append({"macs": macs, "bytes": (inp[0].numel() + out.numel() + mod.weight.numel()) * BYTES,
-                     "shape": f"{mod.in_channels}->{mod.out_channels} k{kh} s{mod.stride[0]} @ {out.shape[2]}x{out.shape[3]}"})
-
-    hs = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
-    with torch.no_grad():
-        net(torch.zeros(1, net.config.channels, h, w), torch.zeros(1))
-    for x in hs:
-        x.remove()
-    return rows
+    return [{"macs": r["macs"], "bytes": (r["in_numel"] + r["out_numel"] + r["weight_numel"]) * BYTES}
+            for r in conv_trace(net, h, w)]
 
 
 def project(layers: list[dict], pixels: int, tflops: float, gbs: float, ec: float, em: float) -> float:

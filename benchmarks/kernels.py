@@ -42,39 +42,19 @@ FRAMES = {"720p": (720, 1280), "1080p": (1088, 1920)}
 
 def layer_shapes() -> list[dict]:
     """Distinct (cin, cout, k, stride, pad, H, W) of every conv of every model size and frame."""
-    import torch
-    from torch import nn
+    from edgedenoise.model import SIZES, build_model, conv_trace
 
-    from edgedenoise.model import SIZES, build_model
-
-    seen, out = set(), []
+    keys = ("cin", "cout", "k", "stride", "pad", "h", "w")
+    out: dict[tuple, dict] = {}
     for size in SIZES:
         net = build_model(size).eval()
         for fname, (h, w) in FRAMES.items():
-            found = []
-
-            def hook(mod, inp, _out, found=found):
-                found.append((mod.in_channels, mod.out_channels, mod.kernel_size[0], mod.stride[0], mod.padding[0],
-                              inp[0].shape[2], inp[0].shape[3]))
-
-            hs = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
-            with torch.no_grad():
-                net(torch.zeros(1, 3, h, w), torch.zeros(1))
-            for x in hs:
-                x.remove()
-            for i, s in enumerate(found):
-                if i == 0 or i == len(found) - 1:
-                    continue  # head and tail: measured as the fused ingest / egest kernels
-                if s not in seen:
-                    seen.add(s)
-                    out.append({"models": [size], "frame": fname, "cin": s[0], "cout": s[1], "k": s[2],
-                                "stride": s[3], "pad": s[4], "h": s[5], "w": s[6]})
-                else:
-                    next(o for o in out if (o["cin"], o["cout"], o["k"], o["stride"], o["pad"], o["h"], o["w"]) == s
-                         )["models"].append(size)
-    for o in out:
-        o["models"] = sorted(set(o["models"]))
-    return out
+            convs = conv_trace(net, h, w)[1:-1]  # head and tail: measured as the fused ingest / egest kernels
+            for r in convs:
+                s = out.setdefault(tuple(r[k] for k in keys), {"models": [], "frame": fname, **{k: r[k] for k in keys}})
+                if size not in s["models"]:
+                    s["models"].append(size)
+    return list(out.values())
 
 
 def peaks(name: str):

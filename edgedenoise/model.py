@@ -175,23 +175,32 @@ def build_model(size_or_config: str | ModelConfig | dict, channels: int | None =
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> tuple[int, float]:
-    """Multiply-accumulates of one forward pass, counted by running the model with
-    hooks on every convolution. Returns (total MACs, MACs per input pixel)."""
-    total = 0
+def conv_trace(model: nn.Module, height: int = 256, width: int = 256) -> list[dict]:
+    """Every convolution of one forward pass on a (1, C, height, width) input, in execution
+    order, found by running the model with hooks: its shape, MACs and tensor sizes."""
+    rows = []
 
-    def hook(mod: nn.Conv2d, _inp, out):
-        nonlocal total
+    def hook(mod: nn.Conv2d, inp, out):
         kh, kw = mod.kernel_size
-        total += out.numel() * (mod.in_channels // mod.groups) * kh * kw
+        rows.append({"cin": mod.in_channels, "cout": mod.out_channels, "k": kh, "stride": mod.stride[0],
+                     "pad": mod.padding[0], "h": inp[0].shape[2], "w": inp[0].shape[3],
+                     "ho": out.shape[2], "wo": out.shape[3],
+                     "macs": out.numel() * (mod.in_channels // mod.groups) * kh * kw,
+                     "in_numel": inp[0].numel(), "out_numel": out.numel(), "weight_numel": mod.weight.numel()})
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     try:
-        c = model.config.channels
-        model(torch.zeros(1, c, height, width), torch.zeros(1))
+        model(torch.zeros(1, model.config.channels, height, width), torch.zeros(1))
     finally:
         for h in handles:
             h.remove()
+    return rows
+
+
+def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> tuple[int, float]:
+    """Multiply-accumulates of one forward pass, counted by running the model with
+    hooks on every convolution. Returns (total MACs, MACs per input pixel)."""
+    total = sum(r["macs"] for r in conv_trace(model, height, width))
     return total, total / (height * width)
 
 
