@@ -25,6 +25,7 @@ import numpy as np
 
 from ..data import SAMPLE_IMAGE as SAMPLE
 from ..errors import DataError
+from ..noise import protocol_noisy
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm", ".exr"}
 GRAMMAR = ("a camera index (0), v4l2:///dev/videoN, csi://N, gst:PIPELINE, a video file, "
@@ -192,8 +193,6 @@ class DemoSource(Source):
         self.i = 0
 
     def read(self) -> np.ndarray | None:
-        from ..noise import protocol_noisy
-
         w, h = self.size
         bh, bw = self.base.shape[:2]
         t = self.i / self.fps
