@@ -26,7 +26,6 @@ import argparse
 import time
 
 import numpy as np
-
 from common import ROOT, cached, stamp, write  # noqa: E402  (common puts the checkout on sys.path)
 
 SIGMAS = (15, 25, 50)
@@ -52,12 +51,10 @@ def nlm(noisy_rgb_u8: np.ndarray, h: float) -> np.ndarray:
 def cbm3d(noisy_rgb: np.ndarray, sigma: float) -> np.ndarray:
     import bm3d
 
+    from edgedenoise.evaluate import to_u8
+
     z = noisy_rgb.astype(np.float32) / (255.0 if noisy_rgb.dtype == np.uint8 else 1.0)
-    return np.round(np.clip(bm3d.bm3d_rgb(z, sigma / 255.0) * 255.0, 0, 255)).astype(np.uint8)
-
-
-def as_u8(noisy: np.ndarray) -> np.ndarray:
-    return noisy if noisy.dtype == np.uint8 else np.round(np.clip(noisy * 255.0, 0, 255)).astype(np.uint8)
+    return to_u8(bm3d.bm3d_rgb(z, sigma / 255.0))
 
 
 def tune_nlm_h(data_root) -> dict:
@@ -82,7 +79,7 @@ def anchor_rows(method: str, data_root, set_name: str, protocol: str, limit: int
     from tqdm import tqdm
 
     from edgedenoise.data import list_images, read_image
-    from edgedenoise.evaluate import psnr_u8, ssim_u8
+    from edgedenoise.evaluate import psnr_u8, ssim_u8, to_u8
     from edgedenoise.noise import protocol_noisy
 
     files = list_images(data_root / "test" / set_name)[:limit]
@@ -94,7 +91,7 @@ def anchor_rows(method: str, data_root, set_name: str, protocol: str, limit: int
                 clean = read_image(f, 3)
                 noisy = protocol_noisy(clean, s, i, protocol)
                 t = time.perf_counter()
-                out = nlm(as_u8(noisy), h[s]) if method == "nlm" else cbm3d(noisy, s)
+                out = nlm(to_u8(noisy), h[s]) if method == "nlm" else cbm3d(noisy, s)
                 dt = time.perf_counter() - t
                 return {"image": f.name, "sigma": s, "psnr": psnr_u8(out, clean), "ssim": ssim_u8(out, clean),
                         "seconds": dt, "megapixels": clean.shape[0] * clean.shape[1] / 1e6}

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import DataError, EdgeDenoiseError
 from ..estimate import estimate_sigma
+from ..evaluate import psnr_u8, to_u8
 from .sinks import Result, Sink
 from .sources import Source
 from .stats import RunStats
@@ -121,7 +122,7 @@ def _to_float(img: np.ndarray) -> np.ndarray:
 
 def _from_float(out: np.ndarray, dtype) -> np.ndarray:
     if dtype == np.uint8:
-        return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
+        return to_u8(out)
     if dtype == np.uint16:
         return np.round(np.clip(out, 0, 1) * 65535).astype(np.uint16)
     return out.astype(dtype)
@@ -230,8 +231,6 @@ class Pipeline:
         raise DataError(f"lost {src.describe()} and could not reopen it after {self.reconnect} tries")
 
     def _infer(self) -> None:
-        from ..evaluate import psnr_u8  # the demo's running PSNR
-
         st, den = self.stats, self.den
         src_name = self.source.describe()
         try:

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
+from ..evaluate import to_u8
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 GRAMMAR = "display, null, a folder, a .mp4/.avi/.mkv file, or http://127.0.0.1:PORT"
@@ -44,7 +45,7 @@ def to_bgr8(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
-        img = np.round(np.clip(img * 255.0, 0, 255)).astype(np.uint8)
+        img = to_u8(img)
     if img.ndim == 2 or img.shape[2] == 1:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if img.shape[2] == 4:

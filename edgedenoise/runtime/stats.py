@@ -16,8 +16,8 @@ import platform
 import threading
 import time
 from collections import deque
-from itertools import islice
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
