@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,13 +17,10 @@ def stamp(extra: dict | None = None) -> dict:
     """Machine, library versions, threads, date and the command, for the top of every results file."""
     import cv2
 
-    from edgedenoise.runtime.stats import machine_info, versions
+    from edgedenoise.runtime.stats import stamp as base
 
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
-        "machine": machine_info(),
-        "versions": versions(),
+        **base("python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])),
         "threads": {"cpu_cores": os.cpu_count(), "onnxruntime": "default (one per core)",
                     "opencv": cv2.getNumThreads()},
         **(extra or {}),

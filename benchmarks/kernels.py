@@ -67,7 +67,6 @@ def peaks(name: str):
 def bench_conv(s: dict, dtype, do_bench) -> dict:
     import torch
     import torch.nn.functional as F
-
     from edgedenoise_kernels.conv import conv2d_nhwc, conv2d_nhwc_reference, pack_weight
 
     torch.manual_seed(0)
@@ -91,10 +90,10 @@ def bench_conv(s: dict, dtype, do_bench) -> dict:
 
 def bench_boundary(kind: str, size: str, hw, dtype, do_bench) -> dict:
     import torch
-
-    from edgedenoise.model import build_model
     from edgedenoise_kernels.boundary import egest, egest_reference, half_grid, ingest, ingest_reference
     from edgedenoise_kernels.conv import pack_weight
+
+    from edgedenoise.model import build_model
 
     net = build_model(size).eval().to(DEVICE)
     mult = net.config.size_multiple

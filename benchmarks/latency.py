@@ -22,9 +22,7 @@ import argparse
 import sys
 
 import numpy as np
-
 from common import ROOT, stamp, write  # noqa: E402
-
 
 
 def nlm_h() -> float:

@@ -15,7 +15,6 @@ import argparse
 import json
 import shutil
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +32,7 @@ def main() -> int:
     from edgedenoise.evaluate import evaluate, markdown_table
     from edgedenoise.export import export_onnx
     from edgedenoise.quantize import quantize_model
-    from edgedenoise.runtime.stats import machine_info, versions
+    from edgedenoise.runtime.stats import stamp
 
     run = Path(a.run)
     dest = ROOT / "edgedenoise" / "models" / a.name
@@ -60,11 +59,8 @@ def main() -> int:
 
     data = default_data_root() / "test"
     reports = [evaluate(a.name, data / s, a.sigma, pr) for s in a.sets for pr in ("camera", "paper")]
-    stamp = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join(sys.argv),
-        "machine": machine_info(),
-        "versions": versions(),
+    meta = {
+        **stamp("python " + " ".join(sys.argv)),
         "threads": "ONNX Runtime default (all cores)",
         "backend": "onnxruntime (CPU, fp32)",
     }
@@ -72,9 +68,9 @@ def main() -> int:
         for res in rep["results"]:
             del res["images"]  # per-image rows: `edgedenoise eval --json` gives them
     out = ROOT / "benchmarks" / "results" / f"quality_{a.name}.json"
-    out.write_text(json.dumps({"meta": stamp, "reports": reports}, indent=1) + "\n")
+    out.write_text(json.dumps({"meta": meta, "reports": reports}, indent=1) + "\n")
     table = markdown_table(reports)
-    out.with_suffix(".md").write_text(f"Measured {stamp['date']} with `{stamp['command']}`\n\n{table}\n")
+    out.with_suffix(".md").write_text(f"Measured {meta['date']} with `{meta['command']}`\n\n{table}\n")
     print(table)
     return 0
 

@@ -190,7 +190,7 @@ def cmd_bench(a):
 
     from ..denoiser import Denoiser
     from ..evaluate import psnr_u8
-    from .stats import machine_info, summarize, time_calls, versions
+    from .stats import stamp, summarize, time_calls
 
     backends = [b.strip() for b in a.backend.split(",") if b.strip()]
     for b in backends:
@@ -244,11 +244,7 @@ def cmd_bench(a):
           f"{a.warmup} warm-up; model {dens[0].name}; {a.precision}"
           + (f"; NLM on {nlm_rows[0]['count']} frames, h={nlm_h:g}, template 7, search 21" if nlm_rows else ""))
     if a.json:
-        from datetime import datetime, timezone
-
-        doc = {"command": " ".join(["edgedenoise", *sys.argv[1:]]), "date": datetime.now(timezone.utc)
-               .isoformat(timespec="seconds"), "machine": machine_info(), "versions": versions(),
-               "model": dens[0].name, "threads": a.threads, "precision": a.precision, "sigma": a.sigma,
+        doc = {**stamp(), "model": dens[0].name, "threads": a.threads, "precision": a.precision, "sigma": a.sigma,
                "frames": a.frames, "warmup": a.warmup, "protocol": "camera", "results": rows, "anchors": nlm_rows}
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,15 @@ def time_calls(fn, frames: list, count: int, warmup: int) -> tuple[list[float], 
     return times, out
 
 
+def stamp(command: str | None = None) -> dict:
+    """What every results file starts with: date, the command that made it, machine, versions."""
+    import sys
+
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command or " ".join(["edgedenoise", *sys.argv[1:]]),
+            "machine": machine_info(), "versions": versions()}
+
+
 def machine_info() -> dict:
     """CPU model and cores, GPU (if nvidia-smi answers), OS and Python; imports no torch."""
     import os
@@ -226,8 +235,7 @@ class RunStats:
 
     def write_json(self, path: str | Path, extra: dict | None = None) -> Path:
         doc = {**self.summary(), **(extra or {}),
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine_info(), "versions": versions()}
+               **{k: v for k, v in stamp().items() if k != "command"}}  # the command is in self.info
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
