@@ -42,7 +42,8 @@ class Batches(torch.utils.data.IterableDataset):
 
     def __init__(self, sampler: D.PatchSampler, cfg: TrainConfig, start: int, lo: int, hi: int):
         self.sampler, self.cfg, self.start, self.lo, self.hi = sampler, cfg, start, lo, hi
-        self.noise = make_noise(cfg.noise, sigma_range=(cfg.sigma_min, cfg.sigma_max), jpeg=cfg.jpeg)
+        self.noise = make_noise(cfg.noise, sigma_range=(cfg.sigma_min, cfg.sigma_max), jpeg=cfg.jpeg,
+                                sigma_power=cfg.sigma_power)
 
     def __iter__(self):
         for step in range(self.start, self.cfg.steps):

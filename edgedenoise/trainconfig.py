@@ -21,6 +21,7 @@ class TrainConfig:
     noise: str = "awgn"  # awgn | poisson-gaussian | camera
     sigma_min: float = 0.0
     sigma_max: float = 75.0
+    sigma_power: float = 1.0  # > 1 skews AWGN sigma draws towards sigma_min (noise.AWGN)
     camera_fraction: float = 0.8  # share of patches clipped + rounded to uint8 like a camera delivers
     jpeg: bool = False
     adv_weight: float = 0.0  # > 0 turns on the patch discriminator

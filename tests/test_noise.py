@@ -18,6 +18,17 @@ def test_awgn_range_draws_inside_range():
     assert min(sig) >= 5 and max(sig) <= 30 and np.std(sig) > 3
 
 
+def test_sigma_power_skews_draws_low_but_keeps_the_range():
+    rng = np.random.default_rng(0)
+    skewed = AWGN(sigma=None, sigma_range=(0, 75), sigma_power=1.5)
+    sig = np.array([skewed.draw_sigma(rng) for _ in range(20000)])
+    assert sig.min() >= 0 and sig.max() <= 75 and sig.max() > 74  # the whole range is still drawn
+    # P(sigma < 50) = (2/3) ** (1 / 1.5) = 0.763 (uniform: 0.667); 20k draws: std error 0.003
+    assert abs((sig < 50).mean() - (2 / 3) ** (1 / 1.5)) < 0.015
+    with pytest.raises(ValueError, match="sigma_power"):
+        make_noise("awgn", sigma_range=(0, 75), sigma_power=0)
+
+
 def test_poisson_gaussian_noise_grows_with_signal():
     pg = PoissonGaussian(shot=(1e-2, 1e-2), read=(1e-6, 1e-6))
     dark = np.full((128, 128), 0.05, np.float32)
