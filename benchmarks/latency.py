@@ -9,7 +9,8 @@ camera-protocol noise sigma 25, as `edgedenoise bench` makes them):
 - CPU: the `onnxruntime` backend at fp32 and int8 for each model size (threads: ONNX Runtime's
   default, one per core), through `Denoiser.denoise`, so pre- and post-processing count;
 - GPU (`--gpu`, needs CUDA and torch): PyTorch eager fp16 (channels_last, cuDNN), `torch.compile`
-  fp16, and the `triton` backend, each with the upload and download of the uint8 frame;
+  fp16, and the `triton` backend with and without CUDA graphs, each with the upload and
+  download of the uint8 frame;
 - the anchor: OpenCV `fastNlMeansDenoisingColored` (quality.py's h tuned for sigma 25,
   template 7, search 21) on the same frames, timed between the cases of each
   resolution. Ratios are NLM's p50 over the case's p50.
@@ -63,8 +64,12 @@ def gpu_cases(model: str):
 
     cases = [("torch eager fp16", make(net)), ("torch.compile fp16", make(compiled))]
     try:
+        from edgedenoise.triton_backend import TritonBackend
+
         tri = Denoiser.load(model, backend="triton")
-        cases.append(("triton", lambda f: tri.denoise(f, 25.0)))
+        eager = TritonBackend(files, graphs=False)
+        cases.append(("triton (CUDA graphs)", lambda f: tri.denoise(f, 25.0)))
+        cases.append(("triton eager", lambda f: eager.denoise_frames(f, 25.0)))
     except Exception as e:  # noqa: BLE001  (report and go on: the other cases still count)
         print(f"latency: triton backend unavailable: {e}", file=sys.stderr)
     return cases

@@ -5,22 +5,34 @@
 
 Weights are packed once at load time. Runs on a CUDA GPU; on a CPU only under
 TRITON_INTERPRET=1 (for correctness tests: slow). Imported only when asked for.
+
+CUDA graphs: the network is about 20 kernel launches per frame, and at small frames the
+launch cost is a large share of the frame's time. On CUDA the first frame of each shape
+is captured into a CUDA graph (static input and output buffers, the last few shapes kept),
+and later frames of that shape replay it: one launch. The first replay of each shape is
+checked against the eager run of the same frame; any failure to capture, or any
+difference, logs one warning and leaves the backend eager (`graphs=False` asks for eager).
 """
 from __future__ import annotations
 
+import logging
 import os
+from collections import OrderedDict
 
 import numpy as np
 
 from .errors import ModelError
 from .modelfile import ModelFiles
 
+log = logging.getLogger("edgedenoise")
+MAX_GRAPHS = 4  # frame shapes whose CUDA graphs are kept (a stream has one; a resize makes two)
+
 
 class TritonBackend:
     name = "triton"
     frame_native = True
 
-    def __init__(self, files: ModelFiles, device: str | None = None, dtype: str = "fp32"):
+    def __init__(self, files: ModelFiles, device: str | None = None, dtype: str = "fp32", graphs: bool = True):
         import torch
 
         from .model import SIGMA_MAP_SCALE
@@ -61,6 +73,8 @@ class TritonBackend:
         self.tail = conv(net.tail, "none")
         for c in [self.head, *sum(self.enc, []), *self.down, *self.up, *sum(self.dec, []), self.tail]:
             c["wp"] = pack_weight(c["w"]).to(self.dtype)  # packed once, reused every frame
+        self.graphs = graphs and self.device.type == "cuda"
+        self._graphs: OrderedDict = OrderedDict()  # (N,H,W,C) -> (graph, static frame, static map, static out)
 
     def _conv(self, x, c):
         from edgedenoise_kernels.conv import conv2d_nhwc
@@ -73,28 +87,72 @@ class TritonBackend:
         c = c4 // 4
         return x.view(n, h, w, c, 2, 2).permute(0, 1, 4, 2, 5, 3).reshape(n, 2 * h, 2 * w, c)
 
-    def denoise_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
-        """(N,H,W,3) or (H,W,3) uint8 BGR -> the same, denoised. sigma on the 0-255 scale."""
+    def _forward(self, fr, smap):
+        """uint8 NHWC frames on the device + per-frame map value -> uint8 NHWC frames on the device."""
         from edgedenoise_kernels.boundary import egest, ingest
 
+        h = ingest(fr, self.head["wp"], self.head["b"], smap, self.multiple)
+        for c in self.enc[0]:
+            h = self._conv(h, c)
+        skips = []
+        for down, enc in zip(self.down, self.enc[1:]):
+            skips.append(h)
+            h = self._conv(h, down)
+            for c in enc:
+                h = self._conv(h, c)
+        for up, dec in zip(self.up, self.dec):
+            h = self._shuffle(self._conv(h, up)) + skips.pop()
+            for c in dec:
+                h = self._conv(h.contiguous(), c)
+        return egest(h.contiguous(), self.tail["wp"], self.tail["b"], fr)
+
+    def _capture(self, fr, smap):
+        """Capture the forward for this frame shape; returns the graph's entry or None (eager from now on)."""
+        torch = self.torch
+        try:
+            static_fr, static_map = fr.clone(), smap.clone()
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):  # warm-up off the capture: Triton compiles and loads here
+                self._forward(static_fr, static_map)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._forward(static_fr, static_map)
+            graph.replay()
+            eager = self._forward(fr, smap)
+            if not torch.equal(static_out, eager):
+                diff = (static_out.int() - eager.int()).abs().max().item()
+                raise RuntimeError(f"the graph's output differs from the eager run by up to {diff} levels")
+        except Exception as e:  # noqa: BLE001  (any failure: say so once, keep working eagerly)
+            log.warning("triton backend: CUDA graphs off (%s: %s); running eagerly", type(e).__name__, e)
+            self.graphs = False
+            self._graphs.clear()
+            return None
+        entry = (graph, static_fr, static_map, static_out)
+        self._graphs[tuple(fr.shape)] = entry
+        while len(self._graphs) > MAX_GRAPHS:
+            self._graphs.popitem(last=False)
+        return entry
+
+    def denoise_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
+        """(N,H,W,3) or (H,W,3) uint8 BGR -> the same, denoised. sigma on the 0-255 scale."""
         torch = self.torch
         single = frames.ndim == 3
         fr = torch.from_numpy(np.ascontiguousarray(frames[None] if single else frames)).to(self.device)
         with torch.inference_mode():
             smap = torch.full((fr.shape[0],), sigma / 255.0 * self.map_scale, device=self.device)
-            h = ingest(fr, self.head["wp"], self.head["b"], smap, self.multiple)
-            for c in self.enc[0]:
-                h = self._conv(h, c)
-            skips = []
-            for down, enc in zip(self.down, self.enc[1:]):
-                skips.append(h)
-                h = self._conv(h, down)
-                for c in enc:
-                    h = self._conv(h, c)
-            for up, dec in zip(self.up, self.dec):
-                h = self._shuffle(self._conv(h, up)) + skips.pop()
-                for c in dec:
-                    h = self._conv(h.contiguous(), c)
-            out = egest(h.contiguous(), self.tail["wp"], self.tail["b"], fr)
-        out = out.cpu().numpy()  # a device sync point
+            entry = None
+            if self.graphs:
+                key = tuple(fr.shape)
+                entry = self._graphs.get(key)
+                if entry is not None:
+                    self._graphs.move_to_end(key)
+                    entry[1].copy_(fr)
+                    entry[2].copy_(smap)
+                    entry[0].replay()
+                else:
+                    entry = self._capture(fr, smap)  # its output is already this frame's, checked
+            out = entry[3] if entry is not None else self._forward(fr, smap)
+            out = out.cpu().numpy()  # a device sync point (a copy: the graph's buffer is reused)
         return out[0] if single else out

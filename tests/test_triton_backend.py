@@ -30,3 +30,18 @@ def test_triton_backend_handles_gray_and_bgra(kodak_rgb):
     bgra = np.dstack([kodak_rgb[:21, :19], np.full((21, 19), 7, np.uint8)])
     out = den.denoise(bgra, 25)
     assert out.shape == bgra.shape and (out[:, :, 3] == 7).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_cuda_graph_replays_equal_eager_runs(kodak_rgb):
+    """Each frame shape is captured once; later frames (new content, new sigma) replay it and
+    must equal the eager backend exactly, since both run the same kernels on the same data."""
+    from edgedenoise.modelfile import resolve
+    from edgedenoise.triton_backend import TritonBackend
+
+    graphed, eager = TritonBackend(resolve("default")), TritonBackend(resolve("default"), graphs=False)
+    for i, (h, w, sigma) in enumerate([(64, 96, 25), (64, 96, 15), (37, 53, 50), (64, 96, 25)]):
+        frame = protocol_noisy(np.ascontiguousarray(kodak_rgb[i * 40:i * 40 + h, :w, ::-1]), sigma, i, "camera")
+        np.testing.assert_array_equal(graphed.denoise_frames(frame, sigma), eager.denoise_frames(frame, sigma))
+    assert graphed.graphs, "capture failed: the backend fell back to eager"
+    assert set(graphed._graphs) == {(1, 64, 96, 3), (1, 37, 53, 3)}
