@@ -175,6 +175,36 @@ def build_model(size_or_config: str | ModelConfig | dict, channels: int | None =
 
 
 @torch.no_grad()
+def grow_from(dst: DenoiseUNet, src: DenoiseUNet) -> None:
+    """Load `src` into `dst`, the same network with more convolutions in some levels.
+
+    The extra convolutions sit at the end of their level, after a ReLU, so their input is
+    >= 0; each starts as the identity (centre tap 1 on its own channel, bias 0), and
+    identity + ReLU passes such an input through unchanged: `dst` computes exactly what
+    `src` computes, and fine-tuning starts from the trained network with more capacity
+    (Net2DeeperNet, Chen et al., 2016)."""
+    a, b = src.config, dst.config
+    if (list(a.widths) != list(b.widths) or a.channels != b.channels or a.unshuffle != b.unshuffle
+            or any(db < da for da, db in zip(a.depths, b.depths))):
+        raise ValueError(f"cannot grow widths {list(a.widths)} depths {list(a.depths)} into widths "
+                         f"{list(b.widths)} depths {list(b.depths)}: same widths, no level shallower")
+    # An encoder level's input comes out of a ReLU (head or down); a decoder level's is
+    # up + skip, which can be negative: one of depth 0 has no ReLU to append after.
+    if any(len(d.body) > len(s.body) == 0 for s, d in zip(src.dec, dst.dec)):
+        raise ValueError("cannot grow a decoder level of depth 0: its input can be negative, "
+                         "so an identity conv there would not be exact")
+    theirs = src.state_dict()
+    with torch.no_grad():
+        for name, t in dst.state_dict().items():
+            if name in theirs:
+                t.copy_(theirs[name])
+            elif name.endswith(".weight"):  # an added conv3x3: the identity
+                t.zero_()
+                t[torch.arange(t.shape[0]), torch.arange(t.shape[0]), 1, 1] = 1.0
+            else:
+                t.zero_()
+
+
 def conv_trace(model: nn.Module, height: int = 256, width: int = 256) -> list[dict]:
     """Every convolution of one forward pass on a (1, C, height, width) input, in execution
     order, found by running the model with hooks: its shape, MACs and tensor sizes."""

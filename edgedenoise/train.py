@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from . import data as D
 from .errors import DataError, ModelError
-from .model import ModelConfig, SIZES, build_model
+from .model import ModelConfig, SIZES, build_model, grow_from
 from .modelfile import save_model
 from .noise import make_noise, protocol_noisy, quantize
 from .trainconfig import TrainConfig
@@ -217,15 +217,23 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def init_weights(model: nn.Module, spec: str, mcfg: ModelConfig) -> None:
-    """Load trained weights into a fresh model (fine-tuning); refuses a model of another shape."""
+    """Load trained weights into a fresh model (fine-tuning). A model of the same widths with
+    deeper levels grows from them (model.grow_from); other shapes are refused."""
     from .modelfile import load_model
 
     src = load_model(spec)
     got = src.config
-    if (list(got.widths) != list(mcfg.widths) or list(got.depths) != list(mcfg.depths)
-                            or got.channels != mcfg.channels):
+    if list(got.widths) != list(mcfg.widths) or got.channels != mcfg.channels:
         raise ModelError(f"--init {spec} has widths {list(got.widths)} depths {list(got.depths)} "
                          f"channels {got.channels}, not those of model {mcfg.name}: pick the matching --model")
+    if list(got.depths) != list(mcfg.depths):
+        try:  # a deeper model of the same widths grows from the trained one
+            grow_from(model, src)
+        except ValueError as e:
+            raise ModelError(f"--init {spec}: {e}") from None
+        log.info("grew %s (depths %s) to depths %s: added convolutions start as the identity",
+                 spec, list(got.depths), list(mcfg.depths))
+        return
     model.load_state_dict(src.state_dict())
 
 
@@ -253,6 +261,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if mcfg is None:
         raise ModelError(f"unknown model size {cfg.model!r}; choose one of {', '.join(SIZES)}")
     mcfg.channels = cfg.channels
+    if cfg.depths:
+        try:
+            mcfg.depths = tuple(int(v) for v in str(cfg.depths).split(","))
+        except ValueError:
+            raise ModelError(f"--depths {cfg.depths!r}: give one integer per level, e.g. 2,2,4,4") from None
+        if len(mcfg.depths) != len(mcfg.widths):
+            raise ModelError(f"--depths {cfg.depths}: model {cfg.model} has {len(mcfg.widths)} levels")
     if cfg.patch % mcfg.size_multiple:
         raise DataError(f"patch {cfg.patch} must be a multiple of {mcfg.size_multiple} for model {cfg.model}")
 

@@ -9,6 +9,7 @@ class TrainConfig:
     data: str = ""
     out: str = "runs/run"
     model: str = "small"
+    depths: str = ""  # e.g. "2,2,4,4": the size's widths with these depths (with --init: grow a trained model)
     channels: int = 3
     steps: int = 10_000  # length of the run (the learning-rate schedule spans it)
     stop_at: int = 0  # stop early at this step with a checkpoint (train in slices); 0 = run to `steps`

@@ -73,6 +73,31 @@ def test_fine_tuning_starts_from_given_weights(train_subset, tmp_path):
         train(cfg(train_subset, tmp_path / "x", model="small", init="tiny"), progress=False)
 
 
+def test_a_deeper_model_grows_from_trained_weights(train_subset, tmp_path):
+    """--depths with --init: the added convolutions start as the identity, so before any
+    step the grown network computes exactly what the trained one does."""
+    from edgedenoise.model import ModelConfig, build_model, grow_from
+    from edgedenoise.modelfile import load_model
+
+    src = load_model("tiny").eval()  # depths (1, 2, 2): its first encoder level is empty
+    for depths in [(1, 3, 4), (2, 2, 2)]:
+        dst = build_model(ModelConfig("tiny", widths=(16, 32, 64), depths=depths)).eval()
+        grow_from(dst, src)
+        x, s = torch.rand(2, 3, 48, 40), torch.tensor([10 / 255, 40 / 255])
+        with torch.no_grad():
+            assert torch.equal(dst(x, s), src(x, s)), depths
+    flat = build_model(ModelConfig("t", widths=(16, 32), depths=(0, 1)))  # decoder level of depth 0
+    with pytest.raises(ValueError, match="decoder level of depth 0"):
+        grow_from(build_model(ModelConfig("t", widths=(16, 32), depths=(1, 1))), flat)
+    run = tmp_path / "grown"
+    train(cfg(train_subset, run, steps=2, ckpt_every=2, val_every=2, depths="1,3,4", init="tiny"), progress=False)
+    assert json.loads((run / "model.json").read_text())["depths"] == [1, 3, 4]
+    with pytest.raises(ModelError, match="no level shallower"):
+        train(cfg(train_subset, tmp_path / "y", depths="1,1,2", init="tiny"), progress=False)
+    with pytest.raises(ModelError, match="one integer per level"):
+        train(cfg(train_subset, tmp_path / "z", depths="1,x,2"), progress=False)
+
+
 def test_bad_training_settings_are_refused(train_subset, tmp_path):
     with pytest.raises(DataError, match="multiple of 16"):
         train(cfg(train_subset, tmp_path / "r", model="small", patch=40), progress=False)

@@ -20,6 +20,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+KEYS = ("steps", "batch", "patch", "lr", "lr_min", "loss", "noise", "sigma_min", "sigma_max", "sigma_power",
+        "camera_fraction", "amp", "seed")
+
+
+def training_record(run: Path) -> dict:
+    """The run's settings; for a fine-tune, also what it started from, back to the first run."""
+    tc = json.loads((run / "config.json").read_text())
+    rec = {k: tc[k] for k in KEYS if k in tc}
+    init = tc.get("init")
+    if init:
+        rec["init"] = init
+        if (Path(init) / "config.json").exists():
+            rec["init_training"] = training_record(Path(init))
+    return rec
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="run folder written by `edgedenoise train`")
@@ -38,18 +54,8 @@ def main() -> int:
     dest = ROOT / "edgedenoise" / "models" / a.name
     cfg = json.loads((run / "model.json").read_text())
     cfg["name"] = a.name
-    train_cfg = json.loads((run / "config.json").read_text())
     cfg.setdefault("extra", {})["trained_on"] = "CBSD432 (BSDS500 outside CBSD68)"
-    cfg["extra"]["training"] = {k: train_cfg[k] for k in ("steps", "batch", "patch", "lr", "loss", "noise", "sigma_min",
-                                                          "sigma_max", "camera_fraction", "amp", "seed")}
-    init = train_cfg.get("init")
-    if init:  # a fine-tune: say what it started from, and how that was trained
-        cfg["extra"]["training"]["init"] = init
-        init_cfg = Path(init) / "config.json"
-        if init_cfg.exists():
-            ic = json.loads(init_cfg.read_text())
-            cfg["extra"]["training"]["init_training"] = {k: ic[k] for k in ("steps", "batch", "patch", "lr", "loss",
-                                                                            "sigma_min", "sigma_max", "camera_fraction")}
+    cfg["extra"]["training"] = training_record(run)
     shutil.copyfile(run / "model.safetensors", dest.with_suffix(".safetensors"))
     dest.with_suffix(".json").write_text(json.dumps(cfg, indent=2) + "\n")
     r = export_onnx(dest.with_suffix(".safetensors"), dest.with_suffix(".onnx"))
