@@ -154,7 +154,7 @@ class ModelConfig:
 # (tests/test_model.py measures them by running the model).
 SIZES: dict[str, ModelConfig] = {
     "tiny": ModelConfig("tiny", widths=(16, 32, 64), depths=(1, 2, 2)),
-    "small": ModelConfig("small", widths=(24, 48, 96, 192), depths=(2, 2, 2, 2)),
+    "small": ModelConfig("small", widths=(24, 48, 96, 192), depths=(2, 2, 4, 4)),
     "base": ModelConfig("base", widths=(48, 96, 192, 384), depths=(2, 2, 2, 2)),
 }
 MAC_BUDGETS = {"tiny": 10_000, "small": 30_000, "base": 100_000}
