@@ -261,13 +261,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if mcfg is None:
         raise ModelError(f"unknown model size {cfg.model!r}; choose one of {', '.join(SIZES)}")
     mcfg.channels = cfg.channels
-    if cfg.depths:
+    if cfg.depths:  # ModelConfig checks the count against the widths
         try:
-            mcfg.depths = tuple(int(v) for v in str(cfg.depths).split(","))
-        except ValueError:
-            raise ModelError(f"--depths {cfg.depths!r}: give one integer per level, e.g. 2,2,4,4") from None
-        if len(mcfg.depths) != len(mcfg.widths):
-            raise ModelError(f"--depths {cfg.depths}: model {cfg.model} has {len(mcfg.widths)} levels")
+            mcfg = ModelConfig.from_dict({**mcfg.to_dict(), "depths": [int(v) for v in str(cfg.depths).split(",")]})
+        except ValueError as e:
+            raise ModelError(f"--depths {cfg.depths!r}: give one integer per level, e.g. 2,2,4,4 ({e})") from None
     if cfg.patch % mcfg.size_multiple:
         raise DataError(f"patch {cfg.patch} must be a multiple of {mcfg.size_multiple} for model {cfg.model}")
 
