@@ -216,18 +216,21 @@ def add_export(sub):
     p.add_argument("--out", required=True, help="output .onnx path")
     p.add_argument("--frame-native", action="store_true",
                    help="uint8 BGR frame in and out, boundary layers as custom ops (domain edgedenoise) for TensorRT")
+    p.add_argument("--half-weights", action="store_true",
+                   help="store the weights as float16 (half the file, how the shipped models are stored); the "
+                        "graph still computes in float32")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(a):
     from .export import export_onnx
 
-    r = export_onnx(a.model, a.out, frame_native=a.frame_native)
+    r = export_onnx(a.model, a.out, frame_native=a.frame_native, half_weights=a.half_weights)
     if a.frame_native:
         print(f"export onnx (frame-native): {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['seconds']:.1f} s: ok")
         return
     print(f"export onnx: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['seconds']:.1f} s, "
-          f"{'slimmed, ' if r['slimmed'] else ''}ONNX Runtime vs PyTorch on 3 real crops (one odd): "
+          f"{'slimmed, ' if r['slimmed'] else ''}{'float16 weights, ' if r['half_weights'] else ''}ONNX Runtime vs PyTorch on 3 real crops (one odd): "
           f"max abs error {r['max_abs_err']:.1e}: ok")
 
 

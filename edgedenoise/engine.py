@@ -135,6 +135,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
         if b"frame-native" in data:  # edgedenoise export's metadata "variant"; the float graph says "float"
             raise EngineError(f"{onnx_path} is the frame-native graph: --kernels native builds from the float ONNX "
                               "(edgedenoise export without --frame-native), --kernels triton from this one")
+        data = plain_weights(data, log)
         extra = {}
     else:
         if precision not in ("fp16", "fp32"):
@@ -190,6 +191,23 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
             "built": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(time.time() - t0, 1)}
     sidecar_path(out).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def plain_weights(data: bytes, log=print) -> bytes:
+    """The graph with float16-stored weights (the shipped models: onnxweights.py) folded back to
+    float32 initializers, so TensorRT's parser sees constant weights; unchanged without the onnx
+    package (the parser then reads each Cast as a layer, which the builder folds)."""
+    if b"weights_storage" not in data or b"float16" not in data:
+        return data
+    try:
+        import onnx
+    except ImportError:
+        log("onnx is not installed: TensorRT parses the float16 weights through their Cast layers")
+        return data
+    from .onnxweights import fold_weight_casts
+
+    m = onnx.load_from_string(data)
+    return m.SerializeToString() if fold_weight_casts(m) else data
 
 
 def frame_native_onnx(onnx_path: Path, out_dir: Path, log=print) -> Path:

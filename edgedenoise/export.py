@@ -19,6 +19,7 @@ import torch.nn as nn
 from . import __version__
 from .errors import ModelError
 from .modelfile import load_model, resolve
+from .onnxweights import halve_weights
 
 OPSET = 17
 
@@ -77,9 +78,14 @@ class _Exported(nn.Module):
         return self.net(noisy, sigma).clamp(0.0, 1.0)
 
 
-def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, frame_native: bool = False) -> dict:
+def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, frame_native: bool = False,
+                half_weights: bool = False) -> dict:
     """Export a model to ONNX, check it, and verify ONNX Runtime against PyTorch.
     Returns a summary (path, size, seconds, max abs error).
+
+    half_weights: store the convolution weights as float16 behind Casts to float32 (half the
+    file; onnxweights.py). The weights are rounded to float16 before the export, so PyTorch,
+    which the export is verified against, computes with the very values the file holds.
 
     frame_native: uint8 (N,H,W,3) BGR `frame` in, uint8 `denoised` out, any H and W, with the
     fused boundary kernels as custom ops edgedenoise::Ingest / edgedenoise::Egest (what
@@ -90,6 +96,10 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
     t0 = time.time()
     files = resolve(model_spec)
     net = load_model(model_spec)
+    if half_weights:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(p.half().float())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     m = net.config.size_multiple
@@ -126,6 +136,8 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
             slimmed = True
     except ImportError:
         pass
+    if half_weights:
+        halve_weights(proto)
     cfg = files.config
     meta = {
         "model_name": files.name,
@@ -136,6 +148,7 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
         "edgedenoise_version": __version__,
         "sigma_units": "noise std in [0,1] units (sigma_255 / 255)",
         "variant": "frame-native" if frame_native else "float",
+        "weights_storage": "float16" if half_weights else "float32",
     }
     del proto.metadata_props[:]
     for k, v in meta.items():
@@ -151,7 +164,7 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
     tmp.replace(out)
     err = verify_onnx(net, out) if check and not frame_native else None
     return {"path": str(out), "bytes": out.stat().st_size, "seconds": time.time() - t0, "max_abs_err": err,
-            "slimmed": slimmed}
+            "slimmed": slimmed, "half_weights": half_weights}
 
 
 # Real-image checks: (batch, height, width) crops of the bundled sample picture; the odd

@@ -110,8 +110,9 @@ def file_sha256(path: Path, n: int = 12) -> str:
     return h.hexdigest()[:n]
 
 
-def save_model(model, stem: str | Path, extra: dict | None = None) -> tuple[Path, Path]:
-    """Write <stem>.safetensors and <stem>.json. Returns both paths."""
+def save_model(model, stem: str | Path, extra: dict | None = None, half: bool = False) -> tuple[Path, Path]:
+    """Write <stem>.safetensors and <stem>.json. Returns both paths. half: store the weights
+    as float16 (how the shipped models are stored; load_model casts them back to float32)."""
     from safetensors.torch import save_file
 
     stem = Path(stem)
@@ -119,7 +120,8 @@ def save_model(model, stem: str | Path, extra: dict | None = None) -> tuple[Path
     cfg = model.config.to_dict()
     if extra:
         cfg["extra"] = {**cfg.get("extra", {}), **extra}
-    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: (v.detach().half() if half else v.detach().float()).contiguous().cpu()
+             for k, v in model.state_dict().items()}
     weights, config = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     tmp = weights.with_suffix(".safetensors.tmp")
     save_file(state, str(tmp), metadata={"config": json.dumps(cfg)})
@@ -146,6 +148,8 @@ def load_model(spec: str | Path):
         state = load_file(str(files.weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"cannot read weights {files.weights}: {e}") from None
+    # shipped models store float16 (half the file); the network computes in float32
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import DataError, ModelError
 from .modelfile import resolve
+from .onnxweights import fold_weight_casts
 
 CALIB_CROP = 128  # calibration crops are CALIB_CROP x CALIB_CROP (a multiple of every size_multiple)
 CALIB_SIGMA = (0.0, 60.0)
@@ -95,8 +96,12 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
             return item
 
     with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(files.onnx), str(pre), skip_symbolic_shape=True)
+        pre, src = Path(tmp) / "pre.onnx", files.onnx
+        proto = onnx.load(str(files.onnx))
+        if fold_weight_casts(proto):  # float16-stored weights: the quantizer wants float32 initializers
+            src = Path(tmp) / "float.onnx"
+            onnx.save(proto, str(src))
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         quantize_static(
             str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -107,9 +112,9 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
             extra_options={"CalibPercentile": 99.999},
         )
     # keep the float model's metadata (name, config, size_multiple), marked as int8
-    src = onnx.load(str(files.onnx))
     m = onnx.load(str(out))
-    props = {p.key: p.value for p in src.metadata_props}
+    props = {p.key: p.value for p in proto.metadata_props}
+    props.pop("weights_storage", None)  # int8 now
     props["precision"] = "int8"
     calibration = (f"{len(feeds)} crops {CALIB_CROP}x{CALIB_CROP} of {Path(calib).name}, "
                    f"camera noise sigma {CALIB_SIGMA[0]:g}-{CALIB_SIGMA[1]:g}")

@@ -61,6 +61,7 @@ import numpy as np
 from edgedenoise_kernels.blocks import cdiv, half_grid  # torch- and triton-free
 
 from .errors import EdgeDenoiseError
+from .onnxweights import fold_weight_casts
 
 NAMESPACE = "edgedenoise"
 DEFAULT_KERNELS_DIR = "build/kernels"  # where kernels/README.md has `edgedenoise kernels build` write
@@ -434,6 +435,7 @@ def prepare_onnx(data: bytes, dtype: str, flavour: str) -> tuple[bytes, dict]:
     if dtype not in ("fp16", "fp32"):
         raise KernelsError(f"the boundary kernels come in fp16 and fp32, not {dtype}")
     m = onnx.load_from_string(data)
+    fold_weight_casts(m)  # float16-stored weights: the kernels' packing reads float32 initializers
     if {p.key: p.value for p in m.metadata_props}.get("variant") != "frame-native":
         raise KernelsError("the TensorRT plugins need the frame-native graph: edgedenoise export --frame-native")
     inits = {i.name: i for i in m.graph.initializer}

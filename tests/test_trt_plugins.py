@@ -306,6 +306,33 @@ def test_prepared_graph_packs_weights_and_folds_the_map_scale(frame_native_onnx,
         [(n.op_type, list(n.input)) for n in src.graph.node if n.domain != tp.NAMESPACE]
 
 
+def test_prepare_packs_float16_stored_weights_like_float32_ones(frame_native_onnx):
+    import onnx
+    from onnx import numpy_helper
+
+    from edgedenoise.onnxweights import halve_weights
+
+    rounded = onnx.load(str(frame_native_onnx))  # weights already float16 values, stored as float32
+    for i in rounded.graph.initializer:
+        if i.data_type == onnx.TensorProto.FLOAT:
+            i.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(i).astype(np.float16).astype(np.float32), i.name))
+    halved = onnx.ModelProto()
+    halved.CopyFrom(rounded)
+    convs = sum(n.op_type == "Conv" for n in rounded.graph.node)
+    assert halve_weights(halved) == 2 * (convs + 2)  # weight and bias of each Conv, of Ingest and of Egest
+    for dtype in ("fp16", "fp32"):
+        a, wa = tp.prepare_onnx(rounded.SerializeToString(), dtype, "ipluginv3")
+        b, wb = tp.prepare_onnx(halved.SerializeToString(), dtype, "ipluginv3")
+        ga, gb = onnx.load_from_string(a), onnx.load_from_string(b)
+        assert wa == wb
+        assert [(n.op_type, list(n.input)) for n in ga.graph.node] == [(n.op_type, list(n.input)) for n in gb.graph.node]
+        ia = {i.name: numpy_helper.to_array(i) for i in ga.graph.initializer}
+        ib = {i.name: numpy_helper.to_array(i) for i in gb.graph.initializer}
+        assert ia.keys() == ib.keys()
+        for k in ia:
+            np.testing.assert_array_equal(ia[k], ib[k], err_msg=k)
+
+
 def test_prepare_refuses_the_float_graph_and_int8():
     from edgedenoise.modelfile import resolve
 

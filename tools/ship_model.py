@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Ship a trained run as a packaged model: copy its weights and config into
 edgedenoise/models/<name>.*, export the ONNX beside them, and score it on CBSD68 and
-Kodak24 at sigma 15/25/50 under both protocols (BENCHMARK_PROTOCOL.md). Also writes the
-INT8 variant (`<name>.int8.onnx`, calibrated on CBSD432) that `--precision int8` loads.
+Kodak24 at sigma 15/25/50 under both protocols (BENCHMARK_PROTOCOL.md). The weights are
+stored as float16 (the network still computes in float32), and the scores are those of the
+stored weights. Also writes the INT8 variant (`<name>.int8.onnx`, calibrated on CBSD432)
+that `--precision int8` loads.
 
     python tools/ship_model.py runs/small --name small
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def main() -> int:
     from edgedenoise.data import default_data_root
     from edgedenoise.evaluate import evaluate, markdown_table
     from edgedenoise.export import export_onnx
+    from edgedenoise.modelfile import load_model, save_model
     from edgedenoise.quantize import quantize_model
     from edgedenoise.runtime.stats import stamp
 
@@ -56,9 +58,10 @@ def main() -> int:
     cfg["name"] = a.name
     cfg.setdefault("extra", {})["trained_on"] = "CBSD432 (BSDS500 outside CBSD68)"
     cfg["extra"]["training"] = training_record(run)
-    shutil.copyfile(run / "model.safetensors", dest.with_suffix(".safetensors"))
+    # weights stored as float16: half the files, under the repository's 5 MiB per file
+    save_model(load_model(run), dest, half=True)
     dest.with_suffix(".json").write_text(json.dumps(cfg, indent=2) + "\n")
-    r = export_onnx(dest.with_suffix(".safetensors"), dest.with_suffix(".onnx"))
+    r = export_onnx(dest.with_suffix(".safetensors"), dest.with_suffix(".onnx"), half_weights=True)
     print(f"export onnx: {r['path']} {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
     q = quantize_model(dest.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432")
     print(f"quantize int8: {q['path']} {q['bytes'] / 1e6:.2f} MB")
