@@ -329,8 +329,8 @@ def test_prepare_packs_float16_stored_weights_like_float32_ones(frame_native_onn
         ia = {i.name: numpy_helper.to_array(i) for i in ga.graph.initializer}
         ib = {i.name: numpy_helper.to_array(i) for i in gb.graph.initializer}
         assert ia.keys() == ib.keys()
-        for k in ia:
-            np.testing.assert_array_equal(ia[k], ib[k], err_msg=k)
+        for k, v in ia.items():
+            np.testing.assert_array_equal(v, ib[k], err_msg=k)
 
 
 def test_prepare_refuses_the_float_graph_and_int8():
