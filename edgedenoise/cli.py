@@ -229,9 +229,9 @@ def cmd_export(a):
     if a.frame_native:
         print(f"export onnx (frame-native): {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['seconds']:.1f} s: ok")
         return
-    print(f"export onnx: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['seconds']:.1f} s, "
-          f"{'slimmed, ' if r['slimmed'] else ''}{'float16 weights, ' if r['half_weights'] else ''}ONNX Runtime vs PyTorch on 3 real crops (one odd): "
-          f"max abs error {r['max_abs_err']:.1e}: ok")
+    notes = ("slimmed, " if r["slimmed"] else "") + ("float16 weights, " if r["half_weights"] else "")
+    print(f"export onnx: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['seconds']:.1f} s, {notes}"
+          f"ONNX Runtime vs PyTorch on 3 real crops (one odd): max abs error {r['max_abs_err']:.1e}: ok")
 
 
 def add_quantize(sub):
