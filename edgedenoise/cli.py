@@ -217,7 +217,7 @@ def add_export(sub):
     p.add_argument("--frame-native", action="store_true",
                    help="uint8 BGR frame in and out, boundary layers as custom ops (domain edgedenoise) for TensorRT")
     p.add_argument("--half-weights", action="store_true",
-                   help="store the weights as float16 (half the file, how the shipped models are stored); the "
+                   help="store the weights as float16 (half the file, as tools/ship_model.py ships models); the "
                         "graph still computes in float32")
     p.set_defaults(func=cmd_export)
 

@@ -112,7 +112,7 @@ def file_sha256(path: Path, n: int = 12) -> str:
 
 def save_model(model, stem: str | Path, extra: dict | None = None, half: bool = False) -> tuple[Path, Path]:
     """Write <stem>.safetensors and <stem>.json. Returns both paths. half: store the weights
-    as float16 (how the shipped models are stored; load_model casts them back to float32)."""
+    as float16 (as tools/ship_model.py ships models; load_model casts them back to float32)."""
     from safetensors.torch import save_file
 
     stem = Path(stem)
@@ -148,7 +148,7 @@ def load_model(spec: str | Path):
         state = load_file(str(files.weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"cannot read weights {files.weights}: {e}") from None
-    # shipped models store float16 (half the file); the network computes in float32
+    # shipped models may store float16 (half the file); the network computes in float32
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)

@@ -1,6 +1,6 @@
 """fp16 storage for the weights of an exported graph (the onnx package only: no torch).
 
-A shipped model's convolution weights are stored as float16 initializers, each followed by
+Shipped models store their convolution weights as float16 initializers, each followed by
 a Cast to float32. The file is half the size and computes exactly what the float32 graph
 with the same (fp16-rounded) weights computes: ONNX Runtime folds the casts when it loads
 the graph. Tools that want plain float32 initializers (ONNX Runtime's quantizer, the
