@@ -64,10 +64,10 @@ def fold_weight_casts(model) -> int:
     inits = {i.name: i for i in graph.initializer}
     folded, keep_nodes = {}, []
     for node in graph.node:
-        src = node.input[0] if node.op_type == "Cast" and node.domain == "" and node.input else None
-        to = {a.name: helper.get_attribute_value(a) for a in node.attribute}.get("to")
-        if src in inits and inits[src].data_type == TensorProto.FLOAT16 and to == TensorProto.FLOAT:
-            folded[node.output[0]] = numpy_helper.to_array(inits[src]).astype(np.float32)
+        src = inits.get(node.input[0]) if node.op_type == "Cast" and node.domain == "" else None
+        to = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "to"), None) if src else None
+        if src is not None and src.data_type == TensorProto.FLOAT16 and to == TensorProto.FLOAT:
+            folded[node.output[0]] = numpy_helper.to_array(src).astype(np.float32)
             continue
         keep_nodes.append(node)
     if not folded:
@@ -80,9 +80,3 @@ def fold_weight_casts(model) -> int:
     del graph.initializer[:]
     graph.initializer.extend(keep)
     return len(folded)
-
-
-def has_half_weights(model) -> bool:
-    from onnx import TensorProto
-
-    return any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer)

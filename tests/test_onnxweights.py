@@ -10,7 +10,7 @@ from edgedenoise.data import SAMPLE_IMAGE, read_image
 from edgedenoise.export import export_onnx
 from edgedenoise.modelfile import load_model, save_model
 from edgedenoise.noise import protocol_noisy
-from edgedenoise.onnxweights import fold_weight_casts, halve_weights, has_half_weights
+from edgedenoise.onnxweights import fold_weight_casts, halve_weights
 from edgedenoise.quantize import quantize_model
 
 
@@ -20,6 +20,10 @@ def exports(tmp_path_factory):
     full = export_onnx("tiny", d / "full.onnx")
     half = export_onnx("tiny", d / "half.onnx", half_weights=True)
     return d, full, half
+
+
+def has_half_weights(model) -> bool:
+    return any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer)
 
 
 def _run(path, x, s):

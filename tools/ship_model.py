@@ -54,13 +54,11 @@ def main() -> int:
 
     run = Path(a.run)
     dest = ROOT / "edgedenoise" / "models" / a.name
-    cfg = json.loads((run / "model.json").read_text())
-    cfg["name"] = a.name
-    cfg.setdefault("extra", {})["trained_on"] = "CBSD432 (BSDS500 outside CBSD68)"
-    cfg["extra"]["training"] = training_record(run)
+    net = load_model(run)
+    net.config.name = a.name
+    net.config.extra.update(trained_on="CBSD432 (BSDS500 outside CBSD68)", training=training_record(run))
     # weights stored as float16: half the files, under the repository's 5 MiB per file
-    save_model(load_model(run), dest, half=True)
-    dest.with_suffix(".json").write_text(json.dumps(cfg, indent=2) + "\n")
+    save_model(net, dest, half=True)
     r = export_onnx(dest.with_suffix(".safetensors"), dest.with_suffix(".onnx"), half_weights=True)
     print(f"export onnx: {r['path']} {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
     q = quantize_model(dest.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432")
