@@ -186,7 +186,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     out.write_bytes(bytes(plan))
     cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     meta = {**this_machine(), "precision": precision, "profile": {k: list(v) for k, v in profile.items()},
-            "onnx": str(onnx_path), "onnx_sha256": file_sha256(onnx_path, n=64), "channels": int(channels),
+            "onnx": str(onnx_path.resolve()), "onnx_sha256": file_sha256(onnx_path, n=64), "channels": int(channels),
             "kernels": kernels, **extra,
             "built": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(time.time() - t0, 1)}
     sidecar_path(out).write_text(json.dumps(meta, indent=2) + "\n")

@@ -137,7 +137,10 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
     except ImportError:
         pass
     if half_weights:
-        halve_weights(proto)
+        try:
+            halve_weights(proto)
+        except ValueError as e:
+            raise ModelError(f"cannot store the weights as float16: {e}; export without --half-weights") from None
     cfg = files.config
     meta = {
         "model_name": files.name,

@@ -7,6 +7,7 @@ import torch
 from onnx import TensorProto, numpy_helper
 
 from edgedenoise.data import SAMPLE_IMAGE, read_image
+from edgedenoise.errors import ModelError
 from edgedenoise.export import export_onnx
 from edgedenoise.modelfile import load_model, save_model
 from edgedenoise.noise import protocol_noisy
@@ -88,6 +89,15 @@ def test_halving_refuses_weights_beyond_float16(exports):
     init.CopyFrom(numpy_helper.from_array(big, init.name))
     with pytest.raises(ValueError, match="does not fit in float16"):
         halve_weights(m)
+
+
+def test_half_weight_export_of_an_oversized_weight_is_a_clear_error(tmp_path):
+    net = load_model("tiny")
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = 1e6
+    save_model(net, tmp_path / "big")
+    with pytest.raises(ModelError, match="cannot store the weights as float16: .*export without --half-weights"):
+        export_onnx(tmp_path / "big.safetensors", tmp_path / "big.onnx", half_weights=True)
 
 
 def test_half_safetensors_load_as_float32(tmp_path):
