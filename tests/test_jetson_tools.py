@@ -1,0 +1,143 @@
+"""tools/jetson_deploy.py (the bundle made on the development machine) and tools/jetson_setup.sh
+(the set-up on the device). No Jetson here: the bundle is checked for everything the device
+needs from it (the runtime without torch, the frame-native graph where `build --kernels triton`
+looks, cubins for the target), and the set-up script's reading of the L4T release and its plan
+are checked with release files written as JetPack writes them (`--dry-run`: nothing installed)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUP = ROOT / "tools" / "jetson_setup.sh"
+R36_4 = "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, DATE: Fri Sep 13 04:36:44 UTC 2024\n"
+R36_3 = "# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64, DATE: Mon May  6 17:34:21 UTC 2024\n"
+R35_5 = "# R35 (release), REVISION: 5.0, GCID: 35550185, BOARD: t186ref, EABI: aarch64, DATE: Tue Feb 20 04:46:31 UTC 2024\n"
+
+
+def setup(tmp_path, release: str | None, *args):
+    env = dict(os.environ, PYTHON=sys.executable, TEGRA_RELEASE=str(tmp_path / "nv_tegra_release"))
+    if release is not None:
+        (tmp_path / "nv_tegra_release").write_text(release)
+    return subprocess.run(["bash", str(SETUP), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_setup_script_parses():
+    assert subprocess.run(["bash", "-n", str(SETUP)]).returncode == 0
+
+
+def test_setup_refuses_a_machine_that_is_not_a_jetson(tmp_path):
+    p = setup(tmp_path, None, "--dry-run")
+    assert p.returncode == 2
+    assert "not a Jetson" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_setup_refuses_jetpack_5(tmp_path):
+    p = setup(tmp_path, R35_5, "--dry-run")
+    assert p.returncode == 2
+    assert "L4T R35.5 is JetPack 5" in p.stderr and "JetPack >= 6.1" in p.stderr
+
+
+def test_setup_refuses_int8_without_calibration_images(tmp_path):
+    p = setup(tmp_path, R36_4, "--dry-run", "--precision", "int8")
+    assert p.returncode == 2 and "--calib DIR" in p.stderr
+
+
+def test_setup_plan_keeps_the_system_opencv_and_numpy_1(tmp_path):
+    """On JetPack 6.0 (TensorRT 8.6) the plan is the runtime without an engine; the venv sees
+    the system's packages, and neither an OpenCV wheel nor NumPy 2 is installed over them."""
+    p = setup(tmp_path, R36_3, "--dry-run", "--venv", str(tmp_path / "venv"))
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "JetPack 6.0 (TensorRT 8.6)" in out
+    cmds = [line[2:] for line in out.splitlines() if line.startswith("+ ")]
+    assert any("-m venv --system-site-packages" in c for c in cmds)
+    assert any("numpy>=1.23,<2" in c and f"-e {ROOT}" in c for c in cmds)
+    assert any("onnxruntime>=1.16" in c for c in cmds)
+    assert not any("opencv" in c for c in cmds)
+    assert not any(" build " in c for c in cmds)  # no TensorRT 10: no engine
+    assert "skipping the engine" in out
+    assert not (tmp_path / "venv").exists()  # --dry-run ran nothing
+
+
+def test_setup_check_names_what_is_missing(tmp_path):
+    """This machine has no TensorRT and a pip OpenCV without GStreamer: --check says both, exit 1."""
+    import cv2
+
+    p = setup(tmp_path, R36_4, "--check")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "L4T R36.4: JetPack 6.1 or newer" in p.stdout
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert "missing: TensorRT's Python bindings" in p.stdout
+    if "GStreamer:                   NO" in cv2.getBuildInformation():
+        assert "missing: GStreamer in OpenCV" in p.stdout
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("jetson") / "bundle"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # the AOT build compiles for real
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "jetson_deploy.py"), "--model", "tiny", "--target",
+                        "sm_87", "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return out
+
+
+@pytest.mark.slow
+def test_bundle_holds_what_the_device_needs(bundle):
+    info = json.loads((bundle / "BUNDLE.json").read_text())
+    assert info["model"] == "tiny" and info["target"] == "sm_87" and info["widths"] == [16, 32, 64]
+    for f in ("pyproject.toml", "README.md", "edgedenoise/cli.py", "edgedenoise/models/small.onnx", "kernels/aot.py",
+              "tools/jetson_setup.sh", info["onnx"], info["frame_onnx"], "models/tiny.json"):
+        assert (bundle / f).is_file(), f
+    assert not (bundle / "tests").exists() and not (bundle / ".venv").exists()
+
+
+@pytest.mark.slow
+def test_bundle_kernels_and_graph_are_what_build_triton_reads(bundle):
+    """`edgedenoise build models/tiny.onnx --kernels triton` on the device: the frame-native graph
+    is found beside the model (no torch there, no weights in the bundle), the plugins' graph
+    preparation takes it, and the manifest has the ingest/egest cubins for sm_87."""
+    from edgedenoise.engine import frame_native_onnx
+    from edgedenoise.trt_plugins import load_manifest, pick_kernel, prepare_onnx
+
+    frame = frame_native_onnx(bundle / "models" / "tiny.onnx", bundle, log=lambda s: None)
+    assert frame == bundle / "models" / "tiny.frame.onnx"
+    _, widths = prepare_onnx(frame.read_bytes(), "fp16", "ipluginv3")
+    assert widths == {"ingest": 16, "egest": 16}
+    manifest = load_manifest(bundle / "build" / "kernels")
+    assert {k["target"] for k in manifest["kernels"]} == {"sm_87"}
+    for kind in ("ingest", "egest"):
+        for dtype in ("fp16", "fp32"):
+            k = pick_kernel(manifest, bundle / "build" / "kernels", kind, 16, dtype, 87)
+            assert k.cubin_path.stat().st_size > 0 and k.ptx_path.is_file()
+
+
+@pytest.mark.slow
+def test_bundled_runtime_denoises_without_torch(bundle, data_root):
+    """The bundle's own package, imported from the bundle with torch made unimportable (a Jetson
+    without it), denoises a real image with the bundled model: PSNR gained."""
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.modules['triton'] = None\n"
+        "import cv2, numpy as np, edgedenoise\n"
+        "from edgedenoise import Denoiser\n"
+        "from edgedenoise.evaluate import psnr_u8\n"
+        "from edgedenoise.noise import protocol_noisy\n"
+        f"assert edgedenoise.__file__.startswith({str(bundle)!r}), edgedenoise.__file__\n"
+        f"clean = cv2.imread({str(data_root / 'test' / 'Kodak24' / 'kodim01.png')!r})[:256, :256]\n"
+        "noisy = protocol_noisy(clean, 25, 0, 'camera')\n"
+        "out = Denoiser.load('models/tiny.onnx').denoise(noisy, sigma=25)\n"
+        "print(psnr_u8(noisy, clean), psnr_u8(out, clean))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=bundle,
+                       env=dict(os.environ, PYTHONPATH=str(bundle)))
+    assert p.returncode == 0, p.stderr[-2000:]
+    before, after = map(float, p.stdout.split())
+    assert after > before + 5.0
