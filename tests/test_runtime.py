@@ -108,6 +108,26 @@ def test_offline_file_to_png_folder_keeps_every_frame_and_gains_psnr(noisy_video
     assert s["machine"]["cores"] and s["versions"]["opencv"] == cv2.__version__
 
 
+def test_compare_stores_noisy_and_denoised_side_by_side(noisy_video, bikes, tmp_path, capsys):
+    path, noisy = noisy_video
+    out = tmp_path / "cmp"
+    rc = main(["run", "--source", str(path), "--sink", str(out), "--mode", "offline", "--sigma", "25", "--frames", "3",
+               "--compare", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 3
+    for i, f in enumerate(files):
+        pic = cv2.imread(str(f))
+        h, w = bikes[i].shape[:2]
+        assert pic.shape == (h, 2 * w + 4, 3)
+        band = slice(30, h - 20)  # below the labels
+        np.testing.assert_array_equal(pic[band, :w], noisy[i][band])  # left: the noisy frame, untouched
+        right = pic[band, w + 4:]
+        assert psnr_u8(right, bikes[i][band]) > psnr_u8(noisy[i][band], bikes[i][band]) + 6.0
+    assert "--compare is for a video file or a folder sink, not null" in _run_error(
+        ["--sink", "null", "--compare"], capsys)
+
+
 class ListSource(Source):
     """A fast in-memory stream: `n` frames made on the fly (nothing kept), optionally paced."""
 

@@ -57,7 +57,8 @@ def add_run(sub):
     p.add_argument("--source", default="demo", help="what to read (default: demo, the bundled moving sample "
                                                     "with noise sigma 25)")
     p.add_argument("--sink", help="where to write (default: display where there is one; else, for the demo, "
-                                  "edgedenoise_demo.mp4, and for other sources http://127.0.0.1:8080)")
+                                  "edgedenoise_demo.mp4, noisy | denoised side by side, and for other sources "
+                                  "http://127.0.0.1:8080)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--model", default="default", help="model name or file (.onnx, .safetensors)")
     p.add_argument("--sigma", type=_sigma, default=None, metavar="S|auto",
@@ -69,6 +70,8 @@ def add_run(sub):
     p.add_argument("--frames", type=int, help="stop after this many input frames (default: 150 for the demo, "
                                               "else the whole stream)")
     p.add_argument("--lossless", action="store_true", help="video sink: FFV1 in .mkv/.avi")
+    p.add_argument("--compare", action="store_true", help="video or folder sink: store noisy | denoised side by "
+                                                          "side, labelled, instead of the denoised frames")
     p.add_argument("--tile", type=parse_size, metavar="WxH", help="largest frame given to the model at once; larger "
                                                              "frames are tiled with overlap and blended")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
@@ -112,7 +115,10 @@ def cmd_run(a):
     if demo and a.frames is None:
         a.frames = 150  # six seconds of the built-in demo, so the default run ends by itself
     try:
-        sink = parse_sink(a.sink or _default_sink(demo), source.fps, a.lossless)
+        spec = a.sink or _default_sink(demo)
+        # the demo's own video (no display here) shows what the model does: noisy | denoised, as a window would
+        compare = a.compare or (demo and a.sink is None and spec.endswith(".mp4"))
+        sink = parse_sink(spec, source.fps, a.lossless, compare)
         den = Denoiser.load(a.model, backend=a.backend, threads=a.threads, precision=a.precision)
         sink.open(stats)
     except BaseException:

@@ -77,6 +77,7 @@ class Sink:
     name = "sink"
     wants_stop = False  # set by an interactive sink (window closed, 'q' pressed)
     stats = None  # the run's RunStats, given by the pipeline, for sinks that draw fps/latency
+    compare = False  # file sinks: store noisy | denoised side by side (`run --compare`) instead of the output
 
     def open(self, stats=None) -> None:
         self.stats = stats
@@ -120,7 +121,7 @@ class FolderSink(Sink):
             raise DataError(f"cannot create output folder {self.path}: {e.strerror}") from None
 
     def write(self, res: Result) -> None:
-        img = res.denoised
+        img = compose(res) if self.compare else res.denoised
         if img.dtype not in (np.uint8, np.uint16):  # PNG holds 8 or 16 bits: keep float frames at 16
             img = np.round(np.clip(img, 0, 1) * 65535).astype(np.uint16)
         ok, buf = cv2.imencode(".png", img)
@@ -170,7 +171,7 @@ class VideoSink(Sink):
                             f"(see cv2.getBuildInformation(), Video I/O); write PNG frames to a folder instead")
 
     def write(self, res: Result) -> None:
-        img = to_bgr8(res.denoised)
+        img = compose(res) if self.compare else to_bgr8(res.denoised)
         h, w = img.shape[:2]
         if self.writer is None:
             # OpenCV's FFmpeg writer stores even sizes only (it would cut an odd row/column off):
@@ -368,8 +369,18 @@ class HttpSink(Sink):
         return {"sink": self.url, "frames_served": self.served, "stream_clients": len(self.clients)}
 
 
-def parse_sink(spec: str, fps: float | None = None, lossless: bool = False) -> Sink:
-    """The Sink a spec names (not yet opened). Raises DataError for what cannot be a sink."""
+def parse_sink(spec: str, fps: float | None = None, lossless: bool = False, compare: bool = False) -> Sink:
+    """The Sink a spec names (not yet opened). Raises DataError for what cannot be a sink.
+    compare: a video or folder sink stores noisy | denoised side by side (display and http always do)."""
+    sink = _parse_sink(spec, fps, lossless)
+    if compare and not isinstance(sink, (VideoSink, FolderSink)):
+        raise DataError(f"--compare is for a video file or a folder sink, not {sink.name} (the display and http "
+                        "sinks always show noisy | denoised)")
+    sink.compare = compare
+    return sink
+
+
+def _parse_sink(spec: str, fps: float | None, lossless: bool) -> Sink:
     spec = str(spec).strip()
     if spec in ("null", "null://", "none"):
         return NullSink()
@@ -392,8 +403,8 @@ def parse_sink(spec: str, fps: float | None = None, lossless: bool = False) -> S
     return FolderSink(p)
 
 
-def open_sink(spec: str, fps: float | None = None, lossless: bool = False, stats=None) -> Sink:
-    sink = parse_sink(spec, fps, lossless)
+def open_sink(spec: str, fps: float | None = None, lossless: bool = False, stats=None, compare: bool = False) -> Sink:
+    sink = parse_sink(spec, fps, lossless, compare)
     sink.open(stats)
     return sink
 
