@@ -111,8 +111,8 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
     except EdgeDenoiseError as e:
         fail(str(e))
     print(f"kernels: {len(manifest['kernels'])} for {target}")
-    info = {"model": model, "name": name, "widths": files.config["widths"], "target": target, "onnx": f"models/{name}.onnx",
-            "frame_onnx": f"models/{name}.frame.onnx", "kernels": "build/kernels", "commit": git_commit(),
+    info = {"model": model, "name": name, "widths": files.config["widths"], "target": target,
+            "onnx": f"models/{name}.onnx", "frame_onnx": f"models/{name}.frame.onnx", "kernels": "build/kernels", "commit": git_commit(),
             "triton": triton.__version__, "python": platform.python_version(), "machine": platform.node(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(shlex.quote(a) for a in sys.argv), "seconds": round(time.time() - t0, 1)}
@@ -120,19 +120,30 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
     return info
 
 
+def unpack_command(remote_dir: str) -> str:
+    """The shell command, run on the device, that unpacks the tar stream on its stdin into remote_dir.
+    A folder of an earlier bundle is refreshed, its .venv and engines/ kept (the set-up reuses
+    them); any other existing folder is left alone (exit 3)."""
+    rd = shlex.quote(remote_dir)
+    return (f"if [ -e {rd} ] && [ ! -f {rd}/BUNDLE.json ]; then echo {rd} exists and is not an edgedenoise bundle >&2;"
+            f" exit 3; fi; mkdir -p {rd} && find {rd} -mindepth 1 -maxdepth 1 ! -name .venv ! -name engines "
+            f"-exec rm -rf {{}} + && tar -C {rd} -xzf -")
+
+
 def ship(out: Path, host: str, remote_dir: str, setup_args: list[str]) -> None:
-    """tar the bundle over ssh into remote_dir (replacing its contents), then run the set-up there."""
+    """tar the bundle over ssh into remote_dir, then run the set-up there."""
     rd = shlex.quote(remote_dir)
     tar = subprocess.Popen(["tar", "-C", str(out), "-czf", "-", "."], stdout=subprocess.PIPE)
-    remote = f"rm -rf {rd} && mkdir -p {rd} && tar -C {rd} -xzf -"
+    remote = unpack_command(remote_dir)
     print(f"copying the bundle to {host}:{remote_dir}")
-    r = subprocess.run(["ssh", host, remote], stdin=tar.stdout)
+    r = subprocess.run(["ssh", host, remote], stdin=tar.stdout, check=False)
     tar.stdout.close()
     if tar.wait() or r.returncode:
-        fail(f"copying to {host} failed (ssh exit {r.returncode}): check `ssh {host} true` works without a password")
+        fail(f"copying to {host}:{remote_dir} failed (ssh exit {r.returncode}; 3: the folder is not a bundle): "
+             f"check that `ssh {host} true` works without a password")
     setup = f"cd {rd} && bash tools/jetson_setup.sh " + " ".join(shlex.quote(a) for a in setup_args)
     print(f"on {host}: {setup}")
-    r = subprocess.run(["ssh", "-t", host, setup])
+    r = subprocess.run(["ssh", "-t", host, setup], check=False)
     if r.returncode:
         fail(f"the set-up on {host} failed (exit {r.returncode}); its messages are above")
 
