@@ -37,18 +37,14 @@ WARMUP = 5
 
 
 def read_video(path: Path) -> list[np.ndarray]:
-    import cv2
+    """Every frame of a video file, through the runtime's own source (its errors for a bad file)."""
+    from edgedenoise.runtime.sources import open_source
 
-    cap = cv2.VideoCapture(str(path))
+    src = open_source(str(path))
     frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
+    while (f := src.read()) is not None:
         frames.append(f)
-    cap.release()
-    if not frames:
-        raise SystemExit(f"video.py: cannot decode {path}")
+    src.close()
     return frames
 
 
@@ -59,50 +55,26 @@ def tpsnr(out: list[np.ndarray], clean: list[np.ndarray]) -> float:
 
 
 def score(out: list[np.ndarray], clean: list[np.ndarray]) -> dict:
-    from skimage.metrics import structural_similarity
-
-    from edgedenoise.evaluate import psnr_u8
+    from edgedenoise.evaluate import psnr_u8, ssim_u8
 
     return {"psnr_db": round(float(np.mean([psnr_u8(o, c) for o, c in zip(out, clean)])), 2),
-            "ssim": round(float(np.mean([structural_similarity(o, c, data_range=255, channel_axis=2)
-                                         for o, c in zip(out, clean)])), 4),
+            "ssim": round(float(np.mean([ssim_u8(o, c) for o, c in zip(out, clean)])), 4),
             "tpsnr_db": round(tpsnr(out, clean), 2)}
 
 
-def run_case(fn, noisy: list[np.ndarray]) -> tuple[list[float], list[np.ndarray]]:
-    import time
-
-    from tqdm import tqdm
-
-    for f in noisy[:WARMUP]:
-        fn(f)
-    times, outs = [], []
-    for f in tqdm(noisy, unit="frame", leave=False):
-        t0 = time.perf_counter()
-        outs.append(fn(f))
-        times.append(time.perf_counter() - t0)
-    return times, outs
-
-
-def picture(name: str, clean, noisy, panels: list[tuple[str, np.ndarray]], crop: int = 256) -> Path:
-    """A crop of the middle frame: clean | noisy | each panel, labelled with the whole frame's PSNR."""
+def picture(name: str, clean: np.ndarray, panels: list[tuple[str, np.ndarray]], crop: int = 256) -> Path:
+    """A central crop of one frame: clean | each panel, labelled with the whole frame's PSNR."""
     import cv2
 
-    from edgedenoise.evaluate import psnr_u8
+    from edgedenoise.evaluate import comparison, psnr_u8
 
-    k = len(clean) // 2
-    h, w = clean[k].shape[:2]
+    h, w = clean.shape[:2]
     c = min(crop, h, w)
     y, x = (h - c) // 2, (w - c) // 2
-    tiles = []
-    for label, img in [("clean", clean[k]), ("noisy", noisy[k])] + [(lab, outs[k]) for lab, outs in panels]:
-        t = np.ascontiguousarray(img[y:y + c, x:x + c])
-        text = label if label == "clean" else f"{label} {psnr_u8(img, clean[k]):.2f} dB"
-        cv2.rectangle(t, (0, 0), (c, 18), (0, 0, 0), -1)
-        cv2.putText(t, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
-        tiles.append(t)
+    tiles = [("clean", clean)] + [(f"{label} {psnr_u8(img, clean):.2f} dB", img) for label, img in panels]
+    pic = comparison([(label, img[y:y + c, x:x + c, ::-1]) for label, img in tiles])  # RGB in, BGR out
     path = RESULTS / f"video_{name}.png"
-    cv2.imwrite(str(path), np.hstack(tiles), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    cv2.imwrite(str(path), pic, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return path
 
 
@@ -114,45 +86,50 @@ def main() -> int:
 
     import cv2
     from latency import nlm_h
+    from tqdm import tqdm
 
     from edgedenoise.denoiser import Denoiser
     from edgedenoise.noise import protocol_noisy
     from edgedenoise.runtime.pipeline import SigmaTracker
-    from edgedenoise.runtime.stats import summarize
+    from edgedenoise.runtime.stats import summarize, time_calls
 
     dens = {(m, p): Denoiser.load(m, backend="onnxruntime", precision=p)
             for m in ("tiny", "default") for p in ("fp32", "int8")}
     h_nlm = nlm_h()
     rows, pictures = [], []
+    bar = tqdm(total=len(a.videos.split(",")) * (len(dens) + 2), unit="case", desc="video")
     for video in a.videos.split(","):
-        path = Path(a.data) / "video" / video
-        clean = read_video(path)
+        clean = read_video(Path(a.data) / "video" / video)
         noisy = [protocol_noisy(f, SIGMA, i, "camera") for i, f in enumerate(clean)]
         hh, ww = clean[0].shape[:2]
-        res = f"{ww}x{hh}"
         tracker = SigmaTracker(None)
         cases = [(f"{m} {p}", "25", lambda f, d=d: d.denoise(f, SIGMA)) for (m, p), d in dens.items()]
         cases.append(("default fp32", "auto", lambda f, t=tracker: dens["default", "fp32"].denoise(f, t(f))))
         cases.append(("OpenCV NLM", "25", lambda f: cv2.fastNlMeansDenoisingColored(f, None, h_nlm, h_nlm, 7, 21)))
-        base = {"video": video, "resolution": res, "frames": len(clean)}
+        base = {"video": video, "resolution": f"{ww}x{hh}", "frames": len(clean)}
         rows.append({**base, "case": "noisy input", "sigma": "–", **score(noisy, clean)})
-        outs_by = {}
+        mid = len(clean) // 2  # the frame the picture shows
+        shown = {}
         for label, sig, fn in cases:
             tracker.reset()
-            times, outs = run_case(fn, noisy)
+            got = []  # the warm-up calls' outputs first, then one per frame
+            times, _ = time_calls(lambda f, fn=fn, got=got: got.append(fn(f)), noisy, len(noisy), WARMUP)
+            outs = got[WARMUP:]
             s = summarize(times)
             row = {**base, "case": label, "sigma": sig, **s, "fps": round(1e3 / s["mean_ms"], 2), **score(outs, clean)}
             rows.append(row)
-            outs_by[label, sig] = outs
-            print(f"video {video} {label} sigma {sig}: p50 {s['p50_ms']:.1f} ms, PSNR {row['psnr_db']:.2f}, "
-                  f"tPSNR {row['tpsnr_db']:.2f}", file=sys.stderr)
+            shown[label, sig] = outs[mid]
+            bar.update()
+            bar.write(f"video {video} {label} sigma {sig}: p50 {s['p50_ms']:.1f} ms, PSNR {row['psnr_db']:.2f}, "
+                      f"tPSNR {row['tpsnr_db']:.2f}", file=sys.stderr)
         nlm = next(r for r in rows if r["video"] == video and r["case"] == "OpenCV NLM")
         for r in rows:
             if r["video"] == video and "p50_ms" in r:
                 r["x_nlm"] = round(nlm["p50_ms"] / r["p50_ms"], 2)
-        pictures.append(picture(Path(video).stem, clean, noisy, [("NLM", outs_by["OpenCV NLM", "25"]),
-                                                                 ("default", outs_by["default fp32", "25"])]))
-        del outs_by
+        pictures.append(picture(Path(video).stem, clean[mid], [("noisy", noisy[mid]),
+                                                               ("NLM", shown["OpenCV NLM", "25"]),
+                                                               ("default", shown["default fp32", "25"])]))
+    bar.close()
 
     doc = {"stamp": stamp({"sigma": SIGMA, "noise": "camera protocol, seed = frame index", "warmup": WARMUP,
                            "nlm_h": h_nlm, "measure": "Denoiser.denoise / NLM: uint8 BGR frame in, uint8 out"}),
