@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,19 +73,17 @@ def git_commit() -> str | None:
 
 
 def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> dict:
-    import triton
-
-    from edgedenoise.errors import EdgeDenoiseError
     from edgedenoise.export import export_onnx
     from edgedenoise.kernel_build import build_kernels
     from edgedenoise.model import SIZES
     from edgedenoise.modelfile import resolve
+    from edgedenoise.runtime.stats import stamp
 
     t0 = time.time()
     files = resolve(model)
     if files.weights is None:
         fail(f"model {model} has no safetensors weights beside it: the frame-native graph is exported from them")
-    sizes = [k for k, v in SIZES.items() if list(v.widths) == list(files.config["widths"])]
+    size = next((k for k, v in SIZES.items() if list(v.widths) == list(files.config["widths"])), None)
     name = name or files.name
     if out.exists() and any(out.iterdir()):
         if not (out / "BUNDLE.json").exists():
@@ -106,16 +102,12 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
     shutil.copy2(files.weights.with_suffix(".json"), models / f"{name}.json")
     export_onnx(model, models / f"{name}.frame.onnx", frame_native=True)
     print(f"onnx: models/{name}.onnx, models/{name}.frame.onnx")
-    try:
-        manifest = build_kernels(target, out / "build" / "kernels", sizes[:1] or None)
-    except EdgeDenoiseError as e:
-        fail(str(e))
+    manifest = build_kernels(target, out / "build" / "kernels", [size] if size else None)
     print(f"kernels: {len(manifest['kernels'])} for {target}")
     info = {"model": model, "name": name, "widths": files.config["widths"], "target": target,
-            "onnx": f"models/{name}.onnx", "frame_onnx": f"models/{name}.frame.onnx", "kernels": "build/kernels", "commit": git_commit(),
-            "triton": triton.__version__, "python": platform.python_version(), "machine": platform.node(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(shlex.quote(a) for a in sys.argv), "seconds": round(time.time() - t0, 1)}
+            "onnx": f"models/{name}.onnx", "frame_onnx": f"models/{name}.frame.onnx", "kernels": "build/kernels",
+            "commit": git_commit(), "seconds": round(time.time() - t0, 1),
+            **stamp(" ".join(shlex.quote(x) for x in ["python", "tools/jetson_deploy.py", *sys.argv[1:]]))}
     (out / "BUNDLE.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
@@ -160,15 +152,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", help="user@host of the Jetson: copy the bundle there and run tools/jetson_setup.sh")
     p.add_argument("--remote-dir", default="edgedenoise", help="folder on the device (default ~/edgedenoise)")
     a = p.parse_args(argv)
+    from edgedenoise.errors import EdgeDenoiseError
+
     try:
         info = make_bundle(a.model, a.target, Path(a.out), a.name)
     except ImportError as e:
         fail(f"this needs torch, onnx and triton ({e}): pip install -e .[dev]")
-    except Exception as e:  # the package's own errors already say what to do
-        from edgedenoise.errors import EdgeDenoiseError
-
-        if not isinstance(e, EdgeDenoiseError):
-            raise
+    except EdgeDenoiseError as e:  # the package's own errors already say what to do
         fail(str(e))
     print(f"bundle: {a.out} ({info['seconds']:.0f} s)")
     if a.host:

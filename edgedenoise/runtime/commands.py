@@ -117,7 +117,7 @@ def cmd_run(a):
     try:
         spec = a.sink or _default_sink(demo)
         # the demo's own video (no display here) shows what the model does: noisy | denoised, as a window would
-        compare = a.compare or (demo and a.sink is None and spec.endswith(".mp4"))
+        compare = a.compare or (demo and a.sink is None and spec != "display")
         sink = parse_sink(spec, source.fps, a.lossless, compare)
         den = Denoiser.load(a.model, backend=a.backend, threads=a.threads, precision=a.precision)
         sink.open(stats)
