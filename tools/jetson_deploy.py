@@ -85,10 +85,10 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
         fail(f"model {model} has no safetensors weights beside it: the frame-native graph is exported from them")
     size = next((k for k, v in SIZES.items() if list(v.widths) == list(files.config["widths"])), None)
     name = name or files.name
-    if out.exists() and any(out.iterdir()):
-        if not (out / "BUNDLE.json").exists():
-            fail(f"{out} exists and is not a bundle: choose an empty or new folder")
-        shutil.rmtree(out)
+    if out.exists() and any(out.iterdir()) and not (out / "BUNDLE.json").exists():
+        fail(f"{out} exists and is not a bundle: choose an empty or new folder")
+    final, out = out, out.with_name(f".{out.name}.partial")  # built aside: a failed build leaves the old bundle
+    shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
 
     n = copy_source(out)
@@ -109,6 +109,8 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
             "commit": git_commit(), "seconds": round(time.time() - t0, 1),
             **stamp(" ".join(shlex.quote(x) for x in ["python", "tools/jetson_deploy.py", *sys.argv[1:]]))}
     (out / "BUNDLE.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    out.rename(final)
     return info
 
 
