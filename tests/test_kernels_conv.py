@@ -56,6 +56,11 @@ def test_every_model_layer_fp32(ci, co, k, stride, pad):
     check(ci, co, k, stride, pad, n=2, h=7, w=9, dtype=torch.float32)  # batch 2, odd H and W
 
 
+@pytest.mark.parametrize("ci,co,k,stride,pad", layer_shapes())
+def test_every_model_layer_fp16(ci, co, k, stride, pad):
+    check(ci, co, k, stride, pad, n=2, h=7, w=9, dtype=torch.float16)
+
+
 @pytest.mark.parametrize("ci,co,k,stride,pad", [
     pytest.param(13, 24, 3, 1, 1, id="head: 12+1 channels, odd K"),
     pytest.param(24, 48, 2, 2, 0, id="down: strided 2x2"),

@@ -601,3 +601,50 @@ def test_auto_keeps_one_engine_and_says_which(device_kernels, tmp_path):
     assert read_sidecar(eng)["auto"]["kept"] == meta["kernels"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("auto.engine")) == \
         ["auto.engine", "auto.engine.json"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="launching the AOT cubins needs a CUDA GPU")
+@pytest.mark.parametrize("kind", ["ingest", "egest"])
+def test_aot_cubin_launched_by_the_driver_equals_the_triton_launcher(aot_dir, kind):
+    """The IPluginV3 path without TensorRT: this GPU's ahead-of-time cubin, loaded and launched
+    through cuda-python with the planned grid and packed arguments, computes what the JIT-compiled
+    kernel launched by kernels/boundary.py computes (fp16 features: within the boundary kernels'
+    fp16 tolerance, tests/test_kernels_boundary.py)."""
+    from edgedenoise_kernels import boundary
+
+    cc = gpu_cc()
+    if cc not in TARGETS:
+        pytest.skip(f"the AOT fixture builds {TARGETS}, not sm_{cc}")
+    ks = tp.KernelSet(aot_dir, cc)
+    k = ks.kernel(kind, WIDTH, "fp16")
+    g = torch.Generator().manual_seed(0)
+    n, h, w = 2, 45, 71  # odd sizes: reflect padding and partial tiles
+    frame = torch.randint(0, 256, (n, h, w, 3), generator=g, dtype=torch.uint8).cuda()
+    hh, wh = tp.half_grid(h, w, 16)
+    if kind == "ingest":
+        wp = (torch.randn(9 * 13, WIDTH, generator=g) / 11).half().cuda()
+        bias, smap = (torch.randn(WIDTH, generator=g) * 0.1).cuda(), torch.rand(n, generator=g).cuda()
+        want = boundary.ingest(frame, wp, bias, smap, 16)
+        got = torch.full_like(want, float("nan"))
+        launch = tp.ingest_launch(k, n, h, w, 16, {"frame_ptr": frame.data_ptr(), "wp_ptr": wp.data_ptr(),
+                                                    "b_ptr": bias.data_ptr(), "smap_ptr": smap.data_ptr(),
+                                                    "out_ptr": got.data_ptr()})
+    else:
+        feats = torch.randn(n, hh, wh, WIDTH, generator=g).relu().half().cuda()
+        wp = (torch.randn(9 * WIDTH, 12, generator=g) * 0.02).half().cuda()
+        bias = (torch.randn(12, generator=g) * 0.01).cuda()
+        want = boundary.egest(feats, wp, bias, frame)
+        got = torch.zeros_like(want)
+        launch = tp.egest_launch(k, n, h, w, hh, wh, {"h_ptr": feats.data_ptr(), "wp_ptr": wp.data_ptr(),
+                                                       "b_ptr": bias.data_ptr(), "frame_ptr": frame.data_ptr(),
+                                                       "out_ptr": got.data_ptr()})
+    torch.cuda.synchronize()
+    ks.launch(k, launch, torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    if kind == "ingest":
+        err = (got.float() - want.float()).abs()
+        bad = ~(err <= 2e-3 + 2.0**-10 * want.float().abs())  # NaN (an element never written) counts as bad
+        assert not bad.any(), f"{int(bad.sum())} of {err.numel()} features differ; max error {err.max():.3g}"
+    else:
+        diff = (got.int() - want.int()).abs()
+        assert diff.max() <= 1 and (diff > 0).float().mean() < 0.05, f"max {diff.max()}, {int((diff > 0).sum())} differ"

@@ -1,0 +1,70 @@
+"""The frame-boundary kernels (ingest, egest) against their PyTorch references, under
+TRITON_INTERPRET=1 on the CPU or on a CUDA GPU where one is present, at fp32 and fp16.
+
+Tolerances:
+- ingest (features out, max |kernel - reference| <= atol + rtol * |reference|): fp32 both sides in
+  fp32, K = 9*13 products: atol 1e-4, rtol 1e-5. fp16: the packed weight is rounded to fp16 (the
+  reference uses the same rounded weight) and the kernel rounds its output to fp16: atol 2e-3, rtol 2^-10.
+- egest (uint8 frame out): at most one level, on under 1 % of the pixels at fp32 (a value within float
+  error of a .5 boundary rounds either way); fp16 features make the noise estimate differ by about
+  2^-11 of its size, so at most one level on under 5 % of the pixels.
+"""
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton", reason="triton is not installed (pip install -e .[kernels])")
+
+from edgedenoise_kernels.boundary import egest, egest_reference, half_grid, ingest, ingest_reference  # noqa: E402
+from edgedenoise_kernels.conv import pack_weight  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+INGEST_TOL = {"fp32": (1e-4, 1e-5), "fp16": (2e-3, 2.0**-10)}
+EGEST_SHARE = {"fp32": 0.01, "fp16": 0.05}  # share of pixels allowed to differ by one level
+WIDTH, MULT = 24, 16  # the default model's first width and size multiple
+
+SIZES = [pytest.param(1, 16, 16, id="one block of the multiple"),
+         pytest.param(1, 37, 53, id="odd size, reflect-padded"),
+         pytest.param(2, 20, 33, id="batch 2, odd width"),
+         pytest.param(1, 9, 9, id="minimal: padding nearly the frame")]
+
+
+def frames(n, h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, h, w, 3), generator=g, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,h,w", SIZES)
+def test_ingest_matches_reference(n, h, w, dtype):
+    g = torch.Generator().manual_seed(1)
+    weight = (torch.randn(WIDTH, 13, 3, 3, generator=g) / 117 ** 0.5).to(DTYPES[dtype])
+    bias = torch.randn(WIDTH, generator=g) * 0.1
+    smap = torch.rand(n, generator=g)
+    fr = frames(n, h, w)
+    got = ingest(fr.to(DEVICE), pack_weight(weight).to(DEVICE), bias.to(DEVICE), smap.to(DEVICE), MULT).float().cpu()
+    ref = ingest_reference(fr, weight, bias, smap, MULT)
+    assert got.shape == ref.shape == (n, *half_grid(h, w, MULT), WIDTH)
+    atol, rtol = INGEST_TOL[dtype]
+    err = (got - ref).abs()
+    bad = err > atol + rtol * ref.abs()
+    assert not bad.any(), (f"{int(bad.sum())} of {err.numel()} elements differ; max error {err.max():.3g}; "
+                           f"first at (n,h,w,c)={bad.nonzero()[0].tolist()}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,h,w", SIZES)
+def test_egest_matches_reference(n, h, w, dtype):
+    g = torch.Generator().manual_seed(2)
+    hh, wh = half_grid(h, w, MULT)
+    feats = torch.randn(n, hh, wh, WIDTH, generator=g).relu().to(DTYPES[dtype])
+    weight = (torch.randn(12, WIDTH, 3, 3, generator=g) * 0.02).to(DTYPES[dtype])  # noise of a few levels
+    bias = torch.randn(12, generator=g) * 0.01
+    fr = frames(n, h, w, seed=3)
+    got = egest(feats.to(DEVICE), pack_weight(weight).to(DEVICE), bias.to(DEVICE), fr.to(DEVICE)).cpu()
+    ref = egest_reference(feats, weight, bias, fr)
+    assert got.shape == fr.shape and got.dtype == torch.uint8
+    diff = (got.int() - ref.int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < EGEST_SHARE[dtype], \
+        f"max {diff.max()} levels, {int((diff > 0).sum())} of {diff.numel()} values differ"
+    assert (ref.int() - fr.int()).abs().float().mean() > 1, "the test's noise estimate changes nothing"
