@@ -27,10 +27,11 @@ def stamp(extra: dict | None = None) -> dict:
     }
 
 
-def write(name: str, doc: dict, markdown: str) -> tuple[Path, Path]:
-    """results/<name>.json and results/<name>.md (the Markdown starts with the stamp)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    j, md = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+def write(name: str, doc: dict, markdown: str, out: Path | None = None) -> tuple[Path, Path]:
+    """<out>/<name>.json and <out>/<name>.md (out: results/ unless given; the Markdown starts with the stamp)."""
+    out = Path(out) if out else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    j, md = out / f"{name}.json", out / f"{name}.md"
     j.write_text(json.dumps(doc, indent=2) + "\n")
     s = doc["stamp"]
     m = s["machine"]

@@ -18,13 +18,23 @@ fraction of the device's peak from the PEAKS table (dense tensor FP16, FP32 with
 cores, memory bandwidth), so the distance to the hardware limit shows. Every case also checks
 the kernel against the reference (max abs error) before it is timed.
 
-Writes benchmarks/results/kernels_<gpu>.{json,md}.
+The same run also measures the device's own ceilings (a device-to-device copy of 2 GiB, an
+8192^3 fp16 matrix product through cuBLAS) and gives each kernel's rate as a fraction of those
+too: the datasheet peaks are rarely reachable, the measured ones are.
+
+    python benchmarks/kernels.py --models small --frames 1080p --dtypes fp16 --out DIR   # gpu_check.sh's step
+    TRITON_INTERPRET=1 python benchmarks/kernels.py --smoke --out /tmp/k                  # CPU: the code path only
+
+Writes benchmarks/results/kernels_<gpu>.{json,md,png} (or under --out).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import statistics
 import sys
+import time
 
 from common import stamp, write  # noqa: E402
 
@@ -36,25 +46,54 @@ PEAKS = {
     "A100-SXM4-80GB": (312.0, 19.5, 2039.0),
     "Orin": (10.0, 2.5, 68.0),  # Orin Nano 8GB (the smallest; an NX/AGX row would replace it)
 }
-DEVICE = "cuda"  # the benchmark is for GPUs; a CPU run under TRITON_INTERPRET=1 only checks the code
+DEVICE = "cuda"  # the benchmark is for GPUs; a CPU run under TRITON_INTERPRET=1 (--smoke) only checks the code
 FRAMES = {"720p": (720, 1280), "1080p": (1088, 1920)}
+SMOKE_FRAME = {"smoke": (32, 48)}  # --smoke: one small frame, so the interpreter gets through every case
 
 
-def layer_shapes() -> list[dict]:
+def layer_shapes(models=None, frames=None) -> list[dict]:
     """Distinct (cin, cout, k, stride, pad, H, W) of every conv of every model size and frame."""
     from edgedenoise.model import SIZES, build_model, conv_trace
 
     keys = ("cin", "cout", "k", "stride", "pad", "h", "w")
     out: dict[tuple, dict] = {}
-    for size in SIZES:
+    for size in models or SIZES:
         net = build_model(size).eval()
-        for fname, (h, w) in FRAMES.items():
+        for fname, (h, w) in (frames or FRAMES).items():
             convs = conv_trace(net, h, w)[1:-1]  # head and tail: measured as the fused ingest / egest kernels
             for r in convs:
                 s = out.setdefault(tuple(r[k] for k in keys), {"models": [], "frame": fname, **{k: r[k] for k in keys}})
                 if size not in s["models"]:
                     s["models"].append(size)
     return list(out.values())
+
+
+def cpu_bench(fn, reps: int = 3) -> float:
+    """Median milliseconds of a few calls: the --smoke stand-in for do_bench (which needs CUDA)."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(ts)
+
+
+def measured_ceilings(do_bench) -> dict:
+    """This device's reachable rates: copy bandwidth (bytes read + written) and a cuBLAS fp16 GEMM."""
+    import torch
+
+    a = torch.empty(2**30, dtype=torch.float16, device=DEVICE)  # 2 GiB, many times the L2
+    b = torch.empty_like(a)
+    ms = do_bench(lambda: b.copy_(a))
+    gbs = 2 * a.numel() * a.element_size() / ms / 1e6
+    del a, b
+    n = 8192
+    x = torch.randn(n, n, device=DEVICE, dtype=torch.float16)
+    y = torch.randn(n, n, device=DEVICE, dtype=torch.float16)
+    tflops = 2 * n**3 / do_bench(lambda: x @ y) / 1e9
+    return {"copy_gbs": round(gbs, 1), "fp16_gemm_tflops": round(tflops, 1),
+            "how": "do_bench median: copy_ of 2 GiB fp16 (read + write counted); 8192^3 fp16 matmul, random data"}
 
 
 def peaks(name: str):
@@ -123,12 +162,20 @@ def bench_boundary(kind: str, size: str, hw, dtype, do_bench) -> dict:
 
 
 def main() -> int:
+    global DEVICE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--list", action="store_true", help="print the layer shapes and stop")
     ap.add_argument("--dtypes", default="fp16,fp32")
+    ap.add_argument("--models", default="tiny,small,base", help="model sizes whose layers are measured")
+    ap.add_argument("--frames", default="720p,1080p", help=f"frame sizes, of {', '.join(FRAMES)}")
+    ap.add_argument("--out", default=None, help="folder for kernels_<gpu>.{json,md} (default benchmarks/results)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="CPU check of the code under TRITON_INTERPRET=1: one small frame, no timing worth keeping")
     a = ap.parse_args()
 
-    shapes = layer_shapes()
+    models = a.models.split(",")
+    frames = SMOKE_FRAME if a.smoke else {f: FRAMES[f] for f in a.frames.split(",")}
+    shapes = layer_shapes(models, frames)
     if a.list:
         for s in shapes:
             print(f"{s['frame']:>5} {','.join(s['models']):<16} conv{s['k']}x{s['k']} s{s['stride']} "
@@ -137,15 +184,26 @@ def main() -> int:
         return 0
     import torch
 
-    if not torch.cuda.is_available():
-        print("benchmarks/kernels.py: needs a CUDA GPU (run with --list to see the shapes)", file=sys.stderr)
+    if a.smoke:
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            print("benchmarks/kernels.py --smoke: set TRITON_INTERPRET=1 (the kernels run in the interpreter)",
+                  file=sys.stderr)
+            return 2
+        DEVICE, do_bench, gpu, ceil = "cpu", cpu_bench, "cpu-interpreter", None
+    elif not torch.cuda.is_available():
+        print("benchmarks/kernels.py: needs a CUDA GPU (run with --list to see the shapes, --smoke to check the code)",
+              file=sys.stderr)
         return 2
-    from triton.testing import do_bench
+    else:
+        from triton.testing import do_bench
 
+        gpu = torch.cuda.get_device_name()
+        ceil = measured_ceilings(do_bench)
+        print(f"kernels: measured ceilings {ceil['copy_gbs']:.0f} GB/s copy, {ceil['fp16_gemm_tflops']:.0f} TFLOP/s "
+              "fp16 GEMM", file=sys.stderr)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    gpu = torch.cuda.get_device_name()
     pk = peaks(gpu)
     dtypes = {"fp16": torch.float16, "fp32": torch.float32}
     rows = []
@@ -156,12 +214,15 @@ def main() -> int:
             r = bench_conv(s, dt, do_bench)
             rows.append({"kernel": "conv+bias+relu", "dtype": dn, **{k: s[k] for k in s}, **r})
             print(f"kernels {dn} conv{s['k']} {s['cin']}->{s['cout']} @ {s['h']}x{s['w']}: triton "
-                  f"{r['triton_ms']:.3f} ms, cudnn {r['cudnn_ms']:.3f} ms", file=sys.stderr)
+                  f"{r['triton_ms']:.3f} ms, cudnn {r['cudnn_ms']:.3f} ms, max err {r['max_abs_err']:.2g}",
+                  file=sys.stderr)
         for kind in ("ingest", "egest"):
-            for size in ("tiny", "small", "base"):
-                for fname, hw in FRAMES.items():
+            for size in models:
+                for fname, hw in frames.items():
                     r = bench_boundary(kind, size, hw, dt, do_bench)
                     rows.append({"kernel": kind, "dtype": dn, "models": [size], "frame": fname, **r})
+                    print(f"kernels {dn} {kind} {size} {fname}: triton {r['triton_ms']:.3f} ms, unfused "
+                          f"{r['torch_unfused_ms']:.3f} ms, max err {r['max_abs_err']:.2g}", file=sys.stderr)
         for r in rows:
             if r["dtype"] == dn:
                 t = r["triton_ms"] / 1e3
@@ -170,27 +231,81 @@ def main() -> int:
                 if pk:
                     r["frac_peak_flops"] = r["triton_tflops"] / peak_flops
                     r["frac_peak_bw"] = r["triton_gbs"] / pk[2]
-    doc = {"stamp": stamp({"gpu": gpu, "peaks": pk, "timer": "triton.testing.do_bench (median)"}), "results": rows}
-    lines = ["| kernel | dtype | frame | models | shape | triton ms | PyTorch ms | speed-up | TFLOP/s (% peak) | "
-             "GB/s (% peak) | max abs err |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                if ceil:
+                    r["frac_measured_bw"] = r["triton_gbs"] / ceil["copy_gbs"]
+                    if dn == "fp16":
+                        r["frac_measured_flops"] = r["triton_tflops"] / ceil["fp16_gemm_tflops"]
+    doc = {"stamp": stamp({"gpu": gpu, "peaks": pk, "measured_ceilings": ceil,
+                           "timer": "triton.testing.do_bench (median)" if not a.smoke else "smoke: CPU interpreter"}),
+           "results": rows}
+    lines = ["| kernel | dtype | frame | models | shape | triton ms | PyTorch ms | speed-up | TFLOP/s (% peak, "
+             "% measured) | GB/s (% peak, % measured) | max abs err |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref_ms = r.get("cudnn_ms", r.get("torch_unfused_ms"))
         shape = (f"conv{r['k']}x{r['k']} s{r['stride']} {r['cin']}->{r['cout']} @ {r['h']}x{r['w']}"
                  if r["kernel"].startswith("conv") else r["kernel"])
-        fp = f" ({100 * r['frac_peak_flops']:.1f}%)" if "frac_peak_flops" in r else ""
-        bp = f" ({100 * r['frac_peak_bw']:.1f}%)" if "frac_peak_bw" in r else ""
+
+        def pct(*keys):
+            got = [f"{100 * r[k]:.1f}%" for k in keys if k in r]
+            return f" ({', '.join(got)})" if got else ""
+
         lines.append(f"| {r['kernel']} | {r['dtype']} | {r['frame']} | {','.join(r['models'])} | {shape} | "
                      f"{r['triton_ms']:.3f} | {ref_ms:.3f} | {ref_ms / r['triton_ms']:.2f}x | "
-                     f"{r['triton_tflops']:.1f}{fp} | {r['triton_gbs']:.0f}{bp} | {r['max_abs_err']:.2g} |")
+                     f"{r['triton_tflops']:.1f}{pct('frac_peak_flops', 'frac_measured_flops')} | "
+                     f"{r['triton_gbs']:.0f}{pct('frac_peak_bw', 'frac_measured_bw')} | {r['max_abs_err']:.2g} |")
     lines.append("")
     lines.append("PyTorch: cuDNN conv + ReLU on channels_last (conv layers); the unfused reference ops (ingest, "
                  "egest). Peaks: " + (f"{pk[0]} / {pk[1]} TFLOP/s fp16 tensor / fp32, {pk[2]} GB/s" if pk else
-                                      "unknown for this GPU (add it to PEAKS)") + ".")
+                                      "unknown for this GPU (add it to PEAKS)") + "." +
+                 (f" Measured in this run: {ceil['copy_gbs']:.0f} GB/s copy, {ceil['fp16_gemm_tflops']:.0f} TFLOP/s "
+                  "fp16 GEMM." if ceil else ""))
     tag = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
-    j, md = write(f"kernels_{tag}", doc, "\n".join(lines))
+    j, md = write(f"kernels_{tag}", doc, "\n".join(lines), a.out)
+    png = plot(doc, j.with_suffix(".png"))
     print("\n".join(lines))
-    print(f"results: {j}, {md}")
+    print(f"results: {j}, {md}, {png}")
     return 0
+
+
+def plot(doc: dict, png):
+    """Milliseconds per layer, Triton beside PyTorch (cuDNN / unfused), one panel per dtype and frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = doc["results"]
+    panels = list(dict.fromkeys((r["dtype"], r["frame"]) for r in rows))
+    fig, axes = plt.subplots(1, len(panels), figsize=(9 * len(panels), 1.8 + 0.32 * max(
+        sum(1 for r in rows if (r["dtype"], r["frame"]) == p) for p in panels)), squeeze=False)
+    for ax, (dn, fr) in zip(axes[0], panels):
+        sel = [r for r in rows if (r["dtype"], r["frame"]) == (dn, fr)]
+        names = [f"conv{r['k']}x{r['k']} s{r['stride']} {r['cin']}->{r['cout']} @ {r['h']}x{r['w']}"
+                 if r["kernel"].startswith("conv") else f"{r['kernel']} ({','.join(r['models'])})" for r in sel]
+        y = np.arange(len(sel))
+        ref = [r.get("cudnn_ms", r.get("torch_unfused_ms")) for r in sel]
+        ax.barh(y - 0.2, [r["triton_ms"] for r in sel], 0.4, label="Triton (fused)", color="tab:blue")
+        ax.barh(y + 0.2, ref, 0.4, label="PyTorch: cuDNN conv+ReLU / unfused reference", color="tab:gray")
+        for yi, r, rf in zip(y, sel, ref):
+            ax.annotate(f"{rf / r['triton_ms']:.2f}x", (max(r["triton_ms"], rf), yi), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=8)
+        ax.set_yticks(y, names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        lo, hi = min(min(ref), min(r["triton_ms"] for r in sel)), max(max(ref), max(r["triton_ms"] for r in sel))
+        ax.set_xlim(lo / 2, hi * 4)  # room for the ratio labels
+        ax.set_xlabel("ms per layer (lower is better); label: PyTorch ms / Triton ms")
+        ax.set_title(f"{dn}, {fr}", fontsize=10)
+        ax.grid(axis="x", alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09 - 1.0 / (len(sel) + 4)), ncol=2)
+    st = doc["stamp"]
+    fig.suptitle(f"fused Triton kernels per layer: {st['gpu']}, {st['date'][:10]}"
+                 + ("\nSMOKE: CPU interpreter, not a measurement" if "smoke" in st["timer"] else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
 
 
 if __name__ == "__main__":

@@ -2,28 +2,42 @@
 """Latency per frame, uint8 BGR in and uint8 BGR out, side by side with OpenCV NLM in one run.
 
     python benchmarks/latency.py                          # CPU: ONNX Runtime fp32 + int8, every shipped size
-    python benchmarks/latency.py --gpu                    # also the GPU cases, where CUDA is available
+    python benchmarks/latency.py --gpu                    # the GPU cases instead (CUDA needed)
+    TRITON_INTERPRET=1 python benchmarks/latency.py --gpu --smoke --out /tmp/l   # CPU check of the GPU code path
 
 Cases, each at 640x480, 1280x720 and 1920x1080 (frames made from the bundled sample with
 camera-protocol noise sigma 25, as `edgedenoise bench` makes them):
 - CPU: the `onnxruntime` backend at fp32 and int8 for each model size (threads: ONNX Runtime's
   default, one per core), through `Denoiser.denoise`, so pre- and post-processing count;
-- GPU (`--gpu`, needs CUDA and torch): PyTorch eager fp16 (channels_last, cuDNN), `torch.compile`
-  fp16, and the `triton` backend with and without CUDA graphs, each with the upload and
-  download of the uint8 frame;
+- GPU (`--gpu`, needs CUDA and torch), each with the upload and download of the uint8 frame:
+  the `triton` backend at fp16 with and without CUDA graphs and at fp32 with them; PyTorch
+  eager fp16 (channels_last, cuDNN); `torch.compile` fp16 (inductor's default mode: convolutions
+  through cuDNN, the rest fused; max-autotune takes minutes, more than a GPU check can spend);
+  ONNX Runtime's CUDA provider fp32 where it loads (else the case says why not);
 - the anchor: OpenCV `fastNlMeansDenoisingColored` (quality.py's h tuned for sigma 25,
   template 7, search 21) on the same frames, timed between the cases of each
   resolution. Ratios are NLM's p50 over the case's p50.
 
-Writes benchmarks/results/latency_<cpu|gpu>.{json,md} and latency_<cpu|gpu>.png.
+Every case reports a status (ok, failed with the reason, skipped) instead of stopping the run,
+the seconds of its first call (compilation, graph capture), and beside its speed how far its
+output is from the reference on the same frame: ONNX Runtime on the CPU, fp32, through
+`Denoiser` (the product's default path): max difference in uint8 levels and the share of
+values that differ. Results are written after every case, so a run stopped by a time limit
+keeps what it measured; `--budget-s` skips the cases that would start after that many seconds.
+
+Writes benchmarks/results/latency_<cpu|gpu>.{json,md} and latency_<cpu|gpu>.png (or under --out).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
-from common import ROOT, stamp, write  # noqa: E402
+from common import RESULTS, ROOT, stamp, write  # noqa: E402
+
+DEVICE = "cuda"  # --smoke: "cpu" (the triton backend then runs under TRITON_INTERPRET=1)
 
 
 def nlm_h() -> float:
@@ -34,48 +48,90 @@ def nlm_h() -> float:
     return float(json.loads(q.read_text())["nlm_h"]["25"]) if q.exists() else 13.7
 
 
-def gpu_cases(model: str):
-    """(name, fn) pairs for the GPU: uint8 BGR frame in, uint8 BGR frame out, synchronised."""
+def gpu_cases(model: str, smoke: bool = False):
+    """(name, precision, make) triples for the GPU; make() builds the case and returns its call:
+    uint8 BGR frame in, uint8 BGR frame out, synchronised. A make() that raises marks the case failed."""
     import torch
 
-    from edgedenoise.denoiser import Denoiser
     from edgedenoise.modelfile import load_model, resolve
 
     files = resolve(model)
     mult = files.size_multiple
-    net = load_model(model).cuda().eval().half().to(memory_format=torch.channels_last)
-    compiled = torch.compile(net, mode="max-autotune-no-cudagraphs")
 
-    def make(module):
-        @torch.inference_mode()
-        def run(frame: np.ndarray) -> np.ndarray:
-            h, w = frame.shape[:2]
-            x = torch.from_numpy(frame).cuda(non_blocking=True)
-            x = x.flip(-1).permute(2, 0, 1)[None].half().div_(255)
-            ph, pw = -h % mult, -w % mult
-            if ph or pw:
-                x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
-            x = x.contiguous(memory_format=torch.channels_last)
-            s = torch.full((1,), 25 / 255, device="cuda", dtype=torch.half)
-            y = module(x, s)[0, :, :h, :w]
-            return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).flip(-1).cpu().numpy()
+    def torch_case(compile_it: bool):
+        def make():
+            dt = torch.float16
+            net = load_model(model).to(DEVICE).eval().to(dt).to(memory_format=torch.channels_last)
+            module = torch.compile(net) if compile_it else net
 
-        return run
+            @torch.inference_mode()
+            def run(frame: np.ndarray) -> np.ndarray:
+                h, w = frame.shape[:2]
+                x = torch.from_numpy(frame).to(DEVICE, non_blocking=True)
+                x = x.flip(-1).permute(2, 0, 1)[None].to(dt).div_(255)
+                ph, pw = -h % mult, -w % mult
+                if ph or pw:
+                    x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+                x = x.contiguous(memory_format=torch.channels_last)
+                s = torch.full((1,), 25 / 255, device=DEVICE, dtype=dt)
+                y = module(x, s)[0, :, :h, :w]
+                return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).flip(-1).cpu().numpy()
 
-    cases = [("torch eager fp16", make(net)), ("torch.compile fp16", make(compiled))]
-    try:
-        from edgedenoise.triton_backend import TritonBackend
+            return run
 
-        tri = Denoiser.load(model, backend="triton")
-        eager = TritonBackend(files, graphs=False)
-        cases.append(("triton (CUDA graphs)", lambda f: tri.denoise(f, 25.0)))
-        cases.append(("triton eager", lambda f: eager.denoise_frames(f, 25.0)))
-    except Exception as e:  # noqa: BLE001  (report and go on: the other cases still count)
-        print(f"latency: triton backend unavailable: {e}", file=sys.stderr)
-    return cases
+        return make
+
+    def triton_case(dtype: str, graphs: bool):
+        def make():
+            from edgedenoise.triton_backend import TritonBackend
+
+            be = TritonBackend(files, device=DEVICE, dtype=dtype, graphs=graphs)
+
+            def run(frame):
+                out = be.denoise_frames(frame, 25.0)
+                if graphs and DEVICE == "cuda" and not be.graphs:
+                    raise RuntimeError("CUDA graph capture failed: the backend fell back to eager")
+                return out
+
+            return run
+
+        return make
+
+    def ort_cuda():
+        import onnxruntime as ort
+
+        from edgedenoise.denoiser import Denoiser, OnnxBackend
+
+        have = ort.get_available_providers()
+        if "CUDAExecutionProvider" not in have:
+            raise RuntimeError(f"onnxruntime {ort.__version__} has no CUDA provider (has {', '.join(have)})")
+        den = Denoiser.load(model, backend="onnxruntime")
+        den.backend = OnnxBackend(files, providers=["CUDAExecutionProvider"])
+        used = den.backend.session.get_providers()
+        if used[0] != "CUDAExecutionProvider":
+            raise RuntimeError(f"the CUDA provider did not load (session providers: {', '.join(used)})")
+        return lambda f: den.denoise(f, 25.0)
+
+    def skipped(why):
+        def make():
+            raise SkipCase(why)
+
+        return make
+
+    return [("triton (CUDA graphs)", "fp16", triton_case("fp16", True)),
+            ("triton eager", "fp16", triton_case("fp16", False)),
+            ("triton (CUDA graphs)", "fp32", triton_case("fp32", True)),
+            ("torch eager channels_last", "fp16", torch_case(False)),
+            ("torch.compile", "fp16", skipped("--smoke: no compiling on the CPU") if smoke else torch_case(True)),
+            ("onnxruntime CUDA", "fp32", skipped("--smoke: no CUDA") if smoke else ort_cuda)]
+
+
+class SkipCase(Exception):
+    """A case this run does not measure, with the reason."""
 
 
 def main() -> int:
+    global DEVICE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="tiny,default")
     ap.add_argument("--precisions", default="fp32,int8", help="CPU precisions (ONNX Runtime)")
@@ -84,7 +140,12 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--nlm-frames", type=int, default=10, help="NLM is slow: frames timed per resolution")
     ap.add_argument("--gpu", action="store_true", help="GPU cases instead of the CPU ones (CUDA needed)")
+    ap.add_argument("--smoke", action="store_true", help="with --gpu: run the GPU cases' code on the CPU "
+                    "(TRITON_INTERPRET=1, fp16 convolutions on the CPU); a code check, not a measurement")
+    ap.add_argument("--budget-s", type=float, default=None, help="skip the cases that would start after this")
+    ap.add_argument("--out", default=None, help="folder for the results (default benchmarks/results)")
     a = ap.parse_args()
+    t_start = time.perf_counter()
 
     import cv2
 
@@ -93,93 +154,151 @@ def main() -> int:
     from edgedenoise.runtime.commands import bench_frames, parse_size
     from edgedenoise.runtime.stats import summarize, time_calls
 
-    cases = []  # (label, model, precision, fn)
+    cases = []  # (label, model, precision, make)
     for model in a.models.split(","):
         if a.gpu:
             import torch
 
-            if not torch.cuda.is_available():
-                print("latency --gpu: no CUDA device here", file=sys.stderr)
+            if a.smoke:
+                DEVICE = "cpu"
+            elif not torch.cuda.is_available():
+                print("latency --gpu: no CUDA device here (--smoke checks the code on the CPU)", file=sys.stderr)
                 return 2
-            cases += [(name, model, "fp16" if "fp16" in name else "fp32", fn) for name, fn in gpu_cases(model)]
+            cases += [(name, model, prec, make) for name, prec, make in gpu_cases(model, a.smoke)]
         else:
             for prec in a.precisions.split(","):
-                den = Denoiser.load(model, backend="onnxruntime", precision=prec)
-                cases.append(("onnxruntime", model, prec, lambda f, den=den: den.denoise(f, 25.0)))
+                def make(model=model, prec=prec):
+                    den = Denoiser.load(model, backend="onnxruntime", precision=prec)
+                    return lambda f: den.denoise(f, 25.0)
 
+                cases.append(("onnxruntime", model, prec, make))
+    refs = {m: Denoiser.load(m, backend="onnxruntime") for m in a.models.split(",")} if a.gpu else {}
+    built: dict[int, object] = {}  # case index -> its call, or the exception its make() raised
+
+    kind = "gpu" if a.gpu else "cpu"
     h_nlm = nlm_h()
-    rows, anchors = [], []
+    doc = {"stamp": stamp({"sigma": 25, "frames": a.frames, "warmup": a.warmup, "nlm_frames": a.nlm_frames,
+                           "device": DEVICE if a.gpu else "cpu", "smoke": a.smoke,
+                           "reference": "onnxruntime CPU fp32 through Denoiser" if a.gpu else None,
+                           "measure": "Denoiser.denoise / the GPU case's call: uint8 BGR frame in, uint8 out"}),
+           "results": [], "anchors": []}
+    rows, anchors = doc["results"], doc["anchors"]
     for res in a.resolution.split(","):
         w, h = parse_size(res)
         clean, noisy = bench_frames(w, h, 25.0)
-        for label, model, prec, fn in cases:
-            ts, out = time_calls(fn, noisy, a.frames, a.warmup)
-            s = summarize(ts)
-            k = (a.frames - 1) % len(noisy)
-            rows.append({"case": label, "model": model, "precision": prec, "resolution": res, **s,
-                         "fps": round(1e3 / s["mean_ms"], 2), "psnr_db": round(psnr_u8(out, clean[k]), 2)})
-            print(f"latency {label} {model} {prec} {res}: p50 {s['p50_ms']:.1f} ms", file=sys.stderr)
+        ref_out = {m: r.denoise(noisy[0], 25.0) for m, r in refs.items()}
+        for i, (label, model, prec, make) in enumerate(cases):
+            row = {"case": label, "model": model, "precision": prec, "resolution": res}
+            elapsed = time.perf_counter() - t_start
+            try:
+                if a.budget_s is not None and elapsed > a.budget_s:
+                    raise SkipCase(f"time budget: {elapsed:.0f} s spent of {a.budget_s:.0f}")
+                if i not in built:
+                    try:
+                        built[i] = make()
+                    except Exception as e:  # noqa: BLE001  (kept: later resolutions report it too)
+                        built[i] = e
+                if isinstance(built[i], Exception):
+                    raise built[i]
+                fn = built[i]
+                t0 = time.perf_counter()
+                first = fn(noisy[0])  # compiles, captures, or loads: timed apart from the frames
+                row["first_call_s"] = round(time.perf_counter() - t0, 3)
+                if model in ref_out:
+                    d = np.abs(first.astype(np.int16) - ref_out[model].astype(np.int16))
+                    row["max_diff_levels"] = int(d.max())
+                    row["share_differing"] = round(float((d > 0).mean()), 5)
+                ts, out = time_calls(fn, noisy, a.frames, a.warmup)
+                st = summarize(ts)
+                k = (a.frames - 1) % len(noisy)
+                row.update(status="ok", **st, fps=round(1e3 / st["mean_ms"], 2),
+                           psnr_db=round(psnr_u8(out, clean[k]), 2))
+                print(f"latency {label} {model} {prec} {res}: p50 {st['p50_ms']:.2f} ms", file=sys.stderr)
+            except SkipCase as e:
+                row["status"] = f"skipped: {e}"
+            except Exception as e:  # noqa: BLE001  (report and go on: the other cases still count)
+                row["status"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            if row["status"] != "ok":
+                print(f"latency {label} {model} {prec} {res}: {row['status']}", file=sys.stderr)
+            rows.append(row)
+            write(f"latency_{kind}", doc, table(doc, a, h_nlm), a.out)  # after every case: a stopped run keeps it
         ts, out = time_calls(lambda f: cv2.fastNlMeansDenoisingColored(f, None, h_nlm, h_nlm, 7, 21),
                               noisy, a.nlm_frames, 1)
-        s = summarize(ts)
-        anchors.append({"case": "opencv-nlm", "resolution": res, **s, "fps": round(1e3 / s["mean_ms"], 2),
+        st = summarize(ts)
+        anchors.append({"case": "opencv-nlm", "resolution": res, "status": "ok", **st,
+                        "fps": round(1e3 / st["mean_ms"], 2),
                         "psnr_db": round(psnr_u8(out, clean[(a.nlm_frames - 1) % len(noisy)]), 2), "h": h_nlm})
-        print(f"latency opencv-nlm {res}: p50 {s['p50_ms']:.1f} ms", file=sys.stderr)
+        print(f"latency opencv-nlm {res}: p50 {st['p50_ms']:.1f} ms", file=sys.stderr)
         for r in rows:
-            if r["resolution"] == res:
-                r["x_nlm"] = round(s["p50_ms"] / r["p50_ms"], 2)
+            if r["resolution"] == res and r["status"] == "ok":
+                r["x_nlm"] = round(st["p50_ms"] / r["p50_ms"], 2)
 
-    kind = "gpu" if a.gpu else "cpu"
-    doc = {"stamp": stamp({"sigma": 25, "frames": a.frames, "warmup": a.warmup, "nlm_frames": a.nlm_frames,
-                           "measure": "Denoiser.denoise / the GPU case's call: uint8 BGR frame in, uint8 out"}),
-           "results": rows, "anchors": anchors}
-    lines = ["| case | model | precision | resolution | p50 ms | p90 ms | p99 ms | mean ms | fps | PSNR dB | "
-             "speed vs NLM (p50) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows + anchors:
-        lines.append(f"| {r['case']} | {r.get('model', '–')} | {r.get('precision', '–')} | {r['resolution']} | "
-                     f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_ms']:.1f} | {r['fps']:.1f} | "
-                     f"{r['psnr_db']:.2f} | {str(r['x_nlm']) + 'x' if 'x_nlm' in r else '1x'} |")
-    lines.append("")
-    lines.append(f"Frames: the bundled sample at each size with camera-protocol noise sigma 25 (PSNR is of the last "
-                 f"timed frame). {a.frames} timed frames per case after {a.warmup} warm-up; NLM {a.nlm_frames} "
-                 f"frames, h {h_nlm} (quality.py's tuned h for sigma 25), template 7, search 21, timed between the cases of its resolution.")
-    md = "\n".join(lines)
-    j, mdp = write(f"latency_{kind}", doc, md)
-    png = plot(doc, kind)
+    md = table(doc, a, h_nlm)
+    j, mdp = write(f"latency_{kind}", doc, md, a.out)
+    png = plot(doc, kind, a.out)
     print(md)
     print(f"results: {j}, {mdp}, {png}")
     return 0
 
 
-def plot(doc: dict, kind: str):
+def table(doc: dict, a, h_nlm: float) -> str:
+    diff = bool(doc["stamp"].get("reference"))
+    lines = ["| case | model | precision | resolution | status | p50 ms | p90 ms | p99 ms | mean ms | fps | PSNR dB | "
+             "speed vs NLM (p50) |" + (" first call s | max diff to reference (levels, share) |" if diff else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if diff else "")]
+    for r in doc["results"] + doc["anchors"]:
+        if r["status"] == "ok":
+            nums = (f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['fps']:.1f} | "
+                    f"{r['psnr_db']:.2f} | {str(r['x_nlm']) + 'x' if 'x_nlm' in r else ('1x' if r in doc['anchors'] else '–')}")
+        else:
+            nums = " | ".join(["–"] * 7)
+        extra = ""
+        if diff:
+            d = (f"{r['max_diff_levels']}, {100 * r['share_differing']:.2f}%" if "max_diff_levels" in r else "–")
+            extra = f" {r.get('first_call_s', '–')} | {d} |"
+        lines.append(f"| {r['case']} | {r.get('model', '–')} | {r.get('precision', '–')} | {r['resolution']} | "
+                     f"{r['status']} | {nums} |" + extra)
+    lines.append("")
+    lines.append(f"Frames: the bundled sample at each size with camera-protocol noise sigma 25 (PSNR is of the last "
+                 f"timed frame). {a.frames} timed frames per case after {a.warmup} warm-up; NLM {a.nlm_frames} "
+                 f"frames, h {h_nlm} (quality.py's tuned h for sigma 25), template 7, search 21, timed between the "
+                 "cases of its resolution."
+                 + (" Reference for the difference column: " + doc["stamp"]["reference"] + ", on the first frame."
+                    if diff else ""))
+    return "\n".join(lines)
+
+
+def plot(doc: dict, kind: str, out=None):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ok = [r for r in doc["results"] if r["status"] == "ok"]
     res = list(dict.fromkeys(r["resolution"] for r in doc["results"]))
-    labels = list(dict.fromkeys(f"{r['model']} {r['case']} {r['precision']}" for r in doc["results"]))
+    labels = list(dict.fromkeys(f"{r['model']} {r['case']} {r['precision']}" for r in ok))
     fig, ax = plt.subplots(figsize=(10, 4.8))
     width = 0.8 / (len(labels) + 1)
     x = np.arange(len(res))
     for i, lab in enumerate(labels):
-        fps = [next((r["fps"] for r in doc["results"] if f"{r['model']} {r['case']} {r['precision']}" == lab
+        fps = [next((r["fps"] for r in ok if f"{r['model']} {r['case']} {r['precision']}" == lab
                      and r["resolution"] == rr), 0) for rr in res]
         ax.bar(x + i * width, fps, width, label=lab)
     ax.bar(x + len(labels) * width, [next(r["fps"] for r in doc["anchors"] if r["resolution"] == rr) for rr in res],
            width, label="OpenCV NLM", color="gray")
     ax.axhline(30, color="k", ls=":", lw=1)
-    ax.annotate("30 fps", (x[-1] + 0.8, 30), fontsize=8, textcoords="offset points", xytext=(0, 3))
+    ax.annotate("30 fps", (0.995, 30), xycoords=("axes fraction", "data"), fontsize=8, ha="right", va="bottom")
     ax.set_xticks(x + 0.4 - width / 2, res)
     ax.set_ylabel("frames per second (uint8 in, uint8 out)")
     ax.set_yscale("log")
     m = doc["stamp"]["machine"]
     ax.set_title(f"latency per frame, {kind.upper()}: {m['gpu'] or m['cpu']} ({m['cores']} cores), "
-                 f"{doc['stamp']['date'][:10]}", fontsize=10)
+                 f"{doc['stamp']['date'][:10]}" + (" -- SMOKE: CPU interpreter, not a measurement"
+                                                   if doc["stamp"].get("smoke") else ""), fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3, which="both")
     fig.tight_layout()
-    png = ROOT / "benchmarks" / "results" / f"latency_{kind}.png"
+    png = (Path(out) if out else RESULTS) / f"latency_{kind}.png"
     fig.savefig(png, dpi=110)
     return png
 
