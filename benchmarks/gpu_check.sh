@@ -178,7 +178,7 @@ tag=$(echo "${gpu%%,*}" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '_' | sed 's/^_//; s/
   echo "To keep: copy this folder to benchmarks/results/gpu_check_${tag:-gpu}_$(date -u +%Y-%m-%d)/ and commit it."
 } >"$OUT/gpu_check.md"
 
-n=$(find "$OUT" -type f | wc -l); deep=$(find "$OUT" -mindepth 3 -type f | wc -l)
+n=$(find "$OUT" -type f | wc -l); deep=$(find "$OUT" -mindepth 4 -type f | wc -l)  # OUTDIR/a/b/file still comes back
 [ "$n" -le 8 ] && [ "$deep" -eq 0 ] || note "warning: $n files under $OUT ($deep too deep): more than a lent machine sends back"
 note "done: $([ $failed -eq 0 ] && echo 'every step passed' || echo 'a step failed'); summary $OUT/gpu_check.md"
 exit $failed
