@@ -73,13 +73,14 @@ else
 fi
 
 # name | expected s | limit s | command. Expected times are estimates made without a GPU: Triton compiles
-# each kernel variant once (about 1-2 s each on 16 cores; some 40 variants over the tests, fewer after
-# that, from Triton's cache), torch.compile about 30-60 s for two frame sizes; the timed work itself is a
-# few seconds (100 frames x 6 cases x 2 sizes at a few ms).
+# each kernel variant once (about 1-2 s each; some 50 variants over the tests, spread over 8 pytest-xdist
+# workers where xdist is installed, as on the lent H200; later steps find most in Triton's cache),
+# torch.compile about 30-60 s for two frame sizes; the timed work itself is a few seconds (100 frames x 6
+# cases x 2 sizes at a few ms).
 STEPS=(
   "probe|5|15|nvidia-smi; \$PY -c 'import os, sys, torch, triton; g = torch.cuda.is_available(); print(sys.version.split()[0], \"torch\", torch.__version__, \"triton\", triton.__version__, \"cuda\", torch.version.cuda, \"gpu\", torch.cuda.get_device_name() if g else None); sys.exit(0 if g or os.environ[\"MODE\"] == \"smoke\" else \"torch sees no CUDA GPU\")'"
-  "tests|90|140|\$PY -m pytest -q -rfEs -p no:cacheprovider $TESTS"
-  "kernels|45|75|\$PY benchmarks/kernels.py $KERNELS_ARGS --out \"\$OUT\""
+  "tests|90|150|\$PY -m pytest -q -rfEs -p no:cacheprovider \$XDIST $TESTS"
+  "kernels|40|65|\$PY benchmarks/kernels.py $KERNELS_ARGS --out \"\$OUT\""
   "latency|95|120|\$PY benchmarks/latency.py $LATENCY_ARGS --out \"\$OUT\""
 )
 
@@ -118,6 +119,9 @@ if [ "$MODE" = smoke ]; then export TRITON_INTERPRET=1; else export TRITON_INTER
 # The tests read the shared data; the lent machine has none beside the checkout, only what --pack carried.
 [ -d "$EDGEDENOISE_DATA" ] || { [ -d "$ROOT/.gpu_data" ] && export EDGEDENOISE_DATA="$ROOT/.gpu_data"; }
 
+# The tests compile many kernel variants, one after another in one process: spread them over workers.
+XDIST=; [ "$MODE" = run ] && "$PY" -c "import xdist" 2>/dev/null && XDIST="-n 8"
+export XDIST
 note() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$LOG" >&2; }
 note "gpu_check ($MODE) in $ROOT, python $PY, results in $OUT; limits add up to $total_limit s"
 rows=(); failed=0; t_all=$(date +%s)
