@@ -44,28 +44,30 @@ for arg in "$@"; do
     *) [ -z "$OUT" ] || { echo "gpu_check.sh: one OUTDIR only (got $OUT and $arg)" >&2; exit 2; }; OUT="$arg" ;;
   esac
 done
+commit_id() {  # short hash, marked when the tree has uncommitted changes; empty outside a git checkout
+  local c; c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || return 0
+  [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || c="$c + uncommitted changes"
+  echo "$c"
+}
 if [ "$MODE" = pack ]; then  # ../shared does not travel to the lent machine: the tests need one Kodak24 image
   src="${EDGEDENOISE_DATA:-$ROOT/../shared/data}/test/Kodak24"
   first=$(ls "$src" 2>/dev/null | sort | head -1)
   [ -n "$first" ] || { echo "gpu_check.sh --pack: no images in $src (set EDGEDENOISE_DATA)" >&2; exit 2; }
   mkdir -p "$ROOT/.gpu_data/test/Kodak24" && cp "$src/$first" "$ROOT/.gpu_data/test/Kodak24/" || exit 2
-  c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || c="$c + uncommitted changes"
-  echo "$c (packed $(date -u +%Y-%m-%dT%H:%M:%SZ))" >"$ROOT/.gpu_data/COMMIT"
+  echo "$(commit_id || true) (packed $(date -u +%Y-%m-%dT%H:%M:%SZ))" >"$ROOT/.gpu_data/COMMIT"
   echo "packed $ROOT/.gpu_data/test/Kodak24/$first: carry [\".gpu_data\"] in the device call"
   exit 0
 fi
 [ -n "$OUT" ] || { echo "usage: bash benchmarks/gpu_check.sh [--dry-run|--smoke] OUTDIR, or --pack" >&2; exit 2; }
 
 BUDGET_S=360  # the whole check, every limit added up, must fit in this
-TESTS="tests/test_kernels_conv.py tests/test_kernels_boundary.py tests/test_triton_backend.py"
+TESTS="tests/test_kernels_boundary.py tests/test_triton_backend.py"
 TESTS="$TESTS tests/test_trt_plugins.py::test_aot_cubin_launched_by_the_driver_equals_the_triton_launcher"
-if [ "$MODE" = smoke ]; then
+if [ "$MODE" = smoke ]; then  # the conv sweep already runs in the interpreter in every test run
   KERNELS_ARGS="--smoke --models small --dtypes fp16"
   LATENCY_ARGS="--gpu --smoke --models default --resolution 64x48 --frames 2 --warmup 1 --nlm-frames 2"
-  TESTS="tests/test_kernels_boundary.py tests/test_triton_backend.py"
-  TESTS="$TESTS tests/test_trt_plugins.py::test_aot_cubin_launched_by_the_driver_equals_the_triton_launcher"
 else
+  TESTS="tests/test_kernels_conv.py $TESTS"
   KERNELS_ARGS="--models small --frames 1080p --dtypes fp16"
   LATENCY_ARGS="--gpu --models default --resolution 1920x1080,1280x720 --frames 100 --warmup 5 --nlm-frames 5"
   # 1080p first, torch.compile last in each: what the budget cuts first is the 720p compile
@@ -142,31 +144,25 @@ for s in "${STEPS[@]}"; do
   fi
 done
 
-# The summary: stamp, steps, the tests' one-line outcome and what they skipped or failed.
-gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
-versions=$("$PY" - <<'EOF' 2>/dev/null
-from importlib import metadata
-import platform
-out = ["python " + platform.python_version()]
-for d in ("torch", "triton", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "opencv-python", "numpy", "cuda-python", "cuda-bindings"):
-    try:
-        out.append(f"{d} {metadata.version(d)}")
-    except metadata.PackageNotFoundError:
-        pass
-print(", ".join(out))
-EOF
+# The summary: stamp (the project's own: runtime.stats), steps, the tests' outcome and what they skipped or failed.
+stamp=$("$PY" - 2>/dev/null <<'PYEOF' || echo "$(hostname) (stamp unavailable)"
+from edgedenoise.runtime.stats import machine_info, versions
+m = machine_info()
+print("{host}: GPU {gpu}; CPU {cpu}, {cores} cores; Python {python}, ".format(**{**m, "gpu": m["gpu"] or "none"})
+      + ", ".join(f"{k} {v}" for k, v in versions().items()))
+PYEOF
 )
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 flag=$([ "$MODE" = smoke ] && echo " --smoke")
 caveat=$([ "$MODE" = smoke ] && echo " A smoke run: a code check on the CPU, no figure here is a measurement.")
 kmd=$(cd "$OUT" && ls kernels_*.md 2>/dev/null | head -1)
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)  # the lent machine's copy has no .git: --pack noted it
-if [ -n "$commit" ]; then [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || commit="$commit + uncommitted changes"
-else commit=$(cat "$ROOT/.gpu_data/COMMIT" 2>/dev/null || echo unknown); fi
-tag=$(echo "${gpu%%,*}" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '_' | sed 's/^_//; s/_$//')
+commit=$(commit_id)  # the lent machine's copy has no .git: --pack noted it
+[ -n "$commit" ] || commit=$(cat "$ROOT/.gpu_data/COMMIT" 2>/dev/null || echo unknown)
+tag=$(echo "$gpu" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '_' | sed 's/^_//; s/_$//')
 {
   echo "# GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
-  echo "Made by \`bash benchmarks/gpu_check.sh$flag OUTDIR\` on $(hostname): GPU ${gpu:-none}; CPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; $versions; commit $commit.$caveat"
+  echo "Made by \`bash benchmarks/gpu_check.sh$flag OUTDIR\` on $stamp; commit $commit.$caveat"
   echo
   echo "| step | status | seconds | limit s |"
   echo "|---|---|---|---|"

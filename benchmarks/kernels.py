@@ -161,6 +161,19 @@ def bench_boundary(kind: str, size: str, hw, dtype, do_bench) -> dict:
             "gflop": 2 * macs / 1e9, "mbytes": nbytes / 1e6}
 
 
+def shape(r: dict) -> str:
+    """A result row's layer, as the table and the plot name it."""
+    if r["kernel"].startswith("conv"):
+        return f"conv{r['k']}x{r['k']} s{r['stride']} {r['cin']}->{r['cout']} @ {r['h']}x{r['w']}"
+    return f"{r['kernel']} ({','.join(r['models'])})"
+
+
+def pct(r: dict, *keys) -> str:
+    """' (12.3%, 45.6%)' for the fractions of r under keys that are there, '' if none."""
+    got = [f"{100 * r[k]:.1f}%" for k in keys if k in r]
+    return f" ({', '.join(got)})" if got else ""
+
+
 def main() -> int:
     global DEVICE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -242,17 +255,10 @@ def main() -> int:
              "% measured) | GB/s (% peak, % measured) | max abs err |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref_ms = r.get("cudnn_ms", r.get("torch_unfused_ms"))
-        shape = (f"conv{r['k']}x{r['k']} s{r['stride']} {r['cin']}->{r['cout']} @ {r['h']}x{r['w']}"
-                 if r["kernel"].startswith("conv") else r["kernel"])
-
-        def pct(*keys):
-            got = [f"{100 * r[k]:.1f}%" for k in keys if k in r]
-            return f" ({', '.join(got)})" if got else ""
-
-        lines.append(f"| {r['kernel']} | {r['dtype']} | {r['frame']} | {','.join(r['models'])} | {shape} | "
+        lines.append(f"| {r['kernel']} | {r['dtype']} | {r['frame']} | {','.join(r['models'])} | {shape(r)} | "
                      f"{r['triton_ms']:.3f} | {ref_ms:.3f} | {ref_ms / r['triton_ms']:.2f}x | "
-                     f"{r['triton_tflops']:.1f}{pct('frac_peak_flops', 'frac_measured_flops')} | "
-                     f"{r['triton_gbs']:.0f}{pct('frac_peak_bw', 'frac_measured_bw')} | {r['max_abs_err']:.2g} |")
+                     f"{r['triton_tflops']:.1f}{pct(r, 'frac_peak_flops', 'frac_measured_flops')} | "
+                     f"{r['triton_gbs']:.0f}{pct(r, 'frac_peak_bw', 'frac_measured_bw')} | {r['max_abs_err']:.2g} |")
     lines.append("")
     lines.append("PyTorch: cuDNN conv + ReLU on channels_last (conv layers); the unfused reference ops (ingest, "
                  "egest). Peaks: " + (f"{pk[0]} / {pk[1]} TFLOP/s fp16 tensor / fp32, {pk[2]} GB/s" if pk else
@@ -281,8 +287,6 @@ def plot(doc: dict, png):
         sum(1 for r in rows if (r["dtype"], r["frame"]) == p) for p in panels)), squeeze=False)
     for ax, (dn, fr) in zip(axes[0], panels):
         sel = [r for r in rows if (r["dtype"], r["frame"]) == (dn, fr)]
-        names = [f"conv{r['k']}x{r['k']} s{r['stride']} {r['cin']}->{r['cout']} @ {r['h']}x{r['w']}"
-                 if r["kernel"].startswith("conv") else f"{r['kernel']} ({','.join(r['models'])})" for r in sel]
         y = np.arange(len(sel))
         ref = [r.get("cudnn_ms", r.get("torch_unfused_ms")) for r in sel]
         ax.barh(y - 0.2, [r["triton_ms"] for r in sel], 0.4, label="Triton (fused)", color="tab:blue")
@@ -290,11 +294,11 @@ def plot(doc: dict, png):
         for yi, r, rf in zip(y, sel, ref):
             ax.annotate(f"{rf / r['triton_ms']:.2f}x", (max(r["triton_ms"], rf), yi), xytext=(3, 0),
                         textcoords="offset points", va="center", fontsize=8)
-        ax.set_yticks(y, names, fontsize=8)
+        ax.set_yticks(y, [shape(r) for r in sel], fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
-        lo, hi = min(min(ref), min(r["triton_ms"] for r in sel)), max(max(ref), max(r["triton_ms"] for r in sel))
-        ax.set_xlim(lo / 2, hi * 4)  # room for the ratio labels
+        ms = ref + [r["triton_ms"] for r in sel]
+        ax.set_xlim(min(ms) / 2, max(ms) * 4)  # room for the ratio labels
         ax.set_xlabel("ms per layer (lower is better); label: PyTorch ms / Triton ms")
         ax.set_title(f"{dn}, {fr}", fontsize=10)
         ax.grid(axis="x", alpha=0.3, which="both")

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, stamp, write  # noqa: E402
+from common import ROOT, stamp, write  # noqa: E402
 
 DEVICE = "cuda"  # --smoke: "cpu" (the triton backend then runs under TRITON_INTERPRET=1)
 
@@ -236,7 +236,7 @@ def main() -> int:
 
     md = table(doc, a, h_nlm)
     j, mdp = write(f"latency_{kind}", doc, md, a.out)
-    png = plot(doc, kind, a.out)
+    png = plot(doc, kind, j.with_suffix(".png"))
     print(md)
     print(f"results: {j}, {mdp}, {png}")
     return 0
@@ -250,7 +250,7 @@ def table(doc: dict, a, h_nlm: float) -> str:
     for r in doc["results"] + doc["anchors"]:
         if r["status"] == "ok":
             nums = (f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['fps']:.1f} | "
-                    f"{r['psnr_db']:.2f} | {str(r['x_nlm']) + 'x' if 'x_nlm' in r else ('1x' if r in doc['anchors'] else '–')}")
+                    f"{r['psnr_db']:.2f} | {str(r['x_nlm']) + 'x' if 'x_nlm' in r else ('1x' if r['case'] == 'opencv-nlm' else '–')}")
         else:
             nums = " | ".join(["–"] * 7)
         extra = ""
@@ -269,7 +269,7 @@ def table(doc: dict, a, h_nlm: float) -> str:
     return "\n".join(lines)
 
 
-def plot(doc: dict, kind: str, out=None):
+def plot(doc: dict, kind: str, png: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,7 +299,6 @@ def plot(doc: dict, kind: str, out=None):
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3, which="both")
     fig.tight_layout()
-    png = (Path(out) if out else RESULTS) / f"latency_{kind}.png"
     fig.savefig(png, dpi=110)
     return png
 
