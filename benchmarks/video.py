@@ -21,6 +21,13 @@ of the clean video, 10 log10(255^2 / mean_t MSE((out_t - out_t-1), (clean_t - cl
 so noise that changes from frame to frame, or a denoiser that wavers, lowers it. Ratios are
 NLM's p50 over the case's p50. Writes results/video_cpu.{json,md} and one picture per video
 (results/video_<name>.png: a crop of the middle frame, clean | noisy | NLM | default).
+
+    python benchmarks/video.py --pictures-only       # only the pictures, in seconds
+
+re-makes only the pictures: every frame is still decoded (the middle one is len // 2), but only
+the middle frame gets its noise (seeded by its index, as in the full run) and is denoised, once by
+each method shown; every method is a pure function of its frame, so the picture and its PSNR
+labels are those the full run makes. video_cpu.{json,md} are left as they are.
 """
 from __future__ import annotations
 
@@ -78,13 +85,48 @@ def picture(name: str, clean: np.ndarray, panels: list[tuple[str, np.ndarray]], 
     return path
 
 
+def nlm_denoise(frame: np.ndarray, h: float) -> np.ndarray:
+    """The anchor: OpenCV NLM with quality.py's h, template 7, search 21."""
+    import cv2
+
+    return cv2.fastNlMeansDenoisingColored(frame, None, h, h, 7, 21)
+
+
+def shown_panels(noisy: np.ndarray, nlm_out: np.ndarray, default_out: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The panels of a video's picture after clean: the noisy frame, NLM, default fp32 told sigma 25."""
+    return [("noisy", noisy), ("NLM", nlm_out), ("default", default_out)]
+
+
+def pictures_only(data: str, videos: list[str]) -> int:
+    """`--pictures-only`: each video's picture from its middle frame alone (see the module docstring)."""
+    from latency import nlm_h
+
+    from edgedenoise.denoiser import Denoiser
+    from edgedenoise.noise import protocol_noisy
+
+    den = Denoiser.load("default", backend="onnxruntime", precision="fp32")
+    h_nlm = nlm_h()
+    for video in videos:
+        clean = read_video(Path(data) / "video" / video)
+        mid = len(clean) // 2
+        c = clean[mid]
+        del clean
+        noisy = protocol_noisy(c, SIGMA, mid, "camera")
+        path = picture(Path(video).stem, c, shown_panels(noisy, nlm_denoise(noisy, h_nlm), den.denoise(noisy, SIGMA)))
+        print(f"{video}: frame {mid}, picture {path}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("EDGEDENOISE_DATA", str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--videos", default="bikes.mp4,bigbuckbunny.mp4")
+    ap.add_argument("--pictures-only", action="store_true",
+                    help="re-make only results/video_<name>.png from each video's middle frame (no timing, no json/md)")
     a = ap.parse_args()
+    if a.pictures_only:
+        return pictures_only(a.data, a.videos.split(","))
 
-    import cv2
     from latency import nlm_h
     from tqdm import tqdm
 
@@ -105,7 +147,7 @@ def main() -> int:
         tracker = SigmaTracker(None)
         cases = [(f"{m} {p}", "25", lambda f, d=d: d.denoise(f, SIGMA)) for (m, p), d in dens.items()]
         cases.append(("default fp32", "auto", lambda f, t=tracker: dens["default", "fp32"].denoise(f, t(f))))
-        cases.append(("OpenCV NLM", "25", lambda f: cv2.fastNlMeansDenoisingColored(f, None, h_nlm, h_nlm, 7, 21)))
+        cases.append(("OpenCV NLM", "25", lambda f: nlm_denoise(f, h_nlm)))
         base = {"video": video, "resolution": f"{ww}x{hh}", "frames": len(clean)}
         rows.append({**base, "case": "noisy input", "sigma": "–", **score(noisy, clean)})
         mid = len(clean) // 2  # the frame the picture shows
@@ -126,9 +168,8 @@ def main() -> int:
         for r in rows:
             if r["video"] == video and "p50_ms" in r:
                 r["x_nlm"] = round(nlm["p50_ms"] / r["p50_ms"], 2)
-        pictures.append(picture(Path(video).stem, clean[mid], [("noisy", noisy[mid]),
-                                                               ("NLM", shown["OpenCV NLM", "25"]),
-                                                               ("default", shown["default fp32", "25"])]))
+        pictures.append(picture(Path(video).stem, clean[mid], shown_panels(noisy[mid], shown["OpenCV NLM", "25"],
+                                                                           shown["default fp32", "25"])))
     bar.close()
 
     doc = {"stamp": stamp({"sigma": SIGMA, "noise": "camera protocol, seed = frame index", "warmup": WARMUP,

@@ -40,7 +40,7 @@ def to_u8(x: np.ndarray) -> np.ndarray:
 
 def comparison(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
     """Side-by-side uint8 BGR picture of labelled RGB/gray panels."""
-    import cv2
+    from .frames import draw_label
 
     out = []
     for label, img in panels:
@@ -48,8 +48,7 @@ def comparison(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
         img = np.repeat(img, 3, axis=2) if img.ndim == 3 and img.shape[2] == 1 else img
         img = np.stack([img] * 3, axis=2) if img.ndim == 2 else img
         bgr = img[:, :, ::-1].copy()  # a copy: the labels must not draw into the caller's frame
-        cv2.putText(bgr, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(bgr, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        draw_label(bgr, label, (8, 22), 0.6)
         out.append(bgr)
         out.append(np.full((bgr.shape[0], 4, 3), 255, np.uint8))
     return np.concatenate(out[:-1], axis=1)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..evaluate import to_u8
+from ..frames import draw_label
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 GRAMMAR = "display, null, a folder, a .mp4/.avi/.mkv file, or http://127.0.0.1:PORT"
@@ -65,9 +66,7 @@ def compose(res: Result, status: str = "", max_width: int = 0) -> np.ndarray:
     w = pic.shape[1]
     for text, org in (("noisy", (8, 22)), (f"denoised (sigma {res.sigma:.1f})", (w // 2 + 8, 22)),
                       (status, (8, pic.shape[0] - 10))):
-        if text:
-            cv2.putText(pic, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(pic, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        draw_label(pic, text, org, 0.55)
     return pic
 
 
