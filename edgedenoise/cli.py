@@ -80,7 +80,16 @@ def add_eval(sub):
 
 
 def cmd_eval(a):
+    from .data import list_images
     from .evaluate import evaluate, write_reports
+    from .outputs import guard
+
+    inputs = [Path(d) for d in a.data] + [f for d in a.data for f in list_images(d)]
+    if a.json:  # refused before hours of scoring, not after
+        guard(a.json, inputs, what="--json file")
+        guard(Path(a.json).with_suffix(".md"), inputs, what="--json table")
+    if a.save:
+        guard(a.save, inputs, folder=True, what="--save folder")
 
     protocols = ["camera", "paper"] if a.protocol == "both" else [a.protocol]
     reports = [evaluate(a.model, d, a.sigma, pr, a.backend, a.blind, a.save, limit=a.limit,
@@ -90,22 +99,46 @@ def cmd_eval(a):
 
 
 def add_denoise(sub):
-    p = sub.add_parser("denoise", help="denoise one image (no arguments: the bundled sample, with added noise)")
-    p.add_argument("input", nargs="?", help="noisy image; omitted: bundled sample with synthetic noise")
-    p.add_argument("output", nargs="?", help="denoised image (default: <input>_denoised.png, or edgedenoise_demo.png)")
+    from .runtime.commands import parse_size
+
+    p = sub.add_parser("denoise", help="denoise an image or a folder of images (no arguments: the bundled "
+                                       "sample, with added noise)")
+    p.add_argument("input", nargs="?", help="noisy image, or a folder of them; omitted: the bundled sample with "
+                                            "synthetic noise")
+    p.add_argument("output", nargs="?", help="denoised image, or folder for a folder (default: in the working "
+                                             "folder, <name>_denoised.png or <folder>_denoised/; for the sample "
+                                             "edgedenoise_demo.png)")
     p.add_argument("-o", "--out", help="output path (same as the positional OUTPUT)")
     p.add_argument("--model", default="default")
     p.add_argument("--sigma", type=float, help="noise std on the 0-255 scale; omitted: estimated from the image")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--tile", type=parse_size, metavar="WxH", help="denoise in tiles of at most WxH (memory bounded "
+                                                                  "by the tile: for very large images)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--demo-sigma", type=float, default=25.0, help="noise added to the bundled sample (default 25)")
     p.set_defaults(func=cmd_denoise)
 
 
-def cmd_denoise(a):
-    import time
-
+def _check_image_ext(path: Path) -> None:
+    """DataError unless OpenCV can write an image with this file name's extension."""
     import cv2
     import numpy as np
+
+    from .errors import DataError
+
+    ok = False
+    if path.suffix:
+        try:
+            ok = cv2.imencode(path.suffix, np.zeros((2, 2, 3), np.uint8))[0]
+        except cv2.error:
+            ok = False
+    if not ok:
+        raise DataError(f"cannot write an image as {path.suffix or '(no extension)'!r} ({path}): use .png, "
+                        f".tif (lossless), .jpg or .bmp")
+
+
+def cmd_denoise(a):
+    import time
 
     from .data import SAMPLE_IMAGE, read_image
     from .denoiser import Denoiser
@@ -113,17 +146,26 @@ def cmd_denoise(a):
     from .estimate import estimate_sigma
     from .evaluate import comparison, psnr_u8
     from .noise import protocol_noisy
+    from .outputs import guard
+    from .runtime.commands import check_tile
+    from .runtime.sources import IMAGE_EXTS, read_image_file
+    from .runtime.tiling import tiled
 
-    den = Denoiser.load(a.model, backend=a.backend)
+    check_tile(a.tile, a.overlap)
+    if a.output and a.out and a.output != a.out:
+        raise DataError(f"two outputs given ({a.output} and -o {a.out}): give one")
     a.output = a.output or a.out
     if a.input is None:
+        dest = Path(a.output or "edgedenoise_demo.png")
+        _check_image_ext(dest)
+        guard(dest)
+        den = Denoiser.load(a.model, backend=a.backend)
         clean = read_image(SAMPLE_IMAGE, 3)[:, :, ::-1]  # BGR
         noisy = protocol_noisy(clean, a.demo_sigma, 0, "camera")
         t = time.perf_counter()
         sigma = a.sigma if a.sigma is not None else estimate_sigma(noisy)
         out = den.denoise(noisy, sigma)
         dt = time.perf_counter() - t
-        dest = Path(a.output or "edgedenoise_demo.png")
         pic = comparison([(f"noisy sigma={a.demo_sigma:g}: {psnr_u8(noisy, clean):.2f} dB", noisy[:, :, ::-1]),
                           (f"{den.name} ({den.backend_name}): {psnr_u8(out, clean):.2f} dB", out[:, :, ::-1]),
                           ("clean", clean[:, :, ::-1])])
@@ -137,15 +179,43 @@ def cmd_denoise(a):
     src = Path(a.input)
     if not src.exists():
         raise DataError(f"image not found: {src}")
-    img = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"cannot decode image {src}: file is corrupt or not an image")
-    t = time.perf_counter()
-    out = den.denoise(img, a.sigma)
-    dt = time.perf_counter() - t
-    dest = Path(a.output or src.with_name(src.stem + "_denoised.png"))
-    _imwrite(dest, out)
-    print(f"{src} -> {dest} ({img.shape[1]}x{img.shape[0]}, {dt * 1e3:.0f} ms, {den.name}, {den.backend_name})")
+    if src.is_dir():
+        files = sorted(f for f in src.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise DataError(f"no images in folder {src} ({', '.join(sorted(IMAGE_EXTS))})")
+        out_dir = Path(a.output or f"{src.resolve().name}_denoised")
+        if out_dir.suffix.lower() in IMAGE_EXTS and not out_dir.is_dir():
+            raise DataError(f"the input {src} is a folder, so the output must be a folder too, not {out_dir}")
+        guard(out_dir, [src, *files], folder=True)
+        stems = [f.stem for f in files]  # a.jpg and a.png both in the folder: keep both names whole
+        pairs = [(f, out_dir / ((f.stem if stems.count(f.stem) == 1 else f.name) + ".png")) for f in files]
+    else:
+        dest = Path(a.output or f"{src.stem}_denoised.png")
+        if dest.is_dir():
+            dest = dest / f"{src.stem}_denoised.png"
+        _check_image_ext(dest)
+        guard(dest, [src])
+        pairs = [(src, dest)]
+    den = Denoiser.load(a.model, backend=a.backend)
+
+    from tqdm import tqdm
+
+    bar = tqdm(pairs, unit="image", disable=len(pairs) == 1, file=sys.stderr)
+    for f, dest in bar:
+        img = read_image_file(f)
+        t = time.perf_counter()
+        # one noise level for the whole image, also when it is denoised in tiles
+        sigma = a.sigma if a.sigma is not None else estimate_sigma(img[:, :, :3] if img.ndim == 3 else img)
+        if a.tile:
+            out = tiled(img, lambda tile, s=sigma: den.denoise(tile, s), a.tile[::-1], a.overlap)
+        else:
+            out = den.denoise(img, sigma)
+        dt = time.perf_counter() - t
+        _imwrite(dest, out)
+        if len(pairs) == 1:
+            print(f"{f} -> {dest} ({img.shape[1]}x{img.shape[0]}, {dt * 1e3:.0f} ms, {den.name}, {den.backend_name})")
+    if len(pairs) > 1:
+        print(f"{src}: {len(pairs)} images -> {pairs[0][1].parent}/ ({den.name}, {den.backend_name})")
 
 
 def _imwrite(path: Path, img) -> None:
@@ -153,11 +223,13 @@ def _imwrite(path: Path, img) -> None:
 
     from .errors import DataError
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(path.suffix or ".png", img)
     if not ok:
         raise DataError(f"cannot encode an image as {path.suffix!r}: use .png, .jpg, .tif or .bmp")
-    buf.tofile(str(path))
+    try:
+        buf.tofile(str(path))
+    except OSError as e:
+        raise DataError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 # ---------------------------------------------------------------- info / export
@@ -180,7 +252,9 @@ def cmd_info(a):
         except EdgeDenoiseError:
             net, files = build_model(a.model), None  # a size with no trained weights shipped
     else:
-        net, files = load_model(a.model), resolve(a.model)
+        files = resolve(a.model)
+        # an .onnx on its own has no safetensors: its architecture (in its metadata) is all that is counted
+        net = load_model(a.model) if files.weights else build_model(files.config)
     _, mpp = count_macs(net)
     cfg = net.config
     info = {
@@ -239,12 +313,13 @@ def add_quantize(sub):
     p.add_argument("--model", default="default", help="model with an ONNX export (name, run folder or .onnx)")
     p.add_argument("--calib", required=True, help="folder of clean images to calibrate on (training images)")
     p.add_argument("--count", type=int, default=32, help="calibration crops (default 32)")
-    p.add_argument("--out", help="output path (default: <model>.int8.onnx beside the model's .onnx)")
+    p.add_argument("--out", help="output path (default: <model>.int8.onnx beside your model's .onnx, where "
+                                 "--precision int8 finds it; for a shipped model, in the working folder)")
     p.set_defaults(func=cmd_quantize)
 
 
 def cmd_quantize(a):
-    from .quantize import quantize_model
+    from .quantize import quantize_model  # guards its output (never inside the installed package)
 
     r = quantize_model(a.model, a.calib, a.out, a.count)
     print(f"quantize int8: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['calibration_crops']} calibration crops, "
@@ -338,21 +413,62 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# a module a command needs -> the extra that installs it (pip install -e ".[EXTRA]")
+EXTRAS = {"torch": "train", "safetensors": "train", "onnx": "train", "onnxslim": "train", "skimage": "train",
+          "matplotlib": "train", "onnxruntime": "runtime", "cv2": "runtime", "triton": "kernels",
+          "bm3d": "bench", "tensorrt": None}
+
+
+def missing_module_message(e: ModuleNotFoundError, command: str) -> str | None:
+    """One line naming the extra that installs a missing module, or None for a module of ours (a bug)."""
+    name = (e.name or "").split(".")[0]
+    if name not in EXTRAS:
+        return None
+    if name == "tensorrt":
+        return (f"`{command}` needs TensorRT (Python bindings), which is not installed: on a Jetson it comes "
+                "with JetPack (python3-libnvinfer); elsewhere pip install tensorrt")
+    extra = EXTRAS[name]
+    what = "the PyTorch CPU wheel first (pip install torch==2.13.0), then " if extra == "train" else ""
+    return (f"`{command}` needs {name}, which is not installed: install {what}"
+            f"the [{extra}] extra: pip install -e \".[{extra}]\"")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. How every command fails is decided here: an EdgeDenoiseError (bad input,
+    missing file, refused output), a missing optional dependency or an OS error on a file is
+    one line on stderr and exit status 2; an interrupted run exits 128 + the signal (130 for
+    SIGINT, 143 for SIGTERM) after finalising its outputs; anything else is a bug and keeps its
+    traceback."""
+    from .errors import Interrupted
+
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         args.func(args)
-    except EdgeDenoiseError as e:
-        if args.verbose:
-            raise
-        print(f"edgedenoise: error: {e}", file=sys.stderr)
-        return 2
+    except Interrupted as e:
+        print(f"edgedenoise: interrupted by {e.name}; outputs finalised", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("edgedenoise: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - sorted into one-line errors and bugs below
+        if args.verbose:
+            raise
+        if isinstance(e, EdgeDenoiseError):
+            msg = str(e)
+        elif isinstance(e, ModuleNotFoundError):
+            msg = missing_module_message(e, args.command)
+            if msg is None:
+                raise
+        elif isinstance(e, OSError) and (e.filename or e.strerror):
+            where = f" {e.filename}" if e.filename else ""
+            msg = f"cannot use{where}: {e.strerror or e}"
+        else:
+            raise
+        print(f"edgedenoise: error: {msg}", file=sys.stderr)
+        return 2
     return 0
 
 

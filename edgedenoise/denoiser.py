@@ -27,6 +27,11 @@ from .modelfile import ModelFiles, resolve
 
 
 GRAY_SIGMA_GAIN = 3 ** 0.5
+# The largest frame one call takes: the network's float activations need about 100 bytes per
+# pixel (a 10000x10000 frame took 9.7 GB), so 4096x4096 is about 1.6 GB. Larger frames go
+# through tiles (`run --tile`, `denoise --tile`, runtime.tiling.tiled), whose memory is bounded
+# by the tile.
+MAX_PIXELS = 4096 * 4096
 
 
 class OnnxBackend:
@@ -133,6 +138,7 @@ class Denoiser:
             raise ModelError(f"unknown backend {backend!r}: choose auto, onnxruntime, torch, triton or tensorrt")
         self.multiple = files.size_multiple
         self.channels = files.channels
+        self.max_pixels = MAX_PIXELS
         # seconds of the last denoise() call: (pre-process, inference, post-process)
         self.last_timing: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -168,6 +174,11 @@ class Denoiser:
             raise DataError(f"frame must be a numpy array, not {type(frame).__name__}")
         if frame.ndim not in (2, 3) or frame.size == 0:
             raise DataError(f"frame has shape {frame.shape}: expected HxW or HxWxC")
+        h, w = frame.shape[:2]
+        if h * w > self.max_pixels:
+            raise DataError(f"frame {w}x{h} ({h * w / 1e6:.0f} MP) is larger than one call takes "
+                            f"({self.max_pixels / 1e6:.1f} MP, about {self.max_pixels * 100 / 1e9:.1f} GB of memory): "
+                            f"denoise it in tiles, e.g. --tile 1024x1024")
         dtype = frame.dtype
         if dtype == np.uint8:
             scale = 255.0

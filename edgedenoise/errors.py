@@ -11,3 +11,11 @@ class DataError(EdgeDenoiseError):
 
 class ModelError(EdgeDenoiseError):
     """A model or checkpoint file that is missing, corrupt or does not match its config."""
+
+
+class Interrupted(Exception):
+    """A run stopped by SIGINT or SIGTERM after finalising its outputs; exit status 128 + signal."""
+
+    def __init__(self, signum: int, name: str):
+        super().__init__(name)
+        self.signum, self.name = signum, name

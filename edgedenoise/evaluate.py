@@ -17,6 +17,7 @@ import numpy as np
 
 from .data import list_images, read_image
 from .denoiser import Denoiser
+from .errors import DataError
 from .modelfile import file_sha256
 from .noise import protocol_noisy
 
@@ -26,11 +27,17 @@ def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
+SSIM_WINDOW = 7  # scikit-image's default window (BENCHMARK_PROTOCOL.md)
+
+
 def ssim_u8(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
     if a.ndim == 3 and a.shape[2] == 1:
         a, b = a[:, :, 0], b[:, :, 0]
+    if min(a.shape[:2]) < SSIM_WINDOW:
+        raise DataError(f"a {a.shape[1]}x{a.shape[0]} image is smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} "
+                        f"window: scoring needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}")
     return float(structural_similarity(a, b, data_range=255, channel_axis=2 if a.ndim == 3 else None))
 
 
@@ -54,22 +61,11 @@ def comparison(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
     return np.concatenate(out[:-1], axis=1)
 
 
-def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol: str = "camera",
-             backend: str = "auto", blind: bool = False, save: str | Path | None = None,
-             progress: bool = True, limit: int | None = None, precision: str = "fp32") -> dict:
-    """Score a model on a folder. Returns the JSON-ready result (per image and means)."""
+def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dict]:
+    """Per sigma: every image denoised and scored (PSNR, SSIM), with comparison pictures if asked."""
     import cv2
 
-    den = Denoiser.load(model, backend=backend, precision=precision)
-    files = list_images(data)[:limit]
-    gray = den.channels == 1
     results = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(files) * len(sigmas), unit="img", desc=f"eval {Path(data).name} {protocol}")
-    save_dir = Path(save) if save else None
     for sigma in sigmas:
         rows = []
         for i, f in enumerate(files):
@@ -79,10 +75,14 @@ def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol:
             out = den.denoise(np.ascontiguousarray(bgr), sigma=None if blind else sigma)
             out = to_u8(out)
             out = out[:, :, ::-1] if out.shape[2] == 3 else out
+            try:
+                ssim = ssim_u8(out, clean)
+            except DataError as e:
+                raise DataError(f"{f}: {e}") from None
             rows.append({
                 "image": f.name,
                 "psnr": psnr_u8(out, clean),
-                "ssim": ssim_u8(out, clean),
+                "ssim": ssim,
                 "psnr_noisy": psnr_u8(to_u8(noisy), clean),
             })
             if save_dir is not None:
@@ -100,8 +100,29 @@ def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol:
             "psnr_noisy": float(np.mean([r["psnr_noisy"] for r in rows])),
             "images": rows,
         })
-    if bar is not None:
-        bar.close()
+    return results
+
+
+def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol: str = "camera",
+             backend: str = "auto", blind: bool = False, save: str | Path | None = None,
+             progress: bool = True, limit: int | None = None, precision: str = "fp32") -> dict:
+    """Score a model on a folder. Returns the JSON-ready result (per image and means)."""
+    import skimage.metrics  # noqa: F401 - first: a missing extra fails before anything is scored
+
+    den = Denoiser.load(model, backend=backend, precision=precision)
+    files = list_images(data)[:limit]
+    gray = den.channels == 1
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files) * len(sigmas), unit="img", desc=f"eval {Path(data).name} {protocol}")
+    save_dir = Path(save) if save else None
+    try:
+        results = _score(den, files, sigmas, protocol, blind, save_dir, gray, bar)
+    finally:
+        if bar is not None:  # closed before an error is printed, so the error stays the last line
+            bar.close()
     mf = den.files
     return {
         "set": Path(data).name,

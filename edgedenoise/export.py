@@ -20,6 +20,7 @@ from . import __version__
 from .errors import ModelError
 from .modelfile import load_model, resolve
 from .onnxweights import halve_weights
+from .outputs import guard
 
 OPSET = 17
 
@@ -95,6 +96,7 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
 
     t0 = time.time()
     files = resolve(model_spec)
+    guard(out, [files.onnx, files.weights], what="export output")  # before the model is even loaded
     net = load_model(model_spec)
     if half_weights:
         with torch.no_grad():

@@ -75,8 +75,7 @@ def resolve(spec: str | Path) -> ModelFiles:
         config = onnx_config(onnx)
     else:
         raise ModelError(f"model config {cfg_path} is missing (it is written beside the weights)")
-    if "widths" not in config:
-        raise ModelError(f"model config {cfg_path} has no 'widths': not an edgedenoise model config")
+    check_config(config, cfg_path if cfg_path.exists() else onnx)
     return ModelFiles(
         name=str(config.get("name", stem.name)),
         config=config,
@@ -84,6 +83,35 @@ def resolve(spec: str | Path) -> ModelFiles:
         onnx=onnx if onnx.exists() else None,
         onnx_int8=int8 if (int8 := onnx.with_name(onnx.stem + ".int8.onnx")).exists() else None,
     )
+
+
+def _ints(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+
+
+def check_config(config, where: Path) -> None:
+    """ModelError unless `config` describes a buildable edgedenoise model with sane values (a config
+    is user input: valid JSON with the wrong types, or a width of a million, must not reach torch)."""
+    def bad(what: str) -> ModelError:
+        return ModelError(f"model config {where}: {what}")
+
+    if not isinstance(config, dict):
+        raise bad(f"expected a JSON object, found {type(config).__name__}")
+    if "widths" not in config:
+        raise bad("has no 'widths': not an edgedenoise model config")
+    widths, depths = config.get("widths"), config.get("depths", [])
+    if not _ints(widths) or not 1 <= len(widths) <= 8 or not all(1 <= w <= 4096 for w in widths):
+        raise bad(f"'widths' must be a list of 1-8 integers in 1..4096, not {widths!r}"[:300])
+    if not _ints(depths) or len(depths) != len(widths) or not all(0 <= d <= 64 for d in depths):
+        raise bad(f"'depths' must be a list of {len(widths)} integers in 0..64 (one per width), not {depths!r}"[:300])
+    if config.get("channels", 3) not in (1, 3) or isinstance(config.get("channels", 3), bool):
+        raise bad(f"'channels' must be 1 or 3, not {config.get('channels')!r}")
+    if config.get("unshuffle", 2) not in (1, 2, 4) or isinstance(config.get("unshuffle", 2), bool):
+        raise bad(f"'unshuffle' must be 1, 2 or 4, not {config.get('unshuffle')!r}")
+    if not isinstance(config.get("name", ""), str):
+        raise bad(f"'name' must be a string, not {config.get('name')!r}")
+    if not isinstance(config.get("extra", {}), dict):
+        raise bad("'extra' must be a JSON object")
 
 
 def onnx_config(path: Path) -> dict:
@@ -99,7 +127,10 @@ def onnx_config(path: Path) -> dict:
     props = {p.key: p.value for p in m.metadata_props}
     if "config" not in props:
         raise ModelError(f"{path} has no edgedenoise 'config' metadata: was it exported by edgedenoise export?")
-    return json.loads(props["config"])
+    try:
+        return json.loads(props["config"])
+    except ValueError as e:
+        raise ModelError(f"{path}: its 'config' metadata is not valid JSON: {e}") from None
 
 
 def file_sha256(path: Path, n: int = 12) -> str:

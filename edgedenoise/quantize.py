@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, ModelError
-from .modelfile import resolve
+from .modelfile import MODELS_DIR, resolve
+from .outputs import guard
 from .onnxweights import fold_weight_casts
 
 CALIB_CROP = 128  # calibration crops are CALIB_CROP x CALIB_CROP (a multiple of every size_multiple)
@@ -76,7 +77,13 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
         raise ModelError(f"model {model} has no .onnx export: run `edgedenoise export --model {model} --out X.onnx`")
     if files.channels != 3:
         raise ModelError("quantize calibrates colour models only (this model has 1 channel)")
-    out = Path(out) if out else int8_path(files.onnx)
+    if out:
+        out = Path(out)
+    elif files.onnx.resolve().parent == MODELS_DIR.resolve():
+        out = Path(int8_path(files.onnx).name)  # never into the installed package: the working folder
+    else:
+        out = int8_path(files.onnx)  # beside the user's own model, where --precision int8 finds it
+    guard(out, [files.onnx, files.weights], what="quantize output")
     t0 = time.time()
     feeds = calibration_batches(calib, count)
     if not feeds:

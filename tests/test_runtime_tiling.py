@@ -71,3 +71,25 @@ def test_bench_writes_a_table_and_json(tmp_path, capsys):
 def test_bench_tensorrt_without_an_engine_is_refused(capsys):
     assert main(["bench", "--backend", "tensorrt", "--frames", "1"]) == 2
     assert "needs an engine" in capsys.readouterr().err
+
+
+def test_tiled_memory_is_bounded_by_the_strip_not_the_frame():
+    import tracemalloc
+
+    frame = np.random.default_rng(0).integers(0, 256, (4096, 512, 3), dtype=np.uint8)
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    out = tiled(frame, lambda t: t, (256, 256), overlap=32)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.array_equal(out, frame)
+    float_frame = frame.size * 4  # what blending the whole frame in float32 would take, once
+    # the output (uint8) plus a 256-row float strip and its weights, never a float frame
+    assert peak < frame.nbytes + 0.15 * float_frame, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_tiles_keep_the_frame_dtype_for_frame_native_backends():
+    seen = []
+    frame = np.random.default_rng(1).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    tiled(frame, lambda t: seen.append(t.dtype) or t, (96, 128), overlap=16)
+    assert seen and all(d == np.uint8 for d in seen)

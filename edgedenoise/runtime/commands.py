@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .stats import RunStats
 
 BACKENDS = ["auto", "onnxruntime", "torch", "triton", "tensorrt"]
 # OpenCV fastNlMeansDenoisingColored h (= hColor) per sigma, search 21, template 7: the best PSNR
@@ -60,15 +61,19 @@ def add_run(sub):
                                   "edgedenoise_demo.mp4, noisy | denoised side by side, and for other sources "
                                   "http://127.0.0.1:8080)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument("--model", default="default", help="model name or file (.onnx, .safetensors)")
+    p.add_argument("--model", default="auto",
+                   help="model name or file (.onnx, .safetensors, .engine), or auto (default): in realtime mode the "
+                        "best shipped model and precision that keeps up with the source on this machine (timed at "
+                        "start), in offline mode the best")
     p.add_argument("--sigma", type=_sigma, default=None, metavar="S|auto",
                    help="noise std on the 0-255 scale, or auto: estimated per frame and smoothed (default auto)")
     p.add_argument("--mode", choices=["realtime", "offline"],
                    help="realtime: always the newest frame, drops counted; offline: every frame, in order "
                         "(default: realtime for cameras, streams and demo; offline for files and images)")
     p.add_argument("--stats", help="write run statistics (JSON) here on exit")
-    p.add_argument("--frames", type=int, help="stop after this many input frames (default: 150 for the demo, "
-                                              "else the whole stream)")
+    p.add_argument("--frames", type=int, help="stop after this many input frames; 0: never (default: 150 for the "
+                                              "demo written to a file, else the whole stream, or until the window "
+                                              "or viewer is stopped)")
     p.add_argument("--lossless", action="store_true", help="video sink: FFV1 in .mkv/.avi")
     p.add_argument("--compare", action="store_true", help="video or folder sink: store noisy | denoised side by "
                                                           "side, labelled, instead of the denoised frames")
@@ -76,9 +81,10 @@ def add_run(sub):
                                                              "frames are tiled with overlap and blended")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
-    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+    p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
                    help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize; shipped for tiny "
-                        "and default), faster on CPUs, some PSNR lost (benchmarks/results/quality.md)")
+                        "and default), faster on CPUs, some PSNR lost (benchmarks/results/quality.md); auto "
+                        "(default): chosen with --model auto, fp32 for a named model")
     p.add_argument("--reconnect", type=int, default=10, help="tries to reopen a dropped camera or stream (default 10)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=cmd_run)
@@ -100,55 +106,112 @@ def _default_sink(demo: bool) -> str:
         return headless
 
 
-def cmd_run(a):
-    from ..denoiser import Denoiser
-    from .pipeline import Pipeline
-    from .sinks import parse_sink
-    from .sources import open_source
-    from .stats import RunStats
+def check_tile(tile: tuple[int, int] | None, overlap: int) -> None:
+    """--tile WxH and --overlap N make sense together (DataError otherwise)."""
+    if overlap < 0:
+        raise DataError(f"--overlap {overlap} is negative: give 0 or more pixels")
+    if tile is not None and overlap >= min(tile):
+        raise DataError(f"--overlap {overlap} must be smaller than the tile ({tile[0]}x{tile[1]}): "
+                        f"e.g. --tile {max(tile[0], 4 * overlap)}x{max(tile[1], 4 * overlap)}")
 
-    if a.frames is not None and a.frames <= 0:
-        raise DataError("--frames must be positive")
+
+def command_line() -> str:
+    """The command as typed, passwords in URLs hidden (it is kept in stats and logs)."""
+    from .sources import redact
+
+    return redact(" ".join(["edgedenoise", *sys.argv[1:]]) if sys.argv[1:] else "edgedenoise run")
+
+
+def cmd_run(a):
+    from ..errors import EdgeDenoiseError, Interrupted
+    from ..outputs import OutputLock, guard, refuse_inputs
+    from .autoselect import choose
+    from .pipeline import Pipeline, Signals
+    from .sinks import parse_sink
+    from .sources import parse_source
+
+    if a.frames is not None and a.frames < 0:
+        raise DataError("--frames must be 0 (never stop) or more")
+    check_tile(a.tile, a.overlap)
     stats = RunStats()
-    source = open_source(a.source)  # fails fast on a missing path, closed port, missing codec...
-    demo = source.sigma is not None
-    if demo and a.frames is None:
-        a.frames = 150  # six seconds of the built-in demo, so the default run ends by itself
+    stats.info.update(command=command_line())
     try:
+        source = parse_source(a.source)
+    except DataError as e:  # a missing file, an empty folder...: the stats say so too
+        if a.stats:
+            guard(a.stats, [Path(a.source)], what="--stats file")
+            stats.info["error"] = str(e)
+            stats.finish()
+            stats.write_json(a.stats)
+        raise
+    inputs = source.inputs()
+    if a.stats:  # guarded first: it is written even when the run fails
+        guard(a.stats, inputs, what="--stats file")
+    locks: list[OutputLock] = []
+    sink, written, stats_lock = None, False, None
+    try:
+        demo = source.sigma is not None
         spec = a.sink or _default_sink(demo)
+        if demo and a.frames is None and spec != "display" and not spec.startswith("http"):
+            a.frames = 150  # six seconds of the built-in demo into a file, so the default run ends by itself
         # the demo's own video (no display here) shows what the model does: noisy | denoised, as a window would
         compare = a.compare or (demo and a.sink is None and spec != "display")
         sink = parse_sink(spec, source.fps, a.lossless, compare)
-        den = Denoiser.load(a.model, backend=a.backend, threads=a.threads, precision=a.precision)
+        out = sink.output()
+        if out is not None:  # before anything is opened for writing
+            refuse_inputs(out, inputs, what="sink")
+            if a.stats:
+                refuse_inputs(a.stats, [out], what="--stats file")
+            locks.append(OutputLock(out, "sink").acquire())
+        if a.stats:
+            locks.append(stats_lock := OutputLock(a.stats, "--stats file").acquire())
+        source.open()  # fails fast on a missing path, closed port, missing codec...
+        mode = a.mode or ("realtime" if source.realtime else "offline")
+        den, why = choose(a.model, a.precision, a.backend, a.threads, mode, source.frame_size(), source.fps)
+        sigma_desc = "auto (estimated, smoothed)" if a.sigma is None else f"{a.sigma:g}"
+        if source.sigma is not None:
+            sigma_desc += f"; source noise is sigma {source.sigma:g}"
+        print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {den.name} on {den.backend_name}"
+              f"{' int8' if den.precision == 'int8' else ''}, sigma {sigma_desc}", file=sys.stderr)
+        if a.model == "auto" or a.precision == "auto":
+            print(f"auto: {why}", file=sys.stderr)
+        stats.info.update(model=den.name, backend=den.backend_name, precision=den.precision, model_choice=why,
+                          sigma=a.sigma if a.sigma is not None else "auto",
+                          threads=a.threads, tile=list(a.tile) if a.tile else None)
         sink.open(stats)
-    except BaseException:
-        source.close()
+        pipe = Pipeline(source, sink, den, mode=mode, sigma=a.sigma, max_frames=a.frames or None,
+                        tile=(a.tile[1], a.tile[0]) if a.tile else None, overlap=a.overlap,
+                        reconnect=a.reconnect, status=not a.quiet, stats=stats)
+        sink = None  # the pipeline closes it (and the source) from here on
+        with Signals() as sig:  # held until the stats are written: later signals cannot cut that short
+            try:
+                pipe.run(sig)
+            except EdgeDenoiseError as e:
+                stats.info["error"] = str(e)
+                raise
+            finally:
+                if a.stats:  # written on errors and interrupts too: that is when it is wanted most
+                    stats.write_json(a.stats)
+                    written = True
+    except EdgeDenoiseError as e:
+        stats.info.setdefault("error", str(e))
         raise
-    mode = a.mode or ("realtime" if source.realtime else "offline")
-    sigma = a.sigma
-    sigma_desc = "auto (estimated per frame, smoothed)" if sigma is None else f"{sigma:g}"
-    if source.sigma is not None:
-        sigma_desc += f"; source noise is sigma {source.sigma:g}"
-    print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {den.name} on {den.backend_name}"
-          f"{' int8' if den.precision == 'int8' else ''}"
-          f"{' (picked by auto)' if a.backend == 'auto' else ''}, sigma {sigma_desc}", file=sys.stderr)
-    stats.info.update(command=" ".join(["edgedenoise", *sys.argv[1:]]) if sys.argv else "edgedenoise run",
-                      model=den.name, backend=den.backend_name, precision=den.precision,
-                      sigma=a.sigma if a.sigma is not None else "auto",
-                      threads=a.threads, tile=list(a.tile) if a.tile else None)
-    pipe = Pipeline(source, sink, den, mode=mode, sigma=sigma, max_frames=a.frames,
-                    tile=(a.tile[1], a.tile[0]) if a.tile else None, overlap=a.overlap,
-                    reconnect=a.reconnect, status=not a.quiet, stats=stats)
-    try:
-        pipe.run()
     finally:
-        if a.stats:  # written on errors and interrupts too: that is when it is wanted most
+        if sink is not None:  # failed before the pipeline took over
+            sink.close()
+            source.close()
+        if a.stats and not written and stats_lock is not None:  # the run never started (source, model...)
+            stats.finish()
             stats.write_json(a.stats)
+        for lock in locks:
+            lock.release()
     print(stats.table())
-    if pipe.stopped_by:
-        print(f"stopped by {pipe.stopped_by}; output finalised: {sink.name}", file=sys.stderr)
+    if pipe.stopped_by and pipe.stopped_by != "sink":
+        print(f"stopped by {pipe.stopped_by}; output finalised: {pipe.sink.name}", file=sys.stderr)
     if a.stats:
         print(f"stats: {a.stats}", file=sys.stderr)
+    if sig.received:
+        raise Interrupted(int(sig.received[0]), sig.received[0].name)
 
 
 # ---------------------------------------------------------------- bench

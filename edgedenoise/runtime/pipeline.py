@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DataError, EdgeDenoiseError
 from ..estimate import estimate_sigma
-from ..evaluate import psnr_u8, to_u8
+from ..evaluate import psnr_u8
 from .sinks import Result, Sink
 from .sources import Source
 from .stats import RunStats
@@ -90,42 +90,105 @@ def check_frame(img, index: int, source: str) -> None:
 
 
 class SigmaTracker:
-    """Noise level per frame: fixed, or estimated and smoothed over time (exponential average)."""
+    """Noise level per frame: fixed, or estimated and smoothed over time (exponential average).
 
-    def __init__(self, fixed: float | None, smoothing: float = 0.8, crop: int = 256):
-        self.fixed, self.smoothing, self.crop = fixed, smoothing, crop
+    `background=False` (offline mode): every frame is estimated before it is denoised, so a
+    run is reproducible. `background=True` (realtime mode): the first frame after a start or a
+    reset is estimated at once; after that a worker thread re-estimates a copy of the newest
+    frame's central crop every `every` seconds and the frames in between use the current
+    value, so the estimate (7-40 ms at 640x480 on two cores) is off the frame's critical path.
+    """
+
+    def __init__(self, fixed: float | None, smoothing: float = 0.8, crop: int = 256, background: bool = False,
+                 every: float = 0.25):
+        self.fixed, self.crop, self.background, self.every = fixed, crop, background, every
+        # fewer, wider-spaced estimates in the background: weigh each one more
+        self.smoothing = 0.5 if background else smoothing
         self.value: float | None = None
+        self.estimates = 0
+        self._lock = threading.Lock()
+        self._busy = False
+        self._generation = 0  # a reset invalidates an estimate still running
+        self._t_last = 0.0
 
     def reset(self) -> None:
-        self.value = None
+        with self._lock:
+            self.value = None
+            self._generation += 1
 
-    def __call__(self, img: np.ndarray) -> float:
-        if self.fixed is not None:
-            return self.fixed
+    def _patch(self, img: np.ndarray) -> np.ndarray:
         # noise is (near) stationary, so a central crop is enough: ~15 ms instead of ~80 ms at 640x480
         h, w = img.shape[:2]
         c = self.crop
         y, x = max(0, (h - c) // 2), max(0, (w - c) // 2)
         patch = img[y:y + c, x:x + c]
-        est = estimate_sigma(patch[:, :, :3] if patch.ndim == 3 else patch)
-        self.value = est if self.value is None else self.smoothing * self.value + (1 - self.smoothing) * est
-        return self.value
+        return patch[:, :, :3] if patch.ndim == 3 else patch
+
+    def _update(self, est: float, generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return
+            self.value = est if self.value is None else self.smoothing * self.value + (1 - self.smoothing) * est
+            self.estimates += 1
+
+    def _work(self, patch: np.ndarray, generation: int) -> None:
+        try:
+            self._update(estimate_sigma(patch), generation)
+        finally:
+            with self._lock:
+                self._busy = False
+
+    def __call__(self, img: np.ndarray) -> float:
+        if self.fixed is not None:
+            return self.fixed
+        with self._lock:
+            value, generation = self.value, self._generation
+        if value is None or not self.background:
+            self._update(estimate_sigma(self._patch(img)), generation)
+            with self._lock:
+                self._t_last = time.perf_counter()
+                return self.value
+        now = time.perf_counter()
+        with self._lock:
+            start = not self._busy and now - self._t_last >= self.every
+            if start:
+                self._busy, self._t_last = True, now
+        if start:
+            patch = np.array(self._patch(img))  # a copy: the frame moves on down the pipeline
+            threading.Thread(target=self._work, args=(patch, generation), name="edgedenoise-sigma",
+                             daemon=True).start()
+        return value
 
 
-def _to_float(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) * np.float32(1 / 255)
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) * np.float32(1 / 65535)
-    return img
+class Signals:
+    """SIGINT/SIGTERM routed to a callback for as long as a run and its finalisation last.
 
+    `with Signals() as sig:` installs the handlers (main thread only); each signal is recorded
+    in `received` and passed to `on_signal(name)` (the pipeline's `stop`: the first stops capture,
+    the second aborts). Later signals change nothing, so any number of them while the sink is
+    closed and the stats are written still leaves a playable video and complete stats.
+    """
 
-def _from_float(out: np.ndarray, dtype) -> np.ndarray:
-    if dtype == np.uint8:
-        return to_u8(out)
-    if dtype == np.uint16:
-        return np.round(np.clip(out, 0, 1) * 65535).astype(np.uint16)
-    return out.astype(dtype)
+    def __init__(self):
+        self.received: list[signal.Signals] = []
+        self.on_signal = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.received.append(signal.Signals(signum))
+        if self.on_signal is not None:
+            self.on_signal(signal.Signals(signum).name)
+
+    def __enter__(self) -> "Signals":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
 
 
 class Pipeline:
@@ -144,7 +207,7 @@ class Pipeline:
         self.source, self.sink, self.den = source, sink, denoiser
         self.mode, self.max_frames, self.tile, self.overlap = mode, max_frames, tile, overlap
         self.reconnect, self.show_status = reconnect, status
-        self.sigma = SigmaTracker(sigma)
+        self.sigma = SigmaTracker(sigma, background=mode == "realtime")
         self.stats = stats or RunStats()
         if sink.stats is None:
             sink.stats = self.stats  # for sinks that draw fps and latency
@@ -188,7 +251,15 @@ class Pipeline:
                     if delay > 0 and self.stopping.wait(delay):
                         break
                 t0 = time.perf_counter()
-                img = src.read()
+                try:
+                    img = src.read()
+                except DataError as e:
+                    if src.live:
+                        raise
+                    # a corrupt image in a folder: the frames before it are written, then the error
+                    st.event(str(e))
+                    self.late_error = e
+                    break
                 t1 = time.perf_counter()
                 if img is None:
                     if src.live and self._reopen():
@@ -247,9 +318,8 @@ class Pipeline:
                     self.sigma.reset()  # a new scene or camera mode: start the average again
                 sigma = self.sigma(img)
                 t1 = time.perf_counter()
-                if self.tile:  # tiles are blended in float: one float32 copy of the frame
-                    y = tiled(_to_float(img), lambda t: den.denoise(t, sigma), self.tile, self.overlap)
-                    out = _from_float(y, img.dtype)
+                if self.tile:  # tiles of the frame's own dtype; float sums for one strip of tiles only
+                    out = tiled(img, lambda t: den.denoise(t, sigma), self.tile, self.overlap)
                 else:  # the Denoiser takes the frame as it is: uint8 stays uint8 up to the backend
                     out = den.denoise(img, sigma)
                 t3 = time.perf_counter()
@@ -297,16 +367,18 @@ class Pipeline:
 
     # -- main
 
-    def run(self) -> RunStats:
+    def run(self, signals: Signals | None = None) -> RunStats:
+        """Run to the end of the stream (or a stop). SIGINT/SIGTERM stop it gracefully: through
+        `signals` when given (the caller keeps them handled while it finalises more), else
+        through handlers installed for the run and its finalisation."""
         st = self.stats
         st.info.update(mode=self.mode, source=self.source.describe(), sink=self.sink.name)
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            def on_signal(signum, frame):
-                self.stop(signal.Signals(signum).name)
-
-            for s in (signal.SIGINT, signal.SIGTERM):
-                handlers[s] = signal.signal(s, on_signal)
+        st.t_start = time.perf_counter()  # fps counts the stream, not the set-up before it
+        own = signals is None
+        signals = Signals() if own else signals
+        signals.on_signal = self.stop
+        if own:
+            signals.__enter__()
         threads = [threading.Thread(target=f, name=f"edgedenoise-{f.__name__.strip('_')}", daemon=True)
                    for f in (self._capture, self._infer, self._output)]
         tty = sys.stderr.isatty()
@@ -325,13 +397,13 @@ class Pipeline:
                         t.join(timeout=5.0)  # a thread stuck in a driver call is left behind (daemon)
                     break
         finally:
-            for s, h in handlers.items():
-                signal.signal(s, h)
             try:
                 self.sink.close()  # finalises video files even when interrupted
             finally:
                 self.source.close()
                 st.finish()
+                if own:
+                    signals.__exit__(None, None, None)
                 if self.show_status and tty:
                     print(file=sys.stderr)
         st.info.update(interrupted=self.stopped_by is not None and self.stopped_by != "sink",

@@ -12,6 +12,7 @@ thread (realtime mode then drops frames before it, offline mode slows capture do
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import numpy as np
 from ..errors import DataError
 from ..evaluate import to_u8
 from ..frames import draw_label
+from ..outputs import check_writable
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 GRAMMAR = "display, null, a folder, a .mp4/.avi/.mkv file, or http://127.0.0.1:PORT"
@@ -90,6 +92,10 @@ class Sink:
     def info(self) -> dict:
         return {"sink": self.name}
 
+    def output(self) -> Path | None:
+        """The file or folder this sink writes, if any (guarded against the inputs, and locked)."""
+        return getattr(self, "path", None)
+
     def _status(self) -> str:
         if self.stats is None:
             return ""
@@ -114,10 +120,7 @@ class FolderSink(Sink):
 
     def open(self, stats=None) -> None:
         super().open(stats)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DataError(f"cannot create output folder {self.path}: {e.strerror}") from None
+        check_writable(self.path, folder=True, what="sink")
 
     def write(self, res: Result) -> None:
         img = compose(res) if self.compare else res.denoised
@@ -138,6 +141,10 @@ class VideoSink(Sink):
 
     Frames are written as 8-bit BGR; a later frame of another size is scaled to the first
     one's (a video has one size) and the run's events say so. Odd sizes are padded to even.
+
+    The video keeps the stream's timing: where realtime mode dropped frames (a gap in the
+    frame indices), the last written frame is written again in their place (`frames_held`),
+    so a second of video is a second of the stream, as the viewer saw it.
     """
 
     def __init__(self, path: Path, fps: float = 25.0, lossless: bool = False):
@@ -151,13 +158,12 @@ class VideoSink(Sink):
         self.size = None
         self.count = 0
         self.resized = 0
+        self.held = 0
+        self._last: tuple[int, np.ndarray] | None = None  # index and image of the last frame written
 
     def open(self, stats=None) -> None:
         super().open(stats)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DataError(f"cannot create folder {self.path.parent}: {e.strerror}") from None
+        check_writable(self.path, what="sink")  # the real cause (permissions, ...) before the codec is blamed
         # open a throw-away writer now, so a missing codec fails before the run starts
         probe = self.path.with_name(f".{self.path.stem}.probe{self.path.suffix}")
         w = cv2.VideoWriter(str(probe), cv2.VideoWriter_fourcc(*self.codec), self.fps, (64, 64))
@@ -189,16 +195,25 @@ class VideoSink(Sink):
                 self.stats.event(f"frame {res.index} is {w}x{h}: scaled to the video's {self.size[0]}x{self.size[1]}")
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
             self.resized += 1
+        if self._last is not None:
+            for _ in range(res.index - self._last[0] - 1):  # dropped frames: hold the last one
+                self.writer.write(self._last[1])
+                self.held += 1
         self.writer.write(img)
+        self._last = (res.index, img)
         self.count += 1
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()  # writes the container's index: without it an .mp4 does not play
             self.writer = None
+            if self.held and self.stats is not None:
+                self.stats.event(f"{self.path.name}: the last frame was held in place of {self.held} dropped "
+                                 f"frames, so the video plays at the stream's rate")
 
     def info(self) -> dict:
-        return {"sink": self.name, "codec": self.codec, "frames_written": self.count, "frames_resized": self.resized}
+        return {"sink": self.name, "codec": self.codec, "frames_written": self.count, "frames_held": self.held,
+                "frames_resized": self.resized}
 
 
 class DisplaySink(Sink):
@@ -285,6 +300,10 @@ class HttpSink(Sink):
                 pass
 
             def do_GET(self):
+                if not sink.host_allowed(self.headers.get("Host", "")):
+                    # DNS rebinding: a web page of another site, resolved to this address, may not read frames
+                    self._send(403, "text/plain", b"forbidden: unknown Host\n")
+                    return
                 path = self.path.split("?", 1)[0]
                 if path in ("/", "/index.html"):
                     self._send(200, "text/html; charset=utf-8", PAGE.encode())
@@ -346,6 +365,28 @@ class HttpSink(Sink):
         threading.Thread(target=self.server.serve_forever, name="http-viewer", daemon=True).start()
         exposed = "" if self.host in ("127.0.0.1", "localhost", "::1") else " (reachable from other machines)"
         print(f"viewer: {self.url}{exposed}", file=sys.stderr, flush=True)
+
+    def host_allowed(self, header: str) -> bool:
+        """Whether a request's Host header names the address this viewer is bound to: the bound
+        host itself, or for localhost/any-address bindings a loopback name or an IP address. A
+        name that some other site's DNS points here (DNS rebinding) is refused."""
+        import ipaddress
+        import socket
+
+        m = re.fullmatch(r"\[?([^\]]*?)\]?(?::(\d+))?", header.strip().lower())
+        if not m or (m.group(2) is not None and int(m.group(2)) != self.port):
+            return False
+        name = m.group(1)
+        if name == self.host.lower():
+            return True
+        try:
+            ip = ipaddress.ip_address(name)
+        except ValueError:
+            ip = None
+        if self.host in ("0.0.0.0", "::", ""):  # bound to every interface: any address of this machine
+            return ip is not None or name in ("localhost", socket.gethostname().lower())
+        loopback = self.host in ("127.0.0.1", "localhost", "::1")
+        return loopback and (name == "localhost" or (ip is not None and ip.is_loopback))
 
     def write(self, res: Result) -> None:
         pic = compose(res, self._status(), self.max_width)

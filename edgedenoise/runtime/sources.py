@@ -25,11 +25,19 @@ import numpy as np
 
 from ..data import SAMPLE_IMAGE as SAMPLE
 from ..errors import DataError
-from ..noise import protocol_noisy
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm", ".exr"}
 GRAMMAR = ("a camera index (0), v4l2:///dev/videoN, csi://N, gst:PIPELINE, a video file, "
            "an image folder or glob, rtsp:// or http(s):// URL, or demo")
+
+
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)([^:/@\s]+):([^@/\s]*)@")
+
+
+def redact(text: str) -> str:
+    """Hide the password of any URL in `text` (rtsp://user:pass@host -> rtsp://user:***@host):
+    sources are named in stats, logs, the status line and the viewer page."""
+    return _CREDENTIALS.sub(r"\1\2:***@", str(text))
 
 
 def _opencv_has(feature: str) -> bool:
@@ -81,6 +89,14 @@ class Source:
     def describe(self) -> str:
         return self.name
 
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the frames to come, where the source knows it before reading one."""
+        return None
+
+    def inputs(self) -> list[Path]:
+        """The files and folders this source reads (no output may be one of them)."""
+        return []
+
 
 class CaptureSource(Source):
     """Anything cv2.VideoCapture opens: cameras, files, network streams, GStreamer pipelines."""
@@ -88,7 +104,7 @@ class CaptureSource(Source):
     def __init__(self, target: str | int, api: int = cv2.CAP_ANY, kind: str = "file", name: str | None = None,
                  hint: str = ""):
         self.target, self.api, self.kind = target, api, kind
-        self.name = name or str(target)
+        self.name = redact(name or str(target))
         self.live = kind != "file"
         self.realtime = self.live
         self.hint = hint
@@ -113,6 +129,15 @@ class CaptureSource(Source):
         self.fps = fps if 0 < fps < 1000 else None
         self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "file" else 0
         self.cap = cap
+
+    def inputs(self) -> list[Path]:
+        return [Path(self.target)] if self.kind == "file" else []
+
+    def frame_size(self) -> tuple[int, int] | None:
+        if self.cap is None:
+            return None
+        w, h = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return (w, h) if w > 0 and h > 0 else None
 
     def _open_error(self) -> str:
         if self.kind == "file":
@@ -148,9 +173,12 @@ class CaptureSource(Source):
 class ImageSource(Source):
     """Still images in sorted order, read unchanged (gray, BGR, BGRA, 16-bit kept as they are)."""
 
-    def __init__(self, paths: list[Path], name: str, fps: float = 25.0):
-        self.paths, self.name, self.fps = paths, name, fps
+    def __init__(self, paths: list[Path], name: str, fps: float = 25.0, folder: Path | None = None):
+        self.paths, self.name, self.fps, self.folder = paths, name, fps, folder
         self.i = 0
+
+    def inputs(self) -> list[Path]:
+        return list(self.paths) + ([self.folder] if self.folder is not None else [])
 
     def open(self) -> None:
         self.i = 0
@@ -160,26 +188,33 @@ class ImageSource(Source):
             return None
         p = self.paths[self.i]
         self.i += 1
-        img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_UNCHANGED)  # fromfile: non-ASCII paths work
-        if img is None:
-            raise DataError(f"cannot decode image {p}: file is corrupt or not an image")
-        return img
+        return read_image_file(p)
 
 
 class DemoSource(Source):
     """The bundled sample panned over time: a moving 640x480 BGR stream with known noise.
 
-    Frame i is a crop of the (upscaled) sample along a smooth Lissajous path, plus
-    camera-protocol noise seeded by i (BENCHMARK_PROTOCOL.md), so runs are reproducible
-    and `reference()` gives the clean frame for PSNR.
+    Frame i is a crop of the (upscaled) sample along a smooth Lissajous path, plus Gaussian
+    noise of the given sigma, rounded and clipped to uint8 as a camera delivers it (the
+    camera protocol of BENCHMARK_PROTOCOL.md), so `reference()` gives the clean frame for PSNR.
+
+    The noise is made ahead: `open()` draws a bank of `BANK` seeded, pre-rounded noise fields a
+    little larger than the frame, and frame i adds field i % BANK at an offset drawn from
+    default_rng(i). Making fresh noise per frame cost 10-47 ms of CPU on the two cores the model
+    runs on (more than the `tiny` model itself); adding a stored field costs under 1 ms. A
+    pixel of a still scene still sees a different noise value in every frame (the offset moves
+    the field), so the stream stays a fair test for denoisers that average over time.
     """
 
     realtime = True
+    BANK = 8
+    MARGIN = 32  # the offsets' range, in pixels, each way
 
     def __init__(self, sigma: float = 25.0, size: tuple[int, int] = (640, 480), fps: float = 25.0):
         self.sigma, self.size, self.fps = float(sigma), size, fps
         self.name = f"demo:{self.sigma:g}"
         self.base = None
+        self.noise: list[np.ndarray] = []
         self.i = 0
         self._clean = None
 
@@ -190,6 +225,11 @@ class DemoSource(Source):
         w, h = self.size
         scale = 1.6 * max(w, h) / min(img.shape[:2])  # room to pan
         self.base = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        m = self.MARGIN
+        self.noise = []
+        for k in range(self.BANK):  # round(clip(clean + n)) == clip(clean + round(n)) for integer clean
+            n = np.random.default_rng(1000 + k).standard_normal((h + m, w + m, 3), dtype=np.float32)
+            self.noise.append(np.round(n * np.float32(self.sigma)).astype(np.int16))
         self.i = 0
 
     def read(self) -> np.ndarray | None:
@@ -199,12 +239,33 @@ class DemoSource(Source):
         x = int(np.rint((bw - w) / 2 * (1 + np.sin(2 * np.pi * t / 9.0))))
         y = int(np.rint((bh - h) / 2 * (1 + np.sin(2 * np.pi * t / 7.0 + 1.0))))
         self._clean = self.base[y:y + h, x:x + w]
-        noisy = protocol_noisy(self._clean, self.sigma, self.i, "camera")  # ~10 ms at 640x480
+        dy, dx = np.random.default_rng(self.i).integers(0, self.MARGIN + 1, 2)
+        field = self.noise[self.i % self.BANK][dy:dy + h, dx:dx + w]
+        noisy = np.add(self._clean, field, dtype=np.int16)
+        np.clip(noisy, 0, 255, out=noisy)
         self.i += 1
-        return noisy
+        return noisy.astype(np.uint8)
 
     def reference(self) -> np.ndarray | None:
         return self._clean
+
+    def frame_size(self) -> tuple[int, int] | None:
+        return self.size
+
+
+def read_image_file(p: Path) -> np.ndarray:
+    """An image file as OpenCV decodes it, unchanged (gray, BGR, BGRA, 16-bit); DataError if it
+    cannot be read or decoded."""
+    try:
+        data = np.fromfile(p, np.uint8)  # fromfile + imdecode: non-ASCII paths work
+    except OSError as e:
+        raise DataError(f"cannot read image {p}: {e.strerror or e}") from None
+    if data.size == 0:
+        raise DataError(f"image {p} is empty (0 bytes)")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataError(f"cannot decode image {p} ({data.size} bytes): file is corrupt or not an image")
+    return img
 
 
 def _sorted_images(paths) -> list[Path]:
@@ -247,7 +308,7 @@ def parse_source(spec: str) -> Source:
         files = _sorted_images(glob.glob(path))
         if not files:
             raise DataError(f"no images match {path!r}")
-        return ImageSource(files, path)
+        return ImageSource(files, path, folder=Path(path).parent)
     p = Path(path)
     if not p.exists():
         raise DataError(f"source not found: {path} (expected {GRAMMAR})")
@@ -255,19 +316,20 @@ def parse_source(spec: str) -> Source:
         files = _sorted_images(p.iterdir())
         if not files:
             raise DataError(f"no images in folder {p} ({', '.join(sorted(IMAGE_EXTS))})")
-        return ImageSource(files, str(p))
+        return ImageSource(files, str(p), folder=p)
     if p.suffix.lower() in IMAGE_EXTS:
         return ImageSource([p], str(p))
     return CaptureSource(str(p), cv2.CAP_FFMPEG if _has_ffmpeg() else cv2.CAP_ANY, "file", str(p))
 
 
 def _gstreamer(pipe: str, what: str) -> CaptureSource:
+    shown = redact(pipe)
     if not has_gstreamer():
         raise DataError(f"{what} needs OpenCV built with GStreamer (the system OpenCV of JetPack has it; "
-                        f"pip's opencv-python does not). Pipeline: {pipe}")
-    test = pipe.rsplit("!", 1)[0].strip() + " ! fakesink"
+                        f"pip's opencv-python does not). Pipeline: {shown}")
+    test = shown.rsplit("!", 1)[0].strip() + " ! fakesink"
     return CaptureSource(pipe, cv2.CAP_GSTREAMER, "gstreamer", what,
-                         hint=f" through GStreamer pipeline: {pipe} (test it with: gst-launch-1.0 {test})")
+                         hint=f" through GStreamer pipeline: {shown} (test it with: gst-launch-1.0 {test})")
 
 
 def _has_ffmpeg() -> bool:

@@ -36,18 +36,26 @@ def _ramp(n: int, overlap_lo: int, overlap_hi: int) -> np.ndarray:
 
 def tiled(frame: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], tile: tuple[int, int],
           overlap: int = 32) -> np.ndarray:
-    """Apply `fn` (frame -> frame of the same shape) tile by tile and blend.
+    """Apply `fn` (frame -> frame of the same shape and dtype) tile by tile and blend.
 
-    `frame` is HxW or HxWxC of any dtype; the result has its shape and dtype. A frame that
-    fits in one tile is passed to `fn` whole.
+    `frame` is HxW or HxWxC of any dtype; `fn` gets tiles of that dtype (a uint8 frame gives
+    uint8 tiles, which frame-native backends need); the result has the frame's shape and dtype.
+    A frame that fits in one tile is passed to `fn` whole.
+
+    Memory: blending needs float sums only for one row of tiles at a time (a tile-high strip,
+    carried down by the overlap), never a float copy of the whole frame: a 10000x10000 frame in
+    1024x1024 tiles blends in a 1024x10000 strip (about 160 MB) instead of two 1.2 GB frames.
     """
     h, w = frame.shape[:2]
     th, tw = min(tile[0], h), min(tile[1], w)
     if th == h and tw == w:
         return fn(frame)
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
-    acc = np.zeros(frame.shape, np.float32)  # hidden cost: two float32 frame-sized buffers
-    wsum = np.zeros((h, w), np.float32)
+    out = np.empty_like(frame)
+    extra = frame.shape[2:]
+    acc = np.zeros((th, w) + extra, np.float32)  # rows ys[i] .. ys[i] + th of the current strip
+    wsum = np.zeros((th, w), np.float32)
+    integer = np.issubdtype(frame.dtype, np.integer)
     for i, y in enumerate(ys):
         # overlap actually shared with the neighbour above/below (the last tile may overlap more)
         top = ys[i - 1] + th - y if i > 0 else 0
@@ -57,13 +65,20 @@ def tiled(frame: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], tile: tuple
             left = xs[j - 1] + tw - x if j > 0 else 0
             right = x + tw - xs[j + 1] if j + 1 < len(xs) else 0
             wgt = wy[:, None] * _ramp(tw, left, right)[None, :]
-            out = fn(np.ascontiguousarray(frame[y:y + th, x:x + tw]))
-            if out.shape != (th, tw) + frame.shape[2:]:
-                raise ValueError(f"tile function returned shape {out.shape} for a tile of {(th, tw) + frame.shape[2:]}")
-            acc[y:y + th, x:x + tw] += out.astype(np.float32) * (wgt[:, :, None] if frame.ndim == 3 else wgt)
-            wsum[y:y + th, x:x + tw] += wgt
-    res = acc / (wsum[:, :, None] if frame.ndim == 3 else wsum)
-    if np.issubdtype(frame.dtype, np.integer):
-        info = np.iinfo(frame.dtype)
-        res = np.clip(np.round(res), info.min, info.max)
-    return res.astype(frame.dtype)
+            res = fn(np.ascontiguousarray(frame[y:y + th, x:x + tw]))
+            if res.shape != (th, tw) + extra:
+                raise ValueError(f"tile function returned shape {res.shape} for a tile of {(th, tw) + extra}")
+            acc[:, x:x + tw] += np.multiply(res, wgt[:, :, None] if extra else wgt, dtype=np.float32)
+            wsum[:, x:x + tw] += wgt
+        # rows above the next strip's start get nothing more: finish them, carry the rest down
+        done = (ys[i + 1] if i + 1 < len(ys) else y + th) - y
+        part = acc[:done]  # normalised in place: no float temporaries the size of the strip
+        np.divide(part, wsum[:done, :, None] if extra else wsum[:done], out=part)
+        if integer:
+            info = np.iinfo(frame.dtype)
+            np.clip(np.rint(part, out=part), info.min, info.max, out=part)
+        out[y:y + done] = part  # cast to the frame's dtype
+        keep = th - done
+        acc[:keep], wsum[:keep] = acc[done:].copy(), wsum[done:].copy()
+        acc[keep:], wsum[keep:] = 0, 0
+    return out

@@ -1,0 +1,135 @@
+"""The one place that guards what edgedenoise writes (no torch; the runtime uses it).
+
+Every command that writes a file or folder calls `guard(output, inputs)` before it opens
+anything for writing, so that:
+
+- an output that is one of the command's inputs (the same file, by any path or link), or a
+  folder sink that is the source folder, is refused and nothing is touched;
+- an output that cannot be written is refused with the real cause (the folder does not exist
+  and cannot be made, permission denied, read-only file system, it is a folder, ...), not
+  with whatever the writing library says later;
+- two runs never write one output at once: `OutputLock` holds `.<name>.lock` beside it for
+  the run; a second run is refused while the first is alive (a lock left by a dead process
+  is taken over).
+
+Every refusal is a `DataError`, which the CLI prints as one line with exit status 2.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from .errors import DataError
+
+
+def same_path(a: str | Path, b: str | Path) -> bool:
+    """True when a and b name the same file or folder (links and relative paths resolved)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def refuse_inputs(output: str | Path, inputs, what: str = "output") -> None:
+    """DataError when `output` is one of `inputs` (files or folders)."""
+    for inp in inputs:
+        if inp is not None and same_path(output, inp):
+            kind = "folder" if Path(inp).is_dir() else "file"
+            raise DataError(f"{what} {output} is the input {kind} {inp}: writing it would destroy the input; "
+                            f"choose another {what} (nothing was written)")
+
+
+def check_writable(path: str | Path, folder: bool = False, what: str = "output") -> None:
+    """DataError naming the real cause when `path` (a file, or a folder if `folder`) cannot be written.
+    Creates missing parent folders, as writing would."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise DataError(f"{what} {path} is a folder: give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise DataError(f"{what} folder {path} is an existing file")
+    d = path if folder else path.parent
+    up = d
+    while not up.exists() and up != up.parent:
+        up = up.parent
+    if not up.is_dir():
+        raise DataError(f"cannot write the {what} {path}: {up} is a file, not a folder "
+                        f"({os.strerror(errno.ENOTDIR)})")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the {what} folder {d}: {e.strerror or e}") from None
+    probe = d / f".edgedenoise-write-test-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise DataError(f"cannot write the {what} {path}: {e.strerror or e} ({d})") from None
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise DataError(f"cannot write the {what} {path}: {os.strerror(errno.EACCES)}")
+
+
+def guard(output: str | Path, inputs=(), folder: bool = False, what: str = "output") -> Path:
+    """Refuse an output that is an input or cannot be written; returns it as a Path."""
+    refuse_inputs(output, inputs, what)
+    check_writable(output, folder, what)
+    return Path(output)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class OutputLock:
+    """`.<name>.lock` beside an output for as long as a run writes it (a context manager)."""
+
+    def __init__(self, output: str | Path, what: str = "output"):
+        self.output = Path(output)
+        self.path = self.output.parent / f".{self.output.name}.lock"
+        self.what = what
+        self.held = False
+
+    def acquire(self) -> "OutputLock":
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise DataError(f"another edgedenoise run (pid {pid}) is writing {self.output}: wait for it, "
+                                    f"or choose another {self.what} (lock {self.path})") from None
+                self.path.unlink(missing_ok=True)  # left by a run that died: take it over
+                continue
+            except OSError as e:
+                raise DataError(f"cannot write the {self.what} {self.output}: {e.strerror or e}") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return self
+        raise DataError(f"cannot lock {self.output} (lock {self.path} keeps coming back)")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

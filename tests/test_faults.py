@@ -1,0 +1,275 @@
+"""Faults and bad inputs, as a user meets them: the command in a subprocess, on real files.
+
+Every case asserts the exit status, that the error is one line naming the problem, and that
+every input file is byte-identical afterwards (nothing is ever destroyed).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "edgedenoise" / "models"
+
+
+def cli(*args, cwd, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "edgedenoise.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def digest(*paths) -> dict:
+    """sha256 of every file under the given files and folders."""
+    out = {}
+    for p in map(Path, paths):
+        for f in sorted([p] if p.is_file() else p.rglob("*")):
+            if f.is_file():
+                out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def one_line_error(p, *needles) -> str:
+    """The run failed with status 2 and one 'edgedenoise: error:' line containing every needle."""
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert p.returncode == 2, p.stderr
+    assert lines and lines[-1].startswith("edgedenoise: error: "), p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    for n in needles:
+        assert n in lines[-1], lines[-1]
+    return lines[-1]
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    """A folder of five small noisy images."""
+    d = tmp_path / "images"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        cv2.imwrite(str(d / f"{i:02d}.png"), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    return d
+
+
+@pytest.fixture
+def video(tmp_path) -> Path:
+    p = tmp_path / "in.mp4"
+    w = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        w.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    w.release()
+    return p
+
+
+# ---------------------------------------------------------------- bad images
+
+
+@pytest.mark.parametrize("content, needle", [(b"", "empty (0 bytes)"), (b"not a png at all", "cannot decode")])
+def test_bad_image_as_run_source_and_denoise_input(tmp_path, content, needle):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(content)
+    before = digest(bad)
+    one_line_error(cli("run", "--source", bad, "--sink", tmp_path / "out", "--quiet", cwd=tmp_path), needle, "bad.png")
+    one_line_error(cli("denoise", bad, tmp_path / "d.png", cwd=tmp_path), needle, "bad.png")
+    assert digest(bad) == before and not (tmp_path / "d.png").exists()
+
+
+def test_corrupt_image_inside_a_source_folder_keeps_the_frames_before_it(tmp_path, images):
+    (images / "02.png").write_bytes(b"\x89PNG truncated")
+    before = digest(images)
+    out = tmp_path / "out"
+    one_line_error(cli("run", "--source", images, "--sink", out, "--mode", "offline", "--sigma", "20",
+                       "--model", "tiny", "--quiet", cwd=tmp_path), "02.png")
+    assert sorted(f.name for f in out.iterdir()) == ["000000.png", "000001.png"]  # written before the error
+    assert digest(images) == before
+
+
+# ---------------------------------------------------------------- denoise: folders, outputs
+
+
+def test_denoise_a_folder_into_a_folder(tmp_path, images):
+    before = digest(images)
+    p = cli("denoise", images, tmp_path / "clean", "--sigma", "20", "--model", "tiny", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in (tmp_path / "clean").iterdir()) == sorted(f.name for f in images.iterdir())
+    assert digest(images) == before
+
+
+def test_denoise_without_output_writes_to_the_working_folder(tmp_path, images):
+    work = tmp_path / "work"
+    work.mkdir()
+    before = digest(images)
+    p = cli("denoise", images / "00.png", "--sigma", "20", "--model", "tiny", cwd=work)
+    assert p.returncode == 0, p.stderr
+    assert (work / "00_denoised.png").exists()
+    assert digest(images) == before  # nothing beside the input
+
+
+def test_denoise_refuses_an_unwritable_extension_and_its_own_input(tmp_path, images):
+    src = images / "00.png"
+    before = digest(images)
+    one_line_error(cli("denoise", src, tmp_path / "out.xyz", cwd=tmp_path), "'.xyz'")
+    one_line_error(cli("denoise", src, src, cwd=tmp_path), "is the input file")
+    one_line_error(cli("denoise", images, images, cwd=tmp_path), "is the input folder")
+    assert digest(images) == before
+
+
+# ---------------------------------------------------------------- options and configs
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--tile", "32x32", "--overlap", "32"], "must be smaller than the tile"),
+    (["--tile", "64x64", "--overlap", "-1"], "negative"),
+])
+def test_bad_tiling_options(tmp_path, images, args, needle):
+    one_line_error(cli("run", "--source", images, "--sink", "null", *args, "--quiet", cwd=tmp_path), needle)
+    one_line_error(cli("denoise", images / "00.png", tmp_path / "o.png", *args, cwd=tmp_path), needle)
+
+
+def test_unwritable_output_names_the_real_cause(tmp_path, images):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    err = one_line_error(cli("run", "--source", images, "--sink", blocker / "out.mp4", "--quiet", cwd=tmp_path))
+    assert "Not a directory" in err and "mp4v" not in err
+    one_line_error(cli("run", "--source", images, "--sink", blocker / "frames", "--quiet", cwd=tmp_path),
+                   "Not a directory")
+    one_line_error(cli("export", "--model", "tiny", "--out", blocker / "m.onnx", cwd=tmp_path), "Not a directory")
+
+
+@pytest.mark.parametrize("config, needle", [
+    ({"name": "x", "widths": "sixteen", "depths": [1]}, "'widths'"),
+    ({"name": "x", "widths": [16, 32], "depths": [1, 2], "channels": "3"}, "'channels'"),
+    ({"name": "x", "widths": [10 ** 7], "depths": [1]}, "'widths'"),
+    ({"name": "x", "widths": [16, 32], "depths": [1]}, "'depths'"),
+    ([1, 2, 3], "JSON object"),
+])
+def test_model_config_with_wrong_types_or_absurd_values(tmp_path, images, config, needle):
+    cfg = tmp_path / "m.json"
+    cfg.write_text(json.dumps(config))
+    one_line_error(cli("denoise", images / "00.png", tmp_path / "o.png", "--model", cfg, cwd=tmp_path), needle)
+    one_line_error(cli("info", cfg, cwd=tmp_path), needle)
+
+
+def test_eval_on_images_smaller_than_the_ssim_window(tmp_path):
+    d = tmp_path / "tiny_images"
+    d.mkdir()
+    cv2.imwrite(str(d / "a.png"), np.full((5, 40, 3), 128, np.uint8))
+    one_line_error(cli("eval", "--model", "tiny", "--data", d, "--sigma", "25", cwd=tmp_path), "SSIM", "a.png")
+
+
+# ---------------------------------------------------------------- nothing destroyed
+
+
+def test_a_sink_or_stats_that_is_the_source_is_refused(tmp_path, video, images):
+    before = digest(video, images)
+    one_line_error(cli("run", "--source", video, "--sink", video, "--quiet", cwd=tmp_path), "is the input file")
+    one_line_error(cli("run", "--source", video, "--sink", "null", "--stats", video, "--quiet", cwd=tmp_path),
+                   "is the input file")
+    one_line_error(cli("run", "--source", images, "--sink", images, "--quiet", cwd=tmp_path), "is the input folder")
+    # the same file by another path is still the same file
+    link = tmp_path / "link.mp4"
+    link.symlink_to(video)
+    one_line_error(cli("run", "--source", video, "--sink", link, "--quiet", cwd=tmp_path), "is the input file")
+    assert digest(video, images) == before
+
+
+def test_export_onto_its_own_model_is_refused(tmp_path):
+    before = digest(MODELS)
+    one_line_error(cli("export", "--model", "tiny", "--out", MODELS / "tiny.onnx", cwd=tmp_path), "is the input file")
+    assert digest(MODELS) == before
+
+
+@pytest.mark.slow
+def test_quantize_a_shipped_model_writes_to_the_working_folder(tmp_path):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(2):  # calibration crops are 128x128
+        cv2.imwrite(str(calib / f"{i}.png"), np.random.default_rng(i).integers(0, 256, (160, 160, 3), np.uint8))
+    before = digest(MODELS)
+    p = cli("quantize", "--model", "tiny", "--calib", calib, "--count", "2", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "tiny.int8.onnx").exists()
+    assert digest(MODELS) == before
+
+
+def test_stats_are_written_when_the_source_fails_to_open(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1000)
+    stats = tmp_path / "s.json"
+    one_line_error(cli("run", "--source", broken, "--sink", "null", "--stats", stats, "--quiet", cwd=tmp_path),
+                   "cannot open video")
+    assert "cannot open video" in json.loads(stats.read_text())["error"]
+    one_line_error(cli("run", "--source", tmp_path / "missing.mp4", "--stats", stats, "--quiet", cwd=tmp_path),
+                   "not found")
+    assert "not found" in json.loads(stats.read_text())["error"]
+
+
+def test_a_second_run_writing_the_same_output_is_refused(tmp_path):
+    out = tmp_path / "demo.mp4"
+    cmd = [sys.executable, "-m", "edgedenoise.cli", "run", "--sink", str(out), "--frames", "0", "--model", "tiny",
+           "--precision", "fp32", "--quiet"]
+    first = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        line = first.stderr.readline()
+        assert line.startswith("run:"), line + first.stderr.read()
+        second = cli("run", "--sink", out, "--frames", "5", "--quiet", cwd=tmp_path)
+        one_line_error(second, "another edgedenoise run", str(first.pid))
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130
+    assert cv2.VideoCapture(str(out)).read()[0]  # the first run's video is intact and playable
+    assert not (tmp_path / ".demo.mp4.lock").exists()
+
+
+# ---------------------------------------------------------------- secrets, extras
+
+
+def test_credentials_in_a_source_url_never_appear(tmp_path):
+    stats = tmp_path / "s.json"
+    p = cli("run", "--source", "rtsp://alice:hunter2@127.0.0.1:9/live", "--sink", "null", "--stats", stats,
+            "--reconnect", "0", "--quiet", cwd=tmp_path)
+    err = one_line_error(p, "alice:***@127.0.0.1")
+    assert "hunter2" not in p.stderr + p.stdout + stats.read_text(), err
+
+
+# what `pip install -e .[runtime]` leaves out: the [train] extra's modules
+BLOCK_TRAIN = ("import sys; sys.modules.update(dict.fromkeys(['torch', 'skimage', 'safetensors', 'onnx', "
+               "'onnxslim', 'matplotlib'])); from edgedenoise.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("args", [
+    ["info", "tiny"],
+    ["export", "--model", "tiny", "--out", "x.onnx"],
+    ["train", "--data", ".", "--out", "run", "--steps", "1"],
+    ["eval", "--model", "tiny", "--data", "IMAGES", "--sigma", "25"],
+    ["denoise", "IMAGES/00.png", "o.png", "--backend", "torch"],
+])
+def test_a_missing_extra_is_named_in_one_line(tmp_path, images, args):
+    """As after the README's `[runtime]` install: the [train] extra's modules not importable."""
+    args = [a.replace("IMAGES", str(images)) for a in args]
+    p = subprocess.run([sys.executable, "-c", BLOCK_TRAIN, *args], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=120)
+    one_line_error(p, "which is not installed", "[train]")
+
+
+# ---------------------------------------------------------------- huge frames
+
+
+def test_a_huge_frame_without_tiles_is_refused_with_the_tile_hint(tmp_path):
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.zeros((4100, 4100), np.uint8))
+    one_line_error(cli("denoise", big, tmp_path / "o.png", "--sigma", "10", "--model", "tiny", cwd=tmp_path),
+                   "--tile")
+    assert not (tmp_path / "o.png").exists()
