@@ -40,14 +40,6 @@ from common import ROOT, stamp, write  # noqa: E402
 DEVICE = "cuda"  # --smoke: "cpu" (the triton backend then runs under TRITON_INTERPRET=1)
 
 
-def nlm_h() -> float:
-    """quality.py's h for sigma 25 (tuned on one training image, camera protocol), 13.7 before it has run."""
-    import json
-
-    q = ROOT / "benchmarks" / "results" / "quality.json"
-    return float(json.loads(q.read_text())["nlm_h"]["25"]) if q.exists() else 13.7
-
-
 def gpu_cases(model: str, smoke: bool = False):
     """(name, precision, make) triples for the GPU; make() builds the case and returns its call:
     uint8 BGR frame in, uint8 BGR frame out, synchronised. A make() that raises marks the case failed."""
@@ -83,12 +75,12 @@ def gpu_cases(model: str, smoke: bool = False):
 
     def triton_case(dtype: str, graphs: bool):
         def make():
-            from edgedenoise.triton_backend import TritonBackend
+            from edgedenoise.backends.triton import TritonBackend
 
             be = TritonBackend(files, device=DEVICE, dtype=dtype, graphs=graphs)
 
             def run(frame):
-                out = be.denoise_frames(frame, 25.0)
+                out = be.infer_frames(frame, 25.0)
                 if graphs and DEVICE == "cuda" and not be.graphs:
                     raise RuntimeError("CUDA graph capture failed: the backend fell back to eager")
                 return out
@@ -100,13 +92,14 @@ def gpu_cases(model: str, smoke: bool = False):
     def ort_cuda():
         import onnxruntime as ort
 
-        from edgedenoise.denoiser import Denoiser, OnnxBackend
+        from edgedenoise.backends.onnxruntime import OnnxRuntimeBackend
+        from edgedenoise.denoiser import Denoiser
 
         have = ort.get_available_providers()
         if "CUDAExecutionProvider" not in have:
             raise SkipCase(f"unavailable: onnxruntime {ort.__version__} has no CUDA provider (has {', '.join(have)})")
         den = Denoiser.load(model, backend="onnxruntime")
-        den.backend = OnnxBackend(files, providers=["CUDAExecutionProvider"])
+        den.backend = OnnxRuntimeBackend(files, providers=["CUDAExecutionProvider"])
         used = den.backend.session.get_providers()
         if used[0] != "CUDAExecutionProvider":
             raise RuntimeError(f"the CUDA provider did not load (session providers: {', '.join(used)})")
@@ -177,7 +170,9 @@ def main() -> int:
     built: dict[int, object] = {}  # case index -> its call, or the exception its make() raised
 
     kind = "gpu" if a.gpu else "cpu"
-    h_nlm = nlm_h()
+    from edgedenoise.nlm import nlm_denoise, nlm_h
+
+    h_nlm = nlm_h(25.0)
     doc = {"stamp": stamp({"sigma": 25, "frames": a.frames, "warmup": a.warmup, "nlm_frames": a.nlm_frames,
                            "device": DEVICE if a.gpu else "cpu", "smoke": a.smoke,
                            "reference": "onnxruntime CPU fp32 through Denoiser" if a.gpu else None,
@@ -223,7 +218,7 @@ def main() -> int:
                 print(f"latency {label} {model} {prec} {res}: {row['status']}", file=sys.stderr)
             rows.append(row)
             write(f"latency_{kind}", doc, table(doc, a, h_nlm), a.out)  # after every case: a stopped run keeps it
-        ts, out = time_calls(lambda f: cv2.fastNlMeansDenoisingColored(f, None, h_nlm, h_nlm, 7, 21),
+        ts, out = time_calls(lambda f: nlm_denoise(f, h_nlm),
                               noisy, a.nlm_frames, 1)
         st = summarize(ts)
         anchors.append({"case": "opencv-nlm", "resolution": res, "status": "ok", **st,

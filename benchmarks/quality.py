@@ -23,6 +23,7 @@ NLM's h), so a second run only redoes what changed.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -51,10 +52,10 @@ def nlm(noisy_rgb_u8: np.ndarray, h: float) -> np.ndarray:
 def cbm3d(noisy_rgb: np.ndarray, sigma: float) -> np.ndarray:
     import bm3d
 
-    from edgedenoise.evaluate import to_u8
+    from edgedenoise.frames import to_uint8
 
     z = noisy_rgb.astype(np.float32) / (255.0 if noisy_rgb.dtype == np.uint8 else 1.0)
-    return to_u8(bm3d.bm3d_rgb(z, sigma / 255.0))
+    return to_uint8(bm3d.bm3d_rgb(z, sigma / 255.0))
 
 
 def tune_nlm_h(data_root) -> dict:
@@ -79,7 +80,8 @@ def anchor_rows(method: str, data_root, set_name: str, protocol: str, limit: int
     from tqdm import tqdm
 
     from edgedenoise.data import list_images, read_image
-    from edgedenoise.evaluate import psnr_u8, ssim_u8, to_u8
+    from edgedenoise.evaluate import psnr_u8, ssim_u8
+    from edgedenoise.frames import to_uint8
     from edgedenoise.noise import protocol_noisy
 
     files = list_images(data_root / "test" / set_name)[:limit]
@@ -91,7 +93,7 @@ def anchor_rows(method: str, data_root, set_name: str, protocol: str, limit: int
                 clean = read_image(f, 3)
                 noisy = protocol_noisy(clean, s, i, protocol)
                 t = time.perf_counter()
-                out = nlm(to_u8(noisy), h[s]) if method == "nlm" else cbm3d(noisy, s)
+                out = nlm(to_uint8(noisy), h[s]) if method == "nlm" else cbm3d(noisy, s)
                 dt = time.perf_counter() - t
                 return {"image": f.name, "sigma": s, "psnr": psnr_u8(out, clean), "ssim": ssim_u8(out, clean),
                         "seconds": dt, "megapixels": clean.shape[0] * clean.shape[1] / 1e6}
@@ -154,6 +156,11 @@ def main() -> int:
     probe = read_image(list_images(data / "test" / "CBSD68")[0], 3)  # 481x321, for ms per megapixel
     tuned = tune_nlm_h(data)
     h = tuned["h"]
+    from edgedenoise.nlm import NLM_H
+
+    if {k: round(v, 1) for k, v in h.items()} != {k: NLM_H[k] for k in h}:
+        print(f"note: the tuned NLM h {h} differs from edgedenoise/nlm.py's NLM_H {NLM_H}, which `bench`, "
+              "latency.py and video.py use: update NLM_H to the tuned values", file=sys.stderr)
 
     methods = []  # {name, kind, precision, kmac, ms_per_mp, results: {set: {protocol: {"all":..., "subset":...}}}}
     for model in a.models.split(","):

@@ -85,13 +85,6 @@ def picture(name: str, clean: np.ndarray, panels: list[tuple[str, np.ndarray]], 
     return path
 
 
-def nlm_denoise(frame: np.ndarray, h: float) -> np.ndarray:
-    """The anchor: OpenCV NLM with quality.py's h, template 7, search 21."""
-    import cv2
-
-    return cv2.fastNlMeansDenoisingColored(frame, None, h, h, 7, 21)
-
-
 def shown_panels(noisy: np.ndarray, nlm_out: np.ndarray, default_out: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The panels of a video's picture after clean: the noisy frame, NLM, default fp32 told sigma 25."""
     return [("noisy", noisy), ("NLM", nlm_out), ("default", default_out)]
@@ -99,13 +92,13 @@ def shown_panels(noisy: np.ndarray, nlm_out: np.ndarray, default_out: np.ndarray
 
 def pictures_only(data: str, videos: list[str]) -> int:
     """`--pictures-only`: each video's picture from its middle frame alone (see the module docstring)."""
-    from latency import nlm_h
+    from edgedenoise.nlm import nlm_denoise, nlm_h
 
     from edgedenoise.denoiser import Denoiser
     from edgedenoise.noise import protocol_noisy
 
     den = Denoiser.load("default", backend="onnxruntime", precision="fp32")
-    h_nlm = nlm_h()
+    h_nlm = nlm_h(SIGMA)
     for video in videos:
         clean = read_video(Path(data) / "video" / video)
         mid = len(clean) // 2
@@ -127,7 +120,7 @@ def main() -> int:
     if a.pictures_only:
         return pictures_only(a.data, a.videos.split(","))
 
-    from latency import nlm_h
+    from edgedenoise.nlm import nlm_denoise, nlm_h
     from tqdm import tqdm
 
     from edgedenoise.denoiser import Denoiser
@@ -137,7 +130,7 @@ def main() -> int:
 
     dens = {(m, p): Denoiser.load(m, backend="onnxruntime", precision=p)
             for m in ("tiny", "default") for p in ("fp32", "int8")}
-    h_nlm = nlm_h()
+    h_nlm = nlm_h(SIGMA)
     rows, pictures = [], []
     bar = tqdm(total=len(a.videos.split(",")) * (len(dens) + 2), unit="case", desc="video")
     for video in a.videos.split(","):

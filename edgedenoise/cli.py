@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .backends import CHOICES as BACKEND_CHOICES
 from .errors import EdgeDenoiseError
 
 
@@ -70,7 +71,7 @@ def add_eval(sub):
     p.add_argument("--data", required=True, action="append", help="test folder (repeatable)")
     p.add_argument("--sigma", type=float, nargs="+", default=[15, 25, 50])
     p.add_argument("--protocol", choices=["camera", "paper", "both"], default="camera")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     p.add_argument("--blind", action="store_true", help="estimate sigma from each image instead of giving it")
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="int8: the model's INT8 variant")
     p.add_argument("--json", help="write results here (and a Markdown table beside it)")
@@ -111,7 +112,7 @@ def add_denoise(sub):
     p.add_argument("-o", "--out", help="output path (same as the positional OUTPUT)")
     p.add_argument("--model", default="default")
     p.add_argument("--sigma", type=float, help="noise std on the 0-255 scale; omitted: estimated from the image")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     p.add_argument("--tile", type=parse_size, metavar="WxH", help="denoise in tiles of at most WxH (memory bounded "
                                                                   "by the tile: for very large images)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
@@ -148,7 +149,7 @@ def cmd_denoise(a):
     from .noise import protocol_noisy
     from .outputs import guard
     from .runtime.commands import check_tile
-    from .runtime.sources import IMAGE_EXTS, read_image_file
+    from .frames import IMAGE_EXTS, read_frame, write_image
     from .runtime.tiling import tiled
 
     check_tile(a.tile, a.overlap)
@@ -169,7 +170,7 @@ def cmd_denoise(a):
         pic = comparison([(f"noisy sigma={a.demo_sigma:g}: {psnr_u8(noisy, clean):.2f} dB", noisy[:, :, ::-1]),
                           (f"{den.name} ({den.backend_name}): {psnr_u8(out, clean):.2f} dB", out[:, :, ::-1]),
                           ("clean", clean[:, :, ::-1])])
-        _imwrite(dest, pic)
+        write_image(dest, pic)
         print(f"sample {SAMPLE_IMAGE.name} {clean.shape[1]}x{clean.shape[0]}, sigma {a.demo_sigma:g}: "
               f"noisy {psnr_u8(noisy, clean):.2f} dB -> denoised {psnr_u8(out, clean):.2f} dB "
               f"in {dt * 1e3:.0f} ms ({den.name}, {den.backend_name}, sigma "
@@ -202,7 +203,7 @@ def cmd_denoise(a):
 
     bar = tqdm(pairs, unit="image", disable=len(pairs) == 1, file=sys.stderr)
     for f, dest in bar:
-        img = read_image_file(f)
+        img = read_frame(f)
         t = time.perf_counter()
         # one noise level for the whole image, also when it is denoised in tiles
         sigma = a.sigma if a.sigma is not None else estimate_sigma(img[:, :, :3] if img.ndim == 3 else img)
@@ -211,25 +212,11 @@ def cmd_denoise(a):
         else:
             out = den.denoise(img, sigma)
         dt = time.perf_counter() - t
-        _imwrite(dest, out)
+        write_image(dest, out)
         if len(pairs) == 1:
             print(f"{f} -> {dest} ({img.shape[1]}x{img.shape[0]}, {dt * 1e3:.0f} ms, {den.name}, {den.backend_name})")
     if len(pairs) > 1:
         print(f"{src}: {len(pairs)} images -> {pairs[0][1].parent}/ ({den.name}, {den.backend_name})")
-
-
-def _imwrite(path: Path, img) -> None:
-    import cv2
-
-    from .errors import DataError
-
-    ok, buf = cv2.imencode(path.suffix or ".png", img)
-    if not ok:
-        raise DataError(f"cannot encode an image as {path.suffix!r}: use .png, .jpg, .tif or .bmp")
-    try:
-        buf.tofile(str(path))
-    except OSError as e:
-        raise DataError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 # ---------------------------------------------------------------- info / export
@@ -237,14 +224,20 @@ def _imwrite(path: Path, img) -> None:
 
 def add_info(sub):
     p = sub.add_parser("info", help="parameters and MACs per pixel of a model (measured by running it)")
-    p.add_argument("model", nargs="?", default="default", help="model name or file, or a size (tiny/small/base)")
+    p.add_argument("--model", default=None, help="model name or file, or a size (tiny/small/base); default: default")
+    p.add_argument("model_pos", nargs="?", metavar="MODEL", help=argparse.SUPPRESS)  # `info MODEL`, as before
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
 
 def cmd_info(a):
+    from .errors import DataError
     from .model import SIZES, build_model, count_macs, count_params
     from .modelfile import load_model, resolve
+
+    if a.model and a.model_pos and a.model != a.model_pos:
+        raise DataError(f"two models given ({a.model_pos} and --model {a.model}): give one")
+    a.model = a.model or a.model_pos or "default"
 
     if a.model in SIZES and not Path(a.model).exists():
         try:

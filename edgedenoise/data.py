@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .frames import IMAGE_EXTS, read_frame, to_channels, to_uint8
 
 log = logging.getLogger("edgedenoise")
 
 SAMPLE_IMAGE = Path(__file__).resolve().parent / "samples" / "astronaut.jpg"  # the bundled demo picture
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 PATCHES_PER_IMAGE = 4  # patches cut from one decoded image in a batch (decoding is the costly part)
 
 
@@ -48,49 +48,10 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def to_uint8(img: np.ndarray, source: str = "image") -> np.ndarray:
-    """Bring any frame OpenCV can decode to uint8: 16-bit is scaled by 1/257, float in [0,1] by 255."""
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.uint16:
-        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if img.dtype in (np.float32, np.float64):
-        return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-    raise DataError(f"{source}: unsupported pixel type {img.dtype} (expected 8- or 16-bit)")
-
-
-def to_channels(img: np.ndarray, channels: int, source: str = "image", bgr: bool = True) -> np.ndarray:
-    """HxW / HxWx1 / HxWx3 / HxWx4 -> HxWx`channels`. Alpha is dropped; grayscale is
-    replicated for a colour model; colour is converted to luma for a grayscale model.
-    `bgr` says whether 3/4-channel input is in OpenCV's BGR order (else RGB)."""
-    import cv2
-
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
-        raise DataError(f"{source}: unsupported frame shape {img.shape} (expected HxW, HxWx1, HxWx3 or HxWx4)")
-    if img.shape[2] == 4:
-        img = img[:, :, :3]
-    if channels == 3 and img.shape[2] == 1:
-        return np.repeat(img, 3, axis=2)
-    if channels == 1 and img.shape[2] == 3:
-        code = cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY
-        return cv2.cvtColor(np.ascontiguousarray(img), code)[:, :, None]
-    return img
-
-
 def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
     """Read an image file as uint8 HxWxC, RGB order for colour (C=3) or one channel (C=1).
     Raises DataError with a one-line reason for missing, corrupt or unsupported files."""
-    import cv2
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"image not found: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise DataError(f"cannot decode image {path}: file is corrupt or not an image")
+    img = read_frame(path)
     img = to_uint8(img, str(path))
     img = to_channels(img, channels, str(path), bgr=True)
     if channels == 3:

@@ -9,22 +9,22 @@ passes through untouched); uint8, uint16 or float32 in [0,1]. The output has the
 shape and dtype. `sigma` is the noise std on the 0-255 scale; None estimates it from the
 frame. Frames are padded (reflect) to the model's size multiple and cropped back.
 
-This module imports neither torch nor triton: the `onnxruntime` backend is the runtime
-default, and `torch` is imported only when that backend is asked for.
+This module imports neither torch nor triton: the backends (edgedenoise/backends/, one
+contract for all) import their libraries only when one is built; the `onnxruntime` backend is
+the runtime default.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import time
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from .data import to_channels
 from .errors import DataError, ModelError
 from .estimate import estimate_sigma
+from .frames import to_channels
 from .modelfile import ModelFiles, resolve
-
 
 GRAY_SIGMA_GAIN = 3 ** 0.5
 # The largest frame one call takes: the network's float activations need about 100 bytes per
@@ -34,120 +34,54 @@ GRAY_SIGMA_GAIN = 3 ** 0.5
 MAX_PIXELS = 4096 * 4096
 
 
-class OnnxBackend:
-    name = "onnxruntime"
+class Timing(NamedTuple):
+    """Seconds of one `denoise` call, by stage."""
 
-    def __init__(self, files: ModelFiles, threads: int | None = None, providers: list[str] | None = None,
-                 precision: str = "fp32"):
-        import onnxruntime as ort
+    preprocess: float  # checks, conversion to the backend's input, padding
+    inference: float  # the backend call (synchronous: device transfers and sync included)
+    postprocess: float  # cropping, conversion back to the frame's type and layout
 
-        if files.onnx is None:
-            raise ModelError(f"model {files.name} has no .onnx export: run `edgedenoise export --model ... --out X.onnx`")
-        path = files.onnx
-        if precision == "int8":
-            if files.onnx_int8 is None:
-                raise ModelError(f"model {files.name} has no INT8 variant: run `edgedenoise quantize --model "
-                                 f"{files.onnx} --calib DIR` (DIR: clean training images)")
-            path = files.onnx_int8
-        elif precision != "fp32":
-            raise ModelError(f"precision {precision!r} is not one ONNX Runtime runs here: choose fp32 or int8")
-        self.precision = precision
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            so.intra_op_num_threads = threads
-        # No busy-waiting between ops: on a 2-core machine the spinning pool threads fight the
-        # capture and output threads (and each other); measured at 640x480 with `default`, p50 was
-        # 80 or 103 ms from one run to the next with spinning, a steady 82-87 ms without.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            msg = str(e).splitlines()[0][:200]
-            raise ModelError(f"cannot load ONNX model {path}: {msg} (corrupt or truncated? re-export it)") from None
-
-    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        return self.session.run(["denoised"], {"noisy": x, "sigma": sigma})[0]
-
-
-class TorchBackend:
-    name = "torch"
-
-    def __init__(self, files: ModelFiles, device: str | None = None, threads: int | None = None):
-        import torch
-
-        from .modelfile import load_model
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.torch = torch
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = load_model(files.weights or files.onnx).to(self.device).eval()
-
-    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        with torch.inference_mode():
-            xt = torch.from_numpy(x).to(self.device)
-            st = torch.from_numpy(sigma).to(self.device)
-            return self.model(xt, st).clamp_(0, 1).cpu().numpy()  # .cpu() is a device sync point
-
-
-def _pick_backend(backend: str, files: ModelFiles, precision: str = "fp32") -> str:
-    """`auto`: ONNX Runtime when the model has an ONNX export and onnxruntime imports (always for
-    int8, which only ONNX Runtime runs here), else torch."""
-    if backend != "auto":
-        return backend
-    if precision == "int8":
-        return "onnxruntime"
-    if files.onnx is not None:
-        try:
-            import onnxruntime  # noqa: F401
-
-            return "onnxruntime"
-        except ImportError:
-            pass
-    if files.weights is not None:
-        return "torch"
-    return "onnxruntime"
+    @property
+    def total(self) -> float:
+        return self.preprocess + self.inference + self.postprocess
 
 
 class Denoiser:
+    """A model on a backend, denoising frames as OpenCV delivers them (see the module docstring).
+
+    Make one with `Denoiser.load(model, backend, precision)`; call `denoise(frame, sigma)`, or
+    `denoise_timed(frame, sigma)` for the output and its `Timing`. A Denoiser keeps no state
+    between calls (its backend only caches), so one may serve several threads where its
+    backend allows (ONNX Runtime sessions do).
+
+    Attributes: `name` (the model), `backend_name`, `precision`, `multiple` (H and W are padded
+    to multiples of it), `channels` (of the model: 3 colour, 1 gray), `max_pixels` (the largest
+    frame one call takes; larger ones need tiles).
+    """
+
     def __init__(self, files: ModelFiles, backend: str = "auto", threads: int | None = None, device: str | None = None,
                  engine_path: Path | None = None, precision: str = "fp32"):
+        from . import backends
+
         self.files = files
         self.engine_path = engine_path
         self.precision = precision
-        self.backend_name = _pick_backend(backend, files, precision)
-        if precision != "fp32" and self.backend_name != "onnxruntime":
-            raise ModelError(f"precision {precision} runs on the onnxruntime backend here (TensorRT engines carry "
-                             "their own precision: edgedenoise build --precision)")
-        if self.backend_name == "onnxruntime":
-            self.backend = OnnxBackend(files, threads, precision=precision)
-        elif self.backend_name == "torch":
-            self.backend = TorchBackend(files, device, threads)
-        elif self.backend_name == "tensorrt":
-            from .engine import TensorRTBackend
-
-            self.backend = TensorRTBackend(self.engine_path)
-        elif self.backend_name == "triton":
-            from .triton_backend import TritonBackend
-
-            self.backend = TritonBackend(files, device)
-        else:
-            raise ModelError(f"unknown backend {backend!r}: choose auto, onnxruntime, torch, triton or tensorrt")
+        self.backend_name = backends.pick(backend, files, precision)
+        self.backend = backends.create(self.backend_name, files, threads, device, precision, engine_path)
+        self.backend.size_multiple = files.size_multiple
         self.multiple = files.size_multiple
         self.channels = files.channels
         self.max_pixels = MAX_PIXELS
-        # seconds of the last denoise() call: (pre-process, inference, post-process)
-        self.last_timing: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @classmethod
     def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,
              device: str | None = None, precision: str = "fp32") -> "Denoiser":
-        """precision: fp32, or int8 (ONNX Runtime with the model's `.int8.onnx` from `edgedenoise quantize`)."""
+        """model: a shipped name (`default`, `tiny`, ...), a run folder, a `.safetensors`/`.onnx` file, or a
+        TensorRT `.engine` (its sidecar names its ONNX model). backend: auto (ONNX Runtime where the model
+        has an ONNX export, else torch), onnxruntime, torch, triton (CUDA) or tensorrt (an engine).
+        precision: fp32; int8 (ONNX Runtime with the model's `.int8.onnx` from `edgedenoise quantize`);
+        fp16 (triton)."""
         if str(model).endswith(".engine"):
-            # a TensorRT engine: its sidecar names the ONNX model it was built from
             from .engine import read_sidecar
 
             meta = read_sidecar(Path(model))
@@ -156,20 +90,26 @@ class Denoiser:
             raise ModelError("the tensorrt backend needs an engine: --model MODEL.engine (edgedenoise build makes one)")
         return cls(resolve(model), backend, threads, device, precision=precision)
 
+    def close(self) -> None:
+        self.backend.close()
+
     @property
     def name(self) -> str:
         return self.files.name
 
     def denoise(self, frame: np.ndarray, sigma: float | None = None) -> np.ndarray:
         """Denoise one frame (see the module docstring for what frames may be)."""
-        t_start = time.perf_counter()
-        self._t_infer = (t_start, t_start)
-        out = self._denoise(frame, sigma)
-        t_in, t_out = self._t_infer
-        self.last_timing = (t_in - t_start, t_out - t_in, time.perf_counter() - t_out)
-        return out
+        return self.denoise_timed(frame, sigma)[0]
 
-    def _denoise(self, frame: np.ndarray, sigma: float | None) -> np.ndarray:
+    def denoise_timed(self, frame: np.ndarray, sigma: float | None = None) -> tuple[np.ndarray, Timing]:
+        """`denoise`, and the seconds its stages took."""
+        t0 = time.perf_counter()
+        out, (t1, t2) = self._denoise(frame, sigma)
+        t3 = time.perf_counter()
+        return out, Timing(t1 - t0, t2 - t1, t3 - t2)
+
+    def _denoise(self, frame: np.ndarray, sigma: float | None) -> tuple[np.ndarray, tuple[float, float]]:
+        """The output and when the backend call began and ended."""
         if not isinstance(frame, np.ndarray):
             raise DataError(f"frame must be a numpy array, not {type(frame).__name__}")
         if frame.ndim not in (2, 3) or frame.size == 0:
@@ -206,7 +146,7 @@ class Denoiser:
             # sqrt(3) x sigma restores the noise energy it expects: measured on Set12 at sigma 25,
             # +7 to +10 dB against +4.5 dB with sigma as is.
             sigma *= GRAY_SIGMA_GAIN
-        if getattr(self.backend, "frame_native", False):
+        if self.backend.frame_native:
             return self._run_frame_native(frame, img, alpha, sigma)
         if self.channels == 3 and dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
             import cv2
@@ -222,7 +162,7 @@ class Denoiser:
                 planes = img if img.ndim == 3 else img[:, :, None]
                 x = planes.transpose(2, 0, 1)[:, None]  # (C,1,H,W)
             x = x.astype(np.float32) * np.float32(1.0 / scale)
-        y = self._run(x, sigma)
+        y, times = self._run(x, sigma)
         if self.channels == 3:
             out = y[0].transpose(1, 2, 0)[:, :, ::-1]  # back to BGR HWC
             if gray_in:
@@ -238,7 +178,7 @@ class Denoiser:
             out = out.astype(dtype)
         if alpha is not None:
             out = np.concatenate([out, alpha], axis=2)
-        return np.ascontiguousarray(out)
+        return np.ascontiguousarray(out), times
 
     def _run_frame_native(self, frame, img, alpha, sigma):
         """Backends that take uint8 BGR frames directly (the fused boundary kernels)."""
@@ -250,15 +190,15 @@ class Denoiser:
             raise DataError(f"frame {w}x{h} is too small for the {self.backend_name} backend (pads by reflection)")
         bgr = np.ascontiguousarray(to_channels(img, 3))
         t0 = time.perf_counter()
-        out = self.backend.denoise_frames(bgr, sigma)
-        self._t_infer = (t0, time.perf_counter())
+        out = self.backend.infer_frames(bgr, sigma)
+        times = (t0, time.perf_counter())
         if img.ndim == 2 or img.shape[2] == 1:
             out = np.round(out.mean(axis=2)).astype(np.uint8).reshape(img.shape)
         if alpha is not None:
             out = np.concatenate([out, alpha], axis=2)
-        return out
+        return out, times
 
-    def _run(self, x: np.ndarray, sigma: float) -> np.ndarray:
+    def _run(self, x: np.ndarray, sigma: float) -> tuple[np.ndarray, tuple[float, float]]:
         n, c, h, w = x.shape
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -268,6 +208,5 @@ class Denoiser:
         s = np.full((n,), sigma / 255.0, np.float32)
         x = np.ascontiguousarray(x)
         t0 = time.perf_counter()
-        y = self.backend(x, s)
-        self._t_infer = (t0, time.perf_counter())
-        return y[:, :, :h, :w]
+        y = self.backend.infer(x, s)
+        return y[:, :, :h, :w], (t0, time.perf_counter())

@@ -8,9 +8,6 @@ protocol, output clipped and rounded to uint8, PSNR over all channels and SSIM
 from __future__ import annotations
 
 import json
-import math
-import platform
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +15,10 @@ import numpy as np
 from .data import list_images, read_image
 from .denoiser import Denoiser
 from .errors import DataError
+from .frames import psnr_u8, to_uint8  # noqa: F401 - psnr_u8 is part of this module's scoring API
 from .modelfile import file_sha256
 from .noise import protocol_noisy
-
-
-def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+from .runtime.stats import stamp
 
 
 SSIM_WINDOW = 7  # scikit-image's default window (BENCHMARK_PROTOCOL.md)
@@ -41,17 +35,13 @@ def ssim_u8(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, data_range=255, channel_axis=2 if a.ndim == 3 else None))
 
 
-def to_u8(x: np.ndarray) -> np.ndarray:
-    return x if x.dtype == np.uint8 else np.round(np.clip(x * 255.0, 0, 255)).astype(np.uint8)
-
-
 def comparison(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
     """Side-by-side uint8 BGR picture of labelled RGB/gray panels."""
     from .frames import draw_label
 
     out = []
     for label, img in panels:
-        img = to_u8(img)
+        img = to_uint8(img)
         img = np.repeat(img, 3, axis=2) if img.ndim == 3 and img.shape[2] == 1 else img
         img = np.stack([img] * 3, axis=2) if img.ndim == 2 else img
         bgr = img[:, :, ::-1].copy()  # a copy: the labels must not draw into the caller's frame
@@ -73,7 +63,7 @@ def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dic
             noisy = protocol_noisy(clean, sigma, i, protocol)
             bgr = noisy[:, :, ::-1] if noisy.shape[2] == 3 else noisy
             out = den.denoise(np.ascontiguousarray(bgr), sigma=None if blind else sigma)
-            out = to_u8(out)
+            out = to_uint8(out)
             out = out[:, :, ::-1] if out.shape[2] == 3 else out
             try:
                 ssim = ssim_u8(out, clean)
@@ -83,7 +73,7 @@ def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dic
                 "image": f.name,
                 "psnr": psnr_u8(out, clean),
                 "ssim": ssim,
-                "psnr_noisy": psnr_u8(to_u8(noisy), clean),
+                "psnr_noisy": psnr_u8(to_uint8(noisy), clean),
             })
             if save_dir is not None:
                 d = save_dir / f"{protocol}_sigma{sigma:g}"
@@ -135,8 +125,7 @@ def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol:
         "backend": den.backend_name,
         "precision": precision,
         "results": results,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+        **stamp(),  # date, command, machine, versions: as every results file
     }
 
 

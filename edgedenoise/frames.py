@@ -1,14 +1,106 @@
-"""Frame and pixel helpers shared by the runtime, evaluation and benchmarks.
+"""Frames and pixels: the one place for pixel types, channels, image files and labels.
 
-For now only the label drawing: `draw_label()`, outlined text that reads on any background.
-This module imports only numpy and cv2 (no torch): the runtime imports it on the device.
+- `IMAGE_EXTS`: the image files every folder reader takes (sources, `denoise`, training data).
+- `read_frame(path)`: an image file as OpenCV decodes it, unchanged (gray, BGR, BGRA, 16-bit),
+  with a one-line `DataError` for an empty, unreadable or undecodable file; `write_image`.
+- `to_uint8`, `to_channels`, `to_bgr8`: pixel type and channel conversions.
+- `psnr_u8`: the PSNR of two 8-bit images (the runtime reports it live for the demo).
+- `draw_label()`: outlined text that reads on any background, the same on OpenCV 4 and 5.
+
+Imports only numpy and cv2 (no torch): the runtime imports it on the device.
 """
 from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .errors import DataError
+
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm", ".exr")
+
+
+def read_frame(path: str | os.PathLike) -> np.ndarray:
+    """An image file as OpenCV decodes it, unchanged (gray, BGR, BGRA, 16-bit); DataError if it
+    is missing, empty, unreadable or not an image."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"image not found: {p}")
+    try:
+        data = np.fromfile(p, np.uint8)  # fromfile + imdecode: non-ASCII paths work
+    except OSError as e:
+        raise DataError(f"cannot read image {p}: {e.strerror or e}") from None
+    if data.size == 0:
+        raise DataError(f"image {p} is empty (0 bytes)")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataError(f"cannot decode image {p} ({data.size} bytes): file is corrupt or not an image")
+    return img
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Encode by the file's extension and write; DataError if OpenCV cannot encode it or the file
+    cannot be written."""
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".png", img)
+    if not ok:
+        raise DataError(f"cannot encode an image as {path.suffix!r}: use .png, .jpg, .tif or .bmp")
+    try:
+        buf.tofile(str(path))
+    except OSError as e:
+        raise DataError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def to_uint8(img: np.ndarray, source: str = "image") -> np.ndarray:
+    """Any frame OpenCV decodes to uint8: 16-bit scaled by 1/257, float in [0,1] by 255."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if img.dtype in (np.float32, np.float64):
+        return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise DataError(f"{source}: unsupported pixel type {img.dtype} (expected 8- or 16-bit)")
+
+
+def to_channels(img: np.ndarray, channels: int, source: str = "image", bgr: bool = True) -> np.ndarray:
+    """HxW / HxWx1 / HxWx3 / HxWx4 -> HxWx`channels`. Alpha is dropped; grayscale is
+    replicated for a colour model; colour is converted to luma for a grayscale model.
+    `bgr` says whether 3/4-channel input is in OpenCV's BGR order (else RGB)."""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise DataError(f"{source}: unsupported frame shape {img.shape} (expected HxW, HxWx1, HxWx3 or HxWx4)")
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    if channels == 3 and img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    if channels == 1 and img.shape[2] == 3:
+        code = cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY
+        return cv2.cvtColor(np.ascontiguousarray(img), code)[:, :, None]
+    return img
+
+
+def to_bgr8(img: np.ndarray) -> np.ndarray:
+    """Any frame the pipeline carries -> 8-bit BGR for viewing or lossy video."""
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = to_uint8(img)
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return img
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two 8-bit images (peak 255); inf when they are equal."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def draw_label(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.55,

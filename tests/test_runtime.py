@@ -458,3 +458,15 @@ def test_auto_model_choice():
     # a source far faster than any model: the fastest is taken, and the reason says so
     den, why = choose("auto", "auto", "auto", None, "realtime", (320, 240), 1e5)
     assert den.name == "tiny" and "none keeps up" in why and "default fp32" in why
+
+
+def test_the_runtime_runs_without_torch_and_triton(tmp_path):
+    """A Jetson runtime may have neither: the demo runs with both made unimportable."""
+    code = ("import sys; sys.modules.update(dict.fromkeys(['torch', 'triton'])); "
+            "import edgedenoise.runtime, edgedenoise.backends, edgedenoise.frames; "
+            "from edgedenoise.cli import main; "
+            "sys.exit(main(['run', '--frames', '10', '--sink', 'null', '--quiet', '--stats', 's.json']))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["frames_in"] == 10 and s["backend"] == "onnxruntime"

@@ -93,3 +93,16 @@ def test_tiles_keep_the_frame_dtype_for_frame_native_backends():
     frame = np.random.default_rng(1).integers(0, 256, (200, 300, 3), dtype=np.uint8)
     tiled(frame, lambda t: seen.append(t.dtype) or t, (96, 128), overlap=16)
     assert seen and all(d == np.uint8 for d in seen)
+
+
+def test_bench_reports_a_status_per_backend(tmp_path, capsys):
+    """One backend that cannot run does not stop the others (as Ultralytics' benchmark table)."""
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--backend", "tensorrt,onnxruntime", "--resolution", "64x48", "--frames", "2", "--warmup", "0",
+               "--json", str(out)])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    rows = {r["requested"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["tensorrt"]["status"].startswith("failed: the tensorrt backend needs an engine")
+    assert rows["onnxruntime"]["status"] == "ok" and rows["onnxruntime"]["p50_ms"] > 0
+    assert "failed: the tensorrt backend needs an engine" in cap.out

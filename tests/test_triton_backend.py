@@ -30,12 +30,12 @@ def test_triton_backend_matches_torch_backend(kodak_rgb, h, w):
 @pytest.mark.parametrize("h,w", [(48, 64), (37, 53)], ids=["multiple of 16", "odd size, padded"])
 def test_triton_backend_fp16_keeps_the_quality(kodak_rgb, h, w):
     from edgedenoise.modelfile import resolve
-    from edgedenoise.triton_backend import TritonBackend
+    from edgedenoise.backends.triton import TritonBackend
 
     clean = np.ascontiguousarray(kodak_rgb[100:100 + h, 200:200 + w, ::-1])
     frame = protocol_noisy(clean, 25, 0, "camera")
     ref = Denoiser.load("default", backend="torch", device="cpu").denoise(frame, 25)
-    half = TritonBackend(resolve("default"), dtype="fp16").denoise_frames(frame, 25)
+    half = TritonBackend(resolve("default"), dtype="fp16").infer_frames(frame, 25)
     assert half.shape == frame.shape and half.dtype == np.uint8
     diff = np.abs(half.astype(int) - ref.astype(int))
     assert diff.max() <= 2 and (diff > 0).mean() < 0.10, f"max {diff.max()}, {(diff > 0).sum()} pixels differ"
@@ -57,12 +57,12 @@ def test_cuda_graph_replays_equal_eager_runs(kodak_rgb, dtype):
     """Each frame shape is captured once; later frames (new content, new sigma) replay it and
     must equal the eager backend exactly, since both run the same kernels on the same data."""
     from edgedenoise.modelfile import resolve
-    from edgedenoise.triton_backend import TritonBackend
+    from edgedenoise.backends.triton import TritonBackend
 
     graphed = TritonBackend(resolve("default"), dtype=dtype)
     eager = TritonBackend(resolve("default"), dtype=dtype, graphs=False)
     for i, (h, w, sigma) in enumerate([(64, 96, 25), (64, 96, 15), (37, 53, 50), (64, 96, 25)]):
         frame = protocol_noisy(np.ascontiguousarray(kodak_rgb[i * 40:i * 40 + h, :w, ::-1]), sigma, i, "camera")
-        np.testing.assert_array_equal(graphed.denoise_frames(frame, sigma), eager.denoise_frames(frame, sigma))
+        np.testing.assert_array_equal(graphed.infer_frames(frame, sigma), eager.infer_frames(frame, sigma))
     assert graphed.graphs, "capture failed: the backend fell back to eager"
     assert set(graphed._graphs) == {(1, 64, 96, 3), (1, 37, 53, 3)}

@@ -27,9 +27,10 @@ def candidates(model: str, precision: str, backend: str) -> list[tuple[str, str]
     """(model, precision) pairs `auto` may pick from; one pair when nothing is left on auto."""
     if model != "auto":  # a named model: as named, fp32 unless a precision is named too
         return [(model, "fp32" if precision == "auto" else precision)]
+    if precision != "auto":
+        return [(m, precision) for m in dict.fromkeys(m for m, _ in CANDIDATES)]
     int8_ok = backend in ("auto", "onnxruntime")  # INT8 runs on ONNX Runtime here
-    precisions = (["fp32", "int8"] if int8_ok else ["fp32"]) if precision == "auto" else [precision]
-    return [(m, p) for m, p in CANDIDATES if p in precisions]
+    return [(m, p) for m, p in CANDIDATES if p == "fp32" or int8_ok]
 
 
 def _time(den, frame: np.ndarray) -> float:

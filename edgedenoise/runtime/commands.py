@@ -12,14 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import CHOICES
 from ..errors import DataError
 from .stats import RunStats
 
-BACKENDS = ["auto", "onnxruntime", "torch", "triton", "tensorrt"]
-# OpenCV fastNlMeansDenoisingColored h (= hColor) per sigma, search 21, template 7: the best PSNR
-# on a 256x256 crop (rows and columns 100-355) of Kodak24's first image, camera protocol, seed 0,
-# h scanned in steps of 2 (sigma 15, 25) and 3 (sigma 50). Other sigmas: 0.55 * sigma.
-NLM_H = {15: 8.0, 25: 14.0, 50: 23.0}
+BACKENDS = CHOICES
+PRECISIONS = ["fp32", "int8", "fp16"]  # int8: ONNX Runtime; fp16: triton; engines carry their own
 
 
 def parse_size(s: str) -> tuple[int, int]:
@@ -81,10 +79,10 @@ def add_run(sub):
                                                              "frames are tiled with overlap and blended")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
-    p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
+    p.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto",
                    help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize; shipped for tiny "
-                        "and default), faster on CPUs, some PSNR lost (benchmarks/results/quality.md); auto "
-                        "(default): chosen with --model auto, fp32 for a named model")
+                        "and default), faster on CPUs, some PSNR lost (benchmarks/results/quality.md); fp16: the "
+                        "triton backend; auto (default): chosen with --model auto, fp32 for a named model")
     p.add_argument("--reconnect", type=int, default=10, help="tries to reopen a dropped camera or stream (default 10)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=cmd_run)
@@ -226,8 +224,8 @@ def add_bench(sub):
     p.add_argument("--warmup", type=int, default=5, help="untimed frames first (default 5)")
     p.add_argument("--sigma", type=float, default=25.0, help="noise added and given to the model (default 25)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
-    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
-                   help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize); fp16: triton")
     p.add_argument("--vs", choices=["nlm"], help="also time OpenCV fastNlMeansDenoisingColored on the same frames")
     p.add_argument("--nlm-frames", type=int, default=10, help="frames timed for --vs nlm (it is slow; default 10)")
     p.add_argument("--json", help="write the results here")
@@ -254,11 +252,15 @@ def bench_frames(w: int, h: int, sigma: float, n: int = 4) -> tuple[list[np.ndar
     return clean, noisy
 
 
-def cmd_bench(a):
-    import cv2
+def _reason(e: BaseException) -> str:
+    return str(e).splitlines()[0][:300] if str(e) else type(e).__name__
 
+
+def cmd_bench(a):
     from ..denoiser import Denoiser
-    from ..evaluate import psnr_u8
+    from ..errors import EdgeDenoiseError
+    from ..frames import psnr_u8
+    from ..nlm import nlm_denoise, nlm_h
     from .stats import stamp, summarize, time_calls
 
     backends = [b.strip() for b in a.backend.split(",") if b.strip()]
@@ -272,14 +274,28 @@ def cmd_bench(a):
     if a.frames <= 0 or a.warmup < 0:
         raise DataError("--frames must be positive and --warmup not negative")
     rows, nlm_rows = [], []
-    dens = [Denoiser.load(a.model, backend=b, threads=a.threads, precision=a.precision) for b in backends]
-    nlm_h = NLM_H.get(a.sigma, 0.55 * a.sigma)  # 25.0 finds the key 25
+    dens, failed = {}, []  # every backend gets a status: one that cannot load or run does not stop the others
+    for b in backends:
+        try:
+            dens[b] = Denoiser.load(a.model, backend=b, threads=a.threads, precision=a.precision)
+        except (EdgeDenoiseError, ImportError) as e:
+            failed.append({"backend": b, "requested": b, "status": f"failed: {_reason(e)}"})
+            print(f"bench {b}: {failed[-1]['status']}", file=sys.stderr)
+    if not dens:
+        raise DataError("no backend could run: " + "; ".join(f"{r['backend']} {r['status']}" for r in failed))
+    h_nlm = nlm_h(a.sigma)
     for w, h in sizes:
         clean, noisy = bench_frames(w, h, a.sigma)
-        for b, den in zip(backends, dens):
-            times, out = time_calls(lambda f, den=den: den.denoise(f, a.sigma), noisy, a.frames, a.warmup)
+        for b, den in dens.items():
+            base = {"backend": den.backend_name, "requested": b, "resolution": f"{w}x{h}"}
+            try:
+                times, out = time_calls(lambda f, den=den: den.denoise(f, a.sigma), noisy, a.frames, a.warmup)
+            except (EdgeDenoiseError, RuntimeError) as e:  # e.g. a frame outside an engine's profile
+                rows.append({**base, "status": f"failed: {_reason(e)}"})
+                print(f"bench {den.backend_name} {w}x{h}: {rows[-1]['status']}", file=sys.stderr)
+                continue
             s = summarize(times)
-            rows.append({"backend": den.backend_name, "requested": b, "resolution": f"{w}x{h}", **s,
+            rows.append({**base, "status": "ok", **s,
                          "fps": round(1e3 / s["mean_ms"], 3),
                          "psnr_noisy_db": round(psnr_u8(noisy[(a.frames - 1) % len(noisy)],
                                                         clean[(a.frames - 1) % len(noisy)]), 2),
@@ -287,22 +303,26 @@ def cmd_bench(a):
             print(f"bench {den.backend_name} {w}x{h}: p50 {s['p50_ms']:.1f} ms", file=sys.stderr)
         if a.vs == "nlm":
             n = max(1, min(a.nlm_frames, a.frames))
-            times, out = time_calls(lambda f: cv2.fastNlMeansDenoisingColored(f, None, nlm_h, nlm_h, 7, 21),
-                               noisy, n, 1)
+            times, out = time_calls(lambda f: nlm_denoise(f, h_nlm), noisy, n, 1)
             s = summarize(times)
-            nlm_rows.append({"method": "opencv-nlm", "resolution": f"{w}x{h}", **s,
-                             "fps": round(1e3 / s["mean_ms"], 3), "h": nlm_h,
+            nlm_rows.append({"method": "opencv-nlm", "resolution": f"{w}x{h}", "status": "ok", **s,
+                             "fps": round(1e3 / s["mean_ms"], 3), "h": h_nlm,
                              "psnr_db": round(psnr_u8(out, clean[(n - 1) % len(noisy)]), 2)})
             for r in rows:
-                if r["resolution"] == f"{w}x{h}":
+                if r["resolution"] == f"{w}x{h}" and r["status"] == "ok":
                     r["nlm_p50_ratio"] = round(s["p50_ms"] / r["p50_ms"], 3)
             print(f"bench opencv-nlm {w}x{h}: p50 {s['p50_ms']:.1f} ms", file=sys.stderr)
+    rows = failed + rows
+    model = next(iter(dens.values())).name
 
     head = f"{'backend':<13} {'resolution':>10} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} {'fps':>7} {'PSNR dB':>8}"
     if nlm_rows:
         head += f" {'NLM/this':>9}"
     lines = [head]
     for r in rows + nlm_rows:
+        if r["status"] != "ok":
+            lines.append(f"{r['backend']:<13} {r.get('resolution', 'all'):>10}   {r['status']}")
+            continue
         line = (f"{r.get('backend', r.get('method')):<13} {r['resolution']:>10} {r['p50_ms']:9.2f} {r['p90_ms']:9.2f} "
                 f"{r['p99_ms']:9.2f} {r['mean_ms']:9.2f} {r['fps']:7.2f} {r['psnr_db']:8.2f}")
         if "nlm_p50_ratio" in r:
@@ -310,10 +330,10 @@ def cmd_bench(a):
         lines.append(line)
     print("\n".join(lines))
     print(f"latency per frame, uint8 BGR in -> uint8 BGR out, sigma {a.sigma:g}, {a.frames} frames after "
-          f"{a.warmup} warm-up; model {dens[0].name}; {a.precision}"
-          + (f"; NLM on {nlm_rows[0]['count']} frames, h={nlm_h:g}, template 7, search 21" if nlm_rows else ""))
+          f"{a.warmup} warm-up; model {model}; {a.precision}"
+          + (f"; NLM on {nlm_rows[0]['count']} frames, h={h_nlm:g}, template 7, search 21" if nlm_rows else ""))
     if a.json:
-        doc = {**stamp(), "model": dens[0].name, "threads": a.threads, "precision": a.precision, "sigma": a.sigma,
+        doc = {**stamp(), "model": model, "threads": a.threads, "precision": a.precision, "sigma": a.sigma,
                "frames": a.frames, "warmup": a.warmup, "protocol": "camera", "results": rows, "anchors": nlm_rows}
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)

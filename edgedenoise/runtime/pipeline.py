@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DataError, EdgeDenoiseError
 from ..estimate import estimate_sigma
-from ..evaluate import psnr_u8
+from ..frames import psnr_u8
 from .sinks import Result, Sink
 from .sources import Source
 from .stats import RunStats
@@ -318,12 +318,16 @@ class Pipeline:
                     self.sigma.reset()  # a new scene or camera mode: start the average again
                 sigma = self.sigma(img)
                 t1 = time.perf_counter()
+                timed = getattr(den, "denoise_timed", None)
                 if self.tile:  # tiles of the frame's own dtype; float sums for one strip of tiles only
                     out = tiled(img, lambda t: den.denoise(t, sigma), self.tile, self.overlap)
-                else:  # the Denoiser takes the frame as it is: uint8 stays uint8 up to the backend
+                    pre, net = 0.0, time.perf_counter() - t1
+                elif timed is not None:  # the Denoiser takes the frame as it is: uint8 stays uint8 to the backend
+                    out, (pre, net, _) = timed(img, sigma)
+                else:  # any object with denoise(frame, sigma)
                     out = den.denoise(img, sigma)
+                    pre, net = 0.0, time.perf_counter() - t1
                 t3 = time.perf_counter()
-                pre, net, _ = (0.0, t3 - t1, 0.0) if self.tile else getattr(den, "last_timing", (0.0, t3 - t1, 0.0))
                 t1, t2 = t1 + pre, t1 + pre + net  # the Denoiser's call split into its own stages
                 st.add("preprocess", t1 - t0)
                 st.add("inference", t2 - t1)

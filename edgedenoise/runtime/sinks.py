@@ -24,8 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
-from ..evaluate import to_u8
-from ..frames import draw_label
+from ..frames import draw_label, to_bgr8
 from ..outputs import check_writable
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
@@ -41,19 +40,6 @@ class Result:
     denoised: np.ndarray
     sigma: float
     t_captured: float  # time.perf_counter() when capture finished
-
-
-def to_bgr8(img: np.ndarray) -> np.ndarray:
-    """Any frame the pipeline carries -> 8-bit BGR for viewing or lossy video."""
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = to_u8(img)
-    if img.ndim == 2 or img.shape[2] == 1:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    return img
 
 
 def compose(res: Result, status: str = "", max_width: int = 0) -> np.ndarray:

@@ -25,8 +25,8 @@ import numpy as np
 
 from ..data import SAMPLE_IMAGE as SAMPLE
 from ..errors import DataError
+from ..frames import IMAGE_EXTS, read_frame
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm", ".exr"}
 GRAMMAR = ("a camera index (0), v4l2:///dev/videoN, csi://N, gst:PIPELINE, a video file, "
            "an image folder or glob, rtsp:// or http(s):// URL, or demo")
 
@@ -188,7 +188,7 @@ class ImageSource(Source):
             return None
         p = self.paths[self.i]
         self.i += 1
-        return read_image_file(p)
+        return read_frame(p)
 
 
 class DemoSource(Source):
@@ -251,21 +251,6 @@ class DemoSource(Source):
 
     def frame_size(self) -> tuple[int, int] | None:
         return self.size
-
-
-def read_image_file(p: Path) -> np.ndarray:
-    """An image file as OpenCV decodes it, unchanged (gray, BGR, BGRA, 16-bit); DataError if it
-    cannot be read or decoded."""
-    try:
-        data = np.fromfile(p, np.uint8)  # fromfile + imdecode: non-ASCII paths work
-    except OSError as e:
-        raise DataError(f"cannot read image {p}: {e.strerror or e}") from None
-    if data.size == 0:
-        raise DataError(f"image {p} is empty (0 bytes)")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"cannot decode image {p} ({data.size} bytes): file is corrupt or not an image")
-    return img
 
 
 def _sorted_images(paths) -> list[Path]:

@@ -21,22 +21,25 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import ModelError
-from .modelfile import ModelFiles
+from ..errors import ModelError
+from ..modelfile import ModelFiles
+from . import Backend
 
 log = logging.getLogger("edgedenoise")
 MAX_GRAPHS = 4  # frame shapes whose CUDA graphs are kept (a stream has one; a resize makes two)
 
 
-class TritonBackend:
+class TritonBackend(Backend):
+    """The whole network in the fused Triton kernels on a CUDA GPU: uint8 BGR frames in and out."""
+
     name = "triton"
     frame_native = True
 
     def __init__(self, files: ModelFiles, device: str | None = None, dtype: str = "fp32", graphs: bool = True):
         import torch
 
-        from .model import SIGMA_MAP_SCALE
-        from .modelfile import load_model
+        from ..model import SIGMA_MAP_SCALE
+        from ..modelfile import load_model
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -50,6 +53,9 @@ class TritonBackend:
             raise ModelError("the triton backend handles colour (3-channel) models only")
         self.torch = torch
         self.device = torch.device(device)
+        if dtype not in ("fp32", "fp16"):
+            raise ModelError(f"the triton backend computes in fp32 or fp16, not {dtype}")
+        self.precision = dtype
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16}[dtype]
         net = load_model(files.weights or files.onnx).eval()
         self.cfg = net.config
@@ -135,7 +141,7 @@ class TritonBackend:
             self._graphs.popitem(last=False)
         return entry
 
-    def denoise_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
+    def infer_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
         """(N,H,W,3) or (H,W,3) uint8 BGR -> the same, denoised. sigma on the 0-255 scale."""
         torch = self.torch
         single = frames.ndim == 3

@@ -1,0 +1,109 @@
+"""Backends: the inference engines behind `Denoiser`, one module each, one small contract.
+
+| module        | runs                                            | frame-native | precisions   | needs            |
+|---------------|-------------------------------------------------|--------------|--------------|------------------|
+| `onnxruntime` | the ONNX export (the runtime default, any CPU)  | no           | fp32, int8   | onnxruntime      |
+| `torch`       | the safetensors weights in PyTorch (CPU, CUDA)  | no           | fp32         | torch            |
+| `triton`      | the whole network in the fused Triton kernels   | yes          | fp32, fp16   | torch, triton    |
+| `tensorrt`    | a built TensorRT engine (`edgedenoise build`)   | if built so  | its own      | tensorrt, cuda   |
+
+The contract (`Backend` below) is what `Denoiser` relies on, and all a new backend implements:
+
+- **What it takes and returns.** A float backend (`frame_native = False`) implements
+  `infer(x, sigma)`: x is float32 NCHW RGB in [0, 1], H and W multiples of `size_multiple`
+  (the `Denoiser` pads by reflection and crops back), sigma float32 of shape (N,) in [0, 1]
+  units; it returns the denoised float32 NCHW. A frame-native backend (`frame_native = True`)
+  implements `infer_frames(frames, sigma)`: uint8 BGR NHWC frames of any H and W the model's
+  padding can reach, sigma on the 0-255 scale; it returns uint8 BGR NHWC frames. The frame then
+  stays uint8 all the way to the device and back.
+- **`size_multiple`**: what H and W of `infer` must be multiples of; it is the model's (one
+  formula, `ModelFiles.size_multiple`).
+- **Timings.** Every call is synchronous: it returns host arrays, with any device work finished
+  and copied back. So the time around the call is its inference time, transfers included;
+  `Denoiser.denoise_timed` measures it there, per call, and returns it. Backends keep no
+  timing state (a side channel would not be thread-safe).
+- **State.** A backend holds nothing between calls but caches (sessions, packed weights,
+  device buffers, CUDA graphs). The state of a recurrent (video) model is an explicit input
+  and output of the call, held by its caller, so every backend runs it the same way.
+- **Errors.** Anything it cannot run (a missing library, a GPU it needs, a model it cannot
+  take) is a `ModelError` (or `EngineError`) with a one-line message saying what to do.
+- `close()` frees what the backend holds on a device; it may be called more than once.
+
+Modules import their libraries when a backend is built, never at import time: the runtime
+imports this package on a Jetson that has neither torch nor triton.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..modelfile import ModelFiles
+
+NAMES = ["onnxruntime", "torch", "triton", "tensorrt"]
+CHOICES = ["auto", *NAMES]  # what the CLI's --backend takes
+
+
+class Backend:
+    """The contract above; subclasses set `name` and `frame_native` and implement one call."""
+
+    name = "backend"
+    frame_native = False
+    precision = "fp32"
+    size_multiple = 1
+
+    def infer(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        raise ModelError(f"the {self.name} backend takes uint8 BGR frames: call infer_frames")
+
+    def infer_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
+        raise ModelError(f"the {self.name} backend takes float NCHW input: call infer")
+
+    def close(self) -> None:
+        pass
+
+
+def pick(backend: str, files: ModelFiles, precision: str = "fp32") -> str:
+    """`auto`: ONNX Runtime when the model has an ONNX export and onnxruntime imports (always for
+    int8, which only ONNX Runtime runs here), else torch. Other names are returned as they are."""
+    if backend != "auto":
+        return backend
+    if precision == "int8":
+        return "onnxruntime"
+    if files.onnx is not None:
+        try:
+            import onnxruntime  # noqa: F401
+
+            return "onnxruntime"
+        except ImportError:
+            pass
+    if files.weights is not None:
+        return "torch"
+    return "onnxruntime"
+
+
+def create(name: str, files: ModelFiles, threads: int | None = None, device: str | None = None,
+           precision: str = "fp32", engine_path: Path | None = None) -> Backend:
+    """The backend `name` (not `auto`: see `pick`) for a model's files."""
+    if name == "onnxruntime":
+        from .onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(files, threads, precision=precision)
+    if precision != "fp32" and name != "triton":
+        raise ModelError(f"precision {precision} runs on the onnxruntime backend here (TensorRT engines carry "
+                         "their own precision: edgedenoise build --precision)")
+    if name == "torch":
+        from .torch import TorchBackend
+
+        return TorchBackend(files, device, threads)
+    if name == "triton":
+        from .triton import TritonBackend
+
+        return TritonBackend(files, device, dtype=precision)
+    if name == "tensorrt":
+        if engine_path is None:
+            raise ModelError("the tensorrt backend needs an engine: --model MODEL.engine (edgedenoise build makes one)")
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend(engine_path)
+    raise ModelError(f"unknown backend {name!r}: choose {', '.join(CHOICES)}")
