@@ -20,7 +20,6 @@ Only torch is imported here: the runtime never imports this module.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -134,7 +133,9 @@ class ModelConfig:
 
     @property
     def size_multiple(self) -> int:
-        return self.unshuffle * 2 ** (len(self.widths) - 1)
+        from .modelfile import size_multiple
+
+        return size_multiple({"unshuffle": self.unshuffle, "widths": self.widths})
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -146,12 +147,9 @@ class ModelConfig:
         known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra") if k in d}
         return cls(**known)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
 
 # The model family. MAC budgets per pixel: tiny <= 10k, small <= 30k, base <= 100k
-# (tests/test_model.py measures them by running the model).
+# (tests/test_cli.py measures them by running the model).
 SIZES: dict[str, ModelConfig] = {
     "tiny": ModelConfig("tiny", widths=(16, 32, 64), depths=(1, 2, 2)),
     "small": ModelConfig("small", widths=(24, 48, 96, 192), depths=(2, 2, 4, 4)),

@@ -19,7 +19,12 @@ from .errors import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 ALIASES = {"default": "small"}
-VERSION_KEY = "edgedenoise_version"
+
+
+def size_multiple(config: dict) -> int:
+    """What a model's input H and W must be multiples of: the pixel-unshuffle factor times 2 per
+    downsampling level (the one formula; ModelConfig and ModelFiles both ask it)."""
+    return int(config.get("unshuffle", 2)) * 2 ** (len(config["widths"]) - 1)
 
 
 @dataclass
@@ -32,8 +37,7 @@ class ModelFiles:
 
     @property
     def size_multiple(self) -> int:
-        cfg = self.config
-        return int(cfg.get("unshuffle", 2)) * 2 ** (len(cfg["widths"]) - 1)
+        return size_multiple(self.config)
 
     @property
     def channels(self) -> int:

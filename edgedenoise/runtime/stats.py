@@ -1,10 +1,10 @@
 """Run statistics: per-stage latency (p50/p90/p99/mean), fps, drops, a live status line, JSON.
 
 Stages follow the frame: `capture` (source read), `preprocess` (frame check, noise level,
-tile split), `inference` (`Denoiser.denoise` per frame or tile; it includes the denoiser's own
-uint8<->float conversion and padding), `postprocess` (tile blending), `output` (sink write),
-and `total` (from the end of capture to the end of output, queue waits included: the latency
-a viewer sees).
+and the Denoiser's own conversion to the backend's input and padding), `inference` (the backend
+call, device transfers included; with `--tile` every tile's whole `denoise` call and the blending),
+`postprocess` (the Denoiser's cropping and conversion back), `output` (sink write), and `total`
+(from the end of capture to the end of output, queue waits included: the latency a viewer sees).
 
 Samples are kept in bounded deques, so a run of any length uses constant memory; the
 percentiles describe the most recent `window` frames.
