@@ -249,20 +249,30 @@ def test_unreachable_rtsp_gives_a_clear_error(capsys):
     assert "cannot open stream" in msg and url in msg
 
 
-def test_bad_requests_give_clear_errors(tmp_path, capsys, monkeypatch):
+def test_bad_requests_give_clear_errors(tmp_path, capsys):
     assert "needs an engine" in _run_error(["--backend", "tensorrt", "--sink", "null"], capsys)
     missing = _run_error(["--model", str(tmp_path / "m.engine"), "--sink", "null"], capsys)
     assert "engine not found" in missing
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # other tests set it for the CPU kernel checks
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None or not __import__("torch").cuda.is_available():
-        assert "needs" in _run_error(["--backend", "triton", "--sink", "null"], capsys)
     assert "FFV1 in .mkv or .avi" in _run_error(["--sink", str(tmp_path / "x.mp4"), "--lossless"], capsys)
     assert "cannot write a stream" in _run_error(["--sink", str(tmp_path / "x.jpg")], capsys)
-    if not has_gstreamer():
-        msg = _run_error(["--source", "csi://0", "--sink", "null"], capsys)
-        assert "GStreamer" in msg and "nvarguscamerasrc sensor-id=0" in msg
+
+
+def _cuda() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
+
+
+@pytest.mark.skipif(_cuda(), reason="this machine has a CUDA GPU: the triton backend runs here")
+def test_triton_backend_without_a_gpu_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # other tests set it for the CPU kernel checks
+    assert "needs" in _run_error(["--backend", "triton", "--sink", "null"], capsys)
+
+
+@pytest.mark.skipif(has_gstreamer(), reason="this OpenCV has GStreamer: a CSI source would really be opened")
+def test_csi_camera_without_gstreamer_names_the_pipeline(capsys):
+    msg = _run_error(["--source", "csi://0", "--sink", "null"], capsys)
+    assert "GStreamer" in msg and "nvarguscamerasrc sensor-id=0" in msg
 
 
 def _write_png(path: Path, img: np.ndarray) -> None:
