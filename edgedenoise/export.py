@@ -182,8 +182,8 @@ def verify_onnx(net, path: Path, sizes=VERIFY_SIZES, tol: float = 1e-4) -> float
     import onnxruntime as ort
 
     from .data import SAMPLE_IMAGE, read_image
+    from .model import pad_to_multiple
     from .noise import protocol_noisy
-    from .train import pad_to_multiple
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     sample = read_image(SAMPLE_IMAGE, net.config.channels)

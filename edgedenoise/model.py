@@ -234,3 +234,14 @@ def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> tuple[i
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
+    """Pad an (..., H, W) image tensor at the bottom and right to multiples of m (a model's
+    size_multiple): by reflection, or by replication where the image is too small to reflect.
+    Returns (padded tensor, H, W) so that the caller can crop the output back."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    return x, h, w

@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from . import data as D
 from .errors import DataError, ModelError
-from .model import ModelConfig, SIZES, build_model, grow_from
+from .model import ModelConfig, SIZES, build_model, grow_from, pad_to_multiple
 from .modelfile import save_model
 from .noise import make_noise, protocol_noisy, quantize
 from .trainconfig import TrainConfig
@@ -104,14 +104,6 @@ def lr_lambda(cfg: TrainConfig):
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return f
-
-
-def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-    return x, h, w
 
 
 @torch.no_grad()
@@ -237,26 +229,71 @@ def init_weights(model: nn.Module, spec: str, mcfg: ModelConfig) -> None:
     model.load_state_dict(src.state_dict())
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train (or resume) a run. Returns a summary dict (final step, val PSNR, run folder)."""
+# ---------------------------------------------------------------- the run, step by step
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where this process stands: how many processes, its rank, its device, the run folder."""
+
+    world: int
+    rank: int
+    device: torch.device
+    out: Path
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that logs, validates and writes the run folder."""
+        return self.rank == 0
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+
+@dataclass
+class Nets:
+    """What training updates: the model, its optimizer and learning-rate schedule, and with
+    --adv-weight > 0 the patch discriminator and its optimizer (else both None)."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    disc: PatchDiscriminator | None = None
+    dopt: torch.optim.Optimizer | None = None
+
+
+def setup_run(cfg: TrainConfig) -> RunContext:
+    """Read torchrun's WORLD_SIZE / RANK / LOCAL_RANK, pick the device (--device, or cuda:LOCAL_RANK
+    when CUDA is there, else cpu), join the process group when there are several processes (nccl on
+    CUDA, gloo on CPU), set torch's thread count (--threads), check that the batch splits evenly
+    over the processes, and on rank 0 make the run folder."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    distributed = world > 1
     if cfg.device == "auto":
         device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(cfg.device)
-    if distributed:
+    if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch % world:
         raise DataError(f"batch {cfg.batch} does not split evenly over {world} processes")
-    main = rank == 0
-    out = Path(cfg.out)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    run = RunContext(world, rank, device, Path(cfg.out))
+    if run.main:
+        run.out.mkdir(parents=True, exist_ok=True)
+    return run
 
+
+def model_config(cfg: TrainConfig) -> ModelConfig:
+    """The network to train: the --model size's config with --channels, and --depths in place of
+    the size's depths when given; refuses an unknown size, bad depths, and a --patch that is not a
+    multiple of the model's size multiple."""
     mcfg = ModelConfig.from_dict(SIZES[cfg.model].to_dict()) if cfg.model in SIZES else None
     if mcfg is None:
         raise ModelError(f"unknown model size {cfg.model!r}; choose one of {', '.join(SIZES)}")
@@ -268,23 +305,39 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             raise ModelError(f"--depths {cfg.depths!r}: give one integer per level, e.g. 2,2,4,4 ({e})") from None
     if cfg.patch % mcfg.size_multiple:
         raise DataError(f"patch {cfg.patch} must be a multiple of {mcfg.size_multiple} for model {cfg.model}")
+    return mcfg
 
+
+def load_images(cfg: TrainConfig) -> tuple[list[D.ImageInfo], list[D.ImageInfo]]:
+    """The usable images of --data (at least --patch on each side), split into (training, validation)."""
     images = D.scan_images(cfg.data, min_size=cfg.patch, channels=cfg.channels)
-    train_imgs, val_imgs = D.split(images, cfg.val_count)
-    torch.manual_seed(cfg.seed)
-    model = build_model(mcfg).to(device)
-    if main:
-        log.info("model %s: %d images for training, %d for validation", cfg.model, len(train_imgs), len(val_imgs))
+    return D.split(images, cfg.val_count)
 
+
+def build_nets(cfg: TrainConfig, mcfg: ModelConfig, run: RunContext, n_train: int, n_val: int) -> Nets:
+    """Seed torch with --seed, build the model on the device (rank 0 logs it with the image counts),
+    then its Adam optimizer and warmup + cosine schedule, and with --adv-weight > 0 the
+    discriminator and its optimizer. In that order: it fixes the initial weights of a seeded run."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(mcfg).to(run.device)
+    if run.main:
+        log.info("model %s: %d images for training, %d for validation", cfg.model, n_train, n_val)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    disc = dopt = None
+    nets = Nets(model, opt, sched)
     if cfg.adv_weight > 0:
-        disc = PatchDiscriminator(cfg.channels).to(device)
-        dopt = torch.optim.Adam(disc.parameters(), lr=cfg.lr * 0.5, betas=(0.5, 0.999))
+        nets.disc = PatchDiscriminator(cfg.channels).to(run.device)
+        nets.dopt = torch.optim.Adam(nets.disc.parameters(), lr=cfg.lr * 0.5, betas=(0.5, 0.999))
+    return nets
 
+
+def resume_or_init(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunContext) -> int:
+    """Resume from the run folder's checkpoint.pt when there is one (weights, optimizers, schedule,
+    torch RNG state; a checkpoint of another model is refused), else with --init load trained
+    weights into the fresh model (fine-tuning, growing deeper depths; new optimizer and schedule).
+    Rank 0 then writes config.json. Returns the step to start from."""
     start = 0
-    ck_path = out / "checkpoint.pt"
+    ck_path = run.checkpoint
     if ck_path.exists():
         ck = load_checkpoint(ck_path)
         saved = json.loads(ck.get("model_config", "{}"))
@@ -293,127 +346,204 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 f"checkpoint {ck_path} is for widths {saved.get('widths')} depths {saved.get('depths')}, "
                 f"not model {cfg.model}: use another --out or the same --model"
             )
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        if disc is not None and "disc" in ck:
-            disc.load_state_dict(ck["disc"])
-            dopt.load_state_dict(ck["disc_optimizer"])
+        nets.model.load_state_dict(ck["model"])
+        nets.opt.load_state_dict(ck["optimizer"])
+        nets.sched.load_state_dict(ck["scheduler"])
+        if nets.disc is not None and "disc" in ck:
+            nets.disc.load_state_dict(ck["disc"])
+            nets.dopt.load_state_dict(ck["disc_optimizer"])
         _set_rng_state(ck["rng"])
         start = int(ck["step"])
-        if main:
-            log.info("resuming %s at step %d", out, start)
+        if run.main:
+            log.info("resuming %s at step %d", run.out, start)
     elif cfg.init:
-        init_weights(model, cfg.init, mcfg)
-        if main:
+        init_weights(nets.model, cfg.init, mcfg)
+        if run.main:
             log.info("starting from the weights of %s (fine-tuning: new optimizer and schedule)", cfg.init)
-    if main:
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    if run.main:
+        (run.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    return start
 
-    if device.type == "cpu":
-        model.to(memory_format=torch.channels_last)
-    ddp_model, ddp_disc = model, disc
-    if distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if disc is not None:
-            ddp_disc = nn.parallel.DistributedDataParallel(disc, device_ids=ids)
 
+def wrap_for_devices(nets: Nets, run: RunContext) -> tuple[nn.Module, nn.Module | None]:
+    """Channels-last weights on CPU; under several processes, DistributedDataParallel wrappers of
+    the model and discriminator. Returns (model, discriminator) to call in the training step
+    (the bare modules when there is one process)."""
+    if run.device.type == "cpu":
+        nets.model.to(memory_format=torch.channels_last)
+    ddp_model, ddp_disc = nets.model, nets.disc
+    if run.distributed:
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        ddp_model = nn.parallel.DistributedDataParallel(nets.model, device_ids=ids)
+        if nets.disc is not None:
+            ddp_disc = nn.parallel.DistributedDataParallel(nets.disc, device_ids=ids)
+    return ddp_model, ddp_disc
+
+
+def mixed_precision(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """--amp resolved for the device (auto: bf16 where CUDA supports it, else fp16; off on CPU):
+    the autocast dtype (None = full precision) and the gradient scaler (active for fp16 only)."""
     amp = cfg.amp
     if amp == "auto":
         amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "off"
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    return amp_dtype, torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
-    per_rank = cfg.batch // world
+
+def make_loader(cfg: TrainConfig, run: RunContext, train_imgs: list[D.ImageInfo], start: int):
+    """Batches for steps start..steps-1, this rank's slice of each (--workers loader processes)."""
+    per_rank = cfg.batch // run.world
     sampler = D.PatchSampler(train_imgs, cfg.patch, cfg.channels, cfg.seed)
-    ds = Batches(sampler, cfg, start, rank * per_rank, (rank + 1) * per_rank)
-    loader = torch.utils.data.DataLoader(
+    ds = Batches(sampler, cfg, start, run.rank * per_rank, (run.rank + 1) * per_rank)
+    return torch.utils.data.DataLoader(
         ds, batch_size=None, num_workers=cfg.workers, persistent_workers=False,
         prefetch_factor=4 if cfg.workers else None,
     )
-    valset = ValSet(val_imgs, cfg.channels, cfg.val_sigma) if (main and val_imgs) else None
 
-    csv_path = out / "metrics.csv"
-    fields = ["step", "loss", "train_psnr", "lr", "val_psnr", "val_loss", "d_loss", "steps_per_s", "elapsed_s"]
-    if main and (start == 0 or not csv_path.exists()):
-        with open(csv_path, "w", newline="") as f:
-            csv.writer(f).writerow(fields)
 
-    bar = None
-    if main and progress:
-        from tqdm import tqdm
+class Trainer:
+    """The training loop of one process: train_step() on each batch, the running means for the
+    progress bar and metrics.csv, and at the validation / checkpoint steps (rank 0) validation,
+    a metrics row, checkpoint.pt + model.safetensors, and curves.png."""
 
-        bar = tqdm(total=cfg.steps, initial=start, unit="step", dynamic_ncols=True, desc=f"train {cfg.model}")
-    t0, window, wmse, dl = time.time(), [], [], []
-    last_val = None
-    step = start
-    model.train()
-    for noisy, clean, sigma in loader:
+    FIELDS = ("step", "loss", "train_psnr", "lr", "val_psnr", "val_loss", "d_loss", "steps_per_s", "elapsed_s")
+
+    def __init__(self, cfg: TrainConfig, run: RunContext, nets: Nets, start: int,
+                 train_imgs: list[D.ImageInfo], val_imgs: list[D.ImageInfo]):
+        self.cfg, self.run, self.nets, self.start = cfg, run, nets, start
+        self.ddp_model, self.ddp_disc = wrap_for_devices(nets, run)
+        self.amp_dtype, self.scaler = mixed_precision(cfg, run.device)
+        self.loader = make_loader(cfg, run, train_imgs, start)
+        self.valset = ValSet(val_imgs, cfg.channels, cfg.val_sigma) if (run.main and val_imgs) else None
+        self.csv_path = run.out / "metrics.csv"
+        if run.main and (start == 0 or not self.csv_path.exists()):  # a resumed run appends
+            with open(self.csv_path, "w", newline="") as f:
+                csv.writer(f).writerow(self.FIELDS)
+        self.window, self.wmse, self.dl = [], [], []  # since the last metrics row: loss, MSE, d_loss
+        self.last_val = None
+        self.bar = None
+        self.t0 = 0.0
+
+    def run_loop(self, progress: bool = True) -> int:
+        """Train from the start step to --steps (or --stop-at); returns the step reached."""
+        cfg, run = self.cfg, self.run
+        if run.main and progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.steps, initial=self.start, unit="step", dynamic_ncols=True,
+                            desc=f"train {cfg.model}")
+        self.t0 = time.time()
+        step = self.start
+        self.nets.model.train()
+        for noisy, clean, sigma in self.loader:
+            loss, mse, d_loss = self.train_step(noisy, clean, sigma)
+            step += 1
+            self.record(step, loss, mse, d_loss)
+            stopping = step == cfg.stop_at
+            self.validate_and_checkpoint(step, stopping)
+            if stopping:
+                break
+        if self.bar is not None:
+            self.bar.close()
+        return step
+
+    def train_step(self, noisy: torch.Tensor, clean: torch.Tensor, sigma: torch.Tensor):
+        """One optimizer step on a batch: forward (autocast per --amp), reconstruction loss (plus
+        --adv-weight times the hinge generator loss), backward, gradient clipping, the optimizer
+        and schedule steps, then the discriminator's step. Returns (loss, MSE of the clamped
+        output, discriminator loss or None) as floats."""
+        cfg, device, nets = self.cfg, self.run.device, self.nets
         noisy = noisy.to(device, non_blocking=True)
         clean = clean.to(device, non_blocking=True)
         sigma = sigma.to(device, non_blocking=True)
         if device.type == "cpu":
             noisy = noisy.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            out_img = ddp_model(noisy, sigma)
+        with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            out_img = self.ddp_model(noisy, sigma)
         out_img = out_img.float()
         loss = reconstruction_loss(cfg.loss, out_img, clean)
-        if disc is not None:
+        if nets.disc is not None:
             # generator step: fool the critic (hinge loss), on top of the reconstruction loss
-            g_adv = -disc(out_img).mean()
+            g_adv = -nets.disc(out_img).mean()
             total = loss + cfg.adv_weight * g_adv
         else:
             total = loss
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
+        nets.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
         if cfg.grad_clip:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        if disc is not None:
-            d_loss = F.relu(1 - ddp_disc(clean)).mean() + F.relu(1 + ddp_disc(out_img.detach())).mean()
-            dopt.zero_grad(set_to_none=True)
+            self.scaler.unscale_(nets.opt)
+            torch.nn.utils.clip_grad_norm_(nets.model.parameters(), cfg.grad_clip)
+        self.scaler.step(nets.opt)
+        self.scaler.update()
+        nets.sched.step()
+        d_value = None
+        if nets.disc is not None:
+            d_loss = F.relu(1 - self.ddp_disc(clean)).mean() + F.relu(1 + self.ddp_disc(out_img.detach())).mean()
+            nets.dopt.zero_grad(set_to_none=True)
             d_loss.backward()
-            dopt.step()
-            dl.append(d_loss.item())
-        step += 1
-        window.append(loss.item())
-        wmse.append(F.mse_loss(out_img.detach().clamp(0, 1), clean).item())
-        if bar is not None:
-            bar.update(1)
+            nets.dopt.step()
+            d_value = d_loss.item()
+        return loss.item(), F.mse_loss(out_img.detach().clamp(0, 1), clean).item(), d_value
+
+    def record(self, step: int, loss: float, mse: float, d_loss: float | None) -> None:
+        """Add a step's losses to the running window; advance the progress bar (its loss, PSNR
+        and last validation PSNR every 10 steps)."""
+        if d_loss is not None:
+            self.dl.append(d_loss)
+        self.window.append(loss)
+        self.wmse.append(mse)
+        if self.bar is not None:
+            self.bar.update(1)
             if step % 10 == 0:
-                bar.set_postfix(loss=f"{np.mean(window[-50:]):.2e}", psnr=f"{psnr(np.mean(wmse[-50:])):.2f}",
-                                val="-" if last_val is None else f"{last_val:.2f}")
-        stopping = step == cfg.stop_at
+                self.bar.set_postfix(loss=f"{np.mean(self.window[-50:]):.2e}",
+                                     psnr=f"{psnr(np.mean(self.wmse[-50:])):.2f}",
+                                     val="-" if self.last_val is None else f"{self.last_val:.2f}")
+
+    def validate_and_checkpoint(self, step: int, stopping: bool) -> None:
+        """At every --val-every / --ckpt-every step, the last step and a --stop-at stop, rank 0
+        validates (at validation steps), appends a metrics row (and starts a new window),
+        writes checkpoint.pt and the model (at checkpoint steps) and redraws curves.png."""
+        cfg, run, nets = self.cfg, self.run, self.nets
         do_val = step % cfg.val_every == 0 or step == cfg.steps
         do_ck = step % cfg.ckpt_every == 0 or step == cfg.steps or stopping
-        if main and (do_val or do_ck):
-            val_psnr = val_loss = ""
-            if do_val and valset is not None:
-                last_val, vl = valset.evaluate(model, device)
-                val_psnr, val_loss = f"{last_val:.4f}", f"{vl:.6g}"
-            el = time.time() - t0
-            with open(csv_path, "a", newline="") as f:
-                csv.writer(f).writerow([
-                    step, f"{np.mean(window):.6g}", f"{psnr(np.mean(wmse)):.4f}", f"{sched.get_last_lr()[0]:.3g}",
-                    val_psnr, val_loss, f"{np.mean(dl):.4g}" if dl else "", f"{(step - start) / el:.3f}", f"{el:.1f}",
-                ])
-            window, wmse, dl = [], [], []
-            if do_ck:
-                save_checkpoint(ck_path, step, model, opt, sched, disc, dopt, cfg)
-                save_model(model, out / "model", extra={"trained_on": str(cfg.data), "steps": step, **cfg.extra})
-            try:
-                plot_curves(csv_path, out / "curves.png")
-            except Exception as e:  # a plot must never stop a training run
-                log.warning("could not draw curves.png: %s", e)
-        if stopping:
-            break
-    if bar is not None:
-        bar.close()
-    if distributed:
+        if not (run.main and (do_val or do_ck)):
+            return
+        val_psnr = val_loss = ""
+        if do_val and self.valset is not None:
+            self.last_val, vl = self.valset.evaluate(nets.model, run.device)
+            val_psnr, val_loss = f"{self.last_val:.4f}", f"{vl:.6g}"
+        el = time.time() - self.t0
+        with open(self.csv_path, "a", newline="") as f:
+            csv.writer(f).writerow([
+                step, f"{np.mean(self.window):.6g}", f"{psnr(np.mean(self.wmse)):.4f}",
+                f"{nets.sched.get_last_lr()[0]:.3g}", val_psnr, val_loss,
+                f"{np.mean(self.dl):.4g}" if self.dl else "", f"{(step - self.start) / el:.3f}", f"{el:.1f}",
+            ])
+        self.window, self.wmse, self.dl = [], [], []
+        if do_ck:
+            save_checkpoint(run.checkpoint, step, nets.model, nets.opt, nets.sched, nets.disc, nets.dopt, cfg)
+            save_model(nets.model, run.out / "model", extra={"trained_on": str(cfg.data), "steps": step, **cfg.extra})
+        try:
+            plot_curves(self.csv_path, run.out / "curves.png")
+        except Exception as e:  # a plot must never stop a training run
+            log.warning("could not draw curves.png: %s", e)
+
+
+def leave_process_group(run: RunContext) -> None:
+    """Under several processes: wait for every rank, then leave the process group."""
+    if run.distributed:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return {"run": str(out), "step": step, "val_psnr": last_val}
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train (or resume) a run. Returns a summary dict (final step, val PSNR, run folder)."""
+    run = setup_run(cfg)
+    mcfg = model_config(cfg)
+    train_imgs, val_imgs = load_images(cfg)
+    nets = build_nets(cfg, mcfg, run, len(train_imgs), len(val_imgs))
+    start = resume_or_init(cfg, mcfg, nets, run)
+    trainer = Trainer(cfg, run, nets, start, train_imgs, val_imgs)
+    step = trainer.run_loop(progress)
+    leave_process_group(run)
+    return {"run": str(run.out), "step": step, "val_psnr": trainer.last_val}

@@ -129,3 +129,22 @@ def test_two_process_ddp_matches_one_process(train_subset, tmp_path):
     ws, wd = load_file(single / "model.safetensors"), load_file(ddp / "model.safetensors")
     for k in ws:
         assert torch.allclose(ws[k], wd[k], atol=2e-5, rtol=1e-4), f"{k}: max diff {(ws[k] - wd[k]).abs().max():.3g}"
+
+
+def test_pad_to_multiple_lives_with_the_model():
+    """The model's padding helper: bottom/right to the size multiple, reflection where the image
+    allows it, replication where it is too small to reflect; train and export use this one."""
+    import edgedenoise.train as T
+    from edgedenoise.model import pad_to_multiple
+
+    assert T.pad_to_multiple is pad_to_multiple
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
+    y, h, w = pad_to_multiple(x, 4)
+    assert (h, w) == (5, 7) and y.shape == (2, 3, 8, 8)
+    assert torch.equal(y[..., :5, :7], x)
+    assert torch.equal(y[..., 5, :7], x[..., 3, :7]) and torch.equal(y[..., :5, 7], x[..., :5, 5])  # reflected
+    tiny = torch.rand(1, 1, 2, 2)
+    z, _, _ = pad_to_multiple(tiny, 8)  # a 2x2 image cannot reflect 6 rows: replicated
+    assert z.shape == (1, 1, 8, 8) and torch.equal(z[..., 7, 7], tiny[..., 1, 1])
+    same = torch.rand(1, 3, 8, 16)
+    assert pad_to_multiple(same, 8)[0] is same
