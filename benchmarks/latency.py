@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, stamp, write  # noqa: E402
+from common import stamp, write  # noqa: E402
 
 DEVICE = "cuda"  # --smoke: "cpu" (the triton backend then runs under TRITON_INTERPRET=1)
 
@@ -141,7 +141,6 @@ def main() -> int:
     a = ap.parse_args()
     t_start = time.perf_counter()
 
-    import cv2
 
     from edgedenoise.denoiser import Denoiser
     from edgedenoise.evaluate import psnr_u8
@@ -244,8 +243,9 @@ def table(doc: dict, a, h_nlm: float) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if diff else "")]
     for r in doc["results"] + doc["anchors"]:
         if r["status"] == "ok":
-            nums = (f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['fps']:.1f} | "
-                    f"{r['psnr_db']:.2f} | {str(r['x_nlm']) + 'x' if 'x_nlm' in r else ('1x' if r['case'] == 'opencv-nlm' else '–')}")
+            ratio = str(r["x_nlm"]) + "x" if "x_nlm" in r else ("1x" if r["case"] == "opencv-nlm" else "–")
+            nums = (f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['mean_ms']:.2f} | "
+                    f"{r['fps']:.1f} | {r['psnr_db']:.2f} | {ratio}")
         else:
             nums = " | ".join(["–"] * 7)
         extra = ""

@@ -175,7 +175,8 @@ def main() -> int:
             for st in SETS:
                 for pr in PROTOCOLS:
                     rows, m["hash"] = model_rows(model, prec, data, st, pr, a.limit)
-                    m["results"].setdefault(st, {})[pr] = {"all": summarize(rows), "subset": summarize(rows, subset[st])}
+                    m["results"].setdefault(st, {})[pr] = {"all": summarize(rows),
+                                                           "subset": summarize(rows, subset[st])}
             methods.append(m)
 
     nl = {"name": "OpenCV NLM", "kind": "measured", "precision": "-", "kmac_per_px": None,

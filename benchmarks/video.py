@@ -92,9 +92,8 @@ def shown_panels(noisy: np.ndarray, nlm_out: np.ndarray, default_out: np.ndarray
 
 def pictures_only(data: str, videos: list[str]) -> int:
     """`--pictures-only`: each video's picture from its middle frame alone (see the module docstring)."""
-    from edgedenoise.nlm import nlm_denoise, nlm_h
-
     from edgedenoise.denoiser import Denoiser
+    from edgedenoise.nlm import nlm_denoise, nlm_h
     from edgedenoise.noise import protocol_noisy
 
     den = Denoiser.load("default", backend="onnxruntime", precision="fp32")
@@ -120,10 +119,10 @@ def main() -> int:
     if a.pictures_only:
         return pictures_only(a.data, a.videos.split(","))
 
-    from edgedenoise.nlm import nlm_denoise, nlm_h
     from tqdm import tqdm
 
     from edgedenoise.denoiser import Denoiser
+    from edgedenoise.nlm import nlm_denoise, nlm_h
     from edgedenoise.noise import protocol_noisy
     from edgedenoise.runtime.pipeline import SigmaTracker
     from edgedenoise.runtime.stats import summarize, time_calls
@@ -168,15 +167,15 @@ def main() -> int:
     doc = {"stamp": stamp({"sigma": SIGMA, "noise": "camera protocol, seed = frame index", "warmup": WARMUP,
                            "nlm_h": h_nlm, "measure": "Denoiser.denoise / NLM: uint8 BGR frame in, uint8 out"}),
            "results": rows}
-    lines = [("| video | resolution | case | sigma given | p50 ms | p90 ms | p99 ms | fps | PSNR dB | SSIM | tPSNR dB | "
-              "speed vs NLM (p50) |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| video | resolution | case | sigma given | p50 ms | p90 ms | p99 ms | fps | PSNR dB | SSIM | "
+              "tPSNR dB | speed vs NLM (p50) |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = (f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['fps']:.1f}" if "p50_ms" in r
              else "– | – | – | –")
         lines.append(f"| {r['video']} | {r['resolution']} | {r['case']} | {r['sigma']} | {t} | {r['psnr_db']:.2f} | "
                      f"{r['ssim']:.4f} | {r['tpsnr_db']:.2f} | {str(r['x_nlm']) + 'x' if 'x_nlm' in r else '–'} |")
-    lines += ["", (f"Every frame of each video, in order, with camera-protocol noise sigma {SIGMA:g} seeded by its index; "
-              f"latency over all frames after {WARMUP} untimed warm-up calls; NLM h {h_nlm} (quality.py's h for "
+    lines += ["", (f"Every frame of each video, in order, with camera-protocol noise sigma {SIGMA:g} seeded by its "
+              f"index; latency over all frames after {WARMUP} untimed warm-up calls; NLM h {h_nlm} (quality.py's h for "
               "sigma 25), template 7, search 21. `sigma given` auto: estimated per frame and smoothed, as "
               "`edgedenoise run` does by default. tPSNR: PSNR of the frame-to-frame change against the clean "
               "video's (higher: less flicker). The decoded frames are the reference: they carry the source's "

@@ -75,7 +75,7 @@ class Denoiser:
 
     @classmethod
     def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,
-             device: str | None = None, precision: str = "fp32") -> "Denoiser":
+             device: str | None = None, precision: str = "fp32") -> Denoiser:
         """model: a shipped name (`default`, `tiny`, ...), a run folder, a `.safetensors`/`.onnx` file, or a
         TensorRT `.engine` (its sidecar names its ONNX model). backend: auto (ONNX Runtime where the model
         has an ONNX export, else torch), onnxruntime, torch, triton (CUDA) or tensorrt (an engine).
@@ -183,7 +183,8 @@ class Denoiser:
     def _run_frame_native(self, frame, img, alpha, sigma):
         """Backends that take uint8 BGR frames directly (the fused boundary kernels)."""
         if frame.dtype != np.uint8:
-            raise DataError(f"the {self.backend_name} backend takes 8-bit frames; {frame.dtype} needs onnxruntime or torch")
+            raise DataError(f"the {self.backend_name} backend takes 8-bit frames; {frame.dtype} needs onnxruntime "
+                            "or torch")
         m = self.multiple
         h, w = img.shape[:2]
         if (-h) % m >= h or (-w) % m >= w:

@@ -48,7 +48,8 @@ def _triton() -> str:
 def _tensorrt() -> str:
     import tensorrt as trt
 
-    return f"{trt.__version__}" + (", tensorrt.plugin available" if _has_trt_plugin() else ", no tensorrt.plugin (< 10.6)")
+    plugin = ", tensorrt.plugin available" if _has_trt_plugin() else ", no tensorrt.plugin (< 10.6)"
+    return f"{trt.__version__}{plugin}"
 
 
 def _has_trt_plugin() -> bool:
@@ -66,7 +67,8 @@ def _opencv() -> str:
     from .runtime.sources import has_gstreamer
 
     gst = has_gstreamer()
-    return f"{cv2.__version__}, GStreamer {'yes' if gst else 'no (csi:// and gst: sources need an OpenCV built with it)'}"
+    why = "no (csi:// and gst: sources need an OpenCV built with it)"
+    return f"{cv2.__version__}, GStreamer " + ("yes" if gst else why)
 
 
 def report() -> list[tuple[str, bool, str]]:

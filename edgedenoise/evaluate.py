@@ -20,7 +20,6 @@ from .modelfile import file_sha256
 from .noise import protocol_noisy
 from .runtime.stats import stamp
 
-
 SSIM_WINDOW = 7  # scikit-image's default window (BENCHMARK_PROTOCOL.md)
 
 
@@ -130,7 +129,8 @@ def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol:
 
 
 def markdown_table(reports: list[dict]) -> str:
-    lines = ["| set | protocol | sigma | PSNR (dB) | SSIM | noisy PSNR | images | model |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| set | protocol | sigma | PSNR (dB) | SSIM | noisy PSNR | images | model |",
+             "|---|---|---|---|---|---|---|---|"]
     for rep in reports:
         for r in rep["results"]:
             lines.append(f"| {rep['set']} | {rep['protocol']}{' blind' if rep['blind'] else ''} | {r['sigma']:g} | "

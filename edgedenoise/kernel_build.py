@@ -9,7 +9,6 @@ def family_variants(sizes: list[str] | None = None, dtypes=("fp16", "fp32")) -> 
     """One ConvVariant per distinct convolution (window, stride, padding, activation, blocks)
     of the given model sizes (default: all)."""
     import torch.nn as nn
-
     from edgedenoise_kernels.aot import BoundaryVariant, ConvVariant
     from edgedenoise_kernels.blocks import conv_blocks
 

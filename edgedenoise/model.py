@@ -61,7 +61,7 @@ class Up(nn.Module):
 
 
 class DenoiseUNet(nn.Module):
-    def __init__(self, config: "ModelConfig"):
+    def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         c, w, d = config.channels, config.widths, config.depths
@@ -143,7 +143,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra") if k in d}
         return cls(**known)
 

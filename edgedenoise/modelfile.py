@@ -123,11 +123,13 @@ def onnx_config(path: Path) -> dict:
     try:
         import onnx
     except ImportError:
-        raise ModelError(f"{path}: no JSON config beside it, and the onnx package is not installed to read its metadata") from None
+        raise ModelError(f"{path}: no JSON config beside it, and the onnx package is not installed to read its "
+                         "metadata") from None
     try:
         m = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError and friends
-        raise ModelError(f"cannot read ONNX model {path}: {e.__class__.__name__}: file is corrupt or truncated") from None
+        raise ModelError(f"cannot read ONNX model {path}: {e.__class__.__name__}: file is corrupt or "
+                         "truncated") from None
     props = {p.key: p.value for p in m.metadata_props}
     if "config" not in props:
         raise ModelError(f"{path} has no edgedenoise 'config' metadata: was it exported by edgedenoise export?")

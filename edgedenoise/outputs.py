@@ -101,7 +101,7 @@ class OutputLock:
         self.what = what
         self.held = False
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -128,7 +128,7 @@ class OutputLock:
             self.path.unlink(missing_ok=True)
             self.held = False
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from . import data as D
 from .errors import DataError, ModelError
-from .model import ModelConfig, SIZES, build_model, grow_from, pad_to_multiple
+from .model import SIZES, ModelConfig, build_model, grow_from, pad_to_multiple
 from .modelfile import save_model
 from .noise import make_noise, protocol_noisy, quantize
 from .trainconfig import TrainConfig
@@ -202,7 +202,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or not a checkpoint (pickle is refused)
-        raise ModelError(f"cannot load checkpoint {path}: {e.__class__.__name__}: {str(e).splitlines()[0][:200]}") from None
+        first = str(e).splitlines()[0][:200]
+        raise ModelError(f"cannot load checkpoint {path}: {e.__class__.__name__}: {first}") from None
 
 
 # ---------------------------------------------------------------- the loop

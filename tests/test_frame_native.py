@@ -11,12 +11,12 @@ ox = pytest.importorskip("onnxruntime_extensions", reason="onnxruntime-extension
 
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+from edgedenoise_kernels.boundary import egest_reference, ingest_reference  # noqa: E402
 from onnxruntime_extensions import PyCustomOpDef, get_library_path, onnx_op  # noqa: E402
 
 from edgedenoise import Denoiser  # noqa: E402
 from edgedenoise.export import export_onnx  # noqa: E402
 from edgedenoise.noise import protocol_noisy  # noqa: E402
-from edgedenoise_kernels.boundary import egest_reference, ingest_reference  # noqa: E402
 
 from .test_cli import ALLOWED_OPS  # noqa: E402
 
@@ -58,7 +58,8 @@ def frame_native_session(tmp_path_factory):
 @pytest.mark.parametrize("h,w", [(64, 96), (45, 71)], ids=["multiple of 16", "odd size"])
 def test_frame_native_graph_matches_plain_graph(frame_native_session, kodak_rgb, h, w):
     frame = protocol_noisy(np.ascontiguousarray(kodak_rgb[:h, :w, ::-1]), 25, 0, "camera")
-    got = frame_native_session.run(["denoised"], {"frame": frame[None], "sigma": np.array([25 / 255], np.float32)})[0][0]
+    feeds = {"frame": frame[None], "sigma": np.array([25 / 255], np.float32)}
+    got = frame_native_session.run(["denoised"], feeds)[0][0]
     ref = Denoiser.load("default").denoise(frame, 25)
     assert got.shape == frame.shape and got.dtype == np.uint8
     diff = np.abs(got.astype(int) - ref.astype(int))

@@ -13,8 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("triton", reason="triton is not installed (pip install -e .[kernels])")
 
-from edgedenoise.model import SIZES, build_model  # noqa: E402
 from edgedenoise_kernels.conv import conv2d_nhwc, conv2d_nhwc_reference, out_size, pack_weight  # noqa: E402
+
+from edgedenoise.model import SIZES, build_model  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float32: (1e-4, 1e-5), torch.float16: (2e-3, 2.0**-10)}

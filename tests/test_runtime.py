@@ -20,12 +20,12 @@ import cv2
 import numpy as np
 import pytest
 
+from edgedenoise.cli import main
 from edgedenoise.denoiser import Denoiser
 from edgedenoise.errors import DataError
 from edgedenoise.evaluate import psnr_u8
 from edgedenoise.noise import protocol_noisy
 from edgedenoise.runtime import Pipeline, Sink, Source, open_sink, open_source
-from edgedenoise.cli import main
 from edgedenoise.runtime.pipeline import check_frame
 from edgedenoise.runtime.sources import DemoSource, has_gstreamer
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from edgedenoise.cli import main
 from edgedenoise.denoiser import Denoiser
 from edgedenoise.evaluate import psnr_u8
-from edgedenoise.cli import main
 from edgedenoise.runtime.commands import bench_frames
 from edgedenoise.runtime.tiling import tile_starts, tiled
 

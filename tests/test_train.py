@@ -107,7 +107,8 @@ def test_bad_training_settings_are_refused(train_subset, tmp_path):
 
 def test_adversarial_loss_trains_a_discriminator(train_subset, tmp_path):
     run = tmp_path / "gan"
-    train(cfg(train_subset, run, steps=6, ckpt_every=6, val_every=6, adv_weight=0.01, loss="charbonnier"), progress=False)
+    train(cfg(train_subset, run, steps=6, ckpt_every=6, val_every=6, adv_weight=0.01, loss="charbonnier"),
+          progress=False)
     ck = load_checkpoint(run / "checkpoint.pt")
     assert "disc" in ck and "disc_optimizer" in ck
     d = [float(r["d_loss"]) for r in rows(run)]

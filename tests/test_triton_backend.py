@@ -29,8 +29,8 @@ def test_triton_backend_matches_torch_backend(kodak_rgb, h, w):
 @pytest.mark.slow
 @pytest.mark.parametrize("h,w", [(48, 64), (37, 53)], ids=["multiple of 16", "odd size, padded"])
 def test_triton_backend_fp16_keeps_the_quality(kodak_rgb, h, w):
-    from edgedenoise.modelfile import resolve
     from edgedenoise.backends.triton import TritonBackend
+    from edgedenoise.modelfile import resolve
 
     clean = np.ascontiguousarray(kodak_rgb[100:100 + h, 200:200 + w, ::-1])
     frame = protocol_noisy(clean, 25, 0, "camera")
@@ -56,8 +56,8 @@ def test_triton_backend_handles_gray_and_bgra(kodak_rgb):
 def test_cuda_graph_replays_equal_eager_runs(kodak_rgb, dtype):
     """Each frame shape is captured once; later frames (new content, new sigma) replay it and
     must equal the eager backend exactly, since both run the same kernels on the same data."""
-    from edgedenoise.modelfile import resolve
     from edgedenoise.backends.triton import TritonBackend
+    from edgedenoise.modelfile import resolve
 
     graphed = TritonBackend(resolve("default"), dtype=dtype)
     eager = TritonBackend(resolve("default"), dtype=dtype, graphs=False)

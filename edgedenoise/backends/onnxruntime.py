@@ -18,7 +18,8 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         if files.onnx is None:
-            raise ModelError(f"model {files.name} has no .onnx export: run `edgedenoise export --model ... --out X.onnx`")
+            raise ModelError(f"model {files.name} has no .onnx export: run "
+                             "`edgedenoise export --model ... --out X.onnx`")
         path = files.onnx
         if precision == "int8":
             if files.onnx_int8 is None:

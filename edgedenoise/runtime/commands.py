@@ -315,7 +315,8 @@ def cmd_bench(a):
     rows = failed + rows
     model = next(iter(dens.values())).name
 
-    head = f"{'backend':<13} {'resolution':>10} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} {'fps':>7} {'PSNR dB':>8}"
+    head = (f"{'backend':<13} {'resolution':>10} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} "
+            f"{'fps':>7} {'PSNR dB':>8}")
     if nlm_rows:
         head += f" {'NLM/this':>9}"
     lines = [head]

@@ -179,7 +179,7 @@ class Signals:
         if self.on_signal is not None:
             self.on_signal(signal.Signals(signum).name)
 
-    def __enter__(self) -> "Signals":
+    def __enter__(self) -> Signals:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._handle)

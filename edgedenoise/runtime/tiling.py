@@ -30,7 +30,8 @@ def _ramp(n: int, overlap_lo: int, overlap_hi: int) -> np.ndarray:
     if overlap_lo > 0:
         w[:overlap_lo] = (np.arange(overlap_lo, dtype=np.float32) + 0.5) / overlap_lo
     if overlap_hi > 0:
-        w[n - overlap_hi:] = np.minimum(w[n - overlap_hi:], (np.arange(overlap_hi, 0, -1, dtype=np.float32) - 0.5) / overlap_hi)
+        fall = (np.arange(overlap_hi, 0, -1, dtype=np.float32) - 0.5) / overlap_hi
+        w[n - overlap_hi:] = np.minimum(w[n - overlap_hi:], fall)
     return w
 
 
