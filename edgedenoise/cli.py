@@ -13,7 +13,6 @@ from .backends import CHOICES as BACKEND_CHOICES
 from .errors import EdgeDenoiseError
 
 
-
 def _floats(s: str) -> list[float]:
     return [float(v) for v in s.replace(",", " ").split()]
 
@@ -146,10 +145,10 @@ def cmd_denoise(a):
     from .errors import DataError
     from .estimate import estimate_sigma
     from .evaluate import comparison, psnr_u8
+    from .frames import IMAGE_EXTS, read_frame, write_image
     from .noise import protocol_noisy
     from .outputs import guard
     from .runtime.commands import check_tile
-    from .frames import IMAGE_EXTS, read_frame, write_image
     from .runtime.tiling import tiled
 
     check_tile(a.tile, a.overlap)
@@ -302,37 +301,46 @@ def cmd_export(a):
 
 
 def add_quantize(sub):
-    p = sub.add_parser("quantize", help="INT8 variant of a model for CPUs (ONNX Runtime static QDQ quantization)")
+    p = sub.add_parser("quantize", help="INT8 Q/DQ variant of a model: for CPUs (ONNX Runtime) or for TensorRT")
     p.add_argument("--model", default="default", help="model with an ONNX export (name, run folder or .onnx)")
     p.add_argument("--calib", required=True, help="folder of clean images to calibrate on (training images)")
     p.add_argument("--count", type=int, default=32, help="calibration crops (default 32)")
-    p.add_argument("--out", help="output path (default: <model>.int8.onnx beside your model's .onnx, where "
-                                 "--precision int8 finds it; for a shipped model, in the working folder)")
+    p.add_argument("--for", dest="target", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
+                   help="onnxruntime: INT8 for CPUs, <model>.int8.onnx (uint8 activations); tensorrt: the symmetric "
+                        "int8 Q/DQ graph edgedenoise build --precision int8 takes, <model>.trt.int8.onnx "
+                        "(default onnxruntime)")
+    p.add_argument("--out", help="output path (default: beside your model's .onnx, where --precision int8 and "
+                                 "edgedenoise build find it; for a shipped model, in the working folder)")
     p.set_defaults(func=cmd_quantize)
 
 
 def cmd_quantize(a):
     from .quantize import quantize_model  # guards its output (never inside the installed package)
 
-    r = quantize_model(a.model, a.calib, a.out, a.count)
-    print(f"quantize int8: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['calibration_crops']} calibration crops, "
-          f"{r['seconds']} s: ok (load it with --precision int8)")
+    r = quantize_model(a.model, a.calib, a.out, a.count, target=a.target)
+    use = "load it with --precision int8" if a.target == "onnxruntime" else \
+        f"build it with edgedenoise build {r['path']} --out MODEL.engine --precision int8"
+    print(f"quantize int8 for {a.target}: {r['path']}, {r['bytes'] / 1e6:.2f} MB, {r['calibration_crops']} calibration "
+          f"crops, {r['seconds']} s: ok ({use})")
 
 
 def add_build(sub):
     from .runtime.commands import parse_size
+    from .trt.aot_kernels import DEFAULT_KERNELS_DIR
 
     p = sub.add_parser("build", help="build a TensorRT engine from an exported ONNX model")
     p.add_argument("onnx", help="ONNX model (edgedenoise export)")
     p.add_argument("--out", required=True, help="engine path (a .json sidecar is written beside it)")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
-    p.add_argument("--calib", help="folder of clean images for INT8 calibration")
+    p.add_argument("--calib", help="int8: folder of clean images the symmetric Q/DQ graph is calibrated on (not "
+                                   "needed when ONNX is that graph, or <model>.trt.int8.onnx is beside it)")
     p.add_argument("--kernels", choices=["native", "triton", "auto"], default="native",
                    help="native: the float graph, TensorRT's own kernels; triton: the frame-native graph with the "
-                        "fused Triton boundary kernels as plugins; auto: build both, keep the faster (default native)")
-    p.add_argument("--kernels-dir", default="build/kernels",
+                        "fused Triton boundary kernels as plugins; auto: build both, keep the faster of those whose "
+                        "output matches ONNX Runtime's (default native)")
+    p.add_argument("--kernels-dir", default=DEFAULT_KERNELS_DIR,
                    help="AOT kernels for --kernels triton|auto (edgedenoise kernels build --out DIR; "
-                        "default build/kernels)")
+                        f"default {DEFAULT_KERNELS_DIR})")
     p.add_argument("--min", type=parse_size, default="256x256", help="smallest frame WxH of the profile")
     p.add_argument("--opt", type=parse_size, default="1280x720", help="frame WxH TensorRT tunes for")
     p.add_argument("--max", type=parse_size, default="1920x1088", help="largest frame WxH of the profile")
@@ -345,7 +353,8 @@ def cmd_build(a):
     prof = {k: getattr(a, k)[::-1] for k in ("min", "opt", "max")}  # (W, H) -> (H, W)
     m = build_engine(a.onnx, a.out, a.precision, a.calib, prof, kernels=a.kernels, kernels_dir=a.kernels_dir)
     kern = m["kernels"] + (f" ({m['plugins']} plugins)" if m["kernels"] == "triton" else "")
-    print(f"build tensorrt: {a.out}, {Path(a.out).stat().st_size / 1e6:.1f} MB, {m['seconds']} s, {m['precision']}, "
+    prec = m["precision"] + (f" ({m['int8']['flow']})" if "int8" in m else "")
+    print(f"build tensorrt: {a.out}, {Path(a.out).stat().st_size / 1e6:.1f} MB, {m['seconds']} s, {prec}, "
           f"kernels {kern}, TensorRT {m['tensorrt']} on {m['gpu']} (sm {m['compute_capability']}): ok")
 
 
@@ -400,8 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from .runtime.commands import add_bench, add_run
 
-    for add in (add_run, add_bench, add_denoise, add_train, add_eval, add_export, add_quantize, add_build, add_info, add_kernels,
-                add_doctor):
+    for add in (add_run, add_bench, add_denoise, add_train, add_eval, add_export, add_quantize, add_build, add_info,
+                add_kernels, add_doctor):
         add(sub)
     return p
 

@@ -1,13 +1,21 @@
-"""INT8 for CPUs: ONNX Runtime static quantization (QDQ) of an exported model.
+"""INT8 Q/DQ graphs of an exported model: ONNX Runtime static quantization, for two targets.
 
-    edgedenoise quantize --model default --calib ../shared/data/train/CBSD432
+    edgedenoise quantize --model default --calib ../shared/data/train/CBSD432 [--for tensorrt]
 
-writes `<model>.int8.onnx` beside the model's `.onnx` (or `--out`). Weights are quantized
-per output channel (int8, symmetric), activations per tensor (uint8), with ranges calibrated
-on noisy crops of clean training images: camera-protocol noise at sigmas spread over 0-60, so
-the ranges cover what a camera stream delivers. The Denoiser loads the result with
-`precision="int8"` (`--precision int8` on the command line); the graph keeps the float model's
-inputs, outputs and metadata, so everything else stays the same.
+Both calibrate activation ranges on noisy crops of clean training images (camera-protocol noise
+at sigmas spread over 0-60, so the ranges cover what a camera stream delivers) and quantize the
+weights per output channel (int8, symmetric). The graph keeps the float model's inputs, outputs
+and metadata, so everything else stays the same.
+
+- `--for onnxruntime` (the default): INT8 for CPUs, `<model>.int8.onnx` beside the model's
+  `.onnx` (or `--out`). Activations per tensor in uint8 (asymmetric), Q/DQ around every op ONNX
+  Runtime quantizes. The Denoiser loads it with `precision="int8"` (`--precision int8`).
+- `--for tensorrt`: the explicit Q/DQ graph `edgedenoise build --precision int8` builds from,
+  `<model>.trt.int8.onnx`. TensorRT quantizes symmetrically only (int8, zero point 0), so the
+  activations are int8 and symmetric, the bias stays float, and Q/DQ pairs sit only on the
+  inputs of the convolutions (TensorRT's recommended placement; it fuses each with the conv
+  that reads it), the first (head) and last (tail) convolutions left in float. ONNX Runtime
+  runs it too, which is how its PSNR is checked on the CPU (tests/test_quantize.py).
 
 Needs only onnxruntime and onnx (no torch). What INT8 costs in PSNR and gains in speed is
 measured in benchmarks/ (quality.py and latency.py), not assumed.
@@ -23,8 +31,8 @@ import numpy as np
 
 from .errors import DataError, ModelError
 from .modelfile import MODELS_DIR, resolve
-from .outputs import guard
 from .onnxweights import fold_weight_casts
+from .outputs import guard
 
 CALIB_CROP = 128  # calibration crops are CALIB_CROP x CALIB_CROP (a multiple of every size_multiple)
 CALIB_SIGMA = (0.0, 60.0)
@@ -32,6 +40,16 @@ CALIB_SIGMA = (0.0, 60.0)
 # training images (default, camera protocol, calibrated on the other 424): 99.99 gained 0.09 dB at
 # sigma 25 (and 0.14 at 15, -0.01 at 50) over 99.999; 99.95 and 99.9 lost at sigma 50.
 CALIB_PERCENTILE = 99.99
+TARGETS = ("onnxruntime", "tensorrt")
+# TensorRT's graph: where its Q/DQ pairs go was chosen on 8 held-out training images (the last 8
+# of CBSD432, calibrated on the other 424; sigma 25, camera; PSNR against the onnxruntime graph,
+# default / tiny): ONNX Runtime's own placement made symmetric (every op, conv outputs too)
+# -0.42 / -0.08 dB; Q/DQ on the conv inputs only -0.19 / -0.05; that with the tail conv in float
+# -0.13 / +0.04; with the head and tail convs in float -0.09 / +0.09, kept: those boundary layers
+# read the [0,1] frame and the noise map (a symmetric int8 range would leave half its levels
+# unused) and write the residual.
+TRT_EXTRA = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+             "OpTypesToExcludeOutputQuantization": ["Conv"]}
 
 
 def int8_path(onnx_path: Path) -> Path:
@@ -39,9 +57,43 @@ def int8_path(onnx_path: Path) -> Path:
     return onnx_path.with_name(onnx_path.stem + ".int8.onnx")
 
 
+def trt_int8_path(onnx_path: Path) -> Path:
+    """model.onnx -> model.trt.int8.onnx (the symmetric Q/DQ graph TensorRT builds from)"""
+    return onnx_path.with_name(onnx_path.stem + ".trt.int8.onnx")
+
+
+def qdq_problems(model) -> list[str]:
+    """What keeps TensorRT from taking a Q/DQ graph (an onnx ModelProto): no Q/DQ node, or a zero
+    point that is not int8 0 (TensorRT quantizes symmetrically, to int8: uint8 activations or an
+    int32-quantized bias are refused by its parser). Empty when the graph is fine."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    consts = {o: n for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    problems = []
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not qdq:
+        return ["no QuantizeLinear/DequantizeLinear nodes: not a Q/DQ graph"]
+    for n in qdq:
+        name = n.input[2] if len(n.input) > 2 else ""
+        if not name:  # ONNX's default zero point is uint8 0
+            problems.append(f"{n.op_type} {n.name}: no zero point (uint8 by default)")
+            continue
+        if name in inits:
+            zp = numpy_helper.to_array(inits[name])
+        elif name in consts:
+            zp = numpy_helper.to_array(helper.get_attribute_value(consts[name].attribute[0]))
+        else:
+            problems.append(f"{n.op_type} {n.name}: zero point {name} is not a constant")
+            continue
+        if zp.dtype != np.int8 or zp.any():
+            problems.append(f"{n.op_type} {n.name}: zero point {zp.dtype} {zp.ravel()[:4].tolist()} (need int8 0)")
+    return problems
+
+
 def calibration_batches(folder: str | Path, count: int = 32, seed: int = 0) -> list[dict]:
     """`count` noisy crops (camera protocol) of the images in `folder`, as ONNX feeds."""
-    from .data import scan_images, read_image
+    from .data import read_image, scan_images
     from .noise import protocol_noisy
 
     images = scan_images(folder, min_size=CALIB_CROP, channels=3)
@@ -62,12 +114,20 @@ def calibration_batches(folder: str | Path, count: int = 32, seed: int = 0) -> l
 
 
 def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None = None, count: int = 32,
-                   progress: bool = True) -> dict:
-    """Write the INT8 (QDQ) variant of a model's ONNX export. Returns a summary dict."""
+                   progress: bool = True, target: str = "onnxruntime") -> dict:
+    """Write the INT8 (QDQ) variant of a model's ONNX export for `target` (onnxruntime or
+    tensorrt, see the module docstring). Returns a summary dict."""
+    if target not in TARGETS:
+        raise ModelError(f"unknown quantization target {target!r}: {' or '.join(TARGETS)}")
     try:
         import onnx
-        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                              quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as e:
         raise ModelError(f"quantize needs onnxruntime and onnx ({e}): pip install -e .[runtime] onnx") from None
@@ -77,12 +137,13 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
         raise ModelError(f"model {model} has no .onnx export: run `edgedenoise export --model {model} --out X.onnx`")
     if files.channels != 3:
         raise ModelError("quantize calibrates colour models only (this model has 1 channel)")
+    default = (int8_path if target == "onnxruntime" else trt_int8_path)(files.onnx)
     if out:
         out = Path(out)
     elif files.onnx.resolve().parent == MODELS_DIR.resolve():
-        out = Path(int8_path(files.onnx).name)  # never into the installed package: the working folder
+        out = Path(default.name)  # never into the installed package: the working folder
     else:
-        out = int8_path(files.onnx)  # beside the user's own model, where --precision int8 finds it
+        out = default  # beside the user's own model, where --precision int8 (and build) finds it
     guard(out, [files.onnx, files.weights], what="quantize output")
     t0 = time.time()
     feeds = calibration_batches(calib, count)
@@ -114,13 +175,19 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
             onnx.save(proto, str(src))
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         out.parent.mkdir(parents=True, exist_ok=True)
+        if target == "onnxruntime":
+            kw = dict(activation_type=QuantType.QUInt8, extra_options={})
+        else:
+            convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]  # in graph order
+            kw = dict(activation_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
+                      nodes_to_exclude=[convs[0], convs[-1]], extra_options=dict(TRT_EXTRA))
+        kw["extra_options"]["CalibPercentile"] = CALIB_PERCENTILE
         quantize_static(
             str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
             # percentile ranges: a few extreme activations do not stretch the 256 levels
             # (0.05 dB better than min/max ranges on a Kodak24 crop at sigma 25)
-            calibrate_method=CalibrationMethod.Percentile,
-            extra_options={"CalibPercentile": CALIB_PERCENTILE},
+            calibrate_method=CalibrationMethod.Percentile, **kw,
         )
     # keep the float model's metadata (name, config, size_multiple), marked as int8
     m = onnx.load(str(out))
@@ -129,12 +196,20 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
     props["precision"] = "int8"
     calibration = (f"{len(feeds)} crops {CALIB_CROP}x{CALIB_CROP} of {Path(calib).name}, "
                    f"camera noise sigma {CALIB_SIGMA[0]:g}-{CALIB_SIGMA[1]:g}")
-    props["quantization"] = json.dumps({"format": "QDQ", "weights": "int8 per channel",
-                                        "activations": "uint8 per tensor", "calibration": calibration,
+    if target == "onnxruntime":
+        scheme = {"weights": "int8 per channel", "activations": "uint8 per tensor"}
+    else:
+        problems = qdq_problems(m)
+        if problems:  # onnxruntime's options did not give what TensorRT takes
+            raise ModelError(f"the TensorRT Q/DQ graph {out} is not symmetric int8: {'; '.join(problems[:3])}")
+        scheme = {"for": "tensorrt", "weights": "int8 per channel, symmetric",
+                  "activations": "int8 per tensor, symmetric (zero point 0)",
+                  "placement": "inputs of the convolutions; head and tail convolutions in float"}
+    props["quantization"] = json.dumps({"format": "QDQ", **scheme, "calibration": calibration,
                                         "method": f"percentile {CALIB_PERCENTILE:g}"})
     del m.metadata_props[:]
     for k, v in props.items():
         m.metadata_props.add(key=k, value=v)
     onnx.save(m, str(out))
     return {"path": str(out), "bytes": out.stat().st_size, "seconds": round(time.time() - t0, 1),
-            "calibration_crops": len(feeds), "source": str(files.onnx)}
+            "calibration_crops": len(feeds), "source": str(files.onnx), "target": target}

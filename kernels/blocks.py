@@ -1,5 +1,5 @@
 """Block sizes and grid arithmetic shared by the launchers (conv.py, boundary.py), the AOT build
-(aot.py) and the TensorRT plugins (edgedenoise/trt_plugins.py). No torch, no triton here."""
+(aot.py) and the TensorRT plugins (edgedenoise/trt/). No torch, no triton here."""
 from __future__ import annotations
 
 

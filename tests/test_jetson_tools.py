@@ -15,16 +15,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / "tools" / "jetson_setup.sh"
-R36_4 = "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, DATE: Fri Sep 13 04:36:44 UTC 2024\n"
-R36_3 = "# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64, DATE: Mon May  6 17:34:21 UTC 2024\n"
-R35_5 = "# R35 (release), REVISION: 5.0, GCID: 35550185, BOARD: t186ref, EABI: aarch64, DATE: Tue Feb 20 04:46:31 UTC 2024\n"
+R36_4 = "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, DATE: Fri Sep 13 04:36:44 UTC 2024\n"  # noqa: E501 - the file as L4T writes it
+R36_3 = "# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64, DATE: Mon May  6 17:34:21 UTC 2024\n"  # noqa: E501 - the file as L4T writes it
+R35_5 = "# R35 (release), REVISION: 5.0, GCID: 35550185, BOARD: t186ref, EABI: aarch64, DATE: Tue Feb 20 04:46:31 UTC 2024\n"  # noqa: E501 - the file as L4T writes it
 
 
 def setup(tmp_path, release: str | None, *args):
     env = dict(os.environ, PYTHON=sys.executable, TEGRA_RELEASE=str(tmp_path / "nv_tegra_release"))
     if release is not None:
         (tmp_path / "nv_tegra_release").write_text(release)
-    return subprocess.run(["bash", str(SETUP), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+    return subprocess.run(["bash", str(SETUP), *args], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
 
 
 def test_setup_script_parses():
@@ -105,8 +106,9 @@ def test_bundle_kernels_and_graph_are_what_build_triton_reads(bundle):
     """`edgedenoise build models/tiny.onnx --kernels triton` on the device: the frame-native graph
     is found beside the model (no torch there, no weights in the bundle), the plugins' graph
     preparation takes it, and the manifest has the ingest/egest cubins for sm_87."""
-    from edgedenoise.engine import frame_native_onnx
-    from edgedenoise.trt_plugins import load_manifest, pick_kernel, prepare_onnx
+    from edgedenoise.trt.aot_kernels import load_manifest, pick_kernel
+    from edgedenoise.trt.build import frame_native_onnx
+    from edgedenoise.trt.graph import prepare_onnx
 
     frame = frame_native_onnx(bundle / "models" / "tiny.onnx", bundle, log=lambda s: None)
     assert frame == bundle / "models" / "tiny.frame.onnx"
@@ -163,7 +165,8 @@ def test_unpack_refreshes_a_bundle_keeps_its_venv_and_engines_and_spares_other_f
 
     def unpack(dest):
         with open(stream, "rb") as f:
-            return subprocess.run(["bash", "-c", unpack_command(str(dest))], stdin=f, capture_output=True, text=True, check=False)
+            return subprocess.run(["bash", "-c", unpack_command(str(dest))], stdin=f, capture_output=True, text=True,
+                                  check=False)
 
     dest = tmp_path / "device" / "edgedenoise"
     assert unpack(dest).returncode == 0 and (dest / "models" / "m.onnx").read_bytes() == b"new"

@@ -1,4 +1,5 @@
-"""The fused Triton boundary kernels as TensorRT plugins (edgedenoise/trt_plugins.py).
+"""The fused Triton boundary kernels as TensorRT plugins (edgedenoise/trt/: aot_kernels, launch,
+graph, plugins, ipluginv3, qdp).
 
 Everything that needs no TensorRT and no GPU runs everywhere: the boundary kernels are compiled
 ahead of time for sm_72/sm_87/sm_90 into a temporary folder, then the manifest-driven kernel
@@ -20,8 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedenoise import trt_plugins as tp
-from edgedenoise.trt_plugins import KernelsError
+from edgedenoise import cuda
+from edgedenoise.trt import aot_kernels as ak
+from edgedenoise.trt import graph, ipluginv3, plugins, version_tuple
+from edgedenoise.trt import launch as lp
+from edgedenoise.trt.aot_kernels import KernelsError
 
 triton = pytest.importorskip("triton", reason="triton is not installed (pip install -e .[kernels])")
 torch = pytest.importorskip("torch")
@@ -45,7 +49,7 @@ def aot_dir(tmp_path_factory):
 
 
 def kernel(aot_dir, kind, cc=87):
-    return tp.pick_kernel(tp.load_manifest(aot_dir), aot_dir, kind, WIDTH, "fp16", cc)
+    return ak.pick_kernel(ak.load_manifest(aot_dir), aot_dir, kind, WIDTH, "fp16", cc)
 
 
 # ---------------------------------------------------------------- kernel choice
@@ -53,7 +57,7 @@ def kernel(aot_dir, kind, cc=87):
 
 @pytest.mark.parametrize("cc", [72, 87, 90, "8.7", "sm_90"])
 def test_the_cubin_of_this_target_is_picked(aot_dir, cc):
-    target = f"sm_{tp.cc_int(cc)}"
+    target = f"sm_{ak.cc_int(cc)}"
     for kind in ("ingest", "egest"):
         k = kernel(aot_dir, kind, cc)
         assert k.target == target and k.kind == kind and k.width == WIDTH
@@ -63,16 +67,16 @@ def test_the_cubin_of_this_target_is_picked(aot_dir, cc):
 
 
 def test_missing_target_variant_or_kernels_say_how_to_build(aot_dir, tmp_path):
-    manifest = tp.load_manifest(aot_dir)
+    manifest = ak.load_manifest(aot_dir)
     with pytest.raises(KernelsError) as e:
-        tp.pick_kernel(manifest, aot_dir, "ingest", WIDTH, "fp16", "8.9")
+        ak.pick_kernel(manifest, aot_dir, "ingest", WIDTH, "fp16", "8.9")
     msg = str(e.value)
     assert "sm_72, sm_87, sm_90, not sm_89" in msg
     assert f"edgedenoise kernels build --target sm_89 --out {aot_dir}" in msg
     with pytest.raises(KernelsError, match=r"no egest kernel for width 48 fp32 on sm_87 \(has: w24 fp16\).*sm_87"):
-        tp.pick_kernel(manifest, aot_dir, "egest", 48, "fp32", 87)
+        ak.pick_kernel(manifest, aot_dir, "egest", 48, "fp32", 87)
     with pytest.raises(KernelsError, match=f"no AOT kernels in {tmp_path}.*--target sm_87 --out {tmp_path}"):
-        tp.KernelSet(tmp_path, 87)
+        lp.KernelSet(tmp_path, 87)
     bad = tmp_path / "bad"
     shutil.copytree(aot_dir, bad)
     k = kernel(bad, "ingest")
@@ -94,7 +98,7 @@ class Recorder:
         return lambda *args, **kwargs: self.calls.append((tuple(grid), args, kwargs))
 
 
-def check_same_launch(mine: tp.Launch, k: tp.BoundaryKernel, grid, args, kwargs, roles):
+def check_same_launch(mine: lp.Launch, k: ak.BoundaryKernel, grid, args, kwargs, roles):
     assert mine.grid == tuple(grid) + (1,) * (3 - len(grid))
     assert mine.block == (32 * k.num_warps, 1, 1) == (128, 1, 1)
     assert mine.shared == k.shared > 0
@@ -126,9 +130,9 @@ def test_ingest_launch_is_the_triton_launchers(aot_dir, monkeypatch, n, h, w):
     out = boundary.ingest(frame, wp, bias, smap, 16)
     (grid, args, kwargs), = rec.calls
     roles = {id(frame): "frame_ptr", id(wp): "wp_ptr", id(bias): "b_ptr", id(smap): "smap_ptr", id(out): "out_ptr"}
-    mine = tp.ingest_launch(k, n, h, w, 16, {r: 1000 + i for i, r in enumerate(roles.values())})
+    mine = lp.ingest_launch(k, n, h, w, 16, {r: 1000 + i for i, r in enumerate(roles.values())})
     check_same_launch(mine, k, grid, args, kwargs, roles)
-    assert tuple(out.shape[1:3]) == tp.half_grid(h, w, 16) == boundary.half_grid(h, w, 16)
+    assert tuple(out.shape[1:3]) == lp.half_grid(h, w, 16) == boundary.half_grid(h, w, 16)
 
 
 @pytest.mark.parametrize("n,h,w", SIZES, ids=[f"{n}x{w}x{h}" for n, h, w in SIZES])
@@ -145,13 +149,13 @@ def test_egest_launch_is_the_triton_launchers(aot_dir, monkeypatch, n, h, w):
     out = boundary.egest(feats, wp, bias, frame)
     (grid, args, kwargs), = rec.calls
     roles = {id(feats): "h_ptr", id(wp): "wp_ptr", id(bias): "b_ptr", id(frame): "frame_ptr", id(out): "out_ptr"}
-    mine = tp.egest_launch(k, n, h, w, hh, wh, {r: 1000 + i for i, r in enumerate(roles.values())})
+    mine = lp.egest_launch(k, n, h, w, hh, wh, {r: 1000 + i for i, r in enumerate(roles.values())})
     check_same_launch(mine, k, grid, args, kwargs, roles)
 
 
 def test_a_frame_too_small_to_pad_is_refused(aot_dir):
     with pytest.raises(KernelsError, match="too small"):
-        tp.ingest_launch(kernel(aot_dir, "ingest"), 1, 8, 64, 16, {})
+        lp.ingest_launch(kernel(aot_dir, "ingest"), 1, 8, 64, 16, {})
 
 
 def kparam_sizes(cubin: Path) -> list[int]:
@@ -170,11 +174,11 @@ def kparam_sizes(cubin: Path) -> list[int]:
 def test_packed_arguments_fit_the_cubins_parameters(aot_dir, kind):
     for cc in TARGETS:
         k = kernel(aot_dir, kind, cc)
-        ptrs = dict.fromkeys(tp.PLUGIN_IO[kind][0] + tp.PLUGIN_IO[kind][1], 0)
+        ptrs = dict.fromkeys(ak.PLUGIN_IO[kind][0] + ak.PLUGIN_IO[kind][1], 0)
         if kind == "ingest":
-            launch = tp.ingest_launch(k, 1, 45, 71, 16, ptrs)
+            launch = lp.ingest_launch(k, 1, 45, 71, 16, ptrs)
         else:
-            launch = tp.egest_launch(k, 1, 45, 71, 24, 40, ptrs)
+            launch = lp.egest_launch(k, 1, 45, 71, 24, 40, ptrs)
         vals, params = launch.kernel_params()
         assert [v.itemsize for v in vals] == kparam_sizes(k.cubin_path)
         assert len(params) == len(vals) and params.dtype == np.uint64
@@ -190,7 +194,7 @@ def test_qdp_ptx_takes_inputs_scalars_outputs(aot_dir, tmp_path, kind):
         pytest.skip(f"ptxas is not shipped with this triton ({ptxas})")
     k = kernel(aot_dir, kind)
     ptx = k.qdp_ptx().decode()
-    names = [name for _, name in tp.ptx_entry_params(ptx, k.function)]
+    names = [name for _, name in ak.ptx_entry_params(ptx, k.function)]
     # TensorRT launches an AOT plugin kernel with (input pointers, int32 scalars, output pointers)
     assert names == [f"{k.function}_param_{i}" for i in (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 4)]
     src, cubin = tmp_path / f"{kind}.ptx", tmp_path / f"{kind}.cubin"
@@ -217,10 +221,10 @@ PTX = """.version 8.0
 
 
 def test_parameters_in_use_are_never_dropped(aot_dir, tmp_path):
-    swapped = tp.reorder_ptx_params(PTX, "k", [1, 0])
-    assert [n for _, n in tp.ptx_entry_params(swapped, "k")] == ["k_param_1", "k_param_0"]
+    swapped = ak.reorder_ptx_params(PTX, "k", [1, 0])
+    assert [n for _, n in ak.ptx_entry_params(swapped, "k")] == ["k_param_1", "k_param_0"]
     with pytest.raises(KernelsError, match="k_param_1 is used"):
-        tp.reorder_ptx_params(PTX, "k", [0, 2])
+        ak.reorder_ptx_params(PTX, "k", [0, 2])
     # a kernel that reads Triton's scratch pointer cannot run with NULL there: refused
     bad = tmp_path / "bad"
     shutil.copytree(aot_dir, bad)
@@ -244,7 +248,7 @@ def frame_native_onnx(tmp_path_factory):
 
 
 def nodes(model):
-    return {n.op_type: n for n in model.graph.node if n.domain == tp.NAMESPACE}
+    return {n.op_type: n for n in model.graph.node if n.domain == ak.NAMESPACE}
 
 
 def attrs(node):
@@ -256,14 +260,14 @@ def attrs(node):
 @pytest.mark.parametrize("dtype,flavour", [("fp16", "ipluginv3"), ("fp32", "qdp")])
 def test_prepared_graph_packs_weights_and_folds_the_map_scale(frame_native_onnx, dtype, flavour):
     import onnx
+    from edgedenoise_kernels.boundary import ingest_reference
+    from edgedenoise_kernels.conv import pack_weight
     from onnx import numpy_helper
 
     from edgedenoise.model import SIGMA_MAP_SCALE
-    from edgedenoise_kernels.boundary import ingest_reference
-    from edgedenoise_kernels.conv import pack_weight
 
     src = onnx.load(str(frame_native_onnx))
-    data, widths = tp.prepare_onnx(frame_native_onnx.read_bytes(), dtype, flavour)
+    data, widths = graph.prepare_onnx(frame_native_onnx.read_bytes(), dtype, flavour)
     got = onnx.load_from_string(data)
     assert widths == {"ingest": WIDTH, "egest": WIDTH}
     before, after = nodes(src), nodes(got)
@@ -302,8 +306,8 @@ def test_prepared_graph_packs_weights_and_folds_the_map_scale(frame_native_onnx,
                          **extra}
     # the original weight initializers are gone, the rest of the graph is untouched
     assert not {n for n in inits if n.startswith(("net.head.", "net.tail."))}
-    assert [(n.op_type, list(n.input)) for n in got.graph.node if n.domain != tp.NAMESPACE] == \
-        [(n.op_type, list(n.input)) for n in src.graph.node if n.domain != tp.NAMESPACE]
+    assert [(n.op_type, list(n.input)) for n in got.graph.node if n.domain != ak.NAMESPACE] == \
+        [(n.op_type, list(n.input)) for n in src.graph.node if n.domain != ak.NAMESPACE]
 
 
 def test_prepare_packs_float16_stored_weights_like_float32_ones(frame_native_onnx):
@@ -321,11 +325,12 @@ def test_prepare_packs_float16_stored_weights_like_float32_ones(frame_native_onn
     convs = sum(n.op_type == "Conv" for n in rounded.graph.node)
     assert halve_weights(halved) == 2 * (convs + 2)  # weight and bias of each Conv, of Ingest and of Egest
     for dtype in ("fp16", "fp32"):
-        a, wa = tp.prepare_onnx(rounded.SerializeToString(), dtype, "ipluginv3")
-        b, wb = tp.prepare_onnx(halved.SerializeToString(), dtype, "ipluginv3")
+        a, wa = graph.prepare_onnx(rounded.SerializeToString(), dtype, "ipluginv3")
+        b, wb = graph.prepare_onnx(halved.SerializeToString(), dtype, "ipluginv3")
         ga, gb = onnx.load_from_string(a), onnx.load_from_string(b)
         assert wa == wb
-        assert [(n.op_type, list(n.input)) for n in ga.graph.node] == [(n.op_type, list(n.input)) for n in gb.graph.node]
+        assert [(n.op_type, list(n.input)) for n in ga.graph.node] == \
+            [(n.op_type, list(n.input)) for n in gb.graph.node]
         ia = {i.name: numpy_helper.to_array(i) for i in ga.graph.initializer}
         ib = {i.name: numpy_helper.to_array(i) for i in gb.graph.initializer}
         assert ia.keys() == ib.keys()
@@ -338,9 +343,9 @@ def test_prepare_refuses_the_float_graph_and_int8():
 
     data = resolve("default").onnx.read_bytes()
     with pytest.raises(KernelsError, match="frame-native graph"):
-        tp.prepare_onnx(data, "fp16", "ipluginv3")
+        graph.prepare_onnx(data, "fp16", "ipluginv3")
     with pytest.raises(KernelsError, match="fp16 and fp32, not int8"):
-        tp.prepare_onnx(data, "int8", "ipluginv3")
+        graph.prepare_onnx(data, "int8", "ipluginv3")
 
 
 # ---------------------------------------------------------------- IPluginV3 against a stand-in tensorrt
@@ -407,8 +412,8 @@ def desc(dims=None, type=None, format=None):
 def test_ipluginv3_plugins_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
     trt = fake_tensorrt()
     drv = FakeDriver()
-    monkeypatch.setitem(tp._STATE, "kernels", tp.KernelSet(aot_dir, "8.7", driver=drv))
-    _, _, IngestCreator, EgestCreator = tp._v3_classes(trt)
+    monkeypatch.setitem(plugins._STATE, "kernels", lp.KernelSet(aot_dir, "8.7", driver=drv))
+    _, _, IngestCreator, EgestCreator = ipluginv3.v3_classes(trt)
     ic, ec = IngestCreator(), EgestCreator()
     assert (ic.name, ic.plugin_namespace, ec.name) == ("Ingest", "edgedenoise", "Egest")
     assert [f.name for f in ic.field_names] == ["multiple", "width", "half"]
@@ -424,7 +429,7 @@ def test_ipluginv3_plugins_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
         ic.create_plugin("Ingest", [field("width", WIDTH)], "BUILD")
 
     n, h, w = 2, 45, 71
-    hh, wh = tp.half_grid(h, w, 16)
+    hh, wh = lp.half_grid(h, w, 16)
     (shape,) = ing.get_output_shapes([trt.DimsExprs([n, h, w, 3]), [WIDTH, 9 * 13], [WIDTH], [n]], [], IntExprs())
     assert list(shape) == [n, WIDTH, hh, wh]
     assert list(eg.get_output_shapes([[n, WIDTH, hh, wh], [], [], [n, h, w, 3]], [], IntExprs())[0]) == [n, h, w, 3]
@@ -441,13 +446,13 @@ def test_ipluginv3_plugins_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
     assert all(eg.supports_format_combination(i, io, 4) for i in range(5))
 
     k_in, k_eg = kernel(aot_dir, "ingest"), kernel(aot_dir, "egest")
-    ptrs = dict(zip((*tp.PLUGIN_IO["ingest"][0], "out_ptr"), (11, 12, 13, 14, 15)))
-    want_in = tp.ingest_launch(k_in, n, h, w, 16, ptrs)
+    ptrs = dict(zip((*ak.PLUGIN_IO["ingest"][0], "out_ptr"), (11, 12, 13, 14, 15)))
+    want_in = lp.ingest_launch(k_in, n, h, w, 16, ptrs)
     drv.arg_types = [v.dtype for v in want_in.kernel_params()[0]]
     ing.attach_to_context(None).enqueue([desc((n, h, w, 3)), desc((9 * 13, WIDTH)), desc((WIDTH,)), desc((n,))],
                                         [desc((n, WIDTH, hh, wh))], [11, 12, 13, 14], [15], 0, 77)
-    ptrs = dict(zip((*tp.PLUGIN_IO["egest"][0], "out_ptr"), (21, 22, 23, 24, 25)))
-    want_eg = tp.egest_launch(k_eg, n, h, w, hh, wh, ptrs)
+    ptrs = dict(zip((*ak.PLUGIN_IO["egest"][0], "out_ptr"), (21, 22, 23, 24, 25)))
+    want_eg = lp.egest_launch(k_eg, n, h, w, hh, wh, ptrs)
     drv.arg_types = [v.dtype for v in want_eg.kernel_params()[0]]
     eg.enqueue([desc((n, WIDTH, hh, wh)), desc((9 * WIDTH, 12)), desc((12,)), desc((n, h, w, 3))],
                [desc((n, h, w, 3))], [21, 22, 23, 24], [25], 0, 77)
@@ -461,17 +466,19 @@ def test_ipluginv3_plugins_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
         ing.enqueue([desc((1, 64, 64, 3))] * 4, [desc((1, WIDTH, 16, 16))], [1, 2, 3, 4], [5], 0, 0)
 
 
-# ---------------------------------------------------------------- engine.py's pure-Python parts
+# ---------------------------------------------------------------- the build's pure-Python parts
+# (--kernels auto's comparison and choice: tests/test_engine.py, which needs no triton)
 
 
 def test_triton_build_finds_or_exports_the_frame_native_graph(frame_native_onnx, tmp_path):
-    from edgedenoise.engine import EngineError, frame_native_onnx as find
     from edgedenoise.modelfile import resolve
+    from edgedenoise.trt import EngineError
+    from edgedenoise.trt.build import frame_native_onnx as find
 
     assert find(frame_native_onnx, tmp_path, log=lambda m: None) == frame_native_onnx
     said = []
     got = find(resolve("default").onnx, tmp_path, log=said.append)  # the float graph, weights beside it: export
-    assert got == tmp_path / "small.frame.onnx" and tp.onnx_variant(got) == "frame-native" and "exporting" in said[0]
+    assert got == tmp_path / "small.frame.onnx" and graph.onnx_variant(got) == "frame-native" and "exporting" in said[0]
     alone = tmp_path / "alone" / "m.onnx"  # a float graph without weights beside it
     alone.parent.mkdir()
     shutil.copy(resolve("default").onnx, alone)
@@ -479,40 +486,6 @@ def test_triton_build_finds_or_exports_the_frame_native_graph(frame_native_onnx,
         find(alone, tmp_path)
     shutil.copy(frame_native_onnx, alone.with_name("m.frame.onnx"))
     assert find(alone, tmp_path, log=lambda m: None) == alone.with_name("m.frame.onnx")
-
-
-@pytest.mark.parametrize("native_ms,triton_ms,triton_fails,kept", [
-    (5.0, 3.0, False, "triton"), (2.0, 3.0, False, "native"), (5.0, None, True, "native")])
-def test_auto_keeps_the_faster_and_says_why(monkeypatch, tmp_path, native_ms, triton_ms, triton_fails, kept):
-    from edgedenoise import engine
-    from edgedenoise.modelfile import resolve
-
-    ms = {"native": native_ms, "triton": triton_ms}
-
-    def fake_build(onnx, out, precision, calib, profile, cache, ws, kind, kdir, plugins, log):
-        if kind == "triton" and triton_fails:
-            raise KernelsError("no AOT kernels in build/kernels (no manifest.json): run edgedenoise kernels build")
-        out.write_text(kind)
-        meta = {"kernels": kind, "precision": precision}
-        engine.sidecar_path(out).write_text("{}")
-        return meta
-
-    timed = []
-    monkeypatch.setattr(engine, "build_engine", fake_build)
-    monkeypatch.setattr(engine, "time_engine", lambda path, hw: timed.append(hw) or ms[Path(path).suffix[1:]])
-    said = []
-    out = tmp_path / "m.engine"
-    meta = engine.build_auto(resolve("default").onnx, out, "fp16", None, None, None, 1.0, None, "auto", said.append)
-    assert meta["kernels"] == meta["auto"]["kept"] == kept and out.read_text() == kept
-    assert engine.read_sidecar(out)["auto"]["kept"] == kept
-    assert set(timed) == {(720, 1280)}  # the default profile holds 1280x720
-    assert said[-1].startswith(f"build auto: kept {kept}: ")
-    assert ("triton build failed" in said[-1]) == triton_fails
-    if not triton_fails:
-        assert f"{min(native_ms, triton_ms):.2f} ms against {max(native_ms, triton_ms):.2f} ms" in said[-1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json"]  # no leftovers
-    with pytest.raises(engine.EngineError, match="int8"):
-        engine.build_auto(resolve("default").onnx, out, "int8", None, None, None, 1.0, None, "auto", said.append)
 
 
 # ---------------------------------------------------------------- with TensorRT
@@ -532,24 +505,24 @@ def test_build_triton_without_tensorrt_says_so(tmp_path):
 
 def test_plugin_flavour_follows_the_tensorrt_version():
     old = types.SimpleNamespace(__version__="10.3.0.30")
-    assert tp.plugin_flavour(old) == "ipluginv3" == tp.plugin_flavour(old, "ipluginv3")
+    assert plugins.plugin_flavour(old) == "ipluginv3" == plugins.plugin_flavour(old, "ipluginv3")
     with pytest.raises(KernelsError, match=r"need TensorRT >= 10.9 \(this is 10.3.0.30\)"):
-        tp.plugin_flavour(old, "qdp")
+        plugins.plugin_flavour(old, "qdp")
     with pytest.raises(KernelsError, match="unknown plugin flavour"):
-        tp.plugin_flavour(old, "cpp")
+        plugins.plugin_flavour(old, "cpp")
 
 
 def gpu_cc() -> int:
     try:
-        return tp.device_cc()
+        return cuda.device_cc()
     except Exception as e:  # no cuda-python, no driver, no GPU
         pytest.skip(f"no CUDA GPU reachable through cuda-python: {e}")
 
 
 def test_register_plugins_with_tensorrt(aot_dir):
     trt = pytest.importorskip("tensorrt", reason="TensorRT is not installable on this machine")
-    flavour = tp.register_plugins(trt, aot_dir, cc=87)
-    qdp = tp._version(trt.__version__) >= tp.QDP_MIN_VERSION and tp._has_qdp_aot()
+    flavour = plugins.register_plugins(trt, aot_dir, cc=87)
+    qdp = version_tuple(trt.__version__) >= plugins.QDP_MIN_VERSION and plugins.has_qdp_aot()
     assert flavour == ("qdp" if qdp else "ipluginv3")
     if flavour == "ipluginv3":
         registry = trt.get_plugin_registry()
@@ -571,8 +544,9 @@ def device_kernels(tmp_path_factory):
 @pytest.mark.slow
 def test_triton_engine_matches_onnxruntime(device_kernels, frame_native_onnx, tmp_path, kodak_rgb):
     from edgedenoise import Denoiser
-    from edgedenoise.engine import build_engine, read_sidecar
     from edgedenoise.noise import protocol_noisy
+    from edgedenoise.trt.build import build_engine
+    from edgedenoise.trt.sidecar import read_sidecar
 
     eng = tmp_path / "fn.engine"
     meta = build_engine(frame_native_onnx, eng, "fp32", profile={"min": (64, 64), "opt": (512, 512), "max": (512, 768)},
@@ -588,15 +562,19 @@ def test_triton_engine_matches_onnxruntime(device_kernels, frame_native_onnx, tm
 
 @pytest.mark.slow
 def test_auto_keeps_one_engine_and_says_which(device_kernels, tmp_path):
-    from edgedenoise.engine import build_engine, read_sidecar
     from edgedenoise.modelfile import resolve
+    from edgedenoise.trt.auto import TOLERANCE
+    from edgedenoise.trt.build import build_engine
+    from edgedenoise.trt.sidecar import read_sidecar
 
     said = []
     eng = tmp_path / "auto.engine"
     meta = build_engine(resolve("default").onnx, eng, "fp16", kernels="auto", kernels_dir=device_kernels,
                         log=said.append)
     assert meta["auto"]["kept"] in ("native", "triton") and meta["kernels"] == meta["auto"]["kept"]
-    assert set(meta["auto"]["ms"]) == {"native", "triton"}
+    assert set(meta["auto"]["ms"]) | set(meta["auto"]["refused"]) == {"native", "triton"}
+    kept = meta["auto"]["vs_onnxruntime"][meta["kernels"]]  # checked against ONNX Runtime before it was kept
+    assert kept["max_abs"] <= TOLERANCE["fp16"].max_abs and kept["psnr"] >= TOLERANCE["fp16"].min_psnr
     assert said[-1].startswith(f"build auto: kept {meta['kernels']}")
     assert read_sidecar(eng)["auto"]["kept"] == meta["kernels"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("auto.engine")) == \
@@ -617,18 +595,18 @@ def test_aot_cubin_launched_by_the_driver_equals_the_triton_launcher(aot_dir, ki
     cc = gpu_cc()
     if cc not in TARGETS:
         pytest.skip(f"the AOT fixture builds {TARGETS}, not sm_{cc}")
-    ks = tp.KernelSet(aot_dir, cc)
+    ks = lp.KernelSet(aot_dir, cc)
     k = ks.kernel(kind, WIDTH, "fp16")
     g = torch.Generator().manual_seed(0)
     n, h, w = 2, 45, 71  # odd sizes: reflect padding and partial tiles
     frame = torch.randint(0, 256, (n, h, w, 3), generator=g, dtype=torch.uint8).cuda()
-    hh, wh = tp.half_grid(h, w, 16)
+    hh, wh = lp.half_grid(h, w, 16)
     if kind == "ingest":
         wp = (torch.randn(9 * 13, WIDTH, generator=g) / 11).half().cuda()
         bias, smap = (torch.randn(WIDTH, generator=g) * 0.1).cuda(), torch.rand(n, generator=g).cuda()
         want = boundary.ingest(frame, wp, bias, smap, 16)
         got = torch.full_like(want, float("nan"))
-        launch = tp.ingest_launch(k, n, h, w, 16, {"frame_ptr": frame.data_ptr(), "wp_ptr": wp.data_ptr(),
+        launch = lp.ingest_launch(k, n, h, w, 16, {"frame_ptr": frame.data_ptr(), "wp_ptr": wp.data_ptr(),
                                                     "b_ptr": bias.data_ptr(), "smap_ptr": smap.data_ptr(),
                                                     "out_ptr": got.data_ptr()})
     else:
@@ -637,7 +615,7 @@ def test_aot_cubin_launched_by_the_driver_equals_the_triton_launcher(aot_dir, ki
         bias = (torch.randn(12, generator=g) * 0.01).cuda()
         want = boundary.egest(feats, wp, bias, frame)
         got = torch.zeros_like(want)
-        launch = tp.egest_launch(k, n, h, w, hh, wh, {"h_ptr": feats.data_ptr(), "wp_ptr": wp.data_ptr(),
+        launch = lp.egest_launch(k, n, h, w, hh, wh, {"h_ptr": feats.data_ptr(), "wp_ptr": wp.data_ptr(),
                                                        "b_ptr": bias.data_ptr(), "frame_ptr": frame.data_ptr(),
                                                        "out_ptr": got.data_ptr()})
     torch.cuda.synchronize()

@@ -1,7 +1,8 @@
-"""The `tensorrt` backend: runs an engine built by `edgedenoise build` (engine.py builds them).
+"""The `tensorrt` backend: runs an engine built by `edgedenoise build` (edgedenoise/trt/ builds them).
 
-TensorRT 10 API; device memory and the stream come from cuda-python. Written against the
-documentation: TensorRT cannot be installed on the development machines (see engine.py).
+TensorRT 10 API; device memory, copies and the stream come from cuda-python (edgedenoise/cuda.py,
+the one home of CUDA calls and their errors). Written against the documentation: TensorRT cannot
+be installed on the development machines (see engine.py).
 """
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import EngineError, _check, _cudart, _trt, check_sidecar, read_sidecar, this_machine
+from .. import cuda
+from ..trt import EngineError, load_tensorrt
+from ..trt.sidecar import check_sidecar, read_sidecar, this_machine
 from . import Backend
 
 
@@ -22,8 +25,8 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, engine_path: str | Path):
-        trt = _trt()
-        self.cudart = _cudart()
+        trt = load_tensorrt()
+        self.cudart = cuda.runtime()
         engine_path = Path(engine_path)
         meta = read_sidecar(engine_path)
         machine = this_machine()
@@ -34,7 +37,8 @@ class TensorRTBackend(Backend):
         if self.frame_native and meta.get("plugins") == "ipluginv3":
             # Python plugins: TensorRT needs their creators before it deserializes the engine.
             # (AOT Quickly Deployable Plugins carry their kernels inside the engine.)
-            from ..trt_plugins import KernelsError, register_plugins
+            from ..trt.aot_kernels import KernelsError
+            from ..trt.plugins import register_plugins
 
             try:
                 register_plugins(trt, meta["kernels_dir"], prefer="ipluginv3", cc=machine["compute_capability"])
@@ -45,7 +49,7 @@ class TensorRTBackend(Backend):
         if self.engine is None:
             raise EngineError(f"TensorRT could not load {engine_path} (corrupt or truncated?): rebuild it")
         self.context = self.engine.create_execution_context()
-        self.stream = _check(self.cudart.cudaStreamCreate())
+        self.stream = cuda.check(self.cudart.cudaStreamCreate(), "cudaStreamCreate")
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
 
     def _buffer(self, name: str, nbytes: int) -> int:
@@ -53,7 +57,7 @@ class TensorRTBackend(Backend):
         if size < nbytes:
             if ptr is not None:
                 self.cudart.cudaFree(ptr)
-            ptr = _check(self.cudart.cudaMalloc(nbytes))
+            ptr = cuda.check(self.cudart.cudaMalloc(nbytes), "cudaMalloc")
             self.buffers[name] = (ptr, nbytes)
         return int(ptr)
 
@@ -76,12 +80,15 @@ class TensorRTBackend(Backend):
             ptr = self._buffer(name, arr.nbytes)
             self.context.set_tensor_address(name, ptr)
             if name != output:
-                _check(cu.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes, kind.cudaMemcpyHostToDevice, self.stream))
+                cuda.check(cu.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes, kind.cudaMemcpyHostToDevice,
+                                              self.stream), "cudaMemcpyAsync (to the device)")
         if not self.context.execute_async_v3(int(self.stream)):
             raise EngineError("TensorRT execution failed (see the messages above)")
         ptr = self.buffers[output][0]
-        _check(cu.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, kind.cudaMemcpyDeviceToHost, self.stream))
-        _check(cu.cudaStreamSynchronize(self.stream))  # a host sync point: the frame is needed now
+        cuda.check(cu.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, kind.cudaMemcpyDeviceToHost, self.stream),
+                   "cudaMemcpyAsync (to the host)")
+        # a host sync point: the frame is needed now
+        cuda.check(cu.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return out
 
     def infer(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
