@@ -88,7 +88,14 @@ class Denoiser:
             return cls(resolve(meta["onnx"]), "tensorrt", threads, device, engine_path=Path(model))
         if backend == "tensorrt":
             raise ModelError("the tensorrt backend needs an engine: --model MODEL.engine (edgedenoise build makes one)")
-        return cls(resolve(model), backend, threads, device, precision=precision)
+        files = resolve(model)
+        if files.variant == "int8":  # the INT8 file itself was named: it is what runs
+            precision = "int8" if precision == "fp32" else precision
+        elif files.variant:
+            what = "TensorRT Q/DQ" if files.variant == "trt.int8" else "frame-native"
+            raise ModelError(f"{model} is the {what} graph, for edgedenoise build; load the model itself "
+                             f"({files.onnx or files.weights or 'its .onnx'})")
+        return cls(files, backend, threads, device, precision=precision)
 
     def close(self) -> None:
         self.backend.close()

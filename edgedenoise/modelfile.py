@@ -21,6 +21,11 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 ALIASES = {"default": "small"}
 
 
+# file endings of a model's files -> the variant they hold (longest first: ".trt.int8.onnx" before ".int8.onnx")
+VARIANT_ENDINGS = {".trt.int8.onnx": "trt.int8", ".int8.onnx": "int8", ".frame.onnx": "frame", ".onnx": "",
+                   ".safetensors": "", ".json": ""}
+
+
 def size_multiple(config: dict) -> int:
     """What a model's input H and W must be multiples of: the pixel-unshuffle factor times 2 per
     downsampling level (the one formula; ModelConfig and ModelFiles both ask it)."""
@@ -34,6 +39,7 @@ class ModelFiles:
     weights: Path | None  # .safetensors
     onnx: Path | None
     onnx_int8: Path | None = None  # <stem>.int8.onnx, written by `edgedenoise quantize`
+    variant: str = ""  # the file named was a variant: "int8", "trt.int8" (TensorRT Q/DQ) or "frame" (frame-native)
 
     @property
     def size_multiple(self) -> int:
@@ -52,31 +58,32 @@ def resolve(spec: str | Path) -> ModelFiles:
     """Find the files of a model (no torch needed). Raises ModelError with what to do."""
     s = str(spec)
     name = ALIASES.get(s, s)
+    variant = ""
     if (MODELS_DIR / f"{name}.json").exists() and not Path(s).exists():
         stem = MODELS_DIR / name
     else:
         p = Path(s)
+        ending = next((e for e in VARIANT_ENDINGS if p.name.endswith(e)), None)
         if p.is_dir():
             stem = p / "model"
-        elif p.suffix in (".safetensors", ".json", ".onnx"):
-            stem = p.with_suffix("")
+        elif ending is not None:  # the model's stem: "m.int8.onnx" and "m.frame.onnx" are files of model "m"
+            stem = p.with_name(p.name[: -len(ending)])
+            variant = VARIANT_ENDINGS[ending]
         else:
             raise ModelError(
                 f"model {s!r} not found: give a shipped model ({', '.join(['default'] + shipped_models())}), "
                 "a run folder, or a .safetensors/.onnx file"
             )
-        if not any(stem.with_suffix(x).exists() for x in (".json", ".safetensors", ".onnx")):
+        if not p.exists() and not any(_beside(stem, x).exists() for x in (".json", ".safetensors", ".onnx")):
             raise ModelError(f"model file not found: {p}")
-    cfg_path = stem.with_suffix(".json")
-    weights = stem.with_suffix(".safetensors")
-    onnx = stem.with_suffix(".onnx")
+    cfg_path, weights, onnx = (_beside(stem, x) for x in (".json", ".safetensors", ".onnx"))
     if cfg_path.exists():
         try:
             config = json.loads(cfg_path.read_text())
         except (OSError, ValueError) as e:
             raise ModelError(f"model config {cfg_path} is not valid JSON: {e}") from None
-    elif onnx.exists():
-        config = onnx_config(onnx)
+    elif onnx.exists() or variant:
+        config = onnx_config(onnx if onnx.exists() else Path(s))
     else:
         raise ModelError(f"model config {cfg_path} is missing (it is written beside the weights)")
     check_config(config, cfg_path if cfg_path.exists() else onnx)
@@ -85,8 +92,14 @@ def resolve(spec: str | Path) -> ModelFiles:
         config=config,
         weights=weights if weights.exists() else None,
         onnx=onnx if onnx.exists() else None,
-        onnx_int8=int8 if (int8 := onnx.with_name(onnx.stem + ".int8.onnx")).exists() else None,
+        onnx_int8=int8 if (int8 := _beside(stem, ".int8.onnx")).exists() else None,
+        variant=variant,
     )
+
+
+def _beside(stem: Path, ending: str) -> Path:
+    """stem + ending (not Path.with_suffix, which would cut a stem like "my.model" at its dot)."""
+    return stem.with_name(stem.name + ending)
 
 
 def _ints(v) -> bool:

@@ -98,3 +98,23 @@ def test_runtime_imports_no_torch():
             "edgedenoise.Denoiser.load('default')\n"
             "assert 'torch' not in sys.modules and 'triton' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_files_with_dots_and_variants_resolve_to_their_model(tmp_path):
+    """'my.tiny.onnx' is model 'my.tiny'; naming its INT8 file runs INT8; a build-only graph is refused."""
+    import shutil
+
+    from edgedenoise.errors import ModelError
+    from edgedenoise.modelfile import MODELS_DIR, resolve
+
+    for ext in (".json", ".safetensors", ".onnx", ".int8.onnx"):
+        shutil.copy(MODELS_DIR / f"tiny{ext}", tmp_path / f"my.tiny{ext}")
+    files = resolve(tmp_path / "my.tiny.onnx")
+    assert files.onnx == tmp_path / "my.tiny.onnx" and files.weights == tmp_path / "my.tiny.safetensors"
+    assert files.onnx_int8 == tmp_path / "my.tiny.int8.onnx"
+    int8 = resolve(tmp_path / "my.tiny.int8.onnx")
+    assert int8.onnx == files.onnx and int8.variant == "int8"
+    assert Denoiser.load(tmp_path / "my.tiny.int8.onnx").precision == "int8"
+    shutil.copy(MODELS_DIR / "tiny.onnx", tmp_path / "my.tiny.frame.onnx")  # stands in for a frame-native export
+    with pytest.raises(ModelError, match="frame-native graph, for edgedenoise build"):
+        Denoiser.load(tmp_path / "my.tiny.frame.onnx")
