@@ -50,6 +50,25 @@ def comparison(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
     return np.concatenate(out[:-1], axis=1)
 
 
+CAMERA_SIM = "camera-sim:"  # protocol prefix: the camera simulation's named setting (edgedenoise/camera.py)
+
+
+def check_protocol(protocol: str, channels: int = 3) -> None:
+    """DataError unless `protocol` is camera, paper, or camera-sim:SETTING (colour models only)."""
+    if protocol in ("camera", "paper"):
+        return
+    if protocol.startswith(CAMERA_SIM):
+        from .camera import SETTINGS
+
+        name = protocol[len(CAMERA_SIM):]
+        if name not in SETTINGS:
+            raise DataError(f"unknown camera-sim setting {name!r}: choose {', '.join(SETTINGS)}")
+        if channels != 3:
+            raise DataError("the camera simulation makes colour images: it needs a colour model")
+        return
+    raise DataError(f"unknown noise {protocol!r}: use camera, paper or camera-sim:SETTING")
+
+
 def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dict]:
     """Per sigma: every image denoised and scored (PSNR, SSIM), with comparison pictures if asked."""
     import cv2
@@ -59,7 +78,12 @@ def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dic
         rows = []
         for i, f in enumerate(files):
             clean = read_image(f, 1 if gray else 3)  # RGB (or 1 channel)
-            noisy = protocol_noisy(clean, sigma, i, protocol)
+            if protocol.startswith(CAMERA_SIM):  # the camera pipeline, seeded by the image's index
+                from .camera import simulate
+
+                noisy, clean, _ = simulate(clean, np.random.default_rng(i), setting=protocol[len(CAMERA_SIM):])
+            else:
+                noisy = protocol_noisy(clean, sigma, i, protocol)
             bgr = noisy[:, :, ::-1] if noisy.shape[2] == 3 else noisy
             out = den.denoise(np.ascontiguousarray(bgr), sigma=None if blind else sigma)
             out = to_uint8(out)
@@ -95,10 +119,18 @@ def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dic
 def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol: str = "camera",
              backend: str = "auto", blind: bool = False, save: str | Path | None = None,
              progress: bool = True, limit: int | None = None, precision: str = "fp32") -> dict:
-    """Score a model on a folder. Returns the JSON-ready result (per image and means)."""
+    """Score a model on a folder. Returns the JSON-ready result (per image and means).
+
+    protocol: camera or paper (Gaussian noise of each sigma, BENCHMARK_PROTOCOL.md), or
+    camera-sim:SETTING (the camera simulation's named setting; image i seeded by i, scored against
+    the same pipeline without noise). With camera-sim each sigma is the level told to the model,
+    and `blind` scores once with the level estimated from each image (sigma 0 in the results)."""
     import skimage.metrics  # noqa: F401 - first: a missing extra fails before anything is scored
 
     den = Denoiser.load(model, backend=backend, precision=precision)
+    check_protocol(protocol, den.channels)
+    if blind and protocol.startswith(CAMERA_SIM):
+        sigmas = [0.0]  # the noise is the pipeline's, not a sigma: one blind pass
     files = list_images(data)[:limit]
     gray = den.channels == 1
     bar = None
