@@ -34,7 +34,6 @@ import os
 import re
 import statistics
 import sys
-import time
 
 from common import stamp, write  # noqa: E402
 
@@ -70,12 +69,9 @@ def layer_shapes(models=None, frames=None) -> list[dict]:
 
 def cpu_bench(fn, reps: int = 3) -> float:
     """Median milliseconds of a few calls: the --smoke stand-in for do_bench (which needs CUDA)."""
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
+    from edgedenoise.runtime.stats import time_calls
+
+    ts, _ = time_calls(lambda _: fn(), [None], reps, 1)
     return 1e3 * statistics.median(ts)
 
 

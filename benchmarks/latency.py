@@ -147,16 +147,17 @@ def main() -> int:
     from edgedenoise.runtime.commands import bench_frames, parse_size
     from edgedenoise.runtime.stats import summarize, time_calls
 
+    if a.gpu:  # once per run, before any model
+        import torch
+
+        if a.smoke:
+            DEVICE = "cpu"
+        elif not torch.cuda.is_available():
+            print("latency --gpu: no CUDA device here (--smoke checks the code on the CPU)", file=sys.stderr)
+            return 2
     cases = []  # (label, model, precision, make)
     for model in a.models.split(","):
         if a.gpu:
-            import torch
-
-            if a.smoke:
-                DEVICE = "cpu"
-            elif not torch.cuda.is_available():
-                print("latency --gpu: no CUDA device here (--smoke checks the code on the CPU)", file=sys.stderr)
-                return 2
             cases += [(name, model, prec, make) for name, prec, make in gpu_cases(model, a.smoke)]
         else:
             for prec in a.precisions.split(","):

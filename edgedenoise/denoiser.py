@@ -68,8 +68,7 @@ class Denoiser:
         self.precision = precision
         self.backend_name = backends.pick(backend, files, precision)
         self.backend = backends.create(self.backend_name, files, threads, device, precision, engine_path)
-        self.backend.size_multiple = files.size_multiple
-        self.multiple = files.size_multiple
+        self.multiple = self.backend.size_multiple
         self.channels = files.channels
         self.max_pixels = MAX_PIXELS
 

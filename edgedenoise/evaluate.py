@@ -73,16 +73,20 @@ def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dic
     """Per sigma: every image denoised and scored (PSNR, SSIM), with comparison pictures if asked."""
     import cv2
 
+    from .camera import simulate
+
     results = []
+    simulated = {}  # camera-sim: image i's noise depends on i only, not on the sigma told: made once
     for sigma in sigmas:
         rows = []
         for i, f in enumerate(files):
-            clean = read_image(f, 1 if gray else 3)  # RGB (or 1 channel)
             if protocol.startswith(CAMERA_SIM):  # the camera pipeline, seeded by the image's index
-                from .camera import simulate
-
-                noisy, clean, _ = simulate(clean, np.random.default_rng(i), setting=protocol[len(CAMERA_SIM):])
+                if i not in simulated:
+                    simulated[i] = simulate(read_image(f, 3), np.random.default_rng(i),
+                                            setting=protocol[len(CAMERA_SIM):])[:2]
+                noisy, clean = simulated[i]
             else:
+                clean = read_image(f, 1 if gray else 3)  # RGB (or 1 channel)
                 noisy = protocol_noisy(clean, sigma, i, protocol)
             bgr = noisy[:, :, ::-1] if noisy.shape[2] == 3 else noisy
             out = den.denoise(np.ascontiguousarray(bgr), sigma=None if blind else sigma)

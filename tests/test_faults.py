@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,13 +16,15 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.test_cli import run
+
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "edgedenoise" / "models"
 
 
-def cli(*args, cwd, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "edgedenoise.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+def cli(*args, cwd):
+    """The command as a user runs it (tests/test_cli.py's runner), its failure kept for the test."""
+    return run(*map(str, args), cwd=cwd, check=False)
 
 
 def digest(*paths) -> dict:

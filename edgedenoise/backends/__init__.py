@@ -84,7 +84,13 @@ def pick(backend: str, files: ModelFiles, precision: str = "fp32") -> str:
 
 def create(name: str, files: ModelFiles, threads: int | None = None, device: str | None = None,
            precision: str = "fp32", engine_path: Path | None = None) -> Backend:
-    """The backend `name` (not `auto`: see `pick`) for a model's files."""
+    """The backend `name` (not `auto`: see `pick`) for a model's files, its `size_multiple` the model's."""
+    backend = _create(name, files, threads, device, precision, engine_path)
+    backend.size_multiple = files.size_multiple
+    return backend
+
+
+def _create(name, files, threads, device, precision, engine_path) -> Backend:
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 

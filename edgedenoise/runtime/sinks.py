@@ -11,8 +11,10 @@ thread (realtime mode then drops frames before it, offline mode slows capture do
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -356,9 +358,6 @@ class HttpSink(Sink):
         """Whether a request's Host header names the address this viewer is bound to: the bound
         host itself, or for localhost/any-address bindings a loopback name or an IP address. A
         name that some other site's DNS points here (DNS rebinding) is refused."""
-        import ipaddress
-        import socket
-
         m = re.fullmatch(r"\[?([^\]]*?)\]?(?::(\d+))?", header.strip().lower())
         if not m or (m.group(2) is not None and int(m.group(2)) != self.port):
             return False
