@@ -336,11 +336,12 @@ def cmd_quantize(a):
 def add_build(sub):
     from .runtime.commands import parse_size
     from .trt.aot_kernels import DEFAULT_KERNELS_DIR
+    from .trt.sidecar import DEFAULT_PRECISION
 
     p = sub.add_parser("build", help="build a TensorRT engine from an exported ONNX model")
     p.add_argument("onnx", help="ONNX model (edgedenoise export)")
     p.add_argument("--out", required=True, help="engine path (a .json sidecar is written beside it)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=DEFAULT_PRECISION)
     p.add_argument("--calib", help="int8: folder of clean images the symmetric Q/DQ graph is calibrated on (not "
                                    "needed when ONNX is that graph, or <model>.trt.int8.onnx is beside it)")
     p.add_argument("--kernels", choices=["native", "triton", "auto"], default="native",

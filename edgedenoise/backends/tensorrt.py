@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import cuda
 from ..trt import EngineError, load_tensorrt
-from ..trt.sidecar import check_sidecar, read_sidecar, this_machine
+from ..trt.sidecar import DEFAULT_PRECISION, check_sidecar, read_sidecar, this_machine
 from . import Backend
 
 
@@ -32,7 +32,7 @@ class TensorRTBackend(Backend):
         machine = this_machine()
         check_sidecar(meta, machine, engine_path)
         self.meta = meta
-        self.precision = meta.get("precision", "fp32")
+        self.precision = meta.get("precision", DEFAULT_PRECISION)
         self.frame_native = meta.get("kernels") == "triton"
         if self.frame_native and meta.get("plugins") == "ipluginv3":
             # Python plugins: TensorRT needs their creators before it deserializes the engine.

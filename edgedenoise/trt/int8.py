@@ -86,11 +86,9 @@ def float_model(qdq: Path) -> Path:
     """`<model>.onnx` for `<model>.trt.int8.onnx` where it is beside it, else the Q/DQ graph itself:
     what the sidecar names as the engine's model (the runner reads its config, a rebuild starts
     from it and finds the Q/DQ graph beside it)."""
-    from ..quantize import trt_int8_path
-
     name = qdq.name.removesuffix(".trt.int8.onnx")
     beside = qdq.with_name(name + ".onnx")
-    return beside if name != qdq.name and beside.exists() and trt_int8_path(beside) == qdq else qdq
+    return beside if name != qdq.name and beside.exists() else qdq
 
 
 def qdq_graph(onnx_path: Path, engine: Path, calib, log=print) -> Path | None:

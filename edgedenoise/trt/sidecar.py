@@ -15,6 +15,8 @@ from pathlib import Path
 from .. import cuda
 from . import EngineError, load_tensorrt
 
+DEFAULT_PRECISION = "fp16"  # what `edgedenoise build` builds by default; assumed for a sidecar without one
+
 
 def this_machine() -> dict:
     """TensorRT version, GPU name and compute capability of this machine."""
@@ -30,7 +32,7 @@ def sidecar_path(engine: Path) -> Path:
 def rebuild_command(meta: dict, engine: Path) -> str:
     """The `edgedenoise build` line that makes this engine again, from its sidecar."""
     cmd = (f"edgedenoise build {meta.get('onnx', 'MODEL.onnx')} --out {engine} "
-           f"--precision {meta.get('precision', 'fp16')}")
+           f"--precision {meta.get('precision', DEFAULT_PRECISION)}")
     if meta.get("kernels", "native") != "native":
         cmd += f" --kernels {meta['kernels']}"
     if meta.get("calib"):
