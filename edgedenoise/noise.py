@@ -11,6 +11,13 @@ takes a `numpy.random.Generator`, so a run is reproduced by its seed.
 - Camera: Poisson-Gaussian noise on linear light, then the sRGB-like gamma a camera
   applies, so noise is strongest in the mid-tones, plus optional JPEG compression.
 
+- CameraSim: the camera pipeline of camera.py (sRGB unprocessed to raw, sensor noise, processed
+  back, JPEG or a video codec), a random camera per image. Its target is not the clean input but
+  the same pipeline without noise (`sample` returns it); `Mixture` draws either it or a base model.
+
+Every model has `sample(clean, rng) -> (noisy, sigma, target)`; `apply` (noisy, sigma) is the
+older form of the additive ones, whose target is the clean image itself.
+
 `quantize` turns a noisy float image into what a camera stream delivers: clipped to
 [0,255] and rounded to uint8 (the `camera` protocol of BENCHMARK_PROTOCOL.md).
 Sigma values are on the 0-255 scale throughout this module's public API.
@@ -27,8 +34,16 @@ def quantize(noisy: np.ndarray) -> np.ndarray:
     return np.round(np.clip(noisy * 255.0, 0.0, 255.0)).astype(np.float32) / 255.0
 
 
+class _Additive:
+    """`sample` for the models whose target is their clean input."""
+
+    def sample(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
+        noisy, sigma = self.apply(clean, rng)
+        return noisy, sigma, clean
+
+
 @dataclass
-class AWGN:
+class AWGN(_Additive):
     """Additive white Gaussian noise; `sigma` fixed, or drawn per image from `sigma_range`.
 
     From a range, sigma = lo + (hi - lo) * u ** sigma_power with u uniform in [0,1):
@@ -54,7 +69,7 @@ class AWGN:
 
 
 @dataclass
-class PoissonGaussian:
+class PoissonGaussian(_Additive):
     """Shot + read noise: var(x) = a*x + b (x in [0,1]). Ranges draw a and b per image,
     log-uniformly, which is how gains and read noise spread across real sensors."""
 
@@ -76,7 +91,7 @@ class PoissonGaussian:
 
 
 @dataclass
-class Camera:
+class Camera(_Additive):
     """Camera-like noise: Poisson-Gaussian on linear light, gamma-encoded, optional JPEG."""
 
     pg: PoissonGaussian = field(default_factory=PoissonGaussian)
@@ -107,6 +122,60 @@ def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     return out if hwc is img else np.moveaxis(out, -1, 0)
 
 
+@dataclass
+class CameraSim:
+    """The camera simulation (camera.py) as a training noise: a random camera per image, drawn by
+    camera.sample_params from ``rng``. Takes float images in [0,1], CHW or HWC, 3 channels (RGB)
+    or 1 (grey: simulated as grey RGB, the output's channel mean kept).
+
+    ``sample`` returns (noisy, level, target): target is the pipeline without noise (same colour
+    rendition and demosaicing), level the RMS of noisy - target on the 0-255 scale times
+    exp(map_jitter * N(0, 1)), so that a model learns to take a level that an estimate gets
+    only roughly right, as a blind estimate on a real camera will."""
+
+    map_jitter: float = 0.15
+    video_share: float | None = None  # None: camera.VIDEO_SHARE
+
+    def sample(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
+        from .camera import VIDEO_SHARE, sample_params, simulate
+
+        chw = clean.ndim == 3 and clean.shape[0] in (1, 3) and clean.shape[-1] not in (1, 3)
+        hwc = np.moveaxis(clean, 0, -1) if chw else (clean[:, :, None] if clean.ndim == 2 else clean)
+        grey = hwc.shape[2] == 1
+        u8 = np.round(np.clip(hwc * 255.0, 0, 255)).astype(np.uint8)
+        if grey:
+            u8 = np.repeat(u8, 3, axis=2)
+        share = VIDEO_SHARE if self.video_share is None else self.video_share
+        noisy, ref, info = simulate(np.ascontiguousarray(u8), rng, params=sample_params(rng, share))
+        noisy = noisy.astype(np.float32) / 255.0
+        ref = ref.astype(np.float32) / 255.0
+        if grey:
+            noisy, ref = noisy.mean(axis=2, keepdims=True), ref.mean(axis=2, keepdims=True)
+        level = float(np.sqrt(np.mean((noisy - ref) ** 2))) * 255.0
+        if self.map_jitter:
+            level *= float(np.exp(self.map_jitter * rng.standard_normal()))
+
+        def back(a: np.ndarray) -> np.ndarray:
+            a = np.moveaxis(a, -1, 0) if chw else (a[:, :, 0] if clean.ndim == 2 else a)
+            return np.ascontiguousarray(a, dtype=np.float32)
+
+        return back(noisy), level, back(ref)
+
+
+@dataclass
+class Mixture:
+    """Each image gets ``camera`` with probability ``share``, else ``base``."""
+
+    base: object
+    camera: CameraSim
+    share: float
+
+    def sample(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
+        if rng.random() < self.share:
+            return self.camera.sample(clean, rng)
+        return self.base.sample(clean, rng)
+
+
 def make_noise(kind: str, sigma: float | None = None, sigma_range: tuple[float, float] | None = None,
                jpeg: bool = False, sigma_power: float = 1.0):
     """Noise model by name: 'awgn', 'poisson-gaussian' or 'camera'."""
@@ -120,7 +189,23 @@ def make_noise(kind: str, sigma: float | None = None, sigma_range: tuple[float, 
         return PoissonGaussian()
     if kind == "camera":
         return Camera(jpeg_quality=(70, 95) if jpeg else None)
-    raise ValueError(f"unknown noise model {kind!r}: choose awgn, poisson-gaussian or camera")
+    if kind == "camera-sim":
+        return CameraSim()
+    raise ValueError(f"unknown noise model {kind!r}: choose awgn, poisson-gaussian, camera or camera-sim")
+
+
+def training_noise(kind: str, sigma_range: tuple[float, float], jpeg: bool = False, sigma_power: float = 1.0,
+                   camera_sim: float = 0.0, map_jitter: float = 0.15):
+    """The noise of a training run: `kind` (make_noise), with a share `camera_sim` of the images
+    through the camera simulation instead (0: `kind` alone, and its random draws as before)."""
+    if not 0.0 <= camera_sim <= 1.0:
+        raise ValueError(f"camera_sim is a share of images in [0, 1], got {camera_sim}")
+    if kind == "camera-sim":
+        return CameraSim(map_jitter=map_jitter)
+    base = make_noise(kind, sigma_range=sigma_range, jpeg=jpeg, sigma_power=sigma_power)
+    if camera_sim == 0.0:
+        return base
+    return Mixture(base, CameraSim(map_jitter=map_jitter), camera_sim)
 
 
 def protocol_noisy(clean_u8: np.ndarray, sigma: float, index: int, protocol: str) -> np.ndarray:

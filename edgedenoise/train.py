@@ -28,7 +28,7 @@ from . import data as D
 from .errors import DataError, ModelError
 from .model import SIZES, ModelConfig, build_model, grow_from, pad_to_multiple
 from .modelfile import save_model
-from .noise import make_noise, protocol_noisy, quantize
+from .noise import protocol_noisy, quantize, training_noise
 from .trainconfig import TrainConfig
 
 log = logging.getLogger("edgedenoise")
@@ -42,21 +42,29 @@ class Batches(torch.utils.data.IterableDataset):
 
     def __init__(self, sampler: D.PatchSampler, cfg: TrainConfig, start: int, lo: int, hi: int):
         self.sampler, self.cfg, self.start, self.lo, self.hi = sampler, cfg, start, lo, hi
-        self.noise = make_noise(cfg.noise, sigma_range=(cfg.sigma_min, cfg.sigma_max), jpeg=cfg.jpeg,
-                                sigma_power=cfg.sigma_power)
+        self.noise = training_noise(cfg.noise, sigma_range=(cfg.sigma_min, cfg.sigma_max), jpeg=cfg.jpeg,
+                                    sigma_power=cfg.sigma_power, camera_sim=cfg.camera_sim,
+                                    map_jitter=cfg.map_jitter)
 
     def __iter__(self):
-        for step in range(self.start, self.cfg.steps):
+        # With --workers N each loader process makes every N-th step (worker k: start + k, start + k + N,
+        # ...); the DataLoader takes one batch from each worker in turn, so steps arrive in order and
+        # every batch is the one --workers 0 makes (it is seeded by its step, not by its worker).
+        info = torch.utils.data.get_worker_info()
+        first, stride = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + first, self.cfg.steps, stride):
             yield make_batch(self.sampler, self.noise, self.cfg, step, self.lo, self.hi)
 
 
 def make_batch(sampler, noise, cfg: TrainConfig, step: int, lo: int, hi: int):
+    """(noisy, target, sigma) of this rank's slice of step's batch. The target is the clean patch,
+    or for camera-simulated patches the pipeline's own noise-free output (noise.CameraSim)."""
     clean = sampler.patches(step, lo, hi)
     noisy = np.empty_like(clean)
     sigma = np.empty(hi - lo, np.float32)
     for j, i in enumerate(range(lo, hi)):
         rng = np.random.default_rng([cfg.seed, step, i, 2])
-        noisy[j], s = noise.apply(clean[j], rng)
+        noisy[j], s, clean[j] = noise.sample(clean[j], rng)
         if rng.random() < cfg.camera_fraction:
             noisy[j] = quantize(noisy[j])
         sigma[j] = s / 255.0
@@ -118,30 +126,44 @@ def psnr(mse: float) -> float:
 
 
 class ValSet:
-    """Whole validation images with fixed noise (BENCHMARK_PROTOCOL.md's camera protocol)."""
+    """Whole validation images with fixed noise: BENCHMARK_PROTOCOL.md's camera protocol at
+    `sigma`, and with `camera_sim` the same images through the camera simulation as well (image
+    i's camera drawn from seed i, as training draws them; the model told the true RMS level)."""
 
-    def __init__(self, images: list[D.ImageInfo], channels: int, sigma: float):
-        self.items = []
+    def __init__(self, images: list[D.ImageInfo], channels: int, sigma: float, camera_sim: bool = False):
+        from .noise import CameraSim
+
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0))).float()[None] / 255.0
+        self.items, self.camera_items = [], []
         for i, info in enumerate(images):
             clean = D.read_image(info.path, channels)
             noisy = protocol_noisy(clean, sigma, i, "camera")
-            t = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0))).float()[None] / 255.0
-            self.items.append((t(noisy), t(clean)))
+            self.items.append((t(noisy), t(clean), sigma / 255.0))
+            if camera_sim:
+                cn, level, ref = CameraSim(map_jitter=0.0).sample(clean.astype(np.float32) / 255.0,
+                                                                  np.random.default_rng([i, 17]))
+                self.camera_items.append((t(np.round(cn * 255.0)), t(np.round(ref * 255.0)), level / 255.0))
         self.sigma = sigma
 
-    @torch.no_grad()
-    def evaluate(self, model, device) -> tuple[float, float]:
-        """Mean PSNR (after uint8 rounding, as the protocol scores) and mean MSE loss."""
-        model.eval()
+    @staticmethod
+    def _score(model, device, items) -> tuple[float, float]:
         ps, ls = [], []
-        s = torch.tensor([self.sigma / 255.0], device=device)
-        for noisy, clean in self.items:
-            out = denoise_tensor(model, noisy.to(device), s).cpu()
+        for noisy, clean, level in items:
+            out = denoise_tensor(model, noisy.to(device), torch.tensor([level], device=device)).cpu()
             ls.append(F.mse_loss(out, clean).item())
             q = (out * 255).round() / 255
             ps.append(psnr(F.mse_loss(q, clean).item()))
-        model.train()
         return float(np.mean(ps)), float(np.mean(ls))
+
+    @torch.no_grad()
+    def evaluate(self, model, device) -> tuple[float, float, float | None]:
+        """Mean PSNR (after uint8 rounding, as the protocol scores) and mean MSE loss of the
+        Gaussian set, and the camera-simulation set's mean PSNR (None without it)."""
+        model.eval()
+        p, loss = self._score(model, device, self.items)
+        cam = self._score(model, device, self.camera_items)[0] if self.camera_items else None
+        model.train()
+        return p, loss, cam
 
 
 def plot_curves(csv_path: Path, png_path: Path) -> None:
@@ -161,6 +183,9 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
     vs = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r["val_psnr"]]
     if vs:
         b.plot(*zip(*vs), "o-", label="validation PSNR (camera protocol)")
+    cs = [(int(r["step"]), float(r["val_camera_psnr"])) for r in rows if r.get("val_camera_psnr")]
+    if cs:
+        b.plot(*zip(*cs), "s-", label="validation PSNR (camera simulation, level told)")
     b.set_xlabel("step"), b.set_ylabel("PSNR (dB)"), b.grid(alpha=0.3), b.legend()
     fig.suptitle(png_path.parent.name)
     fig.tight_layout()
@@ -407,7 +432,8 @@ class Trainer:
     progress bar and metrics.csv, and at the validation / checkpoint steps (rank 0) validation,
     a metrics row, checkpoint.pt + model.safetensors, and curves.png."""
 
-    FIELDS = ("step", "loss", "train_psnr", "lr", "val_psnr", "val_loss", "d_loss", "steps_per_s", "elapsed_s")
+    FIELDS = ("step", "loss", "train_psnr", "lr", "val_psnr", "val_loss", "d_loss", "steps_per_s", "elapsed_s",
+              "val_camera_psnr")
 
     def __init__(self, cfg: TrainConfig, run: RunContext, nets: Nets, start: int,
                  train_imgs: list[D.ImageInfo], val_imgs: list[D.ImageInfo]):
@@ -415,7 +441,9 @@ class Trainer:
         self.ddp_model, self.ddp_disc = wrap_for_devices(nets, run)
         self.amp_dtype, self.scaler = mixed_precision(cfg, run.device)
         self.loader = make_loader(cfg, run, train_imgs, start)
-        self.valset = ValSet(val_imgs, cfg.channels, cfg.val_sigma) if (run.main and val_imgs) else None
+        with_cam = cfg.camera_sim > 0 or cfg.noise == "camera-sim"
+        self.valset = (ValSet(val_imgs, cfg.channels, cfg.val_sigma, camera_sim=with_cam)
+                       if (run.main and val_imgs) else None)
         self.csv_path = run.out / "metrics.csv"
         if run.main and (start == 0 or not self.csv_path.exists()):  # a resumed run appends
             with open(self.csv_path, "w", newline="") as f:
@@ -509,16 +537,18 @@ class Trainer:
         do_ck = step % cfg.ckpt_every == 0 or step == cfg.steps or stopping
         if not (run.main and (do_val or do_ck)):
             return
-        val_psnr = val_loss = ""
+        val_psnr = val_loss = val_cam = ""
         if do_val and self.valset is not None:
-            self.last_val, vl = self.valset.evaluate(nets.model, run.device)
+            self.last_val, vl, cam = self.valset.evaluate(nets.model, run.device)
             val_psnr, val_loss = f"{self.last_val:.4f}", f"{vl:.6g}"
+            val_cam = "" if cam is None else f"{cam:.4f}"
         el = time.time() - self.t0
         with open(self.csv_path, "a", newline="") as f:
             csv.writer(f).writerow([
                 step, f"{np.mean(self.window):.6g}", f"{psnr(np.mean(self.wmse)):.4f}",
                 f"{nets.sched.get_last_lr()[0]:.3g}", val_psnr, val_loss,
                 f"{np.mean(self.dl):.4g}" if self.dl else "", f"{(step - self.start) / el:.3f}", f"{el:.1f}",
+                val_cam,
             ])
         self.window, self.wmse, self.dl = [], [], []
         if do_ck:

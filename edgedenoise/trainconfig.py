@@ -25,6 +25,8 @@ class TrainConfig:
     sigma_power: float = 1.0  # > 1 skews AWGN sigma draws towards sigma_min (noise.AWGN)
     camera_fraction: float = 0.8  # share of patches clipped + rounded to uint8 like a camera delivers
     jpeg: bool = False
+    camera_sim: float = 0.0  # share of patches through the camera simulation (camera.py) instead of `noise`
+    map_jitter: float = 0.15  # camera-sim patches: the level told is the true RMS times exp(this * N(0,1))
     adv_weight: float = 0.0  # > 0 turns on the patch discriminator
     val_count: int = 8
     val_sigma: float = 25.0

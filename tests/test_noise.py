@@ -60,3 +60,43 @@ def test_protocols_follow_the_benchmark_page():
 def test_unknown_noise_is_refused():
     with pytest.raises(ValueError, match="unknown noise model"):
         make_noise("speckle")
+
+
+def _patch(seed=0, size=64):
+    """A smooth colour patch with an edge, CHW float in [0,1] (uint8 levels, as training's patches)."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    img = np.stack([0.2 + 0.6 * x, 0.3 + 0.4 * y, 0.5 + 0.3 * (x > 0.5)], 0)
+    return np.round(img * 255).astype(np.float32) / 255
+
+
+def test_camera_sim_targets_the_pipeline_without_noise():
+    from edgedenoise.noise import CameraSim
+
+    clean = _patch()
+    noisy, level, target = CameraSim().sample(clean, np.random.default_rng(4))
+    again = CameraSim().sample(clean, np.random.default_rng(4))
+    assert noisy.shape == target.shape == clean.shape and noisy.dtype == np.float32
+    assert all(np.array_equal(a, b) for a, b in zip((noisy, target), (again[0], again[2]))) and level == again[1]
+    # the target is the camera's rendition of the scene (colour, tone, demosaicing), not the input
+    assert not np.array_equal(target, clean)
+    rms = float(np.sqrt(np.mean((noisy - target) ** 2))) * 255
+    # the level told is the RMS of the noise up to the jitter: exp(0.15 * N(0,1)) is inside 0.5-2
+    assert 0.5 * rms < level < 2 * rms
+    _, exact, _ = CameraSim(map_jitter=0.0).sample(clean, np.random.default_rng(4))
+    assert abs(exact - rms) < 1e-3
+    grey, _, gt = CameraSim().sample(clean[:1], np.random.default_rng(1))
+    assert grey.shape == gt.shape == (1, 64, 64)
+
+
+def test_training_noise_mixes_and_leaves_old_runs_alone():
+    from edgedenoise.noise import AWGN, Mixture, training_noise
+
+    plain = training_noise("awgn", (0, 75))
+    assert isinstance(plain, AWGN)  # no camera share: the same model, so the same draws as before
+    mix = training_noise("awgn", (0, 75), camera_sim=0.5)
+    assert isinstance(mix, Mixture)
+    clean = _patch(size=32)
+    kinds = [np.array_equal(mix.sample(clean, np.random.default_rng(i))[2], clean) for i in range(40)]
+    assert 10 < sum(kinds) < 30  # about half keep the clean target (Gaussian), half the camera's
+    with pytest.raises(ValueError, match="camera_sim"):
+        training_noise("awgn", (0, 75), camera_sim=1.5)

@@ -149,3 +149,23 @@ def test_pad_to_multiple_lives_with_the_model():
     assert z.shape == (1, 1, 8, 8) and torch.equal(z[..., 7, 7], tiny[..., 1, 1])
     same = torch.rand(1, 3, 8, 16)
     assert pad_to_multiple(same, 8)[0] is same
+
+
+def test_camera_simulation_in_training_is_validated_too(train_subset, tmp_path):
+    run = tmp_path / "cam"
+    train(cfg(train_subset, run, steps=10, camera_sim=0.5), progress=False)
+    r = rows(run)
+    assert r[-1]["val_camera_psnr"] and 10 < float(r[-1]["val_camera_psnr"]) < 50
+    assert json.loads((run / "config.json").read_text())["camera_sim"] == 0.5
+
+
+def test_loader_workers_share_the_steps(train_subset, tmp_path):
+    """--workers 2 makes each step once, in order: the same run, bit for bit, as --workers 0 (each
+    loader process once yielded every step, so --steps 12 --workers 2 trained 24 steps)."""
+    one, two = tmp_path / "w0", tmp_path / "w2"
+    train(cfg(train_subset, one, steps=12, val_every=6, ckpt_every=6, camera_sim=0.5), progress=False)
+    train(cfg(train_subset, two, steps=12, val_every=6, ckpt_every=6, camera_sim=0.5, workers=2), progress=False)
+    assert [r["step"] for r in rows(two)] == ["6", "12"]
+    a, b = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in rows(one)] == [r["loss"] for r in rows(two)]

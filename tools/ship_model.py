@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 KEYS = ("steps", "batch", "patch", "lr", "lr_min", "loss", "noise", "sigma_min", "sigma_max", "sigma_power",
-        "camera_fraction", "amp", "seed")
+        "camera_fraction", "camera_sim", "map_jitter", "amp", "seed")
 
 
 def training_record(run: Path) -> dict:
@@ -34,6 +34,13 @@ def training_record(run: Path) -> dict:
         rec["init"] = init
         if (Path(init) / "config.json").exists():
             rec["init_training"] = training_record(Path(init))
+        else:  # a shipped model: its own record, as it was when this run started from it
+            from edgedenoise.modelfile import resolve
+
+            try:
+                rec["init_training"] = resolve(init).config.get("extra", {}).get("training", {})
+            except Exception:  # noqa: BLE001 - the record is a courtesy; shipping goes on without it
+                pass
     return rec
 
 
