@@ -187,3 +187,19 @@ def test_eval_scores_a_model_on_a_camera_sim_setting(tmp_path, data_root):
     assert len(blind["results"]) == 1 and blind["blind"]  # one blind pass, whatever --sigma lists
     with pytest.raises(DataError, match="unknown camera-sim setting"):
         check_protocol("camera-sim:moonlight")
+
+
+@pytest.mark.parametrize("setting", ["low-light", "very-low-light"])
+def test_noise_level_estimate_reads_camera_noise_at_its_rms(data_root, setting):
+    """The fine-scale estimate reads about a quarter of camera noise's RMS (demosaicing and JPEG
+    move it to coarser scales); estimate_sigma, which also looks at half resolution, reads it."""
+    from edgedenoise.camera import simulate
+    from edgedenoise.data import list_images, read_image
+    from edgedenoise.estimate import estimate_sigma, estimate_white_sigma
+
+    for i, p in enumerate(list_images(data_root / "test" / "Kodak24")[:4]):
+        noisy, ref, info = simulate(read_image(p), np.random.default_rng(i), setting=setting)
+        rms = info["noise_std"]
+        assert estimate_white_sigma(noisy) < 0.5 * rms
+        est = estimate_sigma(noisy[:, :, ::-1])
+        assert 0.75 * rms < est < 1.4 * rms, f"{p.name}: estimated {est:.1f} for RMS {rms:.1f}"
