@@ -409,6 +409,51 @@ def cmd_doctor(a):
         raise SystemExit(1)
 
 
+# ---------------------------------------------------------------- explain
+
+
+def add_explain(sub):
+    p = sub.add_parser("explain", help="how the network denoises an image: its filters (Jacobian rows) and "
+                                       "subspace, drawn and measured (docs/how-it-denoises.md)")
+    p.add_argument("image", nargs="?", help="clean image (noise of each --sigma is added); omitted: the bundled sample")
+    p.add_argument("--model", default="tiny", help="model name, run folder or .safetensors (default tiny)")
+    p.add_argument("--sigma", type=_floats, nargs="+", default=None, metavar="S",
+                   help="noise levels on the 0-255 scale (default 10 25 50; the middle one is set beside NLM)")
+    p.add_argument("--dims-sigma", type=_floats, nargs="+", default=None, metavar="S",
+                   help="noise levels of the subspace view (default 5 10 15 25 35 50 75)")
+    p.add_argument("--pixel", nargs="+", metavar="X,Y", help="pixels to explain (default: a flat area, an edge, a "
+                                                           "texture and a corner, picked automatically)")
+    p.add_argument("--out", default="explain", help="output folder for the figures and explain.json (default explain)")
+    p.add_argument("--toy", action="store_true", help="the 1-D toy instead: a one-hidden-layer fully connected "
+                                                      "denoiser of step signals (seconds)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_explain)
+
+
+def cmd_explain(a):
+    from . import explain as E
+    from .data import SAMPLE_IMAGE
+    from .errors import DataError
+    from .outputs import guard
+
+    if a.toy:
+        if a.image or a.pixel:
+            raise DataError("--toy trains on 1-D signals: it takes no IMAGE or --pixel")
+        r = E.toy_experiment(guard(a.out, folder=True, what="--out folder"), progress=not a.quiet)
+        print(f"toy: one hidden layer of {r['hidden']} units, test MSE {r['mse_noisy']:.4f} -> {r['mse_denoised']:.4f} "
+              f"({r['factor']:.1f}x lower); figures: {', '.join(str(Path(a.out) / f) for f in r['files'])}")
+        return
+    image = Path(a.image) if a.image else SAMPLE_IMAGE
+    pixels = [E.parse_pixel(s) for s in a.pixel] if a.pixel else None
+    sigmas = [s for group in a.sigma for s in group] if a.sigma else E.DEFAULT_SIGMAS
+    dims = [s for group in a.dims_sigma for s in group] if a.dims_sigma else E.SUBSPACE_SIGMAS
+    n = E.explain(image, a.model, sigmas, pixels, a.out, progress=not a.quiet, subspace_sigmas=dims)
+    print(E.filters_table(n))
+    print()
+    print(E.subspace_table(n))
+    print(f"figures: {', '.join(str(Path(a.out) / f) for f in n['files'])}")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -420,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .runtime.commands import add_bench, add_run
 
     for add in (add_run, add_bench, add_denoise, add_train, add_eval, add_export, add_quantize, add_build, add_info,
-                add_kernels, add_doctor):
+                add_kernels, add_doctor, add_explain):
         add(sub)
     return p
 

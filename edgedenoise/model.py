@@ -31,18 +31,18 @@ import torch.nn.functional as F
 SIGMA_MAP_SCALE = 255.0 / 50.0
 
 
-def conv3x3(cin: int, cout: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, padding=1)
+def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
 
 
 class Level(nn.Module):
     """`depth` times conv3x3 + ReLU at one resolution."""
 
-    def __init__(self, cin: int, width: int, depth: int):
+    def __init__(self, cin: int, width: int, depth: int, bias: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(depth):
-            layers += [conv3x3(cin if i == 0 else width, width), nn.ReLU(inplace=True)]
+            layers += [conv3x3(cin if i == 0 else width, width, bias), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,9 +52,9 @@ class Level(nn.Module):
 class Up(nn.Module):
     """x2 upsampling: conv1x1 to 4*cout channels, then pixel-shuffle (== ConvTranspose 2x2/2)."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, bias: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(cin, 4 * cout, 1)
+        self.conv = nn.Conv2d(cin, 4 * cout, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(self.conv(x), 2)
@@ -65,20 +65,22 @@ class DenoiseUNet(nn.Module):
         super().__init__()
         self.config = config
         c, w, d = config.channels, config.widths, config.depths
-        r = config.unshuffle
-        self.head = nn.Sequential(conv3x3(c * r * r + 1, w[0]), nn.ReLU(inplace=True))
-        self.enc = nn.ModuleList([Level(w[0], w[0], max(d[0] - 1, 0))])
+        r, b = config.unshuffle, config.bias
+        # bias=False also drops the noise-level map: a constant input channel is a bias in disguise
+        self.head = nn.Sequential(conv3x3(c * r * r + int(b), w[0], b), nn.ReLU(inplace=True))
+        self.enc = nn.ModuleList([Level(w[0], w[0], max(d[0] - 1, 0), b)])
         self.down = nn.ModuleList()
         for i in range(1, len(w)):
-            self.down.append(nn.Sequential(nn.Conv2d(w[i - 1], w[i], 2, stride=2), nn.ReLU(inplace=True)))
-            self.enc.append(Level(w[i], w[i], d[i]))
-        self.up = nn.ModuleList([Up(w[i], w[i - 1]) for i in range(len(w) - 1, 0, -1)])
-        self.dec = nn.ModuleList([Level(w[i - 1], w[i - 1], d[i - 1]) for i in range(len(w) - 1, 0, -1)])
-        self.tail = conv3x3(w[0], c * r * r)
+            self.down.append(nn.Sequential(nn.Conv2d(w[i - 1], w[i], 2, stride=2, bias=b), nn.ReLU(inplace=True)))
+            self.enc.append(Level(w[i], w[i], d[i], b))
+        self.up = nn.ModuleList([Up(w[i], w[i - 1], b) for i in range(len(w) - 1, 0, -1)])
+        self.dec = nn.ModuleList([Level(w[i - 1], w[i - 1], d[i - 1], b) for i in range(len(w) - 1, 0, -1)])
+        self.tail = conv3x3(w[0], c * r * r, b)
         # Start as the identity (predicted noise 0): training then only has to learn the
         # noise, not first undo a random output, and early steps already improve on the input.
         nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        if b:
+            nn.init.zeros_(self.tail.bias)
 
     @property
     def size_multiple(self) -> int:
@@ -86,10 +88,13 @@ class DenoiseUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """x: (N,C,H,W) float in [0,1], H and W multiples of `size_multiple`.
-        sigma: noise std in [0,1] units, shape (N,), (N,1,1,1) or a per-pixel map (N,1,H,W).
+        sigma: noise std in [0,1] units, shape (N,), (N,1,1,1) or a per-pixel map (N,1,H,W);
+        a bias-free model (config.bias False) is blind and ignores it.
         Returns the denoised (N,C,H,W), not clamped."""
         r = self.config.unshuffle
         h = F.pixel_unshuffle(x, r)
+        if not self.config.bias:
+            return x - F.pixel_shuffle(self.tail(self.body(self.head(h))), r)
         n, _, hh, ww = h.shape
         sigma = sigma.to(h.dtype)
         if sigma.dim() == 4 and sigma.shape[-1] != 1:
@@ -108,7 +113,7 @@ class DenoiseUNet(nn.Module):
             skips.append(h)
             h = enc(down(h))
         for up, dec in zip(self.up, self.dec):
-            h = dec(up(h) + skips.pop())
+            h = dec(up(h) + skips.pop()) if self.config.skips else dec(up(h))
         return h
 
 
@@ -122,6 +127,13 @@ class ModelConfig:
     channels: int = 3  # 3 = colour (RGB), 1 = grayscale
     unshuffle: int = 2
     extra: dict = field(default_factory=dict)  # free-form notes (training data, version, ...)
+    # Opt-in variants for `edgedenoise explain` (written to JSON only when off, so the shipped
+    # models' configs and state dicts are unchanged):
+    # bias=False: no additive constant anywhere (no conv biases, no noise-level map input), a blind
+    #   bias-free network (Mohan et al., ICLR 2020): f(a x) = a f(x) for a >= 0, so y = J(x) x exactly.
+    # skips=False: the encoder-decoder without its skip connections (a pure bottleneck autoencoder).
+    bias: bool = True
+    skips: bool = True
 
     def __post_init__(self):
         self.widths = tuple(int(v) for v in self.widths)
@@ -140,11 +152,15 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["widths"], d["depths"] = list(self.widths), list(self.depths)
+        for k in ("bias", "skips"):
+            if d[k]:
+                del d[k]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra") if k in d}
+        known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra", "bias", "skips")
+                 if k in d}
         return cls(**known)
 
 
