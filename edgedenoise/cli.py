@@ -108,7 +108,7 @@ def cmd_eval(a):
 
 
 def add_denoise(sub):
-    from .runtime.commands import parse_size
+    from .runtime.commands import parse_size, sigma_scale_arg
 
     p = sub.add_parser("denoise", help="denoise an image or a folder of images (no arguments: the bundled "
                                        "sample, with added noise)")
@@ -120,6 +120,9 @@ def add_denoise(sub):
     p.add_argument("-o", "--out", help="output path (same as the positional OUTPUT)")
     p.add_argument("--model", default="default")
     p.add_argument("--sigma", type=float, help="noise std on the 0-255 scale; omitted: estimated from the image")
+    p.add_argument("--sigma-scale", type=sigma_scale_arg, default=1.0, metavar="K",
+                   help="multiply the noise level told to the model (estimated or given) by K: above 1 denoises "
+                        "more, below 1 keeps more detail (default 1)")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     p.add_argument("--tile", type=parse_size, metavar="WxH", help="denoise in tiles of at most WxH (memory bounded "
                                                                   "by the tile: for very large images)")
@@ -161,6 +164,10 @@ def cmd_denoise(a):
     from .runtime.tiling import tiled
 
     check_tile(a.tile, a.overlap)
+
+    def told(sigma: float) -> str:
+        return f", told {min(sigma * a.sigma_scale, 255.0):.1f}" if a.sigma_scale != 1.0 else ""
+
     if a.output and a.out and a.output != a.out:
         raise DataError(f"two outputs given ({a.output} and -o {a.out}): give one")
     a.output = a.output or a.out
@@ -168,7 +175,7 @@ def cmd_denoise(a):
         dest = Path(a.output or "edgedenoise_demo.png")
         _check_image_ext(dest)
         guard(dest)
-        den = Denoiser.load(a.model, backend=a.backend)
+        den = Denoiser.load(a.model, backend=a.backend, sigma_scale=a.sigma_scale)
         clean = read_image(SAMPLE_IMAGE, 3)[:, :, ::-1]  # BGR
         noisy = protocol_noisy(clean, a.demo_sigma, 0, "camera")
         t = time.perf_counter()
@@ -182,7 +189,7 @@ def cmd_denoise(a):
         print(f"sample {SAMPLE_IMAGE.name} {clean.shape[1]}x{clean.shape[0]}, sigma {a.demo_sigma:g}: "
               f"noisy {psnr_u8(noisy, clean):.2f} dB -> denoised {psnr_u8(out, clean):.2f} dB "
               f"in {dt * 1e3:.0f} ms ({den.name}, {den.backend_name}, sigma "
-              f"{'given' if a.sigma is not None else 'estimated'} {sigma:.1f})")
+              f"{'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{told(sigma)})")
         print(f"comparison (noisy | denoised | clean): {dest}")
         return
     src = Path(a.input)
@@ -205,7 +212,7 @@ def cmd_denoise(a):
         _check_image_ext(dest)
         guard(dest, [src])
         pairs = [(src, dest)]
-    den = Denoiser.load(a.model, backend=a.backend)
+    den = Denoiser.load(a.model, backend=a.backend, sigma_scale=a.sigma_scale)
 
     from tqdm import tqdm
 
@@ -221,8 +228,12 @@ def cmd_denoise(a):
             out = den.denoise(img, sigma)
         dt = time.perf_counter() - t
         write_image(dest, out)
+        level = f"sigma {'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{told(sigma)}"
         if len(pairs) == 1:
-            print(f"{f} -> {dest} ({img.shape[1]}x{img.shape[0]}, {dt * 1e3:.0f} ms, {den.name}, {den.backend_name})")
+            print(f"{f} -> {dest} ({img.shape[1]}x{img.shape[0]}, {level}, {dt * 1e3:.0f} ms, {den.name}, "
+                  f"{den.backend_name})")
+        else:
+            bar.write(f"{f.name} -> {dest.name}: {level}", file=sys.stdout)
     if len(pairs) > 1:
         print(f"{src}: {len(pairs)} images -> {pairs[0][1].parent}/ ({den.name}, {den.backend_name})")
 

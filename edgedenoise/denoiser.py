@@ -7,7 +7,9 @@
 Frames are what OpenCV delivers: HxW or HxWx1 (gray), HxWx3 (BGR), HxWx4 (BGRA; alpha
 passes through untouched); uint8, uint16 or float32 in [0,1]. The output has the input's
 shape and dtype. `sigma` is the noise std on the 0-255 scale; None estimates it from the
-frame. Frames are padded (reflect) to the model's size multiple and cropped back.
+frame (estimate.estimate_sigma: the noise's RMS, camera noise included). `sigma_scale` (default
+1) multiplies the level told to the model, given or estimated: above 1 denoises more, below 1
+keeps more detail (and noise). Frames are padded (reflect) to the model's size multiple and cropped back.
 
 This module imports neither torch nor triton: the backends (edgedenoise/backends/, one
 contract for all) import their libraries only when one is built; the `onnxruntime` backend is
@@ -34,6 +36,13 @@ GRAY_SIGMA_GAIN = 3 ** 0.5
 MAX_PIXELS = 4096 * 4096
 
 
+def check_sigma_scale(k: float) -> float:
+    k = float(k)
+    if not 0.0 < k <= 10.0:
+        raise DataError(f"sigma scale {k:g} is outside (0, 10]: it multiplies the noise level told to the model")
+    return k
+
+
 class Timing(NamedTuple):
     """Seconds of one `denoise` call, by stage."""
 
@@ -56,11 +65,12 @@ class Denoiser:
 
     Attributes: `name` (the model), `backend_name`, `precision`, `multiple` (H and W are padded
     to multiples of it), `channels` (of the model: 3 colour, 1 gray), `max_pixels` (the largest
-    frame one call takes; larger ones need tiles).
+    frame one call takes; larger ones need tiles), `sigma_scale` (multiplies every level told
+    to the model; settable).
     """
 
     def __init__(self, files: ModelFiles, backend: str = "auto", threads: int | None = None, device: str | None = None,
-                 engine_path: Path | None = None, precision: str = "fp32"):
+                 engine_path: Path | None = None, precision: str = "fp32", sigma_scale: float = 1.0):
         from . import backends
 
         self.files = files
@@ -71,20 +81,22 @@ class Denoiser:
         self.multiple = self.backend.size_multiple
         self.channels = files.channels
         self.max_pixels = MAX_PIXELS
+        self.sigma_scale = check_sigma_scale(sigma_scale)
 
     @classmethod
     def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,
-             device: str | None = None, precision: str = "fp32") -> Denoiser:
+             device: str | None = None, precision: str = "fp32", sigma_scale: float = 1.0) -> Denoiser:
         """model: a shipped name (`default`, `tiny`, ...), a run folder, a `.safetensors`/`.onnx` file, or a
         TensorRT `.engine` (its sidecar names its ONNX model). backend: auto (ONNX Runtime where the model
         has an ONNX export, else torch), onnxruntime, torch, triton (CUDA) or tensorrt (an engine).
         precision: fp32; int8 (ONNX Runtime with the model's `.int8.onnx` from `edgedenoise quantize`);
-        fp16 (triton)."""
+        fp16 (triton). sigma_scale: multiplies the level told to the model (see the module docstring)."""
         if str(model).endswith(".engine"):
             from .engine import read_sidecar
 
             meta = read_sidecar(Path(model))
-            return cls(resolve(meta["onnx"]), "tensorrt", threads, device, engine_path=Path(model))
+            return cls(resolve(meta["onnx"]), "tensorrt", threads, device, engine_path=Path(model),
+                       sigma_scale=sigma_scale)
         if backend == "tensorrt":
             raise ModelError("the tensorrt backend needs an engine: --model MODEL.engine (edgedenoise build makes one)")
         files = resolve(model)
@@ -94,7 +106,7 @@ class Denoiser:
             what = "TensorRT Q/DQ" if files.variant == "trt.int8" else "frame-native"
             raise ModelError(f"{model} is the {what} graph, for edgedenoise build; load the model itself "
                              f"({files.onnx or files.weights or 'its .onnx'})")
-        return cls(files, backend, threads, device, precision=precision)
+        return cls(files, backend, threads, device, precision=precision, sigma_scale=sigma_scale)
 
     def close(self) -> None:
         self.backend.close()
@@ -144,6 +156,7 @@ class Denoiser:
         sigma = float(sigma)
         if not 0.0 <= sigma <= 255.0:
             raise DataError(f"sigma {sigma} is outside 0-255 (it is the noise std on the 0-255 scale)")
+        sigma = min(sigma * self.sigma_scale, 255.0)
 
         img = frame[:, :, :3] if alpha is not None else frame
         if gray_in and self.channels == 3:

@@ -24,6 +24,8 @@ level of the noise, which is what the models are told in training for any noise 
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 PATCH = 7
@@ -101,14 +103,39 @@ def _half(f: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return m
 
 
+# One BLAS thread for the estimate. NumPy's BLAS spreads the 49x49 covariance product over every
+# core, and its threads spin waiting for one another: with another process holding a core, a
+# 720p `run` stalled up to 1.5 s per estimate (5.7 -> 1.8 fps). On one thread the product takes
+# about 1 ms, and the estimate's cost no longer depends on what else runs. The limit is
+# process-wide while it holds, so estimates take turns (the lock) and restore what was set.
+_BLAS_LOCK = threading.Lock()
+_BLAS = None
+
+
+def _one_blas_thread():
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController().select(user_api="blas")
+    return _BLAS.limit(limits=1)
+
+
 def estimate_white_sigma(frame: np.ndarray) -> float:
     """The finest-scale estimate alone: the std of white noise (0-255 scale)."""
-    return _white_sigma(*_planes(frame))
+    with _BLAS_LOCK, _one_blas_thread():
+        return _white_sigma(*_planes(frame))
 
 
 def estimate_sigma(frame: np.ndarray) -> float:
     """RMS noise level on the 0-255 scale of a uint8/uint16/float frame (HxW or HxWxC): the
-    std of white noise, or of correlated (camera) noise, as the module's docstring says."""
+    std of white noise, or of correlated (camera) noise, as the module's docstring says.
+    Single-threaded (one BLAS thread, whatever NumPy's default)."""
+    with _BLAS_LOCK, _one_blas_thread():
+        return _estimate(frame)
+
+
+def _estimate(frame: np.ndarray) -> float:
     f, lo, hi = _planes(frame)
     fine = _white_sigma(f, lo, hi)
     if f.shape[0] < 4 * PATCH or f.shape[1] < 4 * PATCH or fine <= 0.0:

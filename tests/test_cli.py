@@ -29,8 +29,26 @@ def test_denoise_without_arguments_writes_the_demo_picture(tmp_path):
 def test_denoise_a_file_keeps_its_size(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, (45, 67, 3)).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "in.png"), img)
-    run("denoise", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--sigma", "20")
+    p = run("denoise", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--sigma", "20")
     assert cv2.imread(str(tmp_path / "out.png")).shape == img.shape
+    assert "sigma given 20.0" in p.stdout
+
+
+def test_denoise_says_the_level_it_estimated_and_what_it_told(tmp_path, data_root):
+    from edgedenoise.data import list_images, read_image
+    from edgedenoise.estimate import estimate_sigma
+    from edgedenoise.noise import protocol_noisy
+
+    noisy = protocol_noisy(read_image(list_images(data_root / "test" / "Kodak24")[0])[:96, :128], 25, 0, "camera")
+    cv2.imwrite(str(tmp_path / "n.png"), noisy[:, :, ::-1])
+    est = estimate_sigma(noisy[:, :, ::-1])
+    p = run("denoise", str(tmp_path / "n.png"), str(tmp_path / "a.png"), "--model", "tiny")
+    assert f"sigma estimated {est:.1f}" in p.stdout, p.stdout
+    p = run("denoise", str(tmp_path / "n.png"), str(tmp_path / "b.png"), "--model", "tiny", "--sigma-scale", "1.5")
+    assert f"sigma estimated {est:.1f}, told {1.5 * est:.1f}" in p.stdout, p.stdout
+    grey = [cv2.imread(str(tmp_path / f"{f}.png"), cv2.IMREAD_GRAYSCALE) for f in "ab"]
+    rough = [cv2.Laplacian(g, cv2.CV_32F).var() for g in grey]
+    assert rough[1] < rough[0]  # told more noise, it removes more
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -45,6 +63,12 @@ def test_bad_input_gives_one_clear_line(args, msg):
     lines = p.stderr.strip().splitlines()
     assert lines[-1].startswith("edgedenoise: error:") and msg in lines[-1], p.stderr
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("cmd,value", [("denoise", "0"), ("run", "x"), ("run", "11")])
+def test_a_bad_sigma_scale_is_refused_before_anything_runs(cmd, value):
+    p = run(cmd, "--sigma-scale", value, check=False)
+    assert p.returncode == 2 and "--sigma-scale takes a number in (0, 10]" in p.stderr.strip().splitlines()[-1]
 
 
 def test_eval_writes_json_and_markdown(tmp_path, data_root):

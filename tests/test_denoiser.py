@@ -118,3 +118,45 @@ def test_model_files_with_dots_and_variants_resolve_to_their_model(tmp_path):
     shutil.copy(MODELS_DIR / "tiny.onnx", tmp_path / "my.tiny.frame.onnx")  # stands in for a frame-native export
     with pytest.raises(ModelError, match="frame-native graph, for edgedenoise build"):
         Denoiser.load(tmp_path / "my.tiny.frame.onnx")
+
+
+def test_noise_estimate_runs_on_one_blas_thread_whatever_numpy_has(data_root):
+    """NumPy's BLAS threads spin-wait on a busy core (720p `run` fell from 5.7 to 1.8 fps): the
+    estimate limits BLAS to one thread while it runs, gives the same value whatever the process's
+    limit, and puts the limit back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import edgedenoise.estimate as E
+    from edgedenoise.data import list_images, read_image
+
+    noisy = protocol_noisy(read_image(list_images(data_root / "test" / "Kodak24")[0]), 15, 0, "camera")
+    seen = []
+    real = np.linalg.eigvalsh
+
+    def spy(a):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return real(a)
+
+    values = []
+    for n in (1, 4):
+        with threadpool_limits(n, user_api="blas"):
+            np.linalg.eigvalsh = spy
+            try:
+                values.append(E.estimate_sigma(noisy))
+            finally:
+                np.linalg.eigvalsh = real
+            assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {n}
+    assert values[0] == values[1]
+    assert seen and all(s == {1} for s in seen), seen
+
+
+def test_sigma_scale_multiplies_the_level_told(den, kodak_rgb):
+    bgr = np.ascontiguousarray(kodak_rgb[:128, :128, ::-1])
+    noisy = protocol_noisy(bgr, 20, 0, "camera")
+    twice = Denoiser.load("default", sigma_scale=2.0)
+    assert np.array_equal(twice.denoise(noisy, 10), den.denoise(noisy, 20))
+    est = estimate_sigma(noisy)
+    twice.sigma_scale = 0.5
+    assert np.array_equal(twice.denoise(noisy), den.denoise(noisy, 0.5 * est))
+    with pytest.raises(DataError, match="sigma scale"):
+        Denoiser.load("default", sigma_scale=0)

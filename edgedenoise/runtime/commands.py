@@ -31,6 +31,16 @@ def parse_size(s: str) -> tuple[int, int]:
     return w, h
 
 
+def sigma_scale_arg(s: str) -> float:
+    """--sigma-scale K: a number in (0, 10]."""
+    from ..denoiser import check_sigma_scale
+
+    try:
+        return check_sigma_scale(float(s))
+    except (ValueError, DataError) as e:
+        raise argparse.ArgumentTypeError(f"--sigma-scale takes a number in (0, 10], not {s!r}") from e
+
+
 def _sigma(s: str) -> float | None:
     if s == "auto":
         return None
@@ -65,6 +75,9 @@ def add_run(sub):
                         "start), in offline mode the best")
     p.add_argument("--sigma", type=_sigma, default=None, metavar="S|auto",
                    help="noise std on the 0-255 scale, or auto: estimated per frame and smoothed (default auto)")
+    p.add_argument("--sigma-scale", type=sigma_scale_arg, default=1.0, metavar="K",
+                   help="multiply the noise level told to the model (estimated or given) by K: above 1 "
+                        "denoises more, below 1 keeps more detail (default 1)")
     p.add_argument("--mode", choices=["realtime", "offline"],
                    help="realtime: always the newest frame, drops counted; offline: every frame, in order "
                         "(default: realtime for cameras, streams and demo; offline for files and images)")
@@ -166,7 +179,10 @@ def cmd_run(a):
         source.open()  # fails fast on a missing path, closed port, missing codec...
         mode = a.mode or ("realtime" if source.realtime else "offline")
         den, why = choose(a.model, a.precision, a.backend, a.threads, mode, source.frame_size(), source.fps)
+        den.sigma_scale = a.sigma_scale
         sigma_desc = "auto (estimated, smoothed)" if a.sigma is None else f"{a.sigma:g}"
+        if a.sigma_scale != 1.0:
+            sigma_desc += f", told x{a.sigma_scale:g}"
         if source.sigma is not None:
             sigma_desc += f"; source noise is sigma {source.sigma:g}"
         print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {den.name} on {den.backend_name}"
@@ -174,7 +190,7 @@ def cmd_run(a):
         if a.model == "auto" or a.precision == "auto":
             print(f"auto: {why}", file=sys.stderr)
         stats.info.update(model=den.name, backend=den.backend_name, precision=den.precision, model_choice=why,
-                          sigma=a.sigma if a.sigma is not None else "auto",
+                          sigma=a.sigma if a.sigma is not None else "auto", sigma_scale=a.sigma_scale,
                           threads=a.threads, tile=list(a.tile) if a.tile else None)
         sink.open(stats)
         pipe = Pipeline(source, sink, den, mode=mode, sigma=a.sigma, max_frames=a.frames or None,
