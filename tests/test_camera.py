@@ -190,9 +190,11 @@ def test_eval_scores_a_model_on_a_camera_sim_setting(tmp_path, data_root):
 
 
 @pytest.mark.parametrize("setting", ["low-light", "very-low-light"])
-def test_noise_level_estimate_reads_camera_noise_at_its_rms(data_root, setting):
-    """The fine-scale estimate reads about a quarter of camera noise's RMS (demosaicing and JPEG
-    move it to coarser scales); estimate_sigma, which also looks at half resolution, reads it."""
+def test_noise_level_estimate_reads_camera_noise(data_root, setting):
+    """The fine-scale estimate reads under half of camera noise's RMS (demosaicing and JPEG move
+    it to coarser scales). estimate_sigma, which also looks at half resolution, tells the models
+    the level they remove it best at: about 1.5x the RMS (best sigma per image on training images:
+    25 for an RMS of 16 at low light, 40 for 25 at very low light), never less than 0.75x."""
     from edgedenoise.camera import simulate
     from edgedenoise.data import list_images, read_image
     from edgedenoise.estimate import estimate_sigma, estimate_white_sigma
@@ -202,4 +204,4 @@ def test_noise_level_estimate_reads_camera_noise_at_its_rms(data_root, setting):
         rms = info["noise_std"]
         assert estimate_white_sigma(noisy) < 0.5 * rms
         est = estimate_sigma(noisy[:, :, ::-1])
-        assert 0.75 * rms < est < 1.4 * rms, f"{p.name}: estimated {est:.1f} for RMS {rms:.1f}"
+        assert 0.75 * rms < est < 2.2 * rms, f"{p.name}: estimated {est:.1f} for RMS {rms:.1f}"
