@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Compare models on the training data's validation split, the way a ship decision needs:
+Gaussian noise (camera protocol) and the camera simulation, each told the true level and blind
+(the level from estimate.estimate_sigma, as `run`, `denoise` and `Denoiser.denoise(frame)` use).
+
+    python tools/compare_val.py tiny ~/runs/tiny_cam            # shipped tiny against a run folder
+    python tools/compare_val.py tiny ~/runs/tiny_cam --json out.json
+
+The split is the one `edgedenoise train` holds out (data.split, --val-count images evenly spaced
+through CBSD432), so no test image is used. Cases, image i of the split:
+- gaussian S: the benchmark protocol's camera noise at sigma S, seeded by i; told S;
+- camera random: noise.CameraSim's random camera seeded [i, 17] (what training validates on),
+  scored against the pipeline without noise; told the true RMS;
+- camera SETTING: camera.simulate's named setting seeded by i; told the true RMS.
+Models run on the torch backend (any run folder, no export needed), fp32, whole images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GAUSS = (15.0, 25.0, 50.0)
+
+
+def cases(images: list, channels: int = 3) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """(case, noisy RGB uint8, reference RGB uint8, true level) for every image of the split."""
+    from edgedenoise.camera import SETTINGS, simulate
+    from edgedenoise.data import read_image
+    from edgedenoise.noise import CameraSim, protocol_noisy
+
+    out = []
+    for i, info in enumerate(images):
+        clean = read_image(info.path, channels)
+        for s in GAUSS:
+            out.append((f"gaussian {s:g}", protocol_noisy(clean, s, i, "camera"), clean, s))
+        noisy, level, ref = CameraSim(map_jitter=0.0).sample(clean.astype(np.float32) / 255.0,
+                                                             np.random.default_rng([i, 17]))
+        out.append(("camera random", np.round(noisy * 255).astype(np.uint8), np.round(ref * 255).astype(np.uint8),
+                    level))
+        for st in SETTINGS:
+            noisy, ref, meta = simulate(clean, np.random.default_rng(i), setting=st)
+            out.append((f"camera {st}", noisy, ref, float(meta["noise_std"])))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", help="shipped names, run folders or .safetensors files")
+    ap.add_argument("--data", help="training images (default: CBSD432 of the shared data)")
+    ap.add_argument("--val-count", type=int, default=8, help="as `edgedenoise train --val-count` (default 8)")
+    ap.add_argument("--json", help="also write the results here")
+    a = ap.parse_args()
+
+    from tqdm import tqdm
+
+    from edgedenoise import Denoiser
+    from edgedenoise.data import default_data_root, scan_images, split
+    from edgedenoise.estimate import estimate_sigma
+    from edgedenoise.frames import psnr_u8
+    from edgedenoise.runtime.stats import stamp
+
+    data = Path(a.data) if a.data else default_data_root() / "train" / "CBSD432"
+    val = split(scan_images(data), a.val_count)[1]
+    items = cases(val)
+    levels = [estimate_sigma(np.ascontiguousarray(n[:, :, ::-1])) for _, n, _, _ in items]
+    names = list(dict.fromkeys(c for c, *_ in items))
+    res: dict = {}
+    for m in a.models:
+        den = Denoiser.load(m, backend="torch")
+        rows: dict = {}
+        for (case, noisy, ref, true), est in tqdm(list(zip(items, levels)), desc=str(m), unit="img"):
+            bgr, rb = np.ascontiguousarray(noisy[:, :, ::-1]), np.ascontiguousarray(ref[:, :, ::-1])
+            r = rows.setdefault(case, {"noisy": [], "told": [], "blind": [], "level": [], "estimate": []})
+            r["noisy"].append(psnr_u8(bgr, rb))
+            r["told"].append(psnr_u8(den.denoise(bgr, true), rb))
+            r["blind"].append(psnr_u8(den.denoise(bgr, est), rb))
+            r["level"].append(true)
+            r["estimate"].append(est)
+        res[str(m)] = {c: {k: float(np.mean(v)) for k, v in rows[c].items()} for c in names}
+        den.close()
+
+    print(f"validation split of {data} ({len(val)} images), PSNR dB: told the true level / blind")
+    print("| case | noisy | level (true / estimated) | " + " | ".join(res) + " |")
+    print("|---|---|---|" + "---|" * len(res))
+    for c in names:
+        first = next(iter(res.values()))[c]
+        print(f"| {c} | {first['noisy']:.2f} | {first['level']:.1f} / {first['estimate']:.1f} | "
+              + " | ".join(f"{r[c]['told']:.2f} / {r[c]['blind']:.2f}" for r in res.values()) + " |")
+    if a.json:
+        Path(a.json).write_text(json.dumps({**stamp("python " + " ".join(sys.argv)), "data": str(data),
+                                            "images": [str(v.path.name) for v in val], "results": res}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
