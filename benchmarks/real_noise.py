@@ -97,12 +97,14 @@ def main() -> int:
         noisy = cv2.imread(str(f), cv2.IMREAD_COLOR)
         blocks = flat_blocks(noisy)
         est = estimate_sigma(noisy)
+        before = estimate_white_sigma(noisy, weak_texture=False)
         outs = {"noisy": noisy}
         outs[f"OpenCV NLM (h {nlm_h(est):.1f})"] = nlm_denoise(noisy, nlm_h(est))
         for label, den in methods.items():
+            outs[f"{label}, estimate of before"] = den.denoise(noisy, before)
             outs[f"{label}, blind"] = den.denoise(noisy)
         rows.append({"image": f.name, "size": f"{noisy.shape[1]}x{noisy.shape[0]}", "estimate": est,
-                     "white_estimate": estimate_white_sigma(noisy), "flat_blocks": len(blocks),
+                     "estimate_before": before, "flat_blocks": len(blocks),
                      "flat_noise": {k: flat_noise(v, blocks) for k, v in outs.items()}})
         for name, x, y in CROPS:
             if f.name == name:
@@ -132,10 +134,10 @@ def main() -> int:
 def markdown(doc: dict, labels: list[str]) -> str:
     out = ["### RNI15, blind: noise left in flat areas (std around a plane per 16x16 block, 0-255; "
            "luma Y / chroma CrCb; lower is cleaner)\n"]
-    out.append("| image | size | estimate (RMS) | " + " | ".join(labels) + " |")
+    out.append("| image | size | estimate: before / now | " + " | ".join(labels) + " |")
     out.append("|---|---|---|" + "---|" * len(labels))
     for r in doc["images"]:
-        out.append(f"| {r['image']} | {r['size']} | {r['estimate']:.1f} | "
+        out.append(f"| {r['image']} | {r['size']} | {r['estimate_before']:.1f} / {r['estimate']:.1f} | "
                    + " | ".join(f"{r['flat_noise'][k]['luma']:.2f} / {r['flat_noise'][k]['chroma']:.2f}"
                                 for k in labels) + " |")
     m = doc["mean_flat_noise"]
@@ -145,7 +147,8 @@ def markdown(doc: dict, labels: list[str]) -> str:
     out.append(f"Flat areas: the {doc['flat_share']:.0%} of {doc['block']}x{doc['block']} blocks with the least "
                "gradient energy in the Gaussian-blurred (sigma 4) noisy input, blocks with clipped pixels left out; "
                "the same blocks for every method. Estimate: `estimate.estimate_sigma`, the level the models are "
-               "told in blind mode; NLM gets `nlm.nlm_h` of it. Pictures: " + ", ".join(doc["pictures"]) + ".")
+               "told in blind mode (NLM gets `nlm.nlm_h` of it); before: the estimate shipped until December 2026 "
+               "(`estimate_white_sigma(weak_texture=False)`). Pictures: " + ", ".join(doc["pictures"]) + ".")
     return "\n".join(out)
 
 

@@ -40,7 +40,7 @@ MAX_PATCHES = 20_000
 
 
 def _channel_variance(ch: np.ndarray, rng: np.random.Generator, clip_lo: float, clip_hi: float,
-                      fallback: bool = True) -> float | None:
+                      fallback: bool = True, weak_texture: bool = True) -> float | None:
     """Noise variance of one plane from its weak-texture patches (module docstring, step 1);
     None when too few patches are usable."""
     h, w = ch.shape
@@ -62,6 +62,8 @@ def _channel_variance(ch: np.ndarray, rng: np.random.Generator, clip_lo: float, 
     if len(x) > MAX_PATCHES:
         x = x[rng.choice(len(x), MAX_PATCHES, replace=False)]
     x = x.astype(np.float64)
+    if not weak_texture:
+        return _pca_variance(x)
     p = x.reshape(-1, PATCH, PATCH)
     # mean squared neighbour difference: 4 sigma^2 on average for white noise
     energy = (np.diff(p, axis=2) ** 2).mean(axis=(1, 2)) + (np.diff(p, axis=1) ** 2).mean(axis=(1, 2))
@@ -120,10 +122,10 @@ def _planes(frame: np.ndarray) -> tuple[np.ndarray, float, float]:
     return (f[:, :, None] if f.ndim == 2 else f), lo, hi
 
 
-def _white_sigma(f: np.ndarray, lo: float, hi: float, fallback: bool = True) -> float:
+def _white_sigma(f: np.ndarray, lo: float, hi: float, fallback: bool = True, weak_texture: bool = True) -> float:
     rng = np.random.default_rng(0)
     vs = [v for c in range(min(f.shape[2], 3))
-          if (v := _channel_variance(f[:, :, c], rng, lo, hi, fallback)) is not None]
+          if (v := _channel_variance(f[:, :, c], rng, lo, hi, fallback, weak_texture)) is not None]
     return float(np.sqrt(np.mean(vs))) if vs else 0.0
 
 
@@ -157,10 +159,12 @@ def _one_blas_thread():
     return _BLAS.limit(limits=1)
 
 
-def estimate_white_sigma(frame: np.ndarray) -> float:
-    """The full-resolution estimate alone (step 1): the std of white noise (0-255 scale)."""
+def estimate_white_sigma(frame: np.ndarray, weak_texture: bool = True) -> float:
+    """The full-resolution estimate alone (step 1): the std of white noise (0-255 scale).
+    weak_texture=False takes every patch: the blind estimate edgedenoise shipped until
+    December 2026 (kept for the benchmarks' "before" rows)."""
     with _BLAS_LOCK, _one_blas_thread():
-        return _white_sigma(*_planes(frame))
+        return _white_sigma(*_planes(frame), weak_texture=weak_texture)
 
 
 def estimate_sigma(frame: np.ndarray) -> float:
