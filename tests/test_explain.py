@@ -59,21 +59,25 @@ def test_bias_option_leaves_the_shipped_models_unchanged():
 
 
 def test_shipped_filter_on_a_flat_patch_keeps_the_mean_and_widens_with_sigma():
+    """On a nearly flat patch (a faint ripple, 4 % contrast) the shipped tiny's filter keeps the
+    local mean and spreads wider the more noise it is told about. (On an exactly flat patch the
+    camera-trained tiny averages as widely as its window allows from sigma 10 on, so the widening
+    shows on the ripple.)"""
     net = load_model("tiny")
-    rng = np.random.default_rng(0)
-    flat = np.full((128, 128, 3), 0.45, np.float32)
+    y, x = np.mgrid[0:128, 0:128]
+    ripple = (0.45 + 0.04 * np.sin(x / 3.0) * np.cos(y / 5.0))[..., None].repeat(3, axis=2).astype(np.float32)
     got = {}
     for sigma in (10.0, 50.0):
-        noisy = flat + rng.standard_normal(flat.shape).astype(np.float32) * sigma / 255
-        got[sigma] = filter_at(net, noisy, sigma, 64, 64)
+        noise = np.random.default_rng([0, int(sigma)]).standard_normal(ripple.shape).astype(np.float32)
+        got[sigma] = filter_at(net, ripple + noise * sigma / 255, sigma, 64, 64)
     for sigma, r in got.items():
-        # the weights of a denoiser that keeps the local mean sum to 1: measured 0.991 (sigma 10) and
-        # 1.004 (sigma 50); tolerance 0.05
+        # the weights of a denoiser that keeps the local mean sum to 1: measured 0.98-1.01 for the
+        # tiny shipped before and after its camera fine-tune; tolerance 0.05
         assert abs(r["sum"] - 1) < 0.05, (sigma, r["sum"])
         assert r["share_pixel"] > 0.8, (sigma, r["share_pixel"])
-    # measured: effective size 19.8 px at sigma 10, 37.3 px at sigma 50
+    # measured over 4 seeds: effective size 7-21 px at sigma 10, 35-54 px at sigma 50 (both tinys)
     assert got[50.0]["neff"] > 1.4 * got[10.0]["neff"], (got[10.0]["neff"], got[50.0]["neff"])
-    assert got[10.0]["neff"] > 5  # a flat area is averaged, not passed through
+    assert got[10.0]["neff"] > 5  # averaged, not passed through
 
 
 def test_toy_fc_denoiser_lowers_the_test_mse(tmp_path):

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,16 +63,27 @@ def main() -> int:
     from edgedenoise.runtime.stats import stamp
 
     run = Path(a.run)
-    dest = ROOT / "edgedenoise" / "models" / a.name
+    models = ROOT / "edgedenoise" / "models"
     net = load_model(run)
     net.config.name = a.name
     net.config.extra.update(trained_on="CBSD432 (BSDS500 outside CBSD68)", training=training_record(run))
-    # weights stored as float16: half the files, under the repository's 5 MiB per file
-    save_model(net, dest, half=True)
-    r = export_onnx(dest.with_suffix(".safetensors"), dest.with_suffix(".onnx"), half_weights=True)
-    print(f"export onnx: {r['path']} {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
-    q = quantize_model(dest.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432")
-    print(f"quantize int8: {q['path']} {q['bytes'] / 1e6:.2f} MB")
+    # Every file is made in a folder of its own first (the shipped model's files are inputs that
+    # export and quantize refuse to overwrite), then moved into place together: a failure leaves
+    # the shipped model as it was.
+    work = Path(tempfile.mkdtemp(prefix=f".ship-{a.name}-", dir=models))
+    try:
+        stage = work / a.name
+        # weights stored as float16: half the files, under the repository's 5 MiB per file
+        save_model(net, stage, half=True)
+        r = export_onnx(stage.with_suffix(".safetensors"), stage.with_suffix(".onnx"), half_weights=True)
+        print(f"export onnx: {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
+        q = quantize_model(stage.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432")
+        print(f"quantize int8: {q['bytes'] / 1e6:.2f} MB")
+        for f in sorted(work.iterdir()):
+            os.replace(f, models / f.name)
+            print(f"shipped: {models / f.name}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
     data = default_data_root() / "test"
     reports = [evaluate(a.name, data / s, a.sigma, pr) for s in a.sets for pr in ("camera", "paper")]
