@@ -540,5 +540,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The `edgedenoise` command: main(), then exit with its status. A pipeline thread that an
+    interrupted run left behind (still inside a library call after the run's joins gave up on
+    it, e.g. ONNX Runtime on an overloaded machine) would be torn down mid-call by the
+    interpreter's shutdown, and the C++ runtime aborts the process (SIGABRT instead of 130/143):
+    then the outputs, already finalised, are flushed and the process ends at once."""
+    import os
+    import threading
+
+    code = main()
+    left = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()
+            and t.name.startswith("edgedenoise-")]
+    if left:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
