@@ -169,7 +169,9 @@ def markdown_table(reports: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for rep in reports:
         for r in rep["results"]:
-            lines.append(f"| {rep['set']} | {rep['protocol']}{' blind' if rep['blind'] else ''} | {r['sigma']:g} | "
+            # a blind pass on camera-sim noise has no sigma (the noise is the pipeline's): a dash, not 0
+            sig = "–" if rep["blind"] and rep["protocol"].startswith(CAMERA_SIM) else f"{r['sigma']:g}"
+            lines.append(f"| {rep['set']} | {rep['protocol']}{' blind' if rep['blind'] else ''} | {sig} | "
                          f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['psnr_noisy']:.2f} | {rep['n_images']} | "
                          f"{rep['model']}{' int8' if rep.get('precision') == 'int8' else ''} ({rep['model_hash']}) |")
     return "\n".join(lines)
