@@ -25,9 +25,9 @@ Constants chosen on CBSD432 training images (30 of them; no test set), default m
 PSNR of its output at the estimate against the best of a sigma grid per image (interpolated), over
 Gaussian sigma 5-50, random simulated cameras (camera.sample_params) and the three named camera
 settings. Mean shortfall to that per-image best: 0.16 dB (worst condition: Gaussian 50, 0.42,
-where clipping hides noise); the estimate of before (all patches) fell 0.39 dB short (worst 0.69),
-the fine-scale estimate alone 0.71 dB (very low light 2.46). Clean images read median 0.3-1
-instead of 7.
+where clipping hides noise); the same two scales over all patches fell 0.39 dB short (worst
+0.69), and the estimate shipped before (fine scale, all patches) 0.71 dB (very low light 2.46).
+Clean images read median 0.3-1 instead of 7 (two scales over all patches).
 """
 from __future__ import annotations
 
