@@ -7,9 +7,10 @@
 Frames are what OpenCV delivers: HxW or HxWx1 (gray), HxWx3 (BGR), HxWx4 (BGRA; alpha
 passes through untouched); uint8, uint16 or float32 in [0,1]. The output has the input's
 shape and dtype. `sigma` is the noise std on the 0-255 scale; None estimates it from the
-frame (estimate.estimate_sigma: the noise's RMS, camera noise included). `sigma_scale` (default
-1) multiplies the level told to the model, given or estimated: above 1 denoises more, below 1
-keeps more detail (and noise). Frames are padded (reflect) to the model's size multiple and cropped back.
+frame (estimate.estimate_sigma: the level to tell the model, a camera's correlated noise
+included). `sigma_scale` (default 1) multiplies the level told to the model, given or
+estimated: above 1 denoises more, below 1 keeps more detail (and noise). Frames are padded
+(reflect) to the model's size multiple and cropped back.
 
 This module imports neither torch nor triton: the backends (edgedenoise/backends/, one
 contract for all) import their libraries only when one is built; the `onnxruntime` backend is
