@@ -149,6 +149,11 @@ def _check_image_ext(path: Path) -> None:
                         f".tif (lossless), .jpg or .bmp")
 
 
+def _told(den, sigma: float) -> str:
+    """', told X' where --sigma-scale changes what the model is told."""
+    return f", told {den.told(sigma):.1f}" if den.sigma_scale != 1.0 else ""
+
+
 def cmd_denoise(a):
     import time
 
@@ -164,9 +169,6 @@ def cmd_denoise(a):
     from .runtime.tiling import tiled
 
     check_tile(a.tile, a.overlap)
-
-    def told(sigma: float) -> str:
-        return f", told {min(sigma * a.sigma_scale, 255.0):.1f}" if a.sigma_scale != 1.0 else ""
 
     if a.output and a.out and a.output != a.out:
         raise DataError(f"two outputs given ({a.output} and -o {a.out}): give one")
@@ -189,7 +191,7 @@ def cmd_denoise(a):
         print(f"sample {SAMPLE_IMAGE.name} {clean.shape[1]}x{clean.shape[0]}, sigma {a.demo_sigma:g}: "
               f"noisy {psnr_u8(noisy, clean):.2f} dB -> denoised {psnr_u8(out, clean):.2f} dB "
               f"in {dt * 1e3:.0f} ms ({den.name}, {den.backend_name}, sigma "
-              f"{'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{told(sigma)})")
+              f"{'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{_told(den, sigma)})")
         print(f"comparison (noisy | denoised | clean): {dest}")
         return
     src = Path(a.input)
@@ -228,7 +230,7 @@ def cmd_denoise(a):
             out = den.denoise(img, sigma)
         dt = time.perf_counter() - t
         write_image(dest, out)
-        level = f"sigma {'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{told(sigma)}"
+        level = f"sigma {'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{_told(den, sigma)}"
         if len(pairs) == 1:
             print(f"{f} -> {dest} ({img.shape[1]}x{img.shape[0]}, {level}, {dt * 1e3:.0f} ms, {den.name}, "
                   f"{den.backend_name})")

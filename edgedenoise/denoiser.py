@@ -116,6 +116,10 @@ class Denoiser:
     def name(self) -> str:
         return self.files.name
 
+    def told(self, sigma: float) -> float:
+        """The level the model is told for noise level `sigma` (0-255): sigma x sigma_scale, at most 255."""
+        return min(float(sigma) * self.sigma_scale, 255.0)
+
     def denoise(self, frame: np.ndarray, sigma: float | None = None) -> np.ndarray:
         """Denoise one frame (see the module docstring for what frames may be)."""
         return self.denoise_timed(frame, sigma)[0]
@@ -157,7 +161,7 @@ class Denoiser:
         sigma = float(sigma)
         if not 0.0 <= sigma <= 255.0:
             raise DataError(f"sigma {sigma} is outside 0-255 (it is the noise std on the 0-255 scale)")
-        sigma = min(sigma * self.sigma_scale, 255.0)
+        sigma = self.told(sigma)
 
         img = frame[:, :, :3] if alpha is not None else frame
         if gray_in and self.channels == 3:
