@@ -162,6 +162,15 @@ class CameraSim:
         return back(noisy), level, back(ref)
 
 
+def camera_sim_validation(clean_u8: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Validation image `index` through the camera simulation as training validates it: a random
+    camera drawn from seed [index, 17], no jitter. Returns (noisy, reference, true RMS level),
+    uint8 in the layout of `clean_u8` and the level on the 0-255 scale."""
+    noisy, level, ref = CameraSim(map_jitter=0.0).sample(clean_u8.astype(np.float32) / 255.0,
+                                                         np.random.default_rng([index, 17]))
+    return np.round(noisy * 255.0).astype(np.uint8), np.round(ref * 255.0).astype(np.uint8), level
+
+
 @dataclass
 class Mixture:
     """Each image gets ``camera`` with probability ``share``, else ``base``."""

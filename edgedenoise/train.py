@@ -131,7 +131,7 @@ class ValSet:
     i's camera drawn from seed i, as training draws them; the model told the true RMS level)."""
 
     def __init__(self, images: list[D.ImageInfo], channels: int, sigma: float, camera_sim: bool = False):
-        from .noise import CameraSim
+        from .noise import camera_sim_validation
 
         t = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0))).float()[None] / 255.0
         self.items, self.camera_items = [], []
@@ -140,9 +140,8 @@ class ValSet:
             noisy = protocol_noisy(clean, sigma, i, "camera")
             self.items.append((t(noisy), t(clean), sigma / 255.0))
             if camera_sim:
-                cn, level, ref = CameraSim(map_jitter=0.0).sample(clean.astype(np.float32) / 255.0,
-                                                                  np.random.default_rng([i, 17]))
-                self.camera_items.append((t(np.round(cn * 255.0)), t(np.round(ref * 255.0)), level / 255.0))
+                cn, ref, level = camera_sim_validation(clean, i)
+                self.camera_items.append((t(cn), t(ref), level / 255.0))
         self.sigma = sigma
 
     @staticmethod

@@ -9,7 +9,7 @@ Gaussian noise (camera protocol) and the camera simulation, each told the true l
 The split is the one `edgedenoise train` holds out (data.split, --val-count images evenly spaced
 through CBSD432), so no test image is used. Cases, image i of the split:
 - gaussian S: the benchmark protocol's camera noise at sigma S, seeded by i; told S;
-- camera random: noise.CameraSim's random camera seeded [i, 17] (what training validates on),
+- camera random: noise.camera_sim_validation, the random camera training validates on,
   scored against the pipeline without noise; told the true RMS;
 - camera SETTING: camera.simulate's named setting seeded by i; told the true RMS.
 Models run on the torch backend (any run folder, no export needed), fp32, whole images.
@@ -33,17 +33,14 @@ def cases(images: list, channels: int = 3) -> list[tuple[str, np.ndarray, np.nda
     """(case, noisy RGB uint8, reference RGB uint8, true level) for every image of the split."""
     from edgedenoise.camera import SETTINGS, simulate
     from edgedenoise.data import read_image
-    from edgedenoise.noise import CameraSim, protocol_noisy
+    from edgedenoise.noise import camera_sim_validation, protocol_noisy
 
     out = []
     for i, info in enumerate(images):
         clean = read_image(info.path, channels)
         for s in GAUSS:
             out.append((f"gaussian {s:g}", protocol_noisy(clean, s, i, "camera"), clean, s))
-        noisy, level, ref = CameraSim(map_jitter=0.0).sample(clean.astype(np.float32) / 255.0,
-                                                             np.random.default_rng([i, 17]))
-        out.append(("camera random", np.round(noisy * 255).astype(np.uint8), np.round(ref * 255).astype(np.uint8),
-                    level))
+        out.append(("camera random", *camera_sim_validation(clean, i)))
         for st in SETTINGS:
             noisy, ref, meta = simulate(clean, np.random.default_rng(i), setting=st)
             out.append((f"camera {st}", noisy, ref, float(meta["noise_std"])))
