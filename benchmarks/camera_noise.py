@@ -7,7 +7,7 @@ noise-level estimate checked on Gaussian noise as well.
     python benchmarks/camera_noise.py --cbm3d-images 0 # skip CBM3D
 
 Writes benchmarks/results/camera_noise.{json,md} and camera_noise.png. Per-image results are
-cached in benchmarks/.cache/ (keyed by model file hash, setting, image, parameter).
+cached in benchmarks/.cache/ (keyed by model file hash, estimate.py's hash, setting, image, parameter).
 
 - Noisy images: image i of a set (sorted order) through `camera.simulate(..., setting=S)` with
   `default_rng(i)`, scored against the same pipeline without noise; exactly `edgedenoise eval
@@ -27,11 +27,15 @@ cached in benchmarks/.cache/ (keyed by model file hash, setting, image, paramete
 from __future__ import annotations
 
 import argparse
+import hashlib
 
 import numpy as np
 from common import ROOT, cached, stamp, write  # noqa: E402  (common puts the checkout on sys.path)
 
 SETS = ("CBSD68", "Kodak24")
+# cached estimates and blind results are keyed by the estimator's source too: a changed
+# estimate.py must not reuse the rows of the old one
+ESTIMATOR = hashlib.sha256((ROOT / "edgedenoise" / "estimate.py").read_bytes()).hexdigest()[:12]
 SIGMA_GRID = (0, 5, 10, 15, 20, 25, 30, 40, 50, 60)
 H_GRID = (4, 6, 9, 13, 18, 25)
 CBM3D_FACTORS = (1.0, 1.5, 2.0)
@@ -81,7 +85,7 @@ class Cases:
                 return {"estimate": estimate_sigma(bgr), "white": estimate_white_sigma(bgr, weak_texture=False),
                         "rms": float(np.sqrt(np.mean((noisy.astype(np.float64) - ref) ** 2)))}
 
-            e = cached(f"estimate2_{self.key}_{f.name}", est)
+            e = cached(f"estimate_{ESTIMATOR}_{self.key}_{f.name}", est)
             self.items.append((f.name, noisy, ref, e))
 
 
@@ -104,7 +108,7 @@ def model_rows(den, digest: str, cases: Cases, grid: bool, bar) -> list[dict]:
                 r["told"] = score(rgb_model(den, noisy, float(cases.key.split("gauss")[1])), ref)
             return r
 
-        rows.append(cached(f"cammodel_{digest}_{cases.key}_{grid}_{name}", one))
+        rows.append(cached(f"cammodel_{digest}_{ESTIMATOR}_{cases.key}_{grid}_{name}", one))
         bar.update(1)
     return rows
 

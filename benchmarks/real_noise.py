@@ -128,7 +128,7 @@ def main() -> int:
         outs["OpenCV NLM"] = nlm_denoise(noisy, nlm_h(est))
         for label, den in methods.items():
             outs[f"{label}, estimate of before"] = den.denoise(noisy, before)
-            outs[f"{label}, blind"] = den.denoise(noisy)
+            outs[f"{label}, blind"] = den.denoise(noisy, est)  # est is what denoise(noisy) would estimate
         rows.append({"image": f.name, "size": f"{noisy.shape[1]}x{noisy.shape[0]}", "estimate": est,
                      "estimate_before": before, "nlm_h": nlm_h(est), "flat_blocks": len(blocks),
                      "flat_noise": {k: flat_noise(v, blocks) for k, v in outs.items()}})
