@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import platform
-import time
 from pathlib import Path
 
 import cv2
@@ -388,9 +386,11 @@ def draw_subspace(sub, path, title):
 
 
 def stamp() -> dict:
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
-            "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-            "torch": torch.__version__, "opencv": cv2.__version__, "threads": torch.get_num_threads()}
+    """The project's results stamp (runtime.stats.stamp: date, command, machine, versions) and
+    torch's thread count, which the timings and the Jacobians' cost depend on."""
+    from .runtime.stats import stamp as base
+
+    return {**base(), "threads": torch.get_num_threads()}
 
 
 def explain(image: str | Path, model: str = "tiny", sigmas=DEFAULT_SIGMAS, pixels: list[tuple[int, int]] | None = None,
@@ -627,15 +627,17 @@ def brief_train(mcfg, data: str | Path, steps: int = 1500, sigma_range=(0.0, 50.
 
     from . import data as D
     from .model import build_model
+    from .train import lr_lambda
+    from .trainconfig import TrainConfig
 
     torch.manual_seed(seed)
     model = build_model(mcfg)
     images = D.scan_images(data, min_size=patch, channels=mcfg.channels)
     sampler = D.PatchSampler(images, patch, mcfg.channels, seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    warm = min(50, steps // 10 + 1)
-    cosine = lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else cosine(s))
+    # training's own warmup + cosine schedule, down to 2 % of lr
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(TrainConfig(steps=steps, warmup=min(50, steps // 10 + 1),
+                                                                         lr=lr, lr_min=0.02 * lr)))
     model.train()
     lo, hi = sigma_range
     bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress, mininterval=1.0)
