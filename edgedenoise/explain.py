@@ -322,10 +322,18 @@ def draw_pixels(clean_u8, pixels, path, title):
     h, w = clean_u8.shape[:2]
     fig, ax = plt.subplots(figsize=(min(10, 2 + 8 * w / max(h, w)), min(8, 1 + 8 * h / max(h, w))))
     ax.imshow(clean_u8.squeeze(), cmap="gray" if clean_u8.shape[2] == 1 else None)
-    for kind, (x, y) in pixels.items():
-        ax.add_patch(__import__("matplotlib.patches").patches.Rectangle((x - RADIUS, y - RADIUS), 2 * RADIUS + 1,
-                                                                        2 * RADIUS + 1, fill=False, ec="red", lw=1.5))
-        ax.text(x + RADIUS + 3, y, f"{kind} ({x},{y})", color="yellow", fontsize=11, va="center",
+    from matplotlib.patches import Rectangle
+
+    gap = 0.05 * h  # about two text lines at this figure size: labels closer than that are pushed down
+    placed: list[tuple[int, float]] = []
+    for kind, (x, y) in sorted(pixels.items(), key=lambda kv: kv[1][1]):
+        ax.add_patch(Rectangle((x - RADIUS, y - RADIUS), 2 * RADIUS + 1, 2 * RADIUS + 1, fill=False, ec="red", lw=1.5))
+        ty = float(y)
+        for px, py in placed:
+            if abs(px - x) < 0.4 * w and abs(ty - py) < gap:
+                ty = py + gap
+        placed.append((x, ty))
+        ax.text(x + RADIUS + 3, ty, f"{kind} ({x},{y})", color="yellow", fontsize=11, va="center",
                 bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5})
     ax.set_title(title)
     ax.set_xticks([]), ax.set_yticks([])
