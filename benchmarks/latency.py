@@ -144,7 +144,8 @@ def main() -> int:
 
     from edgedenoise.denoiser import Denoiser
     from edgedenoise.evaluate import psnr_u8
-    from edgedenoise.runtime.commands import bench_frames, parse_size
+    from edgedenoise.runtime.commands import parse_size
+    from edgedenoise.runtime.sources import bench_frames
     from edgedenoise.runtime.stats import summarize, time_calls
 
     if a.gpu:  # once per run, before any model

@@ -128,6 +128,9 @@ def add_denoise(sub):
                                                                   "by the tile: for very large images)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--demo-sigma", type=float, default=25.0, help="noise added to the bundled sample (default 25)")
+    p.add_argument("--temporal", choices=["off", "blend", "model"], default="off",
+                   help="a folder of video frames: blend denoises them in name order, each with the previous "
+                        "ones (the motion-adaptive recursive filter of `run`); off (default): each image alone")
     p.set_defaults(func=cmd_denoise)
 
 
@@ -169,6 +172,9 @@ def cmd_denoise(a):
     from .runtime.tiling import tiled
 
     check_tile(a.tile, a.overlap)
+    if a.temporal != "off" and (a.input is None or not Path(a.input).is_dir()):
+        raise DataError(f"--temporal {a.temporal} is for a folder of video frames, denoised in name order; "
+                        f"{a.input or 'the bundled sample'} is one image")
 
     if a.output and a.out and a.output != a.out:
         raise DataError(f"two outputs given ({a.output} and -o {a.out}): give one")
@@ -215,6 +221,12 @@ def cmd_denoise(a):
         guard(dest, [src])
         pairs = [(src, dest)]
     den = Denoiser.load(a.model, backend=a.backend, sigma_scale=a.sigma_scale)
+    blend = None
+    if a.temporal != "off":
+        from .temporal import RecursiveBlend, check_mode
+
+        check_mode(a.temporal, den.name)
+        blend = RecursiveBlend()
 
     from tqdm import tqdm
 
@@ -228,6 +240,8 @@ def cmd_denoise(a):
             out = tiled(img, lambda tile, s=sigma: den.denoise(tile, s), a.tile[::-1], a.overlap)
         else:
             out = den.denoise(img, sigma)
+        if blend is not None:
+            out = blend(out, den.told(sigma))
         dt = time.perf_counter() - t
         write_image(dest, out)
         level = f"sigma {'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{_told(den, sigma)}"
@@ -237,7 +251,9 @@ def cmd_denoise(a):
         else:
             bar.write(f"{f.name} -> {dest.name}: {level}", file=sys.stdout)
     if len(pairs) > 1:
-        print(f"{src}: {len(pairs)} images -> {pairs[0][1].parent}/ ({den.name}, {den.backend_name})")
+        how = (f", temporal blend, state reset {blend.resets} times (scene cuts or frame size changes)"
+               if blend is not None else "")
+        print(f"{src}: {len(pairs)} images -> {pairs[0][1].parent}/ ({den.name}, {den.backend_name}{how})")
 
 
 # ---------------------------------------------------------------- info / export

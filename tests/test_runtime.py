@@ -479,4 +479,4 @@ def test_the_runtime_runs_without_torch_and_triton(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     s = json.loads((tmp_path / "s.json").read_text())
-    assert s["frames_in"] == 10 and s["backend"] == "onnxruntime"
+    assert s["frames_in"] == 10 and s["backend"] == "onnxruntime" and s["temporal"] == "blend"

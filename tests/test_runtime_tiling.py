@@ -10,7 +10,7 @@ import pytest
 from edgedenoise.cli import main
 from edgedenoise.denoiser import Denoiser
 from edgedenoise.evaluate import psnr_u8
-from edgedenoise.runtime.commands import bench_frames
+from edgedenoise.runtime.sources import bench_frames
 from edgedenoise.runtime.tiling import tile_starts, tiled
 
 

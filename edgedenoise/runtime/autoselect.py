@@ -8,6 +8,10 @@ period, the rest being left to capture, the noise estimate and the sink, which s
 same cores. In offline mode every frame is processed whatever it costs, so `auto` takes the
 best quality. A model or precision the user names is taken as named; only what is left on
 `auto` is chosen. What was chosen, and why, is returned as one line.
+
+With the temporal blend (`run --temporal blend`, the default for streams) its cost runs on the
+same thread as the model, so it is timed once, on a frame whose camera moved (the dearer case),
+and added to every candidate's time.
 """
 from __future__ import annotations
 
@@ -43,9 +47,26 @@ def _time(den, frame: np.ndarray) -> float:
     return float(np.median(times))
 
 
+def blend_cost(frame: np.ndarray) -> float:
+    """Median seconds of the temporal blend on `frame`'s size, the camera moving by 2 px a frame."""
+    from ..temporal import RecursiveBlend
+
+    blend = RecursiveBlend()
+    moved = [np.roll(frame, (k % 3 - 1) * 2, axis=1) for k in range(TIMED_CALLS + 2)]
+    blend(frame, 25.0)
+    blend(moved[0], 25.0)  # first-call allocations
+    times = []
+    for f in moved[1:TIMED_CALLS + 1]:
+        t = time.perf_counter()
+        blend(f, 25.0)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def choose(model: str, precision: str, backend: str, threads: int | None, mode: str,
-           size: tuple[int, int] | None, fps: float | None):
-    """(Denoiser, reason). `size` is the source's (width, height), None if unknown (640x480)."""
+           size: tuple[int, int] | None, fps: float | None, temporal: str = "off"):
+    """(Denoiser, reason). `size` is the source's (width, height), None if unknown (640x480).
+    `temporal` blend: the blend's cost counts in the budget (see the module docstring)."""
     from ..denoiser import Denoiser
 
     pairs = candidates(model, precision, backend)
@@ -55,16 +76,19 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
         why = ("as asked" if len(pairs) == 1 else
                "offline mode processes every frame, so the best quality")
         return den, f"{m} {p}: {why}"
-    from .commands import bench_frames
+    from .sources import bench_frames
 
     w, h = size or (640, 480)
     fps = fps or DEFAULT_FPS
     budget = BUDGET_SHARE / fps
     _, noisy = bench_frames(w, h, 25.0, n=1)
+    extra = blend_cost(noisy[0]) if temporal == "blend" else 0.0
     tried, fastest = [], None
+    if extra:
+        tried.append(f"temporal blend {extra * 1e3:.1f} ms, added to each")
     for m, p in pairs:
         den = Denoiser.load(m, backend=backend, threads=threads, precision=p)
-        t = _time(den, noisy[0])
+        t = _time(den, noisy[0]) + extra
         tried.append(f"{m} {p} {t * 1e3:.0f} ms")
         if t <= budget:
             return den, (f"{m} {p}: the best that keeps up with {fps:g} fps at {w}x{h} here "

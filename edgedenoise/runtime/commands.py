@@ -10,8 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from ..backends import CHOICES
 from ..errors import DataError
 from .stats import RunStats
@@ -96,6 +94,11 @@ def add_run(sub):
                    help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize; shipped for tiny "
                         "and default), faster on CPUs, some PSNR lost (benchmarks/results/quality.md); fp16: the "
                         "triton backend; auto (default): chosen with --model auto, fp32 for a named model")
+    p.add_argument("--temporal", choices=["auto", "off", "blend", "model"], default="auto",
+                   help="use the previous frames too: blend (a motion-adaptive recursive filter on the model's "
+                        "outputs; where the scene holds still it averages over up to 8 frames), model (a recurrent "
+                        "model; none is shipped yet), off (each frame alone); auto (default): blend for video "
+                        "files, cameras, streams and the demo, off for images")
     p.add_argument("--reconnect", type=int, default=10, help="tries to reopen a dropped camera or stream (default 10)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=cmd_run)
@@ -133,9 +136,20 @@ def command_line() -> str:
     return redact(" ".join(["edgedenoise", *sys.argv[1:]]) if sys.argv[1:] else "edgedenoise run")
 
 
+def temporal_mode(asked: str, source) -> str:
+    """--temporal auto: blend for a stream of frames (video, camera, network, demo), off for images
+    (a folder of photographs is not a video; `--temporal blend` says it is)."""
+    from .sources import ImageSource
+
+    if asked != "auto":
+        return asked
+    return "off" if isinstance(source, ImageSource) else "blend"
+
+
 def cmd_run(a):
     from ..errors import EdgeDenoiseError, Interrupted
     from ..outputs import OutputLock, guard, refuse_inputs
+    from ..temporal import check_mode
     from .autoselect import choose
     from .pipeline import Pipeline, Signals
     from .sinks import parse_sink
@@ -178,7 +192,10 @@ def cmd_run(a):
             locks.append(stats_lock := OutputLock(a.stats, "--stats file").acquire())
         source.open()  # fails fast on a missing path, closed port, missing codec...
         mode = a.mode or ("realtime" if source.realtime else "offline")
-        den, why = choose(a.model, a.precision, a.backend, a.threads, mode, source.frame_size(), source.fps)
+        temporal = temporal_mode(a.temporal, source)
+        den, why = choose(a.model, a.precision, a.backend, a.threads, mode, source.frame_size(), source.fps,
+                          temporal=temporal)
+        check_mode(temporal, den.name)
         den.sigma_scale = a.sigma_scale
         sigma_desc = "auto (estimated, smoothed)" if a.sigma is None else f"{a.sigma:g}"
         if a.sigma_scale != 1.0:
@@ -186,7 +203,8 @@ def cmd_run(a):
         if source.sigma is not None:
             sigma_desc += f"; source noise is sigma {source.sigma:g}"
         print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {den.name} on {den.backend_name}"
-              f"{' int8' if den.precision == 'int8' else ''}, sigma {sigma_desc}", file=sys.stderr)
+              f"{' int8' if den.precision == 'int8' else ''}, sigma {sigma_desc}, temporal {temporal}",
+              file=sys.stderr)
         if a.model == "auto" or a.precision == "auto":
             print(f"auto: {why}", file=sys.stderr)
         stats.info.update(model=den.name, backend=den.backend_name, precision=den.precision, model_choice=why,
@@ -195,7 +213,7 @@ def cmd_run(a):
         sink.open(stats)
         pipe = Pipeline(source, sink, den, mode=mode, sigma=a.sigma, max_frames=a.frames or None,
                         tile=(a.tile[1], a.tile[0]) if a.tile else None, overlap=a.overlap,
-                        reconnect=a.reconnect, status=not a.quiet, stats=stats)
+                        reconnect=a.reconnect, status=not a.quiet, stats=stats, temporal=temporal)
         sink = None  # the pipeline closes it (and the source) from here on
         with Signals() as sig:  # held until the stats are written: later signals cannot cut that short
             try:
@@ -248,26 +266,6 @@ def add_bench(sub):
     p.set_defaults(func=cmd_bench)
 
 
-def bench_frames(w: int, h: int, sigma: float, n: int = 4) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """n distinct noisy frames (and their clean ones) of the bundled sample at WxH, camera protocol."""
-    import cv2
-
-    from ..noise import protocol_noisy
-    from .sources import SAMPLE
-
-    img = cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR)
-    scale = max(w / img.shape[1], h / img.shape[0]) * 1.1
-    big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    clean, noisy = [], []
-    for i in range(n):
-        y = (big.shape[0] - h) * i // max(n - 1, 1)
-        x = (big.shape[1] - w) * i // max(n - 1, 1)
-        c = np.ascontiguousarray(big[y:y + h, x:x + w])
-        clean.append(c)
-        noisy.append(protocol_noisy(c, sigma, i, "camera"))
-    return clean, noisy
-
-
 def _reason(e: BaseException) -> str:
     return str(e).splitlines()[0][:300] if str(e) else type(e).__name__
 
@@ -277,6 +275,7 @@ def cmd_bench(a):
     from ..errors import EdgeDenoiseError
     from ..frames import psnr_u8
     from ..nlm import nlm_denoise, nlm_h
+    from .sources import bench_frames
     from .stats import stamp, summarize, time_calls
 
     backends = [b.strip() for b in a.backend.split(",") if b.strip()]

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import DataError, EdgeDenoiseError
 from ..estimate import estimate_sigma
 from ..frames import psnr_u8
+from ..temporal import RecursiveBlend
 from .sinks import Result, Sink
 from .sources import Source
 from .stats import RunStats
@@ -197,18 +198,25 @@ class Pipeline:
     `denoiser` is anything with `denoise(frame, sigma) -> frame` (a `Denoiser`).
     `tile` = (height, width) caps the size given to the denoiser (an engine's profile);
     larger frames are tiled with `overlap` and blended.
+    `temporal`: `off` (each frame alone) or `blend` (temporal.RecursiveBlend on the denoised frames,
+    one full-frame state also when tiled; dropped at a cut, a size change and a reconnect).
     """
 
     def __init__(self, source: Source, sink: Sink, denoiser, mode: str = "offline", sigma: float | None = None,
                  max_frames: int | None = None, tile: tuple[int, int] | None = None, overlap: int = 32,
-                 reconnect: int = 10, status: bool = True, stats: RunStats | None = None, queue_size: int = 4):
+                 reconnect: int = 10, status: bool = True, stats: RunStats | None = None, queue_size: int = 4,
+                 temporal: str = "off"):
         if mode not in ("realtime", "offline"):
             raise DataError(f"mode must be realtime or offline, not {mode!r}")
+        if temporal not in ("off", "blend"):
+            raise DataError(f"the pipeline's temporal mode is off or blend, not {temporal!r}")
+        self.blend = RecursiveBlend() if temporal == "blend" else None
         self.source, self.sink, self.den = source, sink, denoiser
         self.mode, self.max_frames, self.tile, self.overlap = mode, max_frames, tile, overlap
         self.reconnect, self.show_status = reconnect, status
         self.sigma = SigmaTracker(sigma, background=mode == "realtime")
         self.stats = stats or RunStats()
+        self.stats.info["temporal"] = temporal
         if sink.stats is None:
             sink.stats = self.stats  # for sinks that draw fps and latency
         self.stopping = threading.Event()  # graceful: stop capturing, finish what is queued
@@ -241,6 +249,7 @@ class Pipeline:
         pace = self.mode == "realtime" and not src.live and src.fps
         t_next = time.perf_counter()
         index = 0
+        fresh = False  # the first frame after a reconnect: what came before is another stream
         try:
             while not self.stopping.is_set():
                 if self.max_frames is not None and index >= self.max_frames:
@@ -263,6 +272,7 @@ class Pipeline:
                 t1 = time.perf_counter()
                 if img is None:
                     if src.live and self._reopen():
+                        fresh = True
                         continue
                     note = getattr(src, "truncated", lambda: None)()
                     if note:  # reported once the frames before the damage are written out
@@ -271,9 +281,10 @@ class Pipeline:
                     break
                 st.add("capture", t1 - t0)
                 ref = src.reference()
-                ok, dropped = self.q_in.put((index, img, ref, t1))
+                ok, dropped = self.q_in.put((index, img, ref, t1, fresh))
                 if not ok:
                     break
+                fresh = False
                 st.count("frames_in")
                 st.count("dropped_capture", dropped)
                 st.queue_size("input", len(self.q_in))
@@ -309,7 +320,7 @@ class Pipeline:
                 item = self.q_in.get()
                 if item is END:
                     break
-                index, img, ref, t_cap = item
+                index, img, ref, t_cap, fresh = item
                 t0 = time.perf_counter()
                 check_frame(img, index, src_name)
                 h, w = img.shape[:2]
@@ -328,15 +339,20 @@ class Pipeline:
                     out = den.denoise(img, sigma)
                     pre, net = 0.0, time.perf_counter() - t1
                 t3 = time.perf_counter()
+                if self.blend is not None:
+                    out = self._blend(out, sigma, index, fresh)
+                t4 = time.perf_counter()
                 t1, t2 = t1 + pre, t1 + pre + net  # the Denoiser's call split into its own stages
                 st.add("preprocess", t1 - t0)
                 st.add("inference", t2 - t1)
                 st.add("postprocess", t3 - t2)
+                if self.blend is not None:
+                    st.add("temporal", t4 - t3)
                 if ref is not None:  # the demo knows its clean frames: report the quality as it runs
                     st.quality(sigma, psnr_u8(img, ref), psnr_u8(out, ref))
                 else:
                     st.quality(sigma)
-                ok, dropped = self.q_out.put(Result(index, img, out, sigma, t_cap))
+                ok, dropped = self.q_out.put(Result(index, img, out, sigma, t_cap, self.stats.info["temporal"]))
                 if not ok:
                     break
                 st.count("dropped_output", dropped)
@@ -345,6 +361,19 @@ class Pipeline:
             self._fail(e)
         finally:
             self.q_out.put(END)
+
+    def _blend(self, out: np.ndarray, sigma: float, index: int, fresh: bool) -> np.ndarray:
+        """The temporal blend of one denoised frame, its state resets counted (a reconnect's also
+        recorded as an event; cuts are only counted: a stream may have thousands)."""
+        blend, st = self.blend, self.stats
+        before = blend.resets
+        if fresh:
+            blend.reset()
+            st.event(f"frame {index}: temporal state dropped after a reconnect")
+        told = getattr(self.den, "told", None)
+        out = blend(out, told(sigma) if told is not None else sigma)
+        st.count("temporal_resets", blend.resets - before)
+        return out
 
     def _output(self) -> None:
         st, sink = self.stats, self.sink

@@ -326,3 +326,20 @@ def open_source(spec: str) -> Source:
     src = parse_source(spec)
     src.open()
     return src
+
+
+def bench_frames(w: int, h: int, sigma: float, n: int = 4) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """n distinct noisy frames (and their clean ones) of the bundled sample at WxH, camera protocol."""
+    from ..noise import protocol_noisy
+
+    img = cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR)
+    scale = max(w / img.shape[1], h / img.shape[0]) * 1.1
+    big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    clean, noisy = [], []
+    for i in range(n):
+        y = (big.shape[0] - h) * i // max(n - 1, 1)
+        x = (big.shape[1] - w) * i // max(n - 1, 1)
+        c = np.ascontiguousarray(big[y:y + h, x:x + w])
+        clean.append(c)
+        noisy.append(protocol_noisy(c, sigma, i, "camera"))
+    return clean, noisy

@@ -3,7 +3,8 @@
 Stages follow the frame: `capture` (source read), `preprocess` (frame check, noise level,
 and the Denoiser's own conversion to the backend's input and padding), `inference` (the backend
 call, device transfers included; with `--tile` every tile's whole `denoise` call and the blending),
-`postprocess` (the Denoiser's cropping and conversion back), `output` (sink write), and `total`
+`postprocess` (the Denoiser's cropping and conversion back), `temporal` (the temporal blend,
+`run --temporal blend`), `output` (sink write), and `total`
 (from the end of capture to the end of output, queue waits included: the latency a viewer sees).
 
 Samples are kept in bounded deques, so a run of any length uses constant memory; the
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("capture", "preprocess", "inference", "postprocess", "output", "total")
+STAGES = ("capture", "preprocess", "inference", "postprocess", "temporal", "output", "total")
 
 
 def summarize(samples_s) -> dict:
@@ -114,6 +115,7 @@ class RunStats:
         self.dropped_capture = 0  # realtime: replaced by a newer frame before inference took them
         self.dropped_output = 0  # realtime: replaced by a newer result before the sink took them
         self.reconnects = 0
+        self.temporal_resets = 0  # temporal state dropped: scene cuts, size changes, reconnects
         self.resolutions: list[list[int]] = []  # every distinct WxH seen, in order
         self.queue_peak = {"input": 0, "output": 0}
         self.sigma = deque(maxlen=window)
@@ -188,6 +190,8 @@ class RunStats:
         s = (f"frames {self.frames_out}/{self.frames_in} in {self.elapsed:5.1f} s | {self.fps:5.1f} fps | "
              f"latency {self.recent_ms('total'):6.1f} ms (inference {self.recent_ms('inference'):.1f}) "
              f"| dropped {self.dropped}")
+        if self.info.get("temporal", "off") != "off":
+            s += f" | temporal {self.info['temporal']} (resets {self.temporal_resets})"
         if sig is not None:
             s += f" | sigma {sig:.1f}"
         if pd is not None:
@@ -205,6 +209,7 @@ class RunStats:
                 "dropped_capture": self.dropped_capture,
                 "dropped_output": self.dropped_output,
                 "reconnects": self.reconnects,
+                "temporal_resets": self.temporal_resets,
                 "seconds": round(el, 3),
                 "fps": round(self.frames_out / el, 3) if el > 0 else 0.0,
                 "resolutions": [f"{w}x{h}" for w, h in self.resolutions],
@@ -229,6 +234,8 @@ class RunStats:
         tail = (f"frames in {s['frames_in']}, out {s['frames_out']}, dropped {s['dropped']} "
                 f"({s['dropped_capture']} before inference, {s['dropped_output']} before output), "
                 f"{s['fps']:.2f} fps over {s['seconds']:.1f} s")
+        if s.get("temporal", "off") != "off":
+            tail += f"; temporal {s['temporal']}, state reset {s['temporal_resets']} times"
         if "psnr_noisy_db" in s:
             tail += f"; PSNR {s['psnr_noisy_db']:.2f} dB noisy -> {s['psnr_denoised_db']:.2f} dB denoised"
         return "\n".join(lines + [tail])

@@ -1,0 +1,317 @@
+"""Temporal denoising without a network pass: a motion-adaptive recursive filter on a denoiser's outputs.
+
+A framewise denoiser leaves a residual error that changes from frame to frame (it follows each
+frame's noise); where the scene holds still, averaging the outputs over time removes much of
+that error and the flicker it causes. `RecursiveBlend` keeps a running average of the outputs
+and, per pixel, how many frames that average holds (its age). For each new output y:
+
+1. Camera motion: the last output and y are compared at half resolution in up to 6 x 4 blocks by
+   phase correlation; a similarity transform (shift, rotation, zoom) is fitted to the blocks'
+   shifts with RANSAC (blocks on moving objects are outliers) and kept only if it makes the two
+   frames differ less. The average (bicubic) and the ages follow it; pixels that come into view
+   start at age 0.
+2. Agreement per pixel: m = 1 where y and the average differ by at most `t_low` x s, 0 beyond
+   `t_high` x s, linear between; the difference is averaged over the channels and a 5x5 window
+   (computed at half resolution), and s = 25 (sigma / 25) ** `power` grows with the noise level
+   told to the model (sigma, 0-255 scale), more slowly than sigma because the output's residual
+   error does.
+3. age <- min(m x age, max_age - 1) + 1 and average <- ((age - 1) average + y) / age: a still pixel
+   becomes the mean of the last `max_age` outputs; where the scene moved, the average starts
+   again from y, so the filter never blends across more than the thresholds allow.
+
+When less than `cut_agreement` of the frame agrees (a scene cut, or motion it cannot follow) the
+state is dropped and the frame passes as it is; drops are counted in `resets`.
+
+Constants chosen on clips made by `clips.make_clip` from 10 CBSD432 training images (12 frames,
+six kinds of motion, Gaussian sigma 15, 25 and 50, the outputs of `tiny` and `default`), mean gain
+over the framewise output per kind: still +1.0 to +1.6 dB, objects +0.8 to +1.4, zoom and shake
++0.4 to +1.1, pan +0.3 to +0.8; no clip lost anything (the worst gained 0.00 dB). benchmarks/video.py
+measures it on test clips (Kodak24, CBSD68) and real video.
+
+NumPy and OpenCV only, so it runs wherever the runtime runs. Cost per 640x480 frame on one core of
+the development machine: about 3 ms for a still camera, 6 ms when the camera moves (the bicubic
+warp of the average is the difference); benchmarks/video.py measures it beside the models.
+"""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from .denoiser import Denoiser, Timing
+from .errors import DataError, ModelError
+from .estimate import estimate_sigma
+
+MODES = ("off", "blend", "model")
+
+
+def check_mode(mode: str, model_name: str) -> str:
+    """The temporal mode a model can run: `model` needs a recurrent model, and none has a `previous`
+    input yet (ARCHITECTURE.md's recurrent contract), so it is refused in one line."""
+    if mode not in MODES:
+        raise DataError(f"temporal mode {mode!r}: choose {', '.join(MODES)}")
+    if mode == "model":
+        raise ModelError(f"--temporal model needs a recurrent model (an ONNX input 'previous'); {model_name} "
+                         f"denoises frame by frame: use --temporal blend")
+    return mode
+
+
+class RecursiveBlend:
+    """The motion-adaptive recursive filter (see the module docstring). Call it with each denoised
+    frame in order, `out = blend(denoised, sigma)`; `reset()` forgets the past.
+
+    Frames: HxW, HxWx1, HxWx3 or HxWx4 (alpha is passed through, not averaged); uint8, uint16 or
+    float32 in [0,1]. The output has the frame's shape and dtype. A frame of another shape or
+    dtype than the last starts a new state.
+
+    Counters: `frames` (frames seen), `resets` (states dropped: at a cut, a change of frame size or
+    a `reset()` call while a state was held; the first frame starts one and is not counted),
+    `aligned` (frames whose camera motion was followed); `agreement` is the last frame's mean
+    agreement with the average (1: all of it still)."""
+
+    def __init__(self, t_low: float = 0.1, t_high: float = 0.5, power: float = 0.6, max_age: int = 8,
+                 cut_agreement: float = 0.3, window: int = 5, align: bool = True):
+        if not 0 <= t_low < t_high:
+            raise DataError(f"blend thresholds must satisfy 0 <= low < high, not {t_low}, {t_high}")
+        if max_age < 1:
+            raise DataError(f"max_age must be at least 1, not {max_age}")
+        self.t_low, self.t_high, self.power, self.max_age = float(t_low), float(t_high), float(power), int(max_age)
+        self.cut_agreement, self.window, self.align = float(cut_agreement), int(window), bool(align)
+        self.frames = self.resets = self.aligned = 0
+        self.agreement = 1.0
+        self._avg: np.ndarray | None = None  # float32, HxW or HxWxC, the frame's own scale
+        self._age: np.ndarray | None = None  # float32, half resolution: outputs held in the average
+        self._gray: np.ndarray | None = None  # the last output, gray, half resolution (for the motion)
+        self._key = None
+        self._hann = None
+
+    def reset(self) -> None:
+        """Forget the past: the next frame starts a new average."""
+        if self._avg is not None:
+            self.resets += 1
+        self._avg = self._age = self._gray = self._key = None
+
+    @property
+    def state_shape(self) -> tuple | None:
+        """The shape of the average held (None: no state)."""
+        return None if self._avg is None else self._avg.shape
+
+    def __call__(self, frame: np.ndarray, sigma: float) -> np.ndarray:
+        if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
+            raise DataError(f"the temporal blend takes HxW or HxWxC frames, not {getattr(frame, 'shape', frame)}")
+        scales = {np.dtype(np.uint8): 1.0, np.dtype(np.uint16): 257.0, np.dtype(np.float32): 1.0 / 255.0}
+        if frame.dtype not in scales:
+            raise DataError(f"the temporal blend takes uint8, uint16 or float32 frames, not {frame.dtype}")
+        alpha = frame[:, :, 3:] if frame.ndim == 3 and frame.shape[2] == 4 else None
+        img = frame[:, :, :3] if alpha is not None else frame
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]
+        y = img.astype(np.float32)
+        key = (frame.shape, frame.dtype)
+        self.frames += 1
+        if self._avg is None or key != self._key:
+            if self._avg is not None:  # a new size mid-stream: a new scene
+                self.resets += 1
+            return self._start(y, key, frame)
+        # the thresholds' unit, in the frame's own scale; some blending even when told sigma 0
+        s = 25.0 * (max(float(sigma), 1.0) / 25.0) ** self.power * scales[frame.dtype]
+        if self.align:
+            self._follow_camera(y)
+        m = self._agreement(y, s)  # at the state's resolution (half, unless the frame is tiny)
+        self.agreement = float(m.mean())
+        if self.agreement < self.cut_agreement:
+            self.resets += 1
+            return self._start(y, key, frame)
+        age = np.minimum(m * self._age, np.float32(self.max_age - 1))
+        w_new = np.float32(1.0) / (age + np.float32(1.0))
+        self._age = age + np.float32(1.0)
+        h, w = y.shape[:2]
+        if w_new.shape != (h, w):
+            w_new = cv2.resize(w_new, (w, h), interpolation=cv2.INTER_LINEAR)
+        self._avg = cv2.blendLinear(self._avg, y, np.float32(1.0) - w_new, w_new).reshape(y.shape)
+        return self._emit(frame, alpha)
+
+    # -- steps
+
+    def _start(self, y: np.ndarray, key, frame: np.ndarray) -> np.ndarray:
+        self._avg = y
+        self._age = np.ones(self._state_size(y), np.float32)
+        self._gray = self._half_gray(y) if self.align else None
+        self._key = key
+        self.agreement = 0.0 if self.frames > 1 else 1.0
+        return frame.copy()
+
+    @staticmethod
+    def _state_size(y: np.ndarray) -> tuple[int, int]:
+        """The (rows, cols) of the ages and agreement: half the frame's, unless the frame is tiny."""
+        h, w = y.shape[:2]
+        return (h // 2, w // 2) if h >= 16 and w >= 16 else (h, w)
+
+    def _agreement(self, y: np.ndarray, s: float) -> np.ndarray:
+        """Per state pixel (float32): 1 where the output agrees with the average, 0 where it moved."""
+        h, w = y.shape[:2]
+        d = cv2.absdiff(y, self._avg)
+        if d.ndim == 3:
+            d = cv2.transform(d, np.full((1, d.shape[2]), 1.0 / d.shape[2], np.float32))
+        d = d.reshape(h, w)
+        sh, sw = self._state_size(y)
+        half = (sh, sw) != (h, w)
+        if half:
+            d = cv2.resize(d, (sw, sh), interpolation=cv2.INTER_AREA)
+        k = max(1, (self.window + 1) // 2 if half else self.window)
+        d = cv2.blur(d, (k, k), borderType=cv2.BORDER_REFLECT101)
+        lo, hi = self.t_low * s, self.t_high * s
+        return np.clip((np.float32(hi) - d) * np.float32(1.0 / (hi - lo)), 0.0, 1.0)
+
+    @staticmethod
+    def _half_gray(y: np.ndarray) -> np.ndarray | None:
+        h, w = y.shape[:2]
+        if h < 128 or w < 128:
+            return None  # too small to measure camera motion in blocks
+        g = y if y.ndim == 2 else cv2.cvtColor(y, cv2.COLOR_BGR2GRAY)
+        return cv2.resize(g, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+    def _follow_camera(self, y: np.ndarray) -> None:
+        """Move the average (and the ages) with the camera, if it moved (see the module docstring)."""
+        prev, g = self._gray, self._half_gray(y)
+        self._gray = g
+        if prev is None or g is None or prev.shape != g.shape:
+            return
+        a = self._camera_motion(prev, g)
+        if a is None:
+            return
+        sh, sw = g.shape
+        moved = cv2.warpAffine(prev, a, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        b = 8  # away from the borders the warp has to invent
+        inner = (slice(b, sh - b), slice(b, sw - b))
+        if cv2.norm(g[inner], moved[inner], cv2.NORM_L1) >= 0.97 * cv2.norm(g[inner], prev[inner], cv2.NORM_L1):
+            return  # the motion found does not explain the change: leave the average where it is
+        full = a.copy()  # half-resolution pixel (x + 0.5) / 2 - 0.5 -> full resolution
+        full[:, 2] = 2.0 * a[:, 2] + 0.5 * (a[:, 0] + a[:, 1]) - 0.5
+        h, w = y.shape[:2]
+        self._avg = cv2.warpAffine(self._avg, full, (w, h), flags=cv2.INTER_CUBIC,
+                                   borderMode=cv2.BORDER_REPLICATE).reshape(self._avg.shape)
+        self._age = cv2.warpAffine(self._age, a, (sw, sh), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        self.aligned += 1
+
+    def _camera_motion(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+        """The 2x3 similarity that maps `prev` onto `g` (half resolution), or None where none is found."""
+        sh, sw = g.shape
+        for b in (64, 32):  # larger blocks measure sub-pixel shifts better
+            ny, nx = min(4, sh // b), min(6, sw // b)
+            if ny * nx >= 3:
+                break
+        else:
+            return None
+        if self._hann is None or self._hann.shape != (b, b):
+            self._hann = cv2.createHanningWindow((b, b), cv2.CV_32F)
+        src, dst = [], []
+        for y0 in np.linspace(0, sh - b, ny).astype(int):
+            for x0 in np.linspace(0, sw - b, nx).astype(int):
+                (dx, dy), response = cv2.phaseCorrelate(prev[y0:y0 + b, x0:x0 + b], g[y0:y0 + b, x0:x0 + b],
+                                                        self._hann)
+                if response >= 0.1:  # a peak: the block has texture enough to be followed
+                    c = (x0 + b / 2 - 0.5, y0 + b / 2 - 0.5)
+                    src.append(c)
+                    dst.append((c[0] + dx, c[1] + dy))
+        if len(src) < 3:
+            return None
+        a, _ = cv2.estimateAffinePartial2D(np.float32(src), np.float32(dst), method=cv2.RANSAC,
+                                           ransacReprojThreshold=0.75)
+        if a is None or abs(a[0, 2]) + abs(a[1, 2]) + abs(a[0, 0] - 1) * sw + abs(a[0, 1]) * sw < 0.05:
+            return None  # no motion worth a resampling of the average
+        return a.astype(np.float64)
+
+    def _emit(self, frame: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+        out = self._avg
+        if frame.dtype == np.uint8:
+            out = cv2.convertScaleAbs(out)  # rounded and saturated, in a tenth of NumPy's time
+        elif frame.dtype == np.uint16:
+            out = np.clip(np.rint(out), 0, 65535).astype(np.uint16)
+        else:
+            out = out.copy()
+        out = out.reshape(frame.shape[:2] + (() if frame.ndim == 2 else (-1,)))
+        if alpha is not None:
+            out = np.concatenate([out, alpha], axis=2)
+        return out
+
+
+class VideoDenoiser:
+    """A `Denoiser` with a memory: the frames of one video, in order.
+
+        from edgedenoise import VideoDenoiser
+        vd = VideoDenoiser.load("default")          # the blend on top of the framewise model
+        for frame in frames:
+            out = vd.denoise(frame, sigma=25)       # sigma=None: estimated per frame
+        vd.reset()                                  # a new video (or a reconnect)
+
+    Frames are what `Denoiser` takes (any size, gray/BGR/BGRA, uint8/uint16/float32). The state is
+    dropped on the first frame, a change of frame size or type, a detected scene cut, and `reset()`;
+    `resets` counts the drops. `temporal`: `blend` (RecursiveBlend on the model's outputs), `off`
+    (framewise, as `Denoiser`), or `model` (a recurrent model: none is shipped yet, refused).
+    Not for several threads at once: the state belongs to one stream."""
+
+    def __init__(self, denoiser: Denoiser, temporal: str = "blend", blend: RecursiveBlend | None = None):
+        self.den = denoiser
+        self.mode = check_mode(temporal, denoiser.name)
+        self.blend = (blend or RecursiveBlend()) if self.mode == "blend" else None
+
+    @classmethod
+    def load(cls, model: str = "default", backend: str = "auto", threads: int | None = None,
+             device: str | None = None, precision: str = "fp32", sigma_scale: float = 1.0,
+             temporal: str = "blend") -> VideoDenoiser:
+        """As `Denoiser.load`, plus the temporal mode."""
+        den = Denoiser.load(model, backend, threads, device, precision, sigma_scale)
+        try:
+            return cls(den, temporal)
+        except BaseException:
+            den.close()
+            raise
+
+    # the Denoiser's attributes, for code that takes either
+    name = property(lambda self: self.den.name)
+    backend_name = property(lambda self: self.den.backend_name)
+    precision = property(lambda self: self.den.precision)
+    multiple = property(lambda self: self.den.multiple)
+    channels = property(lambda self: self.den.channels)
+    max_pixels = property(lambda self: self.den.max_pixels)
+
+    @property
+    def sigma_scale(self) -> float:
+        return self.den.sigma_scale
+
+    @sigma_scale.setter
+    def sigma_scale(self, k: float) -> None:
+        self.den.sigma_scale = k
+
+    @property
+    def resets(self) -> int:
+        return self.blend.resets if self.blend is not None else 0
+
+    def told(self, sigma: float) -> float:
+        return self.den.told(sigma)
+
+    def reset(self) -> None:
+        """Forget the past: the next frame is denoised as the first of a new video."""
+        if self.blend is not None:
+            self.blend.reset()
+
+    def close(self) -> None:
+        self.den.close()
+
+    def denoise(self, frame: np.ndarray, sigma: float | None = None) -> np.ndarray:
+        """The next frame of the video, denoised."""
+        return self.denoise_timed(frame, sigma)[0]
+
+    def denoise_timed(self, frame: np.ndarray, sigma: float | None = None) -> tuple[np.ndarray, Timing]:
+        """`denoise` and the seconds of its stages; the blend counts as post-processing."""
+        if sigma is None and isinstance(frame, np.ndarray) and frame.ndim in (2, 3) and frame.size:
+            sigma = estimate_sigma(frame[:, :, :3] if frame.ndim == 3 else frame)
+        out, timing = self.den.denoise_timed(frame, sigma)
+        if self.blend is None:
+            return out, timing
+        t0 = time.perf_counter()
+        out = self.blend(out, self.den.told(sigma))
+        return out, Timing(timing.preprocess, timing.inference, timing.postprocess + time.perf_counter() - t0)
