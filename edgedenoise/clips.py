@@ -9,6 +9,8 @@ frame, by an affine warp (bicubic, reflected borders). The motions (`KINDS`):
 
 - `still`: a tripod: every frame the same pixels (an exact crop, no resampling);
 - `pan`: a steady sub-pixel pan, 0.5-2.5 px per frame in a random direction;
+- `drift`: a camera on a tripod that sways: 0.1-0.4 px per frame and a zoom of up to 0.1 % per
+  frame, slower than a pan, the motion a temporal filter can mistake for noise;
 - `zoom`: a zoom in or out of 0.4-1 % per frame about a point near the centre, with a slow drift;
 - `shake`: a hand-held camera: each frame shifted up to 2 px and turned up to 0.4 degrees at random,
   about a still mean;
@@ -27,7 +29,7 @@ import numpy as np
 
 from .errors import DataError
 
-KINDS = ("still", "pan", "zoom", "shake", "objects", "cut")
+KINDS = ("still", "pan", "zoom", "shake", "objects", "cut", "drift")
 STILL = ("still", "cut")  # the kinds whose camera does not move (a cut changes the scene, not the camera)
 
 
@@ -79,6 +81,12 @@ def make_clip(img: np.ndarray, kind: str, frames: int = 16, seed: int = 0, margi
         t0 = -(frames - 1) / 2.0  # centred on the middle frame: the window stays near the image's centre
         for t in range(frames):
             out.append(_warp(img, _affine(1.0, 0.0, cx, cy, margin + vx * (t + t0), margin + vy * (t + t0)), size))
+    elif kind == "drift":
+        speed, theta = rng.uniform(0.1, 0.4), rng.uniform(0, 2 * np.pi)
+        rate = rng.uniform(-0.001, 0.001)
+        for t in range(frames):
+            out.append(_warp(img, _affine((1.0 + rate) ** (-t), 0.0, cx, cy, margin + speed * np.cos(theta) * t,
+                                          margin + speed * np.sin(theta) * t), size))
     elif kind == "zoom":
         rate = rng.uniform(0.004, 0.01) * rng.choice([-1.0, 1.0])
         px, py = cx + rng.uniform(-0.15, 0.15) * fw, cy + rng.uniform(-0.15, 0.15) * fh
