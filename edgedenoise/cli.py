@@ -129,8 +129,9 @@ def add_denoise(sub):
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--demo-sigma", type=float, default=25.0, help="noise added to the bundled sample (default 25)")
     p.add_argument("--temporal", choices=["off", "blend", "model"], default="off",
-                   help="a folder of video frames: blend denoises them in name order, each with the previous "
-                        "ones (the motion-adaptive recursive filter of `run`); off (default): each image alone")
+                   help="a folder of video frames, denoised in name order with the frames before: blend (the "
+                        "motion-adaptive recursive filter of `run`), model (a recurrent model given its last "
+                        "output); off (default): each image alone")
     p.set_defaults(func=cmd_denoise)
 
 
@@ -221,12 +222,13 @@ def cmd_denoise(a):
         guard(dest, [src])
         pairs = [(src, dest)]
     den = Denoiser.load(a.model, backend=a.backend, sigma_scale=a.sigma_scale)
-    blend = None
+    blend = state = None
     if a.temporal != "off":
-        from .temporal import RecursiveBlend, check_mode
+        from .temporal import RecurrentState, RecursiveBlend, check_mode
 
-        check_mode(a.temporal, den.name)
-        blend = RecursiveBlend()
+        check_mode(a.temporal, den.name, den.recurrent)
+        blend = RecursiveBlend() if a.temporal == "blend" else None
+        state = RecurrentState() if a.temporal == "model" else None
 
     from tqdm import tqdm
 
@@ -236,10 +238,15 @@ def cmd_denoise(a):
         t = time.perf_counter()
         # one noise level for the whole image, also when it is denoised in tiles
         sigma = a.sigma if a.sigma is not None else estimate_sigma(img[:, :, :3] if img.ndim == 3 else img)
-        if a.tile:
+        prev = state.previous(img, den.told(sigma)) if state is not None else None
+        if a.tile and prev is not None:
+            out = tiled(img, lambda tile, p, s=sigma: den.denoise(tile, s, p), a.tile[::-1], a.overlap, state=prev)
+        elif a.tile:
             out = tiled(img, lambda tile, s=sigma: den.denoise(tile, s), a.tile[::-1], a.overlap)
         else:
-            out = den.denoise(img, sigma)
+            out = den.denoise(img, sigma, prev)
+        if state is not None:
+            state.update(out)
         if blend is not None:
             out = blend(out, den.told(sigma))
         dt = time.perf_counter() - t
@@ -251,8 +258,9 @@ def cmd_denoise(a):
         else:
             bar.write(f"{f.name} -> {dest.name}: {level}", file=sys.stdout)
     if len(pairs) > 1:
-        how = (f", temporal blend, state reset {blend.resets} times (scene cuts or frame size changes)"
-               if blend is not None else "")
+        kept = blend if blend is not None else state
+        how = (f", temporal {a.temporal}, state reset {kept.resets} times (scene cuts or frame size changes)"
+               if kept is not None else "")
         print(f"{src}: {len(pairs)} images -> {pairs[0][1].parent}/ ({den.name}, {den.backend_name}{how})")
 
 

@@ -81,6 +81,7 @@ class Denoiser:
         self.backend = backends.create(self.backend_name, files, threads, device, precision, engine_path)
         self.multiple = self.backend.size_multiple
         self.channels = files.channels
+        self.recurrent = files.recurrent  # takes the previous denoised frame too (VideoDenoiser keeps it)
         self.max_pixels = MAX_PIXELS
         self.sigma_scale = check_sigma_scale(sigma_scale)
 
@@ -120,18 +121,32 @@ class Denoiser:
         """The level the model is told for noise level `sigma` (0-255): sigma x sigma_scale, at most 255."""
         return min(float(sigma) * self.sigma_scale, 255.0)
 
-    def denoise(self, frame: np.ndarray, sigma: float | None = None) -> np.ndarray:
-        """Denoise one frame (see the module docstring for what frames may be)."""
-        return self.denoise_timed(frame, sigma)[0]
+    def denoise(self, frame: np.ndarray, sigma: float | None = None, previous: np.ndarray | None = None) -> np.ndarray:
+        """Denoise one frame (see the module docstring for what frames may be). `previous`: for a
+        recurrent model only, the last denoised frame of the stream (the frame's shape and dtype);
+        None starts a scene (the model is given the frame itself)."""
+        return self.denoise_timed(frame, sigma, previous)[0]
 
-    def denoise_timed(self, frame: np.ndarray, sigma: float | None = None) -> tuple[np.ndarray, Timing]:
+    def denoise_timed(self, frame: np.ndarray, sigma: float | None = None,
+                      previous: np.ndarray | None = None) -> tuple[np.ndarray, Timing]:
         """`denoise`, and the seconds its stages took."""
         t0 = time.perf_counter()
-        out, (t1, t2) = self._denoise(frame, sigma)
+        out, (t1, t2) = self._denoise(frame, sigma, previous)
         t3 = time.perf_counter()
         return out, Timing(t1 - t0, t2 - t1, t3 - t2)
 
-    def _denoise(self, frame: np.ndarray, sigma: float | None) -> tuple[np.ndarray, tuple[float, float]]:
+    def _check_previous(self, frame: np.ndarray, previous: np.ndarray | None) -> None:
+        if previous is None:
+            return
+        if not self.recurrent:
+            raise DataError(f"model {self.name} denoises frame by frame: it takes no previous frame")
+        if not isinstance(previous, np.ndarray) or previous.shape != frame.shape or previous.dtype != frame.dtype:
+            what = f"{previous.shape} {previous.dtype}" if isinstance(previous, np.ndarray) else type(previous).__name__
+            raise DataError(f"the previous frame ({what}) does not match the frame ({frame.shape} {frame.dtype}): "
+                            f"a recurrent model's state is the last output of the same stream")
+
+    def _denoise(self, frame: np.ndarray, sigma: float | None,
+                 previous: np.ndarray | None = None) -> tuple[np.ndarray, tuple[float, float]]:
         """The output and when the backend call began and ended."""
         if not isinstance(frame, np.ndarray):
             raise DataError(f"frame must be a numpy array, not {type(frame).__name__}")
@@ -142,6 +157,7 @@ class Denoiser:
             raise DataError(f"frame {w}x{h} ({h * w / 1e6:.0f} MP) is larger than one call takes "
                             f"({self.max_pixels / 1e6:.1f} MP, about {self.max_pixels * 100 / 1e9:.1f} GB of memory): "
                             f"denoise it in tiles, e.g. --tile 1024x1024")
+        self._check_previous(frame, previous)
         dtype = frame.dtype
         if dtype == np.uint8:
             scale = 255.0
@@ -172,21 +188,13 @@ class Denoiser:
             sigma *= GRAY_SIGMA_GAIN
         if self.backend.frame_native:
             return self._run_frame_native(frame, img, alpha, sigma)
-        if self.channels == 3 and dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
-            import cv2
-
-            # one pass: BGR->RGB, HWC->CHW, uint8->float32 / 255 (numpy needs ~3x longer)
-            x = cv2.dnn.blobFromImage(img, scalefactor=1.0 / 255.0, swapRB=True)
-        else:
-            if self.channels == 3:
-                bgr = to_channels(img, 3)  # gray is replicated
-                x = bgr[:, :, ::-1].transpose(2, 0, 1)[None]  # (1,3,H,W) RGB
-            else:
-                # a grayscale model denoises every channel of a colour frame as its own image
-                planes = img if img.ndim == 3 else img[:, :, None]
-                x = planes.transpose(2, 0, 1)[:, None]  # (C,1,H,W)
-            x = x.astype(np.float32) * np.float32(1.0 / scale)
-        y, times = self._run(x, sigma)
+        x = self._to_input(img, scale)
+        p = None
+        if previous is not None:
+            p = self._to_input(previous[:, :, :3] if alpha is not None else previous, scale)
+        elif self.recurrent:
+            p = x  # a scene's first frame: the model is given the frame itself
+        y, times = self._run(x, sigma, p)
         if self.channels == 3:
             out = y[0].transpose(1, 2, 0)[:, :, ::-1]  # back to BGR HWC
             if gray_in:
@@ -203,6 +211,22 @@ class Denoiser:
         if alpha is not None:
             out = np.concatenate([out, alpha], axis=2)
         return np.ascontiguousarray(out), times
+
+    def _to_input(self, img: np.ndarray, scale: float) -> np.ndarray:
+        """A frame (without alpha) as the backend's float32 (N,C,H,W) input in [0,1]."""
+        if self.channels == 3 and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+            import cv2
+
+            # one pass: BGR->RGB, HWC->CHW, uint8->float32 / 255 (numpy needs ~3x longer)
+            return cv2.dnn.blobFromImage(img, scalefactor=1.0 / 255.0, swapRB=True)
+        if self.channels == 3:
+            bgr = to_channels(img, 3)  # gray is replicated
+            x = bgr[:, :, ::-1].transpose(2, 0, 1)[None]  # (1,3,H,W) RGB
+        else:
+            # a grayscale model denoises every channel of a colour frame as its own image
+            planes = img if img.ndim == 3 else img[:, :, None]
+            x = planes.transpose(2, 0, 1)[:, None]  # (C,1,H,W)
+        return x.astype(np.float32) * np.float32(1.0 / scale)
 
     def _run_frame_native(self, frame, img, alpha, sigma):
         """Backends that take uint8 BGR frames directly (the fused boundary kernels)."""
@@ -223,15 +247,21 @@ class Denoiser:
             out = np.concatenate([out, alpha], axis=2)
         return out, times
 
-    def _run(self, x: np.ndarray, sigma: float) -> tuple[np.ndarray, tuple[float, float]]:
+    def _run(self, x: np.ndarray, sigma: float,
+             previous: np.ndarray | None = None) -> tuple[np.ndarray, tuple[float, float]]:
         n, c, h, w = x.shape
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             mode = "reflect" if h > ph and w > pw else "edge"
-            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+            pad = ((0, 0), (0, 0), (0, ph), (0, pw))
+            x = np.pad(x, pad, mode=mode)
+            previous = None if previous is None else np.pad(previous, pad, mode=mode)
         s = np.full((n,), sigma / 255.0, np.float32)
         x = np.ascontiguousarray(x)
         t0 = time.perf_counter()
-        y = self.backend.infer(x, s)
+        if previous is None:
+            y = self.backend.infer(x, s)
+        else:
+            y = self.backend.infer(x, s, np.ascontiguousarray(previous))
         return y[:, :, :h, :w], (t0, time.perf_counter())

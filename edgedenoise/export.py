@@ -79,6 +79,13 @@ class _Exported(nn.Module):
         return self.net(noisy, sigma).clamp(0.0, 1.0)
 
 
+class _ExportedRecurrent(_Exported):
+    """A recurrent model: the third input `previous` (the last denoised frame, laid out as `noisy`)."""
+
+    def forward(self, noisy, sigma, previous):
+        return self.net(noisy, sigma, previous).clamp(0.0, 1.0)
+
+
 def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, frame_native: bool = False,
                 half_weights: bool = False) -> dict:
     """Export a model to ONNX, check it, and verify ONNX Runtime against PyTorch.
@@ -108,9 +115,13 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
     c = net.config.channels
     s = torch.full((1,), 25 / 255)
     tmp = out.with_suffix(".onnx.tmp")
+    recurrent = net.config.recurrent
     if frame_native:
         if c != 3:
             raise ModelError("--frame-native exports colour (3-channel) models only")
+        if recurrent:
+            raise ModelError("--frame-native does not take a recurrent model yet (its ingest kernel would need the "
+                             "previous frame): export it without --frame-native")
         frame = torch.randint(0, 256, (1, 3 * m + 3, 4 * m + 5, 3), dtype=torch.uint8)
         torch.onnx.export(
             _FrameNative(net).eval(), (frame, s), str(tmp), dynamo=False, opset_version=OPSET,
@@ -120,10 +131,14 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
         )
     else:
         x = torch.rand(1, c, 4 * m, 4 * m)
+        image = {0: "N", 2: "H", 3: "W"}
+        inputs, names, axes = (x, s), ["noisy", "sigma"], {"noisy": image, "sigma": {0: "N"}, "denoised": image}
+        if recurrent:
+            inputs, names = (x, s, torch.rand(1, c, 4 * m, 4 * m)), names + ["previous"]
+            axes = {**axes, "previous": image}
         torch.onnx.export(
-            _Exported(net).eval(), (x, s), str(tmp), dynamo=False, opset_version=OPSET,
-            input_names=["noisy", "sigma"], output_names=["denoised"],
-            dynamic_axes={"noisy": {0: "N", 2: "H", 3: "W"}, "sigma": {0: "N"}, "denoised": {0: "N", 2: "H", 3: "W"}},
+            (_ExportedRecurrent if recurrent else _Exported)(net).eval(), inputs, str(tmp), dynamo=False,
+            opset_version=OPSET, input_names=names, output_names=["denoised"], dynamic_axes=axes,
             do_constant_folding=True,
         )
     proto = onnx.load(str(tmp))
@@ -153,6 +168,7 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
         "edgedenoise_version": __version__,
         "sigma_units": "noise std in [0,1] units (sigma_255 / 255)",
         "variant": "frame-native" if frame_native else "float",
+        "recurrent": "true" if recurrent else "false",
         "weights_storage": "float16" if half_weights else "float32",
     }
     del proto.metadata_props[:]
@@ -193,9 +209,14 @@ def verify_onnx(net, path: Path, sizes=VERIFY_SIZES, tol: float = 1e-4) -> float
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
         x, _, _ = pad_to_multiple(x, net.config.size_multiple)
         s = torch.full((n,), 25 / 255.0)
-        got = sess.run(["denoised"], {"noisy": x.numpy(), "sigma": s.numpy()})[0]
+        feed = {"noisy": x.numpy(), "sigma": s.numpy()}
+        prev = None
+        if net.config.recurrent:  # a previous frame unlike the current one: the state must reach the net
+            prev = torch.flip(x, dims=[3]).contiguous()
+            feed["previous"] = prev.numpy()
+        got = sess.run(["denoised"], feed)[0]
         with torch.no_grad():
-            ref = net(x, s).clamp(0, 1).numpy()
+            ref = net(x, s, prev).clamp(0, 1).numpy()
         worst = max(worst, float(np.abs(got - ref).max()))
     if worst > tol:
         raise ModelError(f"ONNX export of {path} differs from PyTorch by {worst:.2e} (> {tol:g})")

@@ -66,8 +66,10 @@ class DenoiseUNet(nn.Module):
         self.config = config
         c, w, d = config.channels, config.widths, config.depths
         r, b = config.unshuffle, config.bias
-        # bias=False also drops the noise-level map: a constant input channel is a bias in disguise
-        self.head = nn.Sequential(conv3x3(c * r * r + int(b), w[0], b), nn.ReLU(inplace=True))
+        # bias=False also drops the noise-level map: a constant input channel is a bias in disguise;
+        # a recurrent model also takes the previous denoised frame, unshuffled like the frame
+        cin = c * r * r + int(b) + (c * r * r if config.recurrent else 0)
+        self.head = nn.Sequential(conv3x3(cin, w[0], b), nn.ReLU(inplace=True))
         self.enc = nn.ModuleList([Level(w[0], w[0], max(d[0] - 1, 0), b)])
         self.down = nn.ModuleList()
         for i in range(1, len(w)):
@@ -86,22 +88,31 @@ class DenoiseUNet(nn.Module):
     def size_multiple(self) -> int:
         return self.config.size_multiple
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
         """x: (N,C,H,W) float in [0,1], H and W multiples of `size_multiple`.
         sigma: noise std in [0,1] units, shape (N,), (N,1,1,1) or a per-pixel map (N,1,H,W);
         a bias-free model (config.bias False) is blind and ignores it.
+        previous: a recurrent model's last denoised frame, laid out as x (None: x itself, as for
+        the first frame of a scene, ARCHITECTURE.md); a framewise model takes none.
         Returns the denoised (N,C,H,W), not clamped."""
         r = self.config.unshuffle
         h = F.pixel_unshuffle(x, r)
+        parts = [h]
+        if self.config.bias:
+            n, _, hh, ww = h.shape
+            sigma = sigma.to(h.dtype)
+            if sigma.dim() == 4 and sigma.shape[-1] != 1:
+                smap = F.avg_pool2d(sigma, r)
+            else:
+                smap = sigma.reshape(n, 1, 1, 1).expand(n, 1, hh, ww)
+            parts.append(smap * SIGMA_MAP_SCALE)
+        if self.config.recurrent:
+            parts.append(F.pixel_unshuffle(x if previous is None else previous.to(h.dtype), r))
+        elif previous is not None:
+            raise ValueError(f"model {self.config.name} is not recurrent: it takes no previous frame")
+        h = self.head(torch.cat(parts, dim=1) if len(parts) > 1 else h)
         if not self.config.bias:
-            return x - F.pixel_shuffle(self.tail(self.body(self.head(h))), r)
-        n, _, hh, ww = h.shape
-        sigma = sigma.to(h.dtype)
-        if sigma.dim() == 4 and sigma.shape[-1] != 1:
-            smap = F.avg_pool2d(sigma, r)
-        else:
-            smap = sigma.reshape(n, 1, 1, 1).expand(n, 1, hh, ww)
-        h = self.head(torch.cat([h, smap * SIGMA_MAP_SCALE], dim=1))
+            return x - F.pixel_shuffle(self.tail(self.body(h)), r)
         noise = F.pixel_shuffle(self.tail(self.body(h)), r)
         return x - noise
 
@@ -134,6 +145,10 @@ class ModelConfig:
     # skips=False: the encoder-decoder without its skip connections (a pure bottleneck autoencoder).
     bias: bool = True
     skips: bool = True
+    # recurrent=True: a video model that also takes the previous denoised frame (`previous`,
+    #   ARCHITECTURE.md's recurrent contract); written to JSON only when on. `make_recurrent` turns
+    #   a framewise model into one that computes the same until it is trained.
+    recurrent: bool = False
 
     def __post_init__(self):
         self.widths = tuple(int(v) for v in self.widths)
@@ -155,12 +170,14 @@ class ModelConfig:
         for k in ("bias", "skips"):
             if d[k]:
                 del d[k]
+        if not d["recurrent"]:
+            del d["recurrent"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra", "bias", "skips")
-                 if k in d}
+        known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra", "bias", "skips",
+                                   "recurrent") if k in d}
         return cls(**known)
 
 
@@ -186,6 +203,25 @@ def build_model(size_or_config: str | ModelConfig | dict, channels: int | None =
     if channels is not None:
         cfg.channels = channels
     return DenoiseUNet(cfg)
+
+
+@torch.no_grad()
+def make_recurrent(src: DenoiseUNet) -> DenoiseUNet:
+    """The recurrent variant of a framewise model: the same weights, and head weights of zero for
+    the added `previous` channels, so that it computes exactly what `src` computes until it is
+    trained (issue "Learned temporal denoising": training then learns only the fusion)."""
+    if src.config.recurrent:
+        raise ValueError(f"model {src.config.name} is recurrent already")
+    cfg = ModelConfig.from_dict({**src.config.to_dict(), "recurrent": True})
+    dst = DenoiseUNet(cfg)
+    theirs = src.state_dict()
+    for name, t in dst.state_dict().items():
+        if name == "head.0.weight":
+            t.zero_()
+            t[:, :theirs[name].shape[1]] = theirs[name]
+        else:
+            t.copy_(theirs[name])
+    return dst
 
 
 @torch.no_grad()

@@ -49,6 +49,11 @@ class ModelFiles:
     def channels(self) -> int:
         return int(self.config.get("channels", 3))
 
+    @property
+    def recurrent(self) -> bool:
+        """A video model that also takes the previous denoised frame (ONNX input `previous`)."""
+        return self.config.get("recurrent") is True
+
 
 def shipped_models() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.json"))
@@ -129,6 +134,8 @@ def check_config(config, where: Path) -> None:
         raise bad(f"'name' must be a string, not {config.get('name')!r}")
     if not isinstance(config.get("extra", {}), dict):
         raise bad("'extra' must be a JSON object")
+    if not isinstance(config.get("recurrent", False), bool):
+        raise bad(f"'recurrent' must be true or false, not {config.get('recurrent')!r}")
 
 
 def onnx_config(path: Path) -> dict:

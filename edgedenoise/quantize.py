@@ -137,6 +137,9 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
         raise ModelError(f"model {model} has no .onnx export: run `edgedenoise export --model {model} --out X.onnx`")
     if files.channels != 3:
         raise ModelError("quantize calibrates colour models only (this model has 1 channel)")
+    if files.recurrent:
+        raise ModelError(f"quantize does not calibrate a recurrent model yet ({files.name} takes a previous frame): "
+                         f"run it at fp32")
     default = (int8_path if target == "onnxruntime" else trt_int8_path)(files.onnx)
     if out:
         out = Path(out)

@@ -51,15 +51,58 @@ from .estimate import estimate_sigma
 MODES = ("off", "blend", "model")
 
 
-def check_mode(mode: str, model_name: str) -> str:
-    """The temporal mode a model can run: `model` needs a recurrent model, and none has a `previous`
-    input yet (ARCHITECTURE.md's recurrent contract), so it is refused in one line."""
+def check_mode(mode: str, model_name: str, recurrent: bool = False) -> str:
+    """The temporal mode a model can run: `model` needs a recurrent model (ARCHITECTURE.md's
+    recurrent contract: an input `previous`), refused in one line for any other."""
     if mode not in MODES:
         raise DataError(f"temporal mode {mode!r}: choose {', '.join(MODES)}")
-    if mode == "model":
-        raise ModelError(f"--temporal model needs a recurrent model (an ONNX input 'previous'); {model_name} "
-                         f"denoises frame by frame: use --temporal blend")
+    if mode == "model" and not recurrent:
+        raise ModelError(f"--temporal model needs a recurrent model (an ONNX input 'previous'; none is shipped "
+                         f"yet); {model_name} denoises frame by frame: use --temporal blend")
     return mode
+
+
+class RecurrentState:
+    """The state a recurrent model carries through a stream: its last output, full frame.
+
+    `previous(frame, sigma)` is what to give the model with `frame`: the last output, or None (the
+    model then starts a scene from the frame itself) on the first frame, after `reset()`, when the
+    frame's shape or dtype changed, and at a scene cut: the frame's 8x8 block means (gray) differ
+    from the last output's by more than max(10, 0.4 sigma) on average, far more than the noise
+    moves them. `update(out)` keeps the new output. `resets` counts the states dropped."""
+
+    def __init__(self):
+        self.resets = 0
+        self._prev: np.ndarray | None = None
+
+    def reset(self) -> None:
+        if self._prev is not None:
+            self.resets += 1
+        self._prev = None
+
+    def previous(self, frame: np.ndarray, sigma: float) -> np.ndarray | None:
+        p = self._prev
+        if p is None:
+            return None
+        if p.shape != frame.shape or p.dtype != frame.dtype or _scene_cut(frame, p, sigma):
+            self.reset()
+            return None
+        return p
+
+    def update(self, out: np.ndarray) -> None:
+        self._prev = out
+
+
+def _scene_cut(frame: np.ndarray, prev: np.ndarray, sigma: float) -> bool:
+    scale = {np.dtype(np.uint16): 1 / 257.0, np.dtype(np.float32): 255.0}.get(frame.dtype, 1.0)
+
+    def blocks(img):
+        g = img[:, :, :3].astype(np.float32) if img.ndim == 3 else img.astype(np.float32)
+        g = g.mean(axis=2) if g.ndim == 3 else g
+        h, w = g.shape
+        return cv2.resize(g, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA) * np.float32(scale)
+
+    return float(np.abs(blocks(frame) - blocks(prev)).mean()) > max(10.0, 0.4 * float(sigma))
 
 
 class RecursiveBlend:
@@ -257,19 +300,23 @@ class VideoDenoiser:
 
     Frames are what `Denoiser` takes (any size, gray/BGR/BGRA, uint8/uint16/float32). The state is
     dropped on the first frame, a change of frame size or type, a detected scene cut, and `reset()`;
-    `resets` counts the drops. `temporal`: `blend` (RecursiveBlend on the model's outputs), `off`
-    (framewise, as `Denoiser`), or `model` (a recurrent model: none is shipped yet, refused).
+    `resets` counts the drops. `temporal`: `blend` (RecursiveBlend on the model's outputs), `model`
+    (a recurrent model given its last output: RecurrentState; none is shipped yet), `off`
+    (framewise, as `Denoiser`), or `auto`: `model` for a recurrent model, else `blend`.
     Not for several threads at once: the state belongs to one stream."""
 
-    def __init__(self, denoiser: Denoiser, temporal: str = "blend", blend: RecursiveBlend | None = None):
+    def __init__(self, denoiser: Denoiser, temporal: str = "auto", blend: RecursiveBlend | None = None):
         self.den = denoiser
-        self.mode = check_mode(temporal, denoiser.name)
+        if temporal == "auto":
+            temporal = "model" if denoiser.recurrent else "blend"
+        self.mode = check_mode(temporal, denoiser.name, denoiser.recurrent)
         self.blend = (blend or RecursiveBlend()) if self.mode == "blend" else None
+        self.state = RecurrentState() if self.mode == "model" else None
 
     @classmethod
     def load(cls, model: str = "default", backend: str = "auto", threads: int | None = None,
              device: str | None = None, precision: str = "fp32", sigma_scale: float = 1.0,
-             temporal: str = "blend") -> VideoDenoiser:
+             temporal: str = "auto") -> VideoDenoiser:
         """As `Denoiser.load`, plus the temporal mode."""
         den = Denoiser.load(model, backend, threads, device, precision, sigma_scale)
         try:
@@ -296,7 +343,7 @@ class VideoDenoiser:
 
     @property
     def resets(self) -> int:
-        return self.blend.resets if self.blend is not None else 0
+        return self.blend.resets if self.blend is not None else self.state.resets if self.state is not None else 0
 
     def told(self, sigma: float) -> float:
         return self.den.told(sigma)
@@ -305,6 +352,8 @@ class VideoDenoiser:
         """Forget the past: the next frame is denoised as the first of a new video."""
         if self.blend is not None:
             self.blend.reset()
+        if self.state is not None:
+            self.state.reset()
 
     def close(self) -> None:
         self.den.close()
@@ -317,6 +366,11 @@ class VideoDenoiser:
         """`denoise` and the seconds of its stages; the blend counts as post-processing."""
         if sigma is None and isinstance(frame, np.ndarray) and frame.ndim in (2, 3) and frame.size:
             sigma = estimate_sigma(frame[:, :, :3] if frame.ndim == 3 else frame)
+        if self.state is not None:
+            prev = self.state.previous(frame, self.den.told(sigma)) if isinstance(frame, np.ndarray) else None
+            out, timing = self.den.denoise_timed(frame, sigma, prev)
+            self.state.update(out)
+            return out, timing
         out, timing = self.den.denoise_timed(frame, sigma)
         if self.blend is None:
             return out, timing

@@ -43,6 +43,7 @@ from ..modelfile import ModelFiles
 
 NAMES = ["onnxruntime", "torch", "triton", "tensorrt"]
 CHOICES = ["auto", *NAMES]  # what the CLI's --backend takes
+RECURRENT = ("onnxruntime", "torch")  # the backends that carry a recurrent model's `previous` input
 
 
 class Backend:
@@ -53,7 +54,9 @@ class Backend:
     precision = "fp32"
     size_multiple = 1
 
-    def infer(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    def infer(self, x: np.ndarray, sigma: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """x (N,C,H,W) float32 in [0,1], sigma (N,) in [0,1] units; `previous` (laid out as x) only
+        for a recurrent model, which every backend that runs one requires."""
         raise ModelError(f"the {self.name} backend takes uint8 BGR frames: call infer_frames")
 
     def infer_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
@@ -85,6 +88,9 @@ def pick(backend: str, files: ModelFiles, precision: str = "fp32") -> str:
 def create(name: str, files: ModelFiles, threads: int | None = None, device: str | None = None,
            precision: str = "fp32", engine_path: Path | None = None) -> Backend:
     """The backend `name` (not `auto`: see `pick`) for a model's files, its `size_multiple` the model's."""
+    if files.recurrent and name not in RECURRENT:
+        raise ModelError(f"the {name} backend cannot run a recurrent model ({files.name} takes a previous frame) "
+                         f"yet: use {' or '.join(RECURRENT)}")
     backend = _create(name, files, threads, device, precision, engine_path)
     backend.size_multiple = files.size_multiple
     return backend

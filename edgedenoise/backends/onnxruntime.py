@@ -44,7 +44,20 @@ class OnnxRuntimeBackend(Backend):
             msg = str(e).splitlines()[0][:200]
             raise ModelError(f"cannot load ONNX model {path}: {msg} (corrupt or truncated? re-export it)") from None
 
-    def infer(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        return self.session.run(["denoised"], {"noisy": x, "sigma": sigma})[0]
+        inputs = {i.name for i in self.session.get_inputs()}
+        want = {"noisy", "sigma", "previous"} if files.recurrent else {"noisy", "sigma"}
+        if inputs != want:
+            kind = "a recurrent" if files.recurrent else "an"
+            raise ModelError(f"ONNX model {path} has inputs {', '.join(sorted(inputs))}; {kind} edgedenoise model "
+                             f"has {', '.join(sorted(want))}")
+        self.recurrent = files.recurrent
+
+    def infer(self, x: np.ndarray, sigma: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        feed = {"noisy": x, "sigma": sigma}
+        if self.recurrent:
+            feed["previous"] = x if previous is None else previous
+        elif previous is not None:
+            raise ModelError("this model is not recurrent: it takes no previous frame")
+        return self.session.run(["denoised"], feed)[0]
 
 

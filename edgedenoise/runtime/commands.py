@@ -97,8 +97,9 @@ def add_run(sub):
     p.add_argument("--temporal", choices=["auto", "off", "blend", "model"], default="auto",
                    help="use the previous frames too: blend (a motion-adaptive recursive filter on the model's "
                         "outputs; where the scene holds still it averages over up to 8 frames), model (a recurrent "
-                        "model; none is shipped yet), off (each frame alone); auto (default): blend for video "
-                        "files, cameras, streams and the demo, off for images")
+                        "model given its last output; none is shipped yet), off (each frame alone); auto "
+                        "(default): for video files, cameras, streams and the demo model if the model is "
+                        "recurrent, else blend; off for images")
     p.add_argument("--reconnect", type=int, default=10, help="tries to reopen a dropped camera or stream (default 10)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=cmd_run)
@@ -195,7 +196,9 @@ def cmd_run(a):
         temporal = temporal_mode(a.temporal, source)
         den, why = choose(a.model, a.precision, a.backend, a.threads, mode, source.frame_size(), source.fps,
                           temporal=temporal)
-        check_mode(temporal, den.name)
+        if a.temporal == "auto" and temporal == "blend" and den.recurrent:
+            temporal = "model"  # the best available: the model's own use of the frames before
+        check_mode(temporal, den.name, den.recurrent)
         den.sigma_scale = a.sigma_scale
         sigma_desc = "auto (estimated, smoothed)" if a.sigma is None else f"{a.sigma:g}"
         if a.sigma_scale != 1.0:

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import DataError, EdgeDenoiseError
 from ..estimate import estimate_sigma
 from ..frames import psnr_u8
-from ..temporal import RecursiveBlend
+from ..temporal import RecurrentState, RecursiveBlend
 from .sinks import Result, Sink
 from .sources import Source
 from .stats import RunStats
@@ -198,8 +198,9 @@ class Pipeline:
     `denoiser` is anything with `denoise(frame, sigma) -> frame` (a `Denoiser`).
     `tile` = (height, width) caps the size given to the denoiser (an engine's profile);
     larger frames are tiled with `overlap` and blended.
-    `temporal`: `off` (each frame alone) or `blend` (temporal.RecursiveBlend on the denoised frames,
-    one full-frame state also when tiled; dropped at a cut, a size change and a reconnect).
+    `temporal`: `off` (each frame alone), `blend` (temporal.RecursiveBlend on the denoised frames)
+    or `model` (a recurrent model given its last output, temporal.RecurrentState); one full-frame
+    state also when tiled (sliced per tile), dropped at a cut, a size change and a reconnect.
     """
 
     def __init__(self, source: Source, sink: Sink, denoiser, mode: str = "offline", sigma: float | None = None,
@@ -208,9 +209,13 @@ class Pipeline:
                  temporal: str = "off"):
         if mode not in ("realtime", "offline"):
             raise DataError(f"mode must be realtime or offline, not {mode!r}")
-        if temporal not in ("off", "blend"):
-            raise DataError(f"the pipeline's temporal mode is off or blend, not {temporal!r}")
+        if temporal not in ("off", "blend", "model"):
+            raise DataError(f"the pipeline's temporal mode is off, blend or model, not {temporal!r}")
+        if temporal == "model" and not getattr(denoiser, "recurrent", False):
+            raise DataError(f"--temporal model needs a recurrent model; {getattr(denoiser, 'name', 'this one')} "
+                            f"denoises frame by frame")
         self.blend = RecursiveBlend() if temporal == "blend" else None
+        self.state = RecurrentState() if temporal == "model" else None
         self.source, self.sink, self.den = source, sink, denoiser
         self.mode, self.max_frames, self.tile, self.overlap = mode, max_frames, tile, overlap
         self.reconnect, self.show_status = reconnect, status
@@ -328,17 +333,25 @@ class Pipeline:
                     st.event(f"frame {index}: resolution changed to {w}x{h}")
                     self.sigma.reset()  # a new scene or camera mode: start the average again
                 sigma = self.sigma(img)
+                prev = self._previous(img, sigma, index, fresh) if self.state is not None else None
                 t1 = time.perf_counter()
                 timed = getattr(den, "denoise_timed", None)
                 if self.tile:  # tiles of the frame's own dtype; float sums for one strip of tiles only
-                    out = tiled(img, lambda t: den.denoise(t, sigma), self.tile, self.overlap)
+                    if prev is None:
+                        out = tiled(img, lambda t: den.denoise(t, sigma), self.tile, self.overlap)
+                    else:  # the full-frame state, sliced with each tile
+                        out = tiled(img, lambda t, p: den.denoise(t, sigma, p), self.tile, self.overlap, state=prev)
                     pre, net = 0.0, time.perf_counter() - t1
+                elif self.state is not None:
+                    out, (pre, net, _) = den.denoise_timed(img, sigma, prev)
                 elif timed is not None:  # the Denoiser takes the frame as it is: uint8 stays uint8 to the backend
                     out, (pre, net, _) = timed(img, sigma)
                 else:  # any object with denoise(frame, sigma)
                     out = den.denoise(img, sigma)
                     pre, net = 0.0, time.perf_counter() - t1
                 t3 = time.perf_counter()
+                if self.state is not None:
+                    self.state.update(out)
                 if self.blend is not None:
                     out = self._blend(out, sigma, index, fresh)
                 t4 = time.perf_counter()
@@ -374,6 +387,18 @@ class Pipeline:
         out = blend(out, told(sigma) if told is not None else sigma)
         st.count("temporal_resets", blend.resets - before)
         return out
+
+    def _previous(self, img: np.ndarray, sigma: float, index: int, fresh: bool) -> np.ndarray | None:
+        """A recurrent model's state for this frame (None: it starts a scene), resets counted."""
+        state, st = self.state, self.stats
+        before = state.resets
+        if fresh:
+            state.reset()
+            st.event(f"frame {index}: temporal state dropped after a reconnect")
+        told = getattr(self.den, "told", None)
+        prev = state.previous(img, told(sigma) if told is not None else sigma)
+        st.count("temporal_resets", state.resets - before)
+        return prev
 
     def _output(self) -> None:
         st, sink = self.stats, self.sink

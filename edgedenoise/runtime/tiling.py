@@ -35,9 +35,12 @@ def _ramp(n: int, overlap_lo: int, overlap_hi: int) -> np.ndarray:
     return w
 
 
-def tiled(frame: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], tile: tuple[int, int],
-          overlap: int = 32) -> np.ndarray:
+def tiled(frame: np.ndarray, fn: Callable[..., np.ndarray], tile: tuple[int, int],
+          overlap: int = 32, state: np.ndarray | None = None) -> np.ndarray:
     """Apply `fn` (frame -> frame of the same shape and dtype) tile by tile and blend.
+
+    `state`: a full-frame array (a recurrent model's last output) sliced with the frame: `fn` is
+    then called as fn(tile, state_tile), so the stream keeps one full-frame state across tiles.
 
     `frame` is HxW or HxWxC of any dtype; `fn` gets tiles of that dtype (a uint8 frame gives
     uint8 tiles, which frame-native backends need); the result has the frame's shape and dtype.
@@ -50,7 +53,7 @@ def tiled(frame: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], tile: tuple
     h, w = frame.shape[:2]
     th, tw = min(tile[0], h), min(tile[1], w)
     if th == h and tw == w:
-        return fn(frame)
+        return fn(frame) if state is None else fn(frame, state)
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     out = np.empty_like(frame)
     extra = frame.shape[2:]
@@ -66,7 +69,8 @@ def tiled(frame: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], tile: tuple
             left = xs[j - 1] + tw - x if j > 0 else 0
             right = x + tw - xs[j + 1] if j + 1 < len(xs) else 0
             wgt = wy[:, None] * _ramp(tw, left, right)[None, :]
-            res = fn(np.ascontiguousarray(frame[y:y + th, x:x + tw]))
+            part_in = np.ascontiguousarray(frame[y:y + th, x:x + tw])
+            res = fn(part_in) if state is None else fn(part_in, np.ascontiguousarray(state[y:y + th, x:x + tw]))
             if res.shape != (th, tw) + extra:
                 raise ValueError(f"tile function returned shape {res.shape} for a tile of {(th, tw) + extra}")
             acc[:, x:x + tw] += np.multiply(res, wgt[:, :, None] if extra else wgt, dtype=np.float32)
