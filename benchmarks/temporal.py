@@ -3,6 +3,7 @@
 (`run --temporal blend`), beside OpenCV NLM and its multi-frame variant, on clips with known motion.
 
     python benchmarks/temporal.py               # ~12 min on two cores
+    python benchmarks/temporal.py --report-only # re-write the Markdown from the JSON
 
 Clips (BENCHMARK_PROTOCOL.md, "Video"; sigma 25, camera protocol, independent noise per frame):
 
@@ -187,8 +188,21 @@ def blend_cost() -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("EDGEDENOISE_DATA", str(ROOT.parent / "shared" / "data")))
+    ap.add_argument("--report-only", action="store_true",
+                    help="re-write results/temporal_cpu.md from results/temporal_cpu.json (no measuring)")
     a = ap.parse_args()
     data = Path(a.data)
+    if a.report_only:
+        import json
+
+        doc = json.loads((RESULTS / "temporal_cpu.json").read_text())
+        ff = doc["stamp"].get("ffmpeg")
+        pictures = [RESULTS / "temporal_cut.png", RESULTS / "temporal_frames.png"]
+        md = report(doc["results"], doc["cost_640x480"], doc["stamp"]["nlm_h"], ff if isinstance(ff, dict) else None,
+                    pictures)
+        write("temporal_cpu", doc, md)
+        print(md)
+        return 0
 
     from tqdm import tqdm
 
@@ -268,7 +282,7 @@ def report(results, cost, h_nlm, ffmpeg, pictures) -> str:
               ("bigbuckbunny.mp4 (40 frames)", lambda r: r["clip"] == "bigbuckbunny.mp4"),
               ("bikes|bigbuckbunny splice", lambda r: r["clip"] == "bikes|bigbuckbunny splice")]
     methods = list(results[0]["methods"])
-    lines = ["## PSNR dB (all frames / frames 5..), tPSNR dB", "",
+    lines = ["## PSNR dB (all frames / frames 5..), SSIM, tPSNR dB", "",
              "| method | " + " | ".join(g for g, _ in groups) + " |", "|---|" + "---|" * len(groups)]
     for m in methods:
         cells = []
@@ -278,7 +292,7 @@ def report(results, cost, h_nlm, ffmpeg, pictures) -> str:
                 cells.append("–")
                 continue
             cells.append(f"{_mean(rows, m, 'psnr'):.2f} / {_mean(rows, m, 'psnr', 5):.2f}, "
-                         f"t {_mean(rows, m, 'tpsnr'):.1f}")
+                         f"{_mean(rows, m, 'ssim'):.3f}, t {_mean(rows, m, 'tpsnr'):.1f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "## Blend gain over the same model frame by frame, dB (mean; worst clip)", "",
               "| model | " + " | ".join(g for g, _ in groups) + " |", "|---|" + "---|" * len(groups)]
@@ -306,7 +320,8 @@ def report(results, cost, h_nlm, ffmpeg, pictures) -> str:
                    "template 7, search 21; NLM multi has two frames of look-ahead (not causal), not run on "
                    "bigbuckbunny.mp4 (seconds per frame). "
                    + ("" if ffmpeg else "ffmpeg's hqdn3d and fftdnoiz not run: no ffmpeg on this machine. ")
-                   + "tPSNR: the PSNR of the frame-to-frame change against the clean clip's (higher: less flicker). "
+                   + "SSIM: mean over all frames. tPSNR: the PSNR of the frame-to-frame change against the clean "
+                   "clip's (higher: less flicker). "
                    "Synthetic clips: edgedenoise.clips (tools/make_clips.py writes them)."), ""]
     lines += [f"![{p.stem}]({p.name})" for p in pictures]
     return "\n".join(lines)
