@@ -168,7 +168,7 @@ def cmd_denoise(a):
     from .evaluate import comparison, psnr_u8
     from .frames import IMAGE_EXTS, read_frame, write_image
     from .noise import protocol_noisy
-    from .outputs import guard
+    from .outputs import guard, output_names
     from .runtime.commands import check_tile
     from .runtime.tiling import tiled
 
@@ -212,8 +212,8 @@ def cmd_denoise(a):
         if out_dir.suffix.lower() in IMAGE_EXTS and not out_dir.is_dir():
             raise DataError(f"the input {src} is a folder, so the output must be a folder too, not {out_dir}")
         guard(out_dir, [src, *files], folder=True)
-        stems = [f.stem for f in files]  # a.jpg and a.png both in the folder: keep both names whole
-        pairs = [(f, out_dir / ((f.stem if stems.count(f.stem) == 1 else f.name) + ".png")) for f in files]
+        # a.jpg and a.png both in the folder: keep both names whole; never two inputs on one output
+        pairs = [(f, out_dir / n) for f, n in zip(files, output_names(files))]
     else:
         dest = Path(a.output or f"{src.stem}_denoised.png")
         if dest.is_dir():

@@ -4,7 +4,10 @@ Every command that writes a file or folder calls `guard(output, inputs)` before 
 anything for writing, so that:
 
 - an output that is one of the command's inputs (the same file, by any path or link), or a
-  folder sink that is the source folder, is refused and nothing is touched;
+  folder that holds an input file (a folder sink where a glob's frames are: `--source
+  'fr[a]mes/*.png' --sink frames`), is refused and nothing is touched;
+- a folder output that already holds images (an earlier run's frames) is refused, so a new
+  run's frames never mix with an older run's (`refuse_used_folder`);
 - an output that cannot be written is refused with the real cause (the folder does not exist
   and cannot be made, permission denied, read-only file system, it is a folder, ...), not
   with whatever the writing library says later;
@@ -35,12 +38,33 @@ def same_path(a: str | Path, b: str | Path) -> bool:
 
 
 def refuse_inputs(output: str | Path, inputs, what: str = "output") -> None:
-    """DataError when `output` is one of `inputs` (files or folders)."""
+    """DataError when `output` is one of `inputs` (files or folders), or the folder an input file is in."""
+    inputs = [inp for inp in inputs if inp is not None]
     for inp in inputs:
-        if inp is not None and same_path(output, inp):
+        if same_path(output, inp):
             kind = "folder" if Path(inp).is_dir() else "file"
             raise DataError(f"{what} {output} is the input {kind} {inp}: writing it would destroy the input; "
                             f"choose another {what} (nothing was written)")
+    for inp in inputs:
+        if not Path(inp).is_dir() and Path(output).is_dir() and same_path(output, Path(inp).parent):
+            raise DataError(f"{what} {output} is the folder of the input {inp}: its files would be overwritten "
+                            f"or read again; choose another {what} (nothing was written)")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".exr")
+
+
+def refuse_used_folder(folder: str | Path, what: str = "output") -> None:
+    """DataError when `folder` already holds images: a new run's frames must not mix with an older
+    run's (some of which the new run would overwrite and some not)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    old = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    if old:
+        first = old[0] + (", ..." if len(old) > 1 else "")
+        raise DataError(f"{what} folder {folder} already holds {len(old)} image(s) ({first}): choose a new folder, "
+                        f"or empty this one first (nothing was written)")
 
 
 def check_writable(path: str | Path, folder: bool = False, what: str = "output") -> None:
@@ -73,6 +97,28 @@ def check_writable(path: str | Path, folder: bool = False, what: str = "output")
         raise DataError(f"cannot write the {what} {path}: {e.strerror or e} ({d})") from None
     if not folder and path.exists() and not os.access(path, os.W_OK):
         raise DataError(f"cannot write the {what} {path}: {os.strerror(errno.EACCES)}")
+
+
+def output_names(files: list[Path], suffix: str = ".png") -> list[str]:
+    """One output name per input file of a folder, all different: `<stem><suffix>`, or `<name><suffix>`
+    where stems (or a stem and a whole name) would clash (`a.jpg`, `a.png` and `a.jpg.png` give
+    `a.jpg.png`, `a.png.png` and `a.jpg.png.png`). DataError if no injective naming is found."""
+    names = [f.stem + suffix for f in files]
+    full = [False] * len(files)
+    while True:
+        seen: dict[str, list[int]] = {}
+        for i, n in enumerate(names):
+            seen.setdefault(n, []).append(i)
+        clashes = [i for ids in seen.values() if len(ids) > 1 for i in ids]
+        if not clashes:
+            return names
+        changed = False
+        for i in clashes:
+            if not full[i]:
+                names[i], full[i], changed = files[i].name + suffix, True, True
+        if not changed:
+            raise DataError(f"cannot give every input its own output name ({names[clashes[0]]} twice): "
+                            f"rename the inputs")
 
 
 def guard(output: str | Path, inputs=(), folder: bool = False, what: str = "output") -> Path:

@@ -273,3 +273,36 @@ def test_a_huge_frame_without_tiles_is_refused_with_the_tile_hint(tmp_path):
     one_line_error(cli("denoise", big, tmp_path / "o.png", "--sigma", "10", "--model", "tiny", cwd=tmp_path),
                    "--tile")
     assert not (tmp_path / "o.png").exists()
+
+
+def test_a_folder_sink_where_a_globs_frames_are_is_refused(tmp_path, images):
+    before = digest(images)
+    # the glob's folder part has wildcards: the folder is only found by expanding it
+    p = cli("run", "--source", "imag[e]s/*.png", "--sink", "images", "--model", "tiny", "--quiet", cwd=tmp_path)
+    one_line_error(p, "is the folder of the input")
+    assert digest(images) == before and len(list(images.iterdir())) == 5
+
+
+def test_a_folder_sink_holding_an_earlier_runs_frames_is_refused(tmp_path, images):
+    out = tmp_path / "out"
+    p = cli("run", "--source", images, "--sink", out, "--model", "tiny", "--quiet", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    first = digest(out)
+    assert len(first) == 5
+    p = cli("run", "--source", images, "--sink", out, "--model", "tiny", "--quiet", cwd=tmp_path)
+    one_line_error(p, "already holds 5 image(s)")
+    assert digest(out) == first  # the earlier run's frames are untouched, no new ones among them
+
+
+def test_denoise_never_maps_two_inputs_to_one_output(tmp_path, images):
+    src = tmp_path / "mixed"
+    src.mkdir()
+    names = ["a.jpg", "a.jpg.png", "a.png"]
+    for i, n in enumerate(names):
+        cv2.imwrite(str(src / n), cv2.imread(str(images / f"{i:02d}.png")))
+    before = digest(src)
+    p = cli("denoise", src, tmp_path / "den", "--model", "tiny", "--sigma", "10", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    outs = sorted(f.name for f in (tmp_path / "den").iterdir())
+    assert outs == ["a.jpg.png", "a.jpg.png.png", "a.png.png"]  # three inputs, three outputs
+    assert digest(src) == before

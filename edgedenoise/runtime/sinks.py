@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..frames import draw_label, to_bgr8
-from ..outputs import check_writable
+from ..outputs import check_writable, refuse_used_folder
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 GRAMMAR = "display, null, a folder, a .mp4/.avi/.mkv file, or http://127.0.0.1:PORT"
@@ -110,6 +110,7 @@ class FolderSink(Sink):
 
     def open(self, stats=None) -> None:
         super().open(stats)
+        refuse_used_folder(self.path, what="sink")
         check_writable(self.path, folder=True, what="sink")
 
     def write(self, res: Result) -> None:
