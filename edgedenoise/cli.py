@@ -14,7 +14,20 @@ from .errors import EdgeDenoiseError
 
 
 def _floats(s: str) -> list[float]:
-    return [float(v) for v in s.replace(",", " ").split()]
+    try:
+        return [float(v) for v in s.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {s!r}") from None
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {s!r}")
+    return v
 
 
 # ---------------------------------------------------------------- train
@@ -50,13 +63,16 @@ def add_train(sub):
 def cmd_train(a):
     from dataclasses import fields
 
+    from .errors import DataError
     from .train import train
     from .trainconfig import TrainConfig
 
     kw = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
+    if len(a.sigma_range) != 2:
+        raise DataError(f"--sigma-range takes two numbers LO,HI (e.g. 0,75), not {len(a.sigma_range)}")
     lo, hi = a.sigma_range
     kw.update(channels=1 if a.gray else 3, sigma_min=lo, sigma_max=hi)
-    res = train(TrainConfig(**kw), progress=not a.quiet)
+    res = train(TrainConfig(**kw).check(), progress=not a.quiet)
     if res.get("val_psnr") is not None:
         print(f"done: {res['run']} step {res['step']}, validation PSNR {res['val_psnr']:.2f} dB")
 
@@ -80,7 +96,7 @@ def add_eval(sub):
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="int8: the model's INT8 variant")
     p.add_argument("--json", help="write results here (and a Markdown table beside it)")
     p.add_argument("--save", help="folder for noisy | denoised | clean comparison images")
-    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--limit", type=_positive_int, help="first N images only")
     p.set_defaults(func=cmd_eval)
 
 

@@ -568,6 +568,7 @@ def leave_process_group(run: RunContext) -> None:
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) a run. Returns a summary dict (final step, val PSNR, run folder)."""
+    cfg.check()
     run = setup_run(cfg)
     mcfg = model_config(cfg)
     train_imgs, val_imgs = load_images(cfg)

@@ -1,7 +1,10 @@
 """Settings of a training run (no torch here: the CLI builds its flags from this)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from .errors import DataError
 
 
 @dataclass
@@ -40,3 +43,32 @@ class TrainConfig:
     device: str = "auto"
     init: str = ""  # start from these weights (model name, run folder or .safetensors), fresh optimizer and schedule
     extra: dict = field(default_factory=dict)
+
+    def check(self) -> TrainConfig:
+        """DataError (one line) for a value no run can use; returns self. The one place training
+        values are checked, before any image is read or anything is written."""
+        def bad(flag: str, value, want: str) -> DataError:
+            return DataError(f"--{flag.replace('_', '-')} {value!r}: {want}")
+
+        for name in ("steps", "batch", "patch", "val_count", "val_every", "ckpt_every"):
+            v = getattr(self, name)
+            low = 0 if name == "val_count" else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise bad(name, v, f"must be a whole number >= {low}")
+        for name in ("stop_at", "warmup", "threads", "seed", "workers"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise bad(name, v, "must be a whole number >= 0")
+        for name in ("lr", "lr_min", "grad_clip", "sigma_power", "map_jitter", "adv_weight", "val_sigma"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise bad(name, v, "must be a finite number >= 0")
+        for name in ("camera_fraction", "camera_sim"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 <= v <= 1):
+                raise bad(name, v, "is a share: a number from 0 to 1")
+        if not (math.isfinite(self.sigma_min) and math.isfinite(self.sigma_max)
+                and 0 <= self.sigma_min <= self.sigma_max <= 255):
+            raise DataError(f"--sigma-range {self.sigma_min:g},{self.sigma_max:g}: give LO,HI with 0 <= LO <= HI "
+                            f"<= 255")
+        return self

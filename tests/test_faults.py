@@ -306,3 +306,28 @@ def test_denoise_never_maps_two_inputs_to_one_output(tmp_path, images):
     outs = sorted(f.name for f in (tmp_path / "den").iterdir())
     assert outs == ["a.jpg.png", "a.jpg.png.png", "a.png.png"]  # three inputs, three outputs
     assert digest(src) == before
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--batch", "0"], "--batch 0"),
+    (["train", "--lr", "nan"], "--lr nan"),
+    (["train", "--lr", "-1"], "--lr -1"),
+    (["train", "--sigma-range", "50"], "--sigma-range takes two numbers"),
+    (["train", "--sigma-range", "60,20"], "0 <= LO <= HI"),
+    (["train", "--workers", "-1"], "--workers -1"),
+    (["train", "--camera-sim", "1.5"], "is a share"),
+    (["eval", "--model", "tiny", "--limit", "0"], "--limit"),
+    (["eval", "--model", "tiny", "--limit", "-1"], "--limit"),
+    (["bench", "--resolution", "100000x100000", "--frames", "1"], "larger than one call takes"),
+    (["bench", "--sigma", "-5", "--frames", "1"], "outside 0-255"),
+    (["run", "--source", "demo:1.2.3", "--sink", "null", "--quiet"], "demo takes a noise level"),
+])
+def test_bad_values_are_one_line_and_exit_2(tmp_path, images, args, needle):
+    if args[0] == "train":
+        args = [*args, "--data", images, "--out", tmp_path / "run", "--steps", "1"]
+    elif args[0] == "eval":
+        args = [*args, "--data", images]
+    p = cli(*args, cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert needle in p.stderr.strip().splitlines()[-1], p.stderr
+    assert not (tmp_path / "run").exists()  # a refused training run leaves no run folder

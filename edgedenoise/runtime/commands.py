@@ -291,6 +291,14 @@ def cmd_bench(a):
         raise DataError(str(e)) from None
     if a.frames <= 0 or a.warmup < 0:
         raise DataError("--frames must be positive and --warmup not negative")
+    from ..denoiser import MAX_PIXELS
+
+    for w, h in sizes:
+        if w * h > MAX_PIXELS:
+            raise DataError(f"--resolution {w}x{h} is larger than one call takes ({MAX_PIXELS / 1e6:.1f} MP); bench "
+                            f"sizes up to 4096x4096")
+    if not 0 <= a.sigma <= 255:
+        raise DataError(f"--sigma {a.sigma:g} is outside 0-255 (the noise std on the 0-255 scale)")
     rows, nlm_rows = [], []
     dens, failed = {}, []  # every backend gets a status: one that cannot load or run does not stop the others
     for b in backends:
@@ -358,3 +366,5 @@ def cmd_bench(a):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2))
         print(f"results: {out}", file=sys.stderr)
+    if rows and all(r["status"] != "ok" for r in rows):
+        raise DataError(f"every case failed ({rows[0]['status']})")

@@ -262,9 +262,15 @@ def parse_source(spec: str) -> Source:
     spec = str(spec).strip()
     if not spec:
         raise DataError(f"empty --source: give {GRAMMAR}")
-    m = re.fullmatch(r"demo(?::([0-9.]+))?", spec)
+    m = re.fullmatch(r"demo(?::(.*))?", spec)
     if m:
-        return DemoSource(float(m.group(1)) if m.group(1) else 25.0)
+        try:
+            sigma = float(m.group(1)) if m.group(1) is not None else 25.0
+        except ValueError:
+            sigma = -1.0
+        if not 0 <= sigma <= 255:
+            raise DataError(f"--source {spec}: demo takes a noise level 0-255 (demo:25), not {m.group(1)!r}")
+        return DemoSource(sigma)
     if spec.isdigit():
         return CaptureSource(int(spec), cv2.CAP_ANY, "camera", f"camera {spec}",
                              hint=": is it connected and not used by another program? (ls /dev/video*)")
