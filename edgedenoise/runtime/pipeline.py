@@ -333,7 +333,10 @@ class Pipeline:
                     st.event(f"frame {index}: resolution changed to {w}x{h}")
                     self.sigma.reset()  # a new scene or camera mode: start the average again
                 sigma = self.sigma(img)
-                prev = self._previous(img, sigma, index, fresh) if self.state is not None else None
+                prev = None
+                if self.state is not None:  # a recurrent model's state for this frame (None: a new scene)
+                    prev = self._temporal_step(self.state, index, fresh,
+                                               lambda: self.state.previous(img, self._told(sigma)))
                 t1 = time.perf_counter()
                 timed = getattr(den, "denoise_timed", None)
                 if self.tile:  # tiles of the frame's own dtype; float sums for one strip of tiles only
@@ -353,7 +356,7 @@ class Pipeline:
                 if self.state is not None:
                     self.state.update(out)
                 if self.blend is not None:
-                    out = self._blend(out, sigma, index, fresh)
+                    out = self._temporal_step(self.blend, index, fresh, lambda: self.blend(out, self._told(sigma)))
                 t4 = time.perf_counter()
                 t1, t2 = t1 + pre, t1 + pre + net  # the Denoiser's call split into its own stages
                 st.add("preprocess", t1 - t0)
@@ -375,30 +378,21 @@ class Pipeline:
         finally:
             self.q_out.put(END)
 
-    def _blend(self, out: np.ndarray, sigma: float, index: int, fresh: bool) -> np.ndarray:
-        """The temporal blend of one denoised frame, its state resets counted (a reconnect's also
-        recorded as an event; cuts are only counted: a stream may have thousands)."""
-        blend, st = self.blend, self.stats
-        before = blend.resets
-        if fresh:
-            blend.reset()
-            st.event(f"frame {index}: temporal state dropped after a reconnect")
+    def _told(self, sigma: float) -> float:
         told = getattr(self.den, "told", None)
-        out = blend(out, told(sigma) if told is not None else sigma)
-        st.count("temporal_resets", blend.resets - before)
-        return out
+        return told(sigma) if told is not None else sigma
 
-    def _previous(self, img: np.ndarray, sigma: float, index: int, fresh: bool) -> np.ndarray | None:
-        """A recurrent model's state for this frame (None: it starts a scene), resets counted."""
-        state, st = self.state, self.stats
-        before = state.resets
+    def _temporal_step(self, keeper, index: int, fresh: bool, step):
+        """step() on a temporal state (the blend, or a recurrent model's state): after a reconnect the
+        state is dropped first (an event); its resets are counted (cuts only counted: a stream may
+        have thousands)."""
+        before = keeper.resets
         if fresh:
-            state.reset()
-            st.event(f"frame {index}: temporal state dropped after a reconnect")
-        told = getattr(self.den, "told", None)
-        prev = state.previous(img, told(sigma) if told is not None else sigma)
-        st.count("temporal_resets", state.resets - before)
-        return prev
+            keeper.reset()
+            self.stats.event(f"frame {index}: temporal state dropped after a reconnect")
+        result = step()
+        self.stats.count("temporal_resets", keeper.resets - before)
+        return result
 
     def _output(self) -> None:
         st, sink = self.stats, self.sink
