@@ -148,6 +148,10 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
     else:
         out = default  # beside the user's own model, where --precision int8 (and build) finds it
     guard(out, [files.onnx, files.weights], what="quantize output")
+    if out.exists():  # a re-quantization is normal, but never silent: say what is replaced
+        import sys
+
+        print(f"quantize: {out} exists and will be replaced when the new one is written", file=sys.stderr)
     t0 = time.time()
     feeds = calibration_batches(calib, count)
     if not feeds:
@@ -185,15 +189,16 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
             kw = dict(activation_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
                       nodes_to_exclude=[convs[0], convs[-1]], extra_options=dict(TRT_EXTRA))
         kw["extra_options"]["CalibPercentile"] = CALIB_PERCENTILE
+        quantized = Path(tmp) / "int8.onnx"  # the output is only written, whole, at the end
         quantize_static(
-            str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            str(pre), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8,
             # percentile ranges: a few extreme activations do not stretch the 256 levels
             # (0.05 dB better than min/max ranges on a Kodak24 crop at sigma 25)
             calibrate_method=CalibrationMethod.Percentile, **kw,
         )
+        m = onnx.load(str(quantized))
     # keep the float model's metadata (name, config, size_multiple), marked as int8
-    m = onnx.load(str(out))
     props = {p.key: p.value for p in proto.metadata_props}
     props.pop("weights_storage", None)  # int8 now
     props["precision"] = "int8"
@@ -213,6 +218,11 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
     del m.metadata_props[:]
     for k, v in props.items():
         m.metadata_props.add(key=k, value=v)
-    onnx.save(m, str(out))
+    part = out.with_name(f".{out.name}.part")  # atomic: a reader or a kill never meets half a model
+    try:
+        onnx.save(m, str(part))
+        part.replace(out)
+    finally:
+        part.unlink(missing_ok=True)
     return {"path": str(out), "bytes": out.stat().st_size, "seconds": round(time.time() - t0, 1),
             "calibration_crops": len(feeds), "source": str(files.onnx), "target": target}
