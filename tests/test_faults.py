@@ -199,6 +199,10 @@ def test_quantize_a_shipped_model_writes_to_the_working_folder(tmp_path):
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "tiny.int8.onnx").exists()
     assert digest(MODELS) == before
+    # again: the existing file is replaced, never silently, and no part file is left behind
+    p = cli("quantize", "--model", "tiny", "--calib", calib, "--count", "2", cwd=tmp_path)
+    assert p.returncode == 0 and "will be replaced" in p.stderr, p.stderr
+    assert sorted(f.name for f in tmp_path.iterdir() if f.is_file()) == ["tiny.int8.onnx"]
 
 
 def test_stats_are_written_when_the_source_fails_to_open(tmp_path):
