@@ -246,6 +246,15 @@ def test_credentials_in_a_source_url_never_appear(tmp_path):
             "--reconnect", "0", "--quiet", cwd=tmp_path)
     err = one_line_error(p, "alice:***@127.0.0.1")
     assert "hunter2" not in p.stderr + p.stdout + stats.read_text(), err
+    # a password with '@' in it (FFmpeg reads up to the last '@'), and secrets in the query
+    stats.unlink()
+    p = cli("run", "--source", "http://bob:pa@ss99@127.0.0.1:9/cam?user=bob&token=t0ken&pwd=s3cret", "--sink",
+            "null", "--stats", stats, "--reconnect", "0", "--quiet", cwd=tmp_path)
+    one_line_error(p)
+    seen = p.stderr + p.stdout + stats.read_text()
+    for secret in ("pa@ss99", "ss99", "t0ken", "s3cret"):
+        assert secret not in seen, seen
+    assert "bob:***@127.0.0.1" in seen and "token=***" in seen
 
 
 # what `pip install -e .[runtime]` leaves out: the [train] extra's modules

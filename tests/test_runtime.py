@@ -409,6 +409,10 @@ def test_http_viewer_answers_only_its_own_host():
         assert status(f"localhost:{sink.port}") == 200
         assert status(f"attacker.example:{sink.port}") == 403
         assert status("127.0.0.1:1") == 403  # another port
+        # malformed Host headers: 400, and nothing printed on the run's console
+        for bad in ("a:b:c", "[::1", "127.0.0.1:99999999999", "exa mple", "h\u00e9:1", "@evil:80"):
+            assert status(bad) == 400, bad
+        assert status(f"[::1]:{sink.port}") in (200, 403)  # well formed: answered by the rule above
     finally:
         sink.close()
 

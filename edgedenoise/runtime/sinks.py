@@ -291,7 +291,22 @@ class HttpSink(Sink):
                 pass
 
             def do_GET(self):
-                if not sink.host_allowed(self.headers.get("Host", "")):
+                try:
+                    self._get()
+                except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                    return  # the browser went away
+                except Exception:  # noqa: BLE001 - a request never prints a traceback on the run's console
+                    try:
+                        self._send(400, "text/plain", b"bad request\n")
+                    except OSError:
+                        pass
+
+            def _get(self):
+                allowed = sink.host_allowed(self.headers.get("Host", ""))
+                if allowed is None:
+                    self._send(400, "text/plain", b"bad request: malformed Host header\n")
+                    return
+                if not allowed:
                     # DNS rebinding: a web page of another site, resolved to this address, may not read frames
                     self._send(403, "text/plain", b"forbidden: unknown Host\n")
                     return
@@ -346,8 +361,12 @@ class HttpSink(Sink):
                 except (BrokenPipeError, ConnectionResetError, TimeoutError):
                     return  # the browser went away
 
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # a broken request: dropped, never a traceback
+                pass
+
         try:
-            self.server = ThreadingHTTPServer((self.host, self.port), Handler)
+            self.server = Server((self.host, self.port), Handler)
         except OSError as e:
             raise DataError(f"cannot serve the viewer on {self.host}:{self.port}: {e.strerror}") from None
         self.server.daemon_threads = True
@@ -357,14 +376,17 @@ class HttpSink(Sink):
         exposed = "" if self.host in ("127.0.0.1", "localhost", "::1") else " (reachable from other machines)"
         print(f"viewer: {self.url}{exposed}", file=sys.stderr, flush=True)
 
-    def host_allowed(self, header: str) -> bool:
+    def host_allowed(self, header: str) -> bool | None:
         """Whether a request's Host header names the address this viewer is bound to: the bound
         host itself, or for localhost/any-address bindings a loopback name or an IP address. A
-        name that some other site's DNS points here (DNS rebinding) is refused."""
-        m = re.fullmatch(r"\[?([^\]]*?)\]?(?::(\d+))?", header.strip().lower())
-        if not m or (m.group(2) is not None and int(m.group(2)) != self.port):
+        name that some other site's DNS points here (DNS rebinding) is refused. None: the header
+        is not a host[:port] at all (answered 400)."""
+        m = re.fullmatch(r"(\[[0-9a-f:.%a-z]*\]|[a-z0-9._~%-]*)(?::(\d{1,5}))?", header.strip().lower())
+        if not m:
+            return None
+        if m.group(2) is not None and int(m.group(2)) != self.port:
             return False
-        name = m.group(1)
+        name = m.group(1).strip("[]")
         if name == self.host.lower():
             return True
         try:

@@ -31,13 +31,17 @@ GRAMMAR = ("a camera index (0), v4l2:///dev/videoN, csi://N, gst:PIPELINE, a vid
            "an image folder or glob, rtsp:// or http(s):// URL, or demo")
 
 
-_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)([^:/@\s]+):([^@/\s]*)@")
+# the password runs to the LAST @ of the authority (FFmpeg reads http://bob:pa@ss@host as password pa@ss)
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)([^:/@\s]+):([^/\s]*)@")
+_QUERY_SECRETS = re.compile(r"([?&;](?:pwd|pass|passwd|password|token|access_token|auth|key|apikey|api_key|secret|"
+                            r"sig|signature)=)([^&#\s]*)", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """Hide the password of any URL in `text` (rtsp://user:pass@host -> rtsp://user:***@host):
-    sources are named in stats, logs, the status line and the viewer page."""
-    return _CREDENTIALS.sub(r"\1\2:***@", str(text))
+    """Hide the password of any URL in `text` (rtsp://user:pass@host -> rtsp://user:***@host), and
+    secrets in its query (?token=..., &password=...): sources are named in stats, logs, the status
+    line and the viewer page."""
+    return _QUERY_SECRETS.sub(r"\1***", _CREDENTIALS.sub(r"\1\2:***@", str(text)))
 
 
 def _opencv_has(feature: str) -> bool:
