@@ -111,6 +111,7 @@ class SigmaTracker:
         self._busy = False
         self._generation = 0  # a reset invalidates an estimate still running
         self._t_last = 0.0
+        self._thread: threading.Thread | None = None
 
     def reset(self) -> None:
         with self._lock:
@@ -156,9 +157,16 @@ class SigmaTracker:
                 self._busy, self._t_last = True, now
         if start:
             patch = np.array(self._patch(img))  # a copy: the frame moves on down the pipeline
-            threading.Thread(target=self._work, args=(patch, generation), name="edgedenoise-sigma",
-                             daemon=True).start()
+            self._thread = threading.Thread(target=self._work, args=(patch, generation), name="edgedenoise-sigma",
+                                            daemon=True)
+            self._thread.start()
         return value
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the background estimate now running (if any) has updated the value."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
 
 
 class Signals:
