@@ -356,6 +356,21 @@ def test_live_source_is_reopened_after_a_drop(den, capsys):
     assert "reopening" in capsys.readouterr().err
 
 
+class StillFlakySource(FlakySource):
+    """FlakySource's drop and reopen, on a still scene: the same picture in every frame."""
+
+    def read(self):
+        f = super().read()
+        return None if f is None else np.random.default_rng(0).integers(0, 256, f.shape, dtype=np.uint8)
+
+
+def test_a_reconnect_drops_the_temporal_state(den, capsys):
+    stats = Pipeline(StillFlakySource(), SlowSink(0), den, mode="offline", sigma=SIGMA, max_frames=6, status=False,
+                     temporal="blend").run()
+    assert stats.reconnects == 1 and stats.frames_out == 6
+    assert stats.temporal_resets == 1 and any("after a reconnect" in e for e in stats.events), stats.events
+
+
 def test_http_viewer_serves_frames_to_headless_chromium(den, tmp_path):
     from urllib.request import urlopen
 

@@ -262,7 +262,7 @@ class Pipeline:
         pace = self.mode == "realtime" and not src.live and src.fps
         t_next = time.perf_counter()
         index = 0
-        fresh = False  # the first frame after a reconnect: what came before is another stream
+        stream = 0  # +1 at every reconnect: frames of another stream than the last one's start a new state
         try:
             while not self.stopping.is_set():
                 if self.max_frames is not None and index >= self.max_frames:
@@ -285,7 +285,7 @@ class Pipeline:
                 t1 = time.perf_counter()
                 if img is None:
                     if src.live and self._reopen():
-                        fresh = True
+                        stream += 1
                         continue
                     note = getattr(src, "truncated", lambda: None)()
                     if note:  # reported once the frames before the damage are written out
@@ -294,10 +294,9 @@ class Pipeline:
                     break
                 st.add("capture", t1 - t0)
                 ref = src.reference()
-                ok, dropped = self.q_in.put((index, img, ref, t1, fresh))
+                ok, dropped = self.q_in.put((index, img, ref, t1, stream))
                 if not ok:
                     break
-                fresh = False
                 st.count("frames_in")
                 st.count("dropped_capture", dropped)
                 st.queue_size("input", len(self.q_in))
@@ -328,12 +327,15 @@ class Pipeline:
     def _infer(self) -> None:
         st, den = self.stats, self.den
         src_name = self.source.describe()
+        seen_stream = 0
         try:
             while True:
                 item = self.q_in.get()
                 if item is END:
                     break
-                index, img, ref, t_cap, fresh = item
+                index, img, ref, t_cap, stream = item
+                # a reconnect: compared by stream number, so realtime mode dropping its first frame loses nothing
+                fresh, seen_stream = stream != seen_stream, stream
                 t0 = time.perf_counter()
                 check_frame(img, index, src_name)
                 h, w = img.shape[:2]
