@@ -344,3 +344,12 @@ def test_bad_values_are_one_line_and_exit_2(tmp_path, images, args, needle):
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert needle in p.stderr.strip().splitlines()[-1], p.stderr
     assert not (tmp_path / "run").exists()  # a refused training run leaves no run folder
+
+
+def test_a_frame_native_graph_not_named_frame_onnx_is_named_for_what_it_is(tmp_path):
+    p = cli("export", "--model", "tiny", "--out", tmp_path / "fn.onnx", "--frame-native", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    before = digest(tmp_path / "fn.onnx")
+    p = cli("denoise", "--model", tmp_path / "fn.onnx", "-o", tmp_path / "out.png", cwd=tmp_path)
+    one_line_error(p, "is a frame-native graph", "without --frame-native")
+    assert digest(tmp_path / "fn.onnx") == before

@@ -42,6 +42,10 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             msg = str(e).splitlines()[0][:200]
+            if "edgedenoise:" in msg and "not a registered" in msg:  # the custom ops Ingest/Egest
+                raise ModelError(f"{path} is a frame-native graph (custom ops edgedenoise::Ingest/Egest), for "
+                                 f"`edgedenoise build`; ONNX Runtime runs the plain export: `edgedenoise export "
+                                 f"--model MODEL --out X.onnx` without --frame-native") from None
             raise ModelError(f"cannot load ONNX model {path}: {msg} (corrupt or truncated? re-export it)") from None
 
         inputs = {i.name for i in self.session.get_inputs()}
