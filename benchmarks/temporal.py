@@ -43,6 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from common import RESULTS, ROOT, stamp, write
+from video import read_video, tpsnr  # benchmarks/ is on the path: the script's own folder
 
 SIGMA = 25.0
 FRAMES = 12
@@ -91,9 +92,6 @@ def protocol_noisy_video(clean: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def video_clips(data: Path) -> list[dict]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from video import read_video
-
     bikes = read_video(data / "video" / "bikes.mp4")[:VIDEO_FRAMES]
     bunny = read_video(data / "video" / "bigbuckbunny.mp4")[:VIDEO_FRAMES]
     h, w = bikes[0].shape[:2]
@@ -141,9 +139,6 @@ def ffmpeg_filter(noisy: list[np.ndarray], flt: str, tmp: Path) -> list[np.ndarr
 def scores(outs: list[np.ndarray], clean: list[np.ndarray]) -> dict:
     from edgedenoise.evaluate import psnr_u8, ssim_u8
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from video import tpsnr
-
     p = [psnr_u8(o, c) for o, c in zip(outs, clean)]
     s = [ssim_u8(o, c) for o, c in zip(outs, clean)]
     return {"psnr": p, "ssim": s, "tpsnr": tpsnr(outs, clean)}
@@ -159,7 +154,6 @@ def blend_cost() -> dict:
     demo = DemoSource(SIGMA)
     demo.open()
     frames = [demo.read() for _ in range(110)]
-    still = [frames[0]] * 110  # a tripod: the same picture (the blend sees the same output each time)
     out = {}
     for prec in ("fp32", "int8"):
         den = Denoiser.load("tiny", backend="onnxruntime", precision=prec)
@@ -181,7 +175,6 @@ def blend_cost() -> dict:
                     if i >= 10:
                         bt.append(time.perf_counter() - t)
                 out[name] = summarize(bt)
-    del still
     return out
 
 

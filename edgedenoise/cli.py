@@ -253,12 +253,10 @@ def cmd_denoise(a):
         img = read_frame(f)
         t = time.perf_counter()
         # one noise level for the whole image, also when it is denoised in tiles
-        sigma = a.sigma if a.sigma is not None else estimate_sigma(img[:, :, :3] if img.ndim == 3 else img)
+        sigma = a.sigma if a.sigma is not None else estimate_sigma(img)
         prev = state.previous(img, den.told(sigma)) if state is not None else None
-        if a.tile and prev is not None:
-            out = tiled(img, lambda tile, p, s=sigma: den.denoise(tile, s, p), a.tile[::-1], a.overlap, state=prev)
-        elif a.tile:
-            out = tiled(img, lambda tile, s=sigma: den.denoise(tile, s), a.tile[::-1], a.overlap)
+        if a.tile:  # with a state, each tile gets its part of it
+            out = tiled(img, lambda tile, *p, s=sigma: den.denoise(tile, s, *p), a.tile[::-1], a.overlap, state=prev)
         else:
             out = den.denoise(img, sigma, prev)
         if state is not None:

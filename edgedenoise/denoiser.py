@@ -173,7 +173,7 @@ class Denoiser:
             raise DataError(f"frame has {in_ch} channels: expected 1 (gray), 3 (BGR) or 4 (BGRA)")
         gray_in = in_ch == 1
         if sigma is None:
-            sigma = estimate_sigma(frame[:, :, :3] if frame.ndim == 3 else frame)
+            sigma = estimate_sigma(frame)
         sigma = float(sigma)
         if not 0.0 <= sigma <= 255.0:
             raise DataError(f"sigma {sigma} is outside 0-255 (it is the noise std on the 0-255 scale)")
@@ -255,8 +255,9 @@ class Denoiser:
         if ph or pw:
             mode = "reflect" if h > ph and w > pw else "edge"
             pad = ((0, 0), (0, 0), (0, ph), (0, pw))
+            same = previous is x  # a scene's first frame is its own previous frame: padded once
             x = np.pad(x, pad, mode=mode)
-            previous = None if previous is None else np.pad(previous, pad, mode=mode)
+            previous = x if same else None if previous is None else np.pad(previous, pad, mode=mode)
         s = np.full((n,), sigma / 255.0, np.float32)
         x = np.ascontiguousarray(x)
         t0 = time.perf_counter()

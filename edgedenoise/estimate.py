@@ -112,7 +112,10 @@ FINE_WHITE = (10.0, 16.0)
 
 
 def _planes(frame: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Float HxWxC on the 0-255 scale and the clip bounds that mark saturated pixels."""
+    """Float HxWxC (at most 3 channels: alpha is no image) on the 0-255 scale and the clip bounds
+    that mark saturated pixels."""
+    if frame.ndim == 3 and frame.shape[2] > 3:
+        frame = frame[:, :, :3]
     if frame.dtype == np.uint8:
         f, lo, hi = frame.astype(np.float32), 0.5, 254.5
     elif frame.dtype == np.uint16:
@@ -169,8 +172,9 @@ def estimate_white_sigma(frame: np.ndarray, weak_texture: bool = True) -> float:
 
 def estimate_sigma(frame: np.ndarray) -> float:
     """The noise level to tell the model, 0-255 scale, of a uint8/uint16/float frame (HxW or
-    HxWxC): the std of white noise; for correlated (camera) noise, the level the module docstring
-    says. Single-threaded (one BLAS thread, whatever NumPy's default)."""
+    HxWxC; a 4th channel, alpha, is not looked at): the std of white noise; for correlated
+    (camera) noise, the level the module docstring says. Single-threaded (one BLAS thread,
+    whatever NumPy's default)."""
     with _BLAS_LOCK, _one_blas_thread():
         return _estimate(frame)
 

@@ -45,22 +45,27 @@ def refuse_inputs(output: str | Path, inputs, what: str = "output") -> None:
             kind = "folder" if Path(inp).is_dir() else "file"
             raise DataError(f"{what} {output} is the input {kind} {inp}: writing it would destroy the input; "
                             f"choose another {what} (nothing was written)")
+    if not Path(output).is_dir():
+        return
+    parents: dict[Path, Path] = {}  # each input file's folder, once (a glob may give thousands of files)
     for inp in inputs:
-        if not Path(inp).is_dir() and Path(output).is_dir() and same_path(output, Path(inp).parent):
+        if not Path(inp).is_dir():
+            parents.setdefault(Path(inp).parent, Path(inp))
+    for parent, inp in parents.items():
+        if same_path(output, parent):
             raise DataError(f"{what} {output} is the folder of the input {inp}: its files would be overwritten "
                             f"or read again; choose another {what} (nothing was written)")
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".exr")
 
 
 def refuse_used_folder(folder: str | Path, what: str = "output") -> None:
     """DataError when `folder` already holds images: a new run's frames must not mix with an older
     run's (some of which the new run would overwrite and some not)."""
+    from .frames import IMAGE_EXTS  # the image files every folder reader takes
+
     folder = Path(folder)
     if not folder.is_dir():
         return
-    old = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    old = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTS and f.is_file())
     if old:
         first = old[0] + (", ..." if len(old) > 1 else "")
         raise DataError(f"{what} folder {folder} already holds {len(old)} image(s) ({first}): choose a new folder, "

@@ -50,6 +50,8 @@ from .errors import DataError, ModelError
 from .estimate import estimate_sigma
 
 MODES = ("off", "blend", "model")
+# a frame type's units per 0-255 level (uint16 frames span 0-65535, float frames 0-1)
+UNITS_PER_LEVEL = {np.dtype(np.uint8): 1.0, np.dtype(np.uint16): 257.0, np.dtype(np.float32): 1.0 / 255.0}
 
 
 def check_mode(mode: str, model_name: str, recurrent: bool = False) -> str:
@@ -95,7 +97,7 @@ class RecurrentState:
 
 
 def _scene_cut(frame: np.ndarray, prev: np.ndarray, sigma: float) -> bool:
-    scale = {np.dtype(np.uint16): 1 / 257.0, np.dtype(np.float32): 255.0}.get(frame.dtype, 1.0)
+    scale = 1.0 / UNITS_PER_LEVEL.get(frame.dtype, 1.0)
 
     def blocks(img):
         g = img[:, :, :3].astype(np.float32) if img.ndim == 3 else img.astype(np.float32)
@@ -150,8 +152,7 @@ class RecursiveBlend:
     def __call__(self, frame: np.ndarray, sigma: float) -> np.ndarray:
         if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
             raise DataError(f"the temporal blend takes HxW or HxWxC frames, not {getattr(frame, 'shape', frame)}")
-        scales = {np.dtype(np.uint8): 1.0, np.dtype(np.uint16): 257.0, np.dtype(np.float32): 1.0 / 255.0}
-        if frame.dtype not in scales:
+        if frame.dtype not in UNITS_PER_LEVEL:
             raise DataError(f"the temporal blend takes uint8, uint16 or float32 frames, not {frame.dtype}")
         alpha = frame[:, :, 3:] if frame.ndim == 3 and frame.shape[2] == 4 else None
         img = frame[:, :, :3] if alpha is not None else frame
@@ -165,7 +166,7 @@ class RecursiveBlend:
                 self.resets += 1
             return self._start(y, key, frame)
         # the thresholds' unit, in the frame's own scale; some blending even when told sigma 0
-        s = 25.0 * (max(float(sigma), 1.0) / 25.0) ** self.power * scales[frame.dtype]
+        s = 25.0 * (max(float(sigma), 1.0) / 25.0) ** self.power * UNITS_PER_LEVEL[frame.dtype]
         if self.align:
             self._follow_camera(y)
         m = self._agreement(y, s)  # at the state's resolution (half, unless the frame is tiny)
@@ -365,11 +366,12 @@ class VideoDenoiser:
 
     def denoise_timed(self, frame: np.ndarray, sigma: float | None = None) -> tuple[np.ndarray, Timing]:
         """`denoise` and the seconds of its stages; the blend counts as post-processing."""
-        if sigma is None and isinstance(frame, np.ndarray) and frame.ndim in (2, 3) and frame.size:
-            sigma = estimate_sigma(frame[:, :, :3] if frame.ndim == 3 else frame)
+        if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
+            return self.den.denoise_timed(frame, sigma)  # refused by the Denoiser, in its words
+        if sigma is None:  # estimated here: the blend and the state need the level too
+            sigma = estimate_sigma(frame)
         if self.state is not None:
-            prev = self.state.previous(frame, self.den.told(sigma)) if isinstance(frame, np.ndarray) else None
-            out, timing = self.den.denoise_timed(frame, sigma, prev)
+            out, timing = self.den.denoise_timed(frame, sigma, self.state.previous(frame, self.den.told(sigma)))
             self.state.update(out)
             return out, timing
         out, timing = self.den.denoise_timed(frame, sigma)

@@ -123,8 +123,7 @@ class SigmaTracker:
         h, w = img.shape[:2]
         c = self.crop
         y, x = max(0, (h - c) // 2), max(0, (w - c) // 2)
-        patch = img[y:y + c, x:x + c]
-        return patch[:, :, :3] if patch.ndim == 3 else patch
+        return img[y:y + c, x:x + c]
 
     def _update(self, est: float, generation: int) -> None:
         with self._lock:
@@ -349,16 +348,13 @@ class Pipeline:
                                                lambda: self.state.previous(img, self._told(sigma)))
                 t1 = time.perf_counter()
                 timed = getattr(den, "denoise_timed", None)
+                state = () if prev is None else (prev,)  # a recurrent model's state is one more argument
                 if self.tile:  # tiles of the frame's own dtype; float sums for one strip of tiles only
-                    if prev is None:
-                        out = tiled(img, lambda t: den.denoise(t, sigma), self.tile, self.overlap)
-                    else:  # the full-frame state, sliced with each tile
-                        out = tiled(img, lambda t, p: den.denoise(t, sigma, p), self.tile, self.overlap, state=prev)
+                    # with a state, each tile gets its part of the full-frame state (tiled(state=...))
+                    out = tiled(img, lambda t, *p: den.denoise(t, sigma, *p), self.tile, self.overlap, state=prev)
                     pre, net = 0.0, time.perf_counter() - t1
-                elif self.state is not None:
-                    out, (pre, net, _) = den.denoise_timed(img, sigma, prev)
                 elif timed is not None:  # the Denoiser takes the frame as it is: uint8 stays uint8 to the backend
-                    out, (pre, net, _) = timed(img, sigma)
+                    out, (pre, net, _) = timed(img, sigma, *state)
                 else:  # any object with denoise(frame, sigma)
                     out = den.denoise(img, sigma)
                     pre, net = 0.0, time.perf_counter() - t1
