@@ -74,7 +74,9 @@ def cmd_train(a):
     kw.update(channels=1 if a.gray else 3, sigma_min=lo, sigma_max=hi)
     res = train(TrainConfig(**kw).check(), progress=not a.quiet)
     if res.get("val_psnr") is not None:
-        print(f"done: {res['run']} step {res['step']}, validation PSNR {res['val_psnr']:.2f} dB")
+        clips = res.get("val_video_psnr")
+        print(f"done: {res['run']} step {res['step']}, validation PSNR {res['val_psnr']:.2f} dB"
+              + ("" if clips is None else f", clips {clips:.2f} dB"))
 
 
 # ---------------------------------------------------------------- eval / denoise

@@ -61,6 +61,10 @@ class AWGN(_Additive):
             return float(lo + (hi - lo) * rng.uniform() ** self.sigma_power)
         return float(self.sigma)
 
+    def fixed(self, rng: np.random.Generator) -> AWGN:
+        """This noise with its sigma drawn once (a clip's frames share it; see `for_clip`)."""
+        return AWGN(sigma=self.draw_sigma(rng))
+
     def apply(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
         """Returns (noisy float32, effective sigma on the 0-255 scale)."""
         sigma = self.draw_sigma(rng)
@@ -81,6 +85,10 @@ class PoissonGaussian(_Additive):
         b = float(np.exp(rng.uniform(np.log(self.read[0]), np.log(self.read[1]))))
         return a, b
 
+    def fixed(self, rng: np.random.Generator) -> PoissonGaussian:
+        a, b = self._draw(rng)
+        return PoissonGaussian(shot=(a, a), read=(b, b))
+
     def apply(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
         a, b = self._draw(rng)
         var = a * np.clip(clean, 0.0, 1.0) + b
@@ -97,6 +105,12 @@ class Camera(_Additive):
     pg: PoissonGaussian = field(default_factory=PoissonGaussian)
     gamma: float = 2.2
     jpeg_quality: tuple[int, int] | None = None  # e.g. (70, 95); None = no JPEG
+
+    def fixed(self, rng: np.random.Generator) -> Camera:
+        q = self.jpeg_quality
+        if q is not None:
+            q = (int(rng.integers(q[0], q[1] + 1)),) * 2
+        return Camera(pg=self.pg.fixed(rng), gamma=self.gamma, jpeg_quality=q)
 
     def apply(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
         lin = np.clip(clean, 0.0, 1.0) ** self.gamma
@@ -135,6 +149,17 @@ class CameraSim:
 
     map_jitter: float = 0.15
     video_share: float | None = None  # None: camera.VIDEO_SHARE
+    params: object = None  # a camera.CameraParams: this camera for every image (None: one drawn per image)
+    level_gain: float = 1.0  # the level told is also multiplied by this (a clip's jitter, drawn once)
+
+    def fixed(self, rng: np.random.Generator) -> CameraSim:
+        """One camera and one level jitter for every frame of a clip; only the noise is new per frame."""
+        from .camera import VIDEO_SHARE, sample_params
+
+        share = VIDEO_SHARE if self.video_share is None else self.video_share
+        params = sample_params(rng, share)
+        gain = float(np.exp(self.map_jitter * rng.standard_normal())) if self.map_jitter else 1.0
+        return CameraSim(map_jitter=0.0, video_share=share, params=params, level_gain=gain)
 
     def sample(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
         from .camera import VIDEO_SHARE, sample_params, simulate
@@ -146,12 +171,13 @@ class CameraSim:
         if grey:
             u8 = np.repeat(u8, 3, axis=2)
         share = VIDEO_SHARE if self.video_share is None else self.video_share
-        noisy, ref, info = simulate(np.ascontiguousarray(u8), rng, params=sample_params(rng, share))
+        params = self.params if self.params is not None else sample_params(rng, share)
+        noisy, ref, info = simulate(np.ascontiguousarray(u8), rng, params=params)
         noisy = noisy.astype(np.float32) / 255.0
         ref = ref.astype(np.float32) / 255.0
         if grey:
             noisy, ref = noisy.mean(axis=2, keepdims=True), ref.mean(axis=2, keepdims=True)
-        level = float(np.sqrt(np.mean((noisy - ref) ** 2))) * 255.0
+        level = float(np.sqrt(np.mean((noisy - ref) ** 2))) * 255.0 * self.level_gain
         if self.map_jitter:
             level *= float(np.exp(self.map_jitter * rng.standard_normal()))
 
@@ -183,6 +209,16 @@ class Mixture:
         if rng.random() < self.share:
             return self.camera.sample(clean, rng)
         return self.base.sample(clean, rng)
+
+    def fixed(self, rng: np.random.Generator):
+        return (self.camera if rng.random() < self.share else self.base).fixed(rng)
+
+
+def for_clip(noise, rng: np.random.Generator):
+    """The noise of one video clip: `noise` with its random settings (sigma, camera, JPEG quality,
+    the Gaussian-or-camera choice of a mixture) drawn once from `rng`, so that every frame has the
+    same kind and level of noise and only the realisation is new per frame, as in a real video."""
+    return noise.fixed(rng)
 
 
 def make_noise(kind: str, sigma: float | None = None, sigma_range: tuple[float, float] | None = None,

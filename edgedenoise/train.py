@@ -7,6 +7,12 @@ checkpoint and splitting a batch across ranks both reproduce the single-process 
 The run folder holds: config.json (this run's settings), model.safetensors + model.json
 (the latest weights, loadable as a model), checkpoint.pt (weights, optimizer, scheduler,
 step and RNG states; torch.load(weights_only=True)-safe), metrics.csv and curves.png.
+
+With --video the model is recurrent (model.make_recurrent of --init, if given) and trains on
+synthetic clips (videodata.py) of --frames frames, back-propagating through its own outputs
+(Unroll); validation adds clips made from the validation images (ClipValSet), and the run
+folder video_baselines.json: the clip scores of the weights it started from, framewise, with
+the recursive blend, and recurrent.
 """
 from __future__ import annotations
 
@@ -26,9 +32,9 @@ import torch.nn.functional as F
 
 from . import data as D
 from .errors import DataError, ModelError
-from .model import SIZES, ModelConfig, build_model, grow_from, pad_to_multiple
+from .model import SIZES, ModelConfig, build_model, grow_from, make_recurrent, pad_to_multiple
 from .modelfile import save_model
-from .noise import protocol_noisy, quantize, training_noise
+from .noise import for_clip, protocol_noisy, quantize, training_noise
 from .trainconfig import TrainConfig
 
 log = logging.getLogger("edgedenoise")
@@ -38,9 +44,10 @@ log = logging.getLogger("edgedenoise")
 
 
 class Batches(torch.utils.data.IterableDataset):
-    """(noisy, clean, sigma) for steps start..steps-1, this rank's slice of each global batch."""
+    """(noisy, clean, sigma) for steps start..steps-1, this rank's slice of each global batch:
+    patches (N,C,P,P) with sigma (N,), or with --video clips (N,T,C,P,P) with sigma (N,T)."""
 
-    def __init__(self, sampler: D.PatchSampler, cfg: TrainConfig, start: int, lo: int, hi: int):
+    def __init__(self, sampler, cfg: TrainConfig, start: int, lo: int, hi: int):
         self.sampler, self.cfg, self.start, self.lo, self.hi = sampler, cfg, start, lo, hi
         self.noise = training_noise(cfg.noise, sigma_range=(cfg.sigma_min, cfg.sigma_max), jpeg=cfg.jpeg,
                                     sigma_power=cfg.sigma_power, camera_sim=cfg.camera_sim,
@@ -52,8 +59,9 @@ class Batches(torch.utils.data.IterableDataset):
         # every batch is the one --workers 0 makes (it is seeded by its step, not by its worker).
         info = torch.utils.data.get_worker_info()
         first, stride = (0, 1) if info is None else (info.id, info.num_workers)
+        make = make_clip_batch if self.cfg.video else make_batch
         for step in range(self.start + first, self.cfg.steps, stride):
-            yield make_batch(self.sampler, self.noise, self.cfg, step, self.lo, self.hi)
+            yield make(self.sampler, self.noise, self.cfg, step, self.lo, self.hi)
 
 
 def make_batch(sampler, noise, cfg: TrainConfig, step: int, lo: int, hi: int):
@@ -69,6 +77,54 @@ def make_batch(sampler, noise, cfg: TrainConfig, step: int, lo: int, hi: int):
             noisy[j] = quantize(noisy[j])
         sigma[j] = s / 255.0
     return torch.from_numpy(noisy), torch.from_numpy(clean), torch.from_numpy(sigma)
+
+
+def make_clip_batch(sampler, noise, cfg: TrainConfig, step: int, lo: int, hi: int):
+    """(noisy, target, sigma) of this rank's clips of step's batch, (N,T,C,P,P), (N,T,C,P,P), (N,T).
+    Clip i's noise settings (its sigma or camera, and whether it is rounded to uint8) are drawn once
+    from default_rng([seed, step, i, 2]) and shared by its frames (noise.for_clip); frame t's noise is
+    new, from default_rng([seed, step, i, 2, t])."""
+    clean = sampler.clips(step, lo, hi)
+    n, frames = clean.shape[:2]
+    noisy = np.empty_like(clean)
+    sigma = np.empty((n, frames), np.float32)
+    for j, i in enumerate(range(lo, hi)):
+        rng = np.random.default_rng([cfg.seed, step, i, 2])
+        clip_noise = for_clip(noise, rng)
+        rounded = rng.random() < cfg.camera_fraction
+        for t in range(frames):
+            frame_rng = np.random.default_rng([cfg.seed, step, i, 2, t])
+            noisy[j, t], s, clean[j, t] = clip_noise.sample(clean[j, t], frame_rng)
+            if rounded:
+                noisy[j, t] = quantize(noisy[j, t])
+            sigma[j, t] = s / 255.0
+    return torch.from_numpy(noisy), torch.from_numpy(clean), torch.from_numpy(sigma)
+
+
+class Unroll(nn.Module):
+    """A recurrent model run over clips (N,T,C,H,W) frame by frame, each frame given the last output
+    as `previous` (the first frame none: the model then takes the frame itself, as at run time).
+    The output passed on is clamped and rounded to uint8 levels as the runtime keeps it (the rounding
+    with a straight-through gradient), and gradients flow back through it over the whole clip:
+    truncated back-propagation through time, so the model learns to use its own outputs.
+    Returns the outputs (N,T,C,H,W), not clamped. One module, so that DistributedDataParallel
+    sees one forward per step."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        outs, prev = [], None
+        for t in range(noisy.shape[1]):
+            x = noisy[:, t]
+            if x.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = self.model(x, sigma[:, t], prev)
+            outs.append(out)
+            kept = out.float().clamp(0, 1)
+            prev = (kept + ((kept * 255).round() / 255 - kept).detach()).to(out.dtype)
+        return torch.stack(outs, 1)
 
 
 # ---------------------------------------------------------------- losses, discriminator
@@ -115,10 +171,15 @@ def lr_lambda(cfg: TrainConfig):
 
 
 @torch.no_grad()
-def denoise_tensor(model, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Full-image inference for NCHW float in [0,1]: pad to the size multiple, run, crop, clamp."""
-    x, h, w = pad_to_multiple(noisy, model.config.size_multiple)
-    return model(x, sigma)[..., :h, :w].clamp(0, 1)
+def denoise_tensor(model, noisy: torch.Tensor, sigma: torch.Tensor, previous: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+    """Full-image inference for NCHW float in [0,1]: pad to the size multiple, run, crop, clamp.
+    `previous`: a recurrent model's last output (laid out as `noisy`), or None."""
+    m = model.config.size_multiple
+    x, h, w = pad_to_multiple(noisy, m)
+    if previous is not None:
+        previous = pad_to_multiple(previous, m)[0]
+    return model(x, sigma, previous)[..., :h, :w].clamp(0, 1)
 
 
 def psnr(mse: float) -> float:
@@ -165,6 +226,68 @@ class ValSet:
         return p, loss, cam
 
 
+class ClipValSet:
+    """Validation clips for --video: from each validation image (the centre crop all of them share,
+    at most 272 px square), a still, a pan, a moving-objects and a cut clip (clips.make_clip, 8 frames
+    of up to 224 x 224), with the camera protocol's noise at `sigma` drawn anew for every frame
+    (clips.noisy_clip). A model runs over each clip as the runtime runs it: the first frame without
+    a previous output, then each with its last output rounded to uint8."""
+
+    KINDS = ("still", "pan", "objects", "cut")
+
+    def __init__(self, images: list[D.ImageInfo], channels: int, sigma: float, frames: int = 8, side: int = 224):
+        from .clips import make_clip, noisy_clip
+
+        margin = 24
+        imgs = [D.read_image(info.path, channels) for info in images]
+        s = min([side + 2 * margin] + [min(im.shape[:2]) for im in imgs])
+        crops = []
+        for im in imgs:
+            y, x = (im.shape[0] - s) // 2, (im.shape[1] - s) // 2
+            crop = im[y:y + s, x:x + s]
+            crops.append(crop[:, :, 0] if crop.shape[2] == 1 else crop)
+        self.clips = []  # (kind, noisy frames, clean frames), uint8 HxW or HxWx3
+        for i, crop in enumerate(crops):
+            for k, kind in enumerate(self.KINDS):
+                clean = make_clip(crop, kind, frames, seed=i, margin=margin, second=crops[(i + 1) % len(crops)])
+                self.clips.append((kind, noisy_clip(clean, sigma, seed=100 * i + k), clean))
+        self.sigma = sigma
+
+    @staticmethod
+    def _tensor(a: np.ndarray, device) -> torch.Tensor:
+        a = a.reshape(a.shape[0], a.shape[1], -1)
+        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0))).float()[None].to(device) / 255.0
+
+    @torch.no_grad()
+    def evaluate(self, model, device, temporal: str = "model") -> dict[str, float]:
+        """Mean PSNR (after uint8 rounding) over all frames, per kind and in all ("all").
+        temporal: "model" (the last output as previous), "off" (each frame alone: a recurrent model
+        is given no previous) or "blend" (each frame alone, then temporal.RecursiveBlend)."""
+        from .temporal import RecursiveBlend
+
+        was_training = model.training
+        model.eval()
+        sig = torch.tensor([self.sigma / 255.0], device=device)
+        scores: dict[str, list[float]] = {}
+        for kind, noisy, clean in self.clips:
+            prev, blend = None, RecursiveBlend()
+            for x, c in zip(noisy, clean):
+                out = denoise_tensor(model, self._tensor(x, device), sig, prev)
+                q = (out * 255).round()
+                if temporal == "model":
+                    prev = q / 255
+                u8 = q[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+                u8 = u8[:, :, 0] if c.ndim == 2 else u8
+                if temporal == "blend":
+                    u8 = blend(u8, self.sigma)
+                mse = float(np.mean((u8.astype(np.float64) - c.astype(np.float64)) ** 2)) / 255.0 ** 2
+                scores.setdefault(kind, []).append(psnr(mse))
+        model.train(was_training)
+        res = {k: float(np.mean(v)) for k, v in scores.items()}
+        res["all"] = float(np.mean([p for v in scores.values() for p in v]))
+        return res
+
+
 def plot_curves(csv_path: Path, png_path: Path) -> None:
     import matplotlib
 
@@ -185,6 +308,9 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
     cs = [(int(r["step"]), float(r["val_camera_psnr"])) for r in rows if r.get("val_camera_psnr")]
     if cs:
         b.plot(*zip(*cs), "s-", label="validation PSNR (camera simulation, level told)")
+    vv = [(int(r["step"]), float(r["val_video_psnr"])) for r in rows if r.get("val_video_psnr")]
+    if vv:
+        b.plot(*zip(*vv), "^-", label="validation PSNR (clips, recurrent)")
     b.set_xlabel("step"), b.set_ylabel("PSNR (dB)"), b.grid(alpha=0.3), b.legend()
     fig.suptitle(png_path.parent.name)
     fig.tight_layout()
@@ -239,6 +365,11 @@ def init_weights(model: nn.Module, spec: str, mcfg: ModelConfig) -> None:
     from .modelfile import load_model
 
     src = load_model(spec)
+    if mcfg.recurrent and not src.config.recurrent:
+        src = make_recurrent(src)  # the video model starts as the framewise one
+        log.info("%s made recurrent: it computes what %s computes until trained", spec, spec)
+    elif src.config.recurrent and not mcfg.recurrent:
+        raise ModelError(f"--init {spec} is a recurrent (video) model: train it with --video")
     got = src.config
     if list(got.widths) != list(mcfg.widths) or got.channels != mcfg.channels:
         raise ModelError(f"--init {spec} has widths {list(got.widths)} depths {list(got.depths)} "
@@ -328,6 +459,7 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
             mcfg = ModelConfig.from_dict({**mcfg.to_dict(), "depths": [int(v) for v in str(cfg.depths).split(",")]})
         except ValueError as e:
             raise ModelError(f"--depths {cfg.depths!r}: give one integer per level, e.g. 2,2,4,4 ({e})") from None
+    mcfg.recurrent = cfg.video
     if cfg.patch % mcfg.size_multiple:
         raise DataError(f"patch {cfg.patch} must be a multiple of {mcfg.size_multiple} for model {cfg.model}")
     return mcfg
@@ -371,6 +503,10 @@ def resume_or_init(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunCont
                 f"checkpoint {ck_path} is for widths {saved.get('widths')} depths {saved.get('depths')}, "
                 f"not model {cfg.model}: use another --out or the same --model"
             )
+        if bool(saved.get("recurrent")) != mcfg.recurrent:
+            kind = "a recurrent (--video)" if saved.get("recurrent") else "a framewise"
+            raise ModelError(f"checkpoint {ck_path} is of {kind} model: use another --out, or "
+                             f"{'add' if saved.get('recurrent') else 'drop'} --video")
         nets.model.load_state_dict(ck["model"])
         nets.opt.load_state_dict(ck["optimizer"])
         nets.sched.load_state_dict(ck["scheduler"])
@@ -390,16 +526,16 @@ def resume_or_init(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunCont
     return start
 
 
-def wrap_for_devices(nets: Nets, run: RunContext) -> tuple[nn.Module, nn.Module | None]:
-    """Channels-last weights on CPU; under several processes, DistributedDataParallel wrappers of
-    the model and discriminator. Returns (model, discriminator) to call in the training step
-    (the bare modules when there is one process)."""
+def wrap_for_devices(nets: Nets, run: RunContext, video: bool = False) -> tuple[nn.Module, nn.Module | None]:
+    """Channels-last weights on CPU; with --video the model unrolled over clips (Unroll); under
+    several processes, DistributedDataParallel wrappers of the model and discriminator. Returns
+    (model, discriminator) to call in the training step (the bare modules when there is one process)."""
     if run.device.type == "cpu":
         nets.model.to(memory_format=torch.channels_last)
-    ddp_model, ddp_disc = nets.model, nets.disc
+    ddp_model, ddp_disc = (Unroll(nets.model) if video else nets.model), nets.disc
     if run.distributed:
         ids = [run.device.index] if run.device.type == "cuda" else None
-        ddp_model = nn.parallel.DistributedDataParallel(nets.model, device_ids=ids)
+        ddp_model = nn.parallel.DistributedDataParallel(ddp_model, device_ids=ids)
         if nets.disc is not None:
             ddp_disc = nn.parallel.DistributedDataParallel(nets.disc, device_ids=ids)
     return ddp_model, ddp_disc
@@ -418,7 +554,12 @@ def mixed_precision(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype
 def make_loader(cfg: TrainConfig, run: RunContext, train_imgs: list[D.ImageInfo], start: int):
     """Batches for steps start..steps-1, this rank's slice of each (--workers loader processes)."""
     per_rank = cfg.batch // run.world
-    sampler = D.PatchSampler(train_imgs, cfg.patch, cfg.channels, cfg.seed)
+    if cfg.video:
+        from .videodata import ClipSampler
+
+        sampler = ClipSampler(train_imgs, cfg.patch, cfg.frames, cfg.channels, cfg.seed)
+    else:
+        sampler = D.PatchSampler(train_imgs, cfg.patch, cfg.channels, cfg.seed)
     ds = Batches(sampler, cfg, start, run.rank * per_rank, (run.rank + 1) * per_rank)
     return torch.utils.data.DataLoader(
         ds, batch_size=None, num_workers=cfg.workers, persistent_workers=False,
@@ -432,25 +573,48 @@ class Trainer:
     a metrics row, checkpoint.pt + model.safetensors, and curves.png."""
 
     FIELDS = ("step", "loss", "train_psnr", "lr", "val_psnr", "val_loss", "d_loss", "steps_per_s", "elapsed_s",
-              "val_camera_psnr")
+              "val_camera_psnr", "val_video_psnr")
 
     def __init__(self, cfg: TrainConfig, run: RunContext, nets: Nets, start: int,
                  train_imgs: list[D.ImageInfo], val_imgs: list[D.ImageInfo]):
         self.cfg, self.run, self.nets, self.start = cfg, run, nets, start
-        self.ddp_model, self.ddp_disc = wrap_for_devices(nets, run)
+        self.ddp_model, self.ddp_disc = wrap_for_devices(nets, run, cfg.video)
         self.amp_dtype, self.scaler = mixed_precision(cfg, run.device)
         self.loader = make_loader(cfg, run, train_imgs, start)
         with_cam = cfg.camera_sim > 0 or cfg.noise == "camera-sim"
         self.valset = (ValSet(val_imgs, cfg.channels, cfg.val_sigma, camera_sim=with_cam)
                        if (run.main and val_imgs) else None)
+        self.clipset = (ClipValSet(val_imgs, cfg.channels, cfg.val_sigma)
+                        if (run.main and val_imgs and cfg.video) else None)
+        if self.clipset is not None:
+            self.video_baselines()
         self.csv_path = run.out / "metrics.csv"
         if run.main and (start == 0 or not self.csv_path.exists()):  # a resumed run appends
             with open(self.csv_path, "w", newline="") as f:
                 csv.writer(f).writerow(self.FIELDS)
         self.window, self.wmse, self.dl = [], [], []  # since the last metrics row: loss, MSE, d_loss
-        self.last_val = None
+        self.last_val = self.last_video = None
         self.bar = None
         self.t0 = 0.0
+
+    def video_baselines(self) -> None:
+        """With --video, what the recurrent model is to beat on the validation clips, measured once
+        with the weights the run starts from (at step 0 the framewise model it was made from):
+        each frame alone, and each frame alone then the recursive blend. Kept in the run folder as
+        video_baselines.json (a resumed run reads it) and logged."""
+        path = self.run.out / "video_baselines.json"
+        if path.exists():
+            base = json.loads(path.read_text())
+        else:
+            base = {"step": self.start, "sigma": self.cfg.val_sigma}
+            for mode in ("off", "blend", "model"):
+                base[mode] = self.clipset.evaluate(self.nets.model, self.run.device, temporal=mode)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(base, indent=2) + "\n")
+            tmp.replace(path)
+        log.info("validation clips at step %d, sigma %g: framewise %.2f dB, framewise + blend %.2f dB, "
+                 "recurrent %.2f dB", base["step"], base["sigma"], base["off"]["all"], base["blend"]["all"],
+                 base["model"]["all"])
 
     def run_loop(self, progress: bool = True) -> int:
         """Train from the start step to --steps (or --stop-at); returns the step reached."""
@@ -484,11 +648,13 @@ class Trainer:
         noisy = noisy.to(device, non_blocking=True)
         clean = clean.to(device, non_blocking=True)
         sigma = sigma.to(device, non_blocking=True)
-        if device.type == "cpu":
+        if device.type == "cpu" and noisy.dim() == 4:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             out_img = self.ddp_model(noisy, sigma)
         out_img = out_img.float()
+        if out_img.dim() == 5:  # --video: every frame of every clip counts alike
+            out_img, clean = out_img.flatten(0, 1), clean.flatten(0, 1)
         loss = reconstruction_loss(cfg.loss, out_img, clean)
         if nets.disc is not None:
             # generator step: fool the critic (hinge loss), on top of the reconstruction loss
@@ -501,8 +667,13 @@ class Trainer:
         if cfg.grad_clip:
             self.scaler.unscale_(nets.opt)
             torch.nn.utils.clip_grad_norm_(nets.model.parameters(), cfg.grad_clip)
+        fusion = self.fusion_weights()
+        before = None if fusion is None else fusion.detach().clone()
         self.scaler.step(nets.opt)
         self.scaler.update()
+        if before is not None:  # the fusion weights take --fusion-lr times the step Adam gave them
+            with torch.no_grad():
+                fusion.add_((fusion - before) * (cfg.fusion_lr - 1.0))
         nets.sched.step()
         d_value = None
         if nets.disc is not None:
@@ -512,6 +683,18 @@ class Trainer:
             nets.dopt.step()
             d_value = d_loss.item()
         return loss.item(), F.mse_loss(out_img.detach().clamp(0, 1), clean).item(), d_value
+
+    def fusion_weights(self) -> torch.Tensor | None:
+        """A recurrent model's head weights for its `previous` input (a view of the head conv's
+        weight), when --fusion-lr asks for a larger step there; else None. They start at zero (the
+        framewise model, model.make_recurrent) and have the most to learn, while the framewise
+        weights must move little: Adam's step does not grow with the gradient, so a larger step for
+        them is the way to learn the fusion fast without unlearning the framewise denoiser."""
+        model = self.nets.model
+        if not (self.cfg.video and self.cfg.fusion_lr != 1.0 and model.config.recurrent):
+            return None
+        w = model.head[0].weight
+        return w[:, w.shape[1] - model.config.channels * model.config.unshuffle ** 2:]
 
     def record(self, step: int, loss: float, mse: float, d_loss: float | None) -> None:
         """Add a step's losses to the running window; advance the progress bar (its loss, PSNR
@@ -536,18 +719,23 @@ class Trainer:
         do_ck = step % cfg.ckpt_every == 0 or step == cfg.steps or stopping
         if not (run.main and (do_val or do_ck)):
             return
-        val_psnr = val_loss = val_cam = ""
+        val_psnr = val_loss = val_cam = val_video = ""
         if do_val and self.valset is not None:
             self.last_val, vl, cam = self.valset.evaluate(nets.model, run.device)
             val_psnr, val_loss = f"{self.last_val:.4f}", f"{vl:.6g}"
             val_cam = "" if cam is None else f"{cam:.4f}"
+        if do_val and self.clipset is not None:
+            clips = self.clipset.evaluate(nets.model, run.device)
+            self.last_video = clips["all"]
+            val_video = f"{clips['all']:.4f}"
+            log.info("step %d: validation clips %s", step, ", ".join(f"{k} {v:.2f}" for k, v in clips.items()))
         el = time.time() - self.t0
         with open(self.csv_path, "a", newline="") as f:
             csv.writer(f).writerow([
                 step, f"{np.mean(self.window):.6g}", f"{psnr(np.mean(self.wmse)):.4f}",
                 f"{nets.sched.get_last_lr()[0]:.3g}", val_psnr, val_loss,
                 f"{np.mean(self.dl):.4g}" if self.dl else "", f"{(step - self.start) / el:.3f}", f"{el:.1f}",
-                val_cam,
+                val_cam, val_video,
             ])
         self.window, self.wmse, self.dl = [], [], []
         if do_ck:
@@ -577,4 +765,4 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     trainer = Trainer(cfg, run, nets, start, train_imgs, val_imgs)
     step = trainer.run_loop(progress)
     leave_process_group(run)
-    return {"run": str(run.out), "step": step, "val_psnr": trainer.last_val}
+    return {"run": str(run.out), "step": step, "val_psnr": trainer.last_val, "val_video_psnr": trainer.last_video}

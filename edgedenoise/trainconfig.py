@@ -41,6 +41,9 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads, 0 = torch's default
     grad_clip: float = 1.0
     device: str = "auto"
+    video: bool = False  # train a recurrent (video) model on synthetic clips (videodata.py)
+    frames: int = 6  # --video: frames per clip, the span of back-propagation through time
+    fusion_lr: float = 10.0  # --video: a recurrent model's weights for its previous output step this many times faster
     init: str = ""  # start from these weights (model name, run folder or .safetensors), fresh optimizer and schedule
     extra: dict = field(default_factory=dict)
 
@@ -55,11 +58,14 @@ class TrainConfig:
             low = 0 if name == "val_count" else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise bad(name, v, f"must be a whole number >= {low}")
+        if self.video and (not isinstance(self.frames, int) or self.frames < 2):
+            raise bad("frames", self.frames, "a clip needs at least 2 frames (the model learns from its last output)")
         for name in ("stop_at", "warmup", "threads", "seed", "workers"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise bad(name, v, "must be a whole number >= 0")
-        for name in ("lr", "lr_min", "grad_clip", "sigma_power", "map_jitter", "adv_weight", "val_sigma"):
+        for name in ("lr", "lr_min", "grad_clip", "sigma_power", "map_jitter", "adv_weight", "val_sigma",
+                     "fusion_lr"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise bad(name, v, "must be a finite number >= 0")

@@ -1,0 +1,142 @@
+"""Training recurrent (video) models: clips from still images, noise per clip, back-propagation
+through the model's own outputs, validation on clips, and the refusals."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgedenoise.data import scan_images
+from edgedenoise.errors import DataError, ModelError
+from edgedenoise.model import build_model, make_recurrent
+from edgedenoise.modelfile import load_model
+from edgedenoise.noise import AWGN, CameraSim, Mixture, for_clip, training_noise
+from edgedenoise.train import ClipValSet, Unroll, make_clip_batch, train
+from edgedenoise.trainconfig import TrainConfig
+from edgedenoise.videodata import ClipSampler, make_training_clip
+
+
+def cfg(data, out, **kw):
+    base = dict(data=str(data), out=str(out), model="tiny", steps=6, batch=4, patch=32, val_count=2,
+                val_every=6, ckpt_every=6, workers=0, warmup=2, seed=1, sigma_min=10, sigma_max=40,
+                video=True, frames=3, init="tiny")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_clips_are_seeded_and_hold_one_scene(train_subset):
+    images = scan_images(train_subset, min_size=48)
+    s = ClipSampler(images, patch=48, frames=5, channels=3, seed=3)
+    a, b = s.clips(7, 0, 12), s.clips(7, 0, 12)
+    assert a.shape == (12, 5, 3, 48, 48) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    assert np.array_equal(a, b)  # a pure function of (seed, step, index)
+    assert np.array_equal(s.clips(7, 4, 8), a[4:8])  # a rank's slice is the same clips
+    assert not np.array_equal(s.clips(8, 0, 12), a)
+    # frames of a clip show one scene: neighbours differ far less than clips do
+    within = np.abs(np.diff(a, axis=1)).mean()
+    across = np.abs(a[1:, 0] - a[:-1, 0]).mean()
+    assert within < 0.5 * across, (within, across)
+    # the motions are drawn: over many clips some stand still (equal frames) and some move
+    img = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+    still = [np.array_equal(c[0], c[-1]) for c in (make_training_clip(img, 48, 4, np.random.default_rng(k))
+                                                   for k in range(40))]
+    assert 3 < sum(still) < 37
+
+
+def test_a_clip_shares_its_noise_settings_but_not_its_noise(train_subset):
+    images = scan_images(train_subset, min_size=32)
+    c = cfg(train_subset, "unused", camera_sim=0.5, camera_fraction=0.0)
+    noise = training_noise("awgn", sigma_range=(10, 40), camera_sim=0.5)
+    noisy, clean, sigma = make_clip_batch(ClipSampler(images, 32, 4, 3, c.seed), noise, c, 5, 0, 6)
+    assert noisy.shape == clean.shape == (6, 4, 3, 32, 32) and sigma.shape == (6, 4)
+    for j in range(6):
+        s = sigma[j].numpy() * 255
+        assert s.max() - s.min() < 0.35 * s.mean() + 1e-6, s  # one level per clip (a camera's RMS wavers a little)
+        d = (noisy[j] - clean[j]).numpy()
+        assert not np.allclose(d[0], d[1])  # a new realisation every frame
+    # AWGN: the same sigma on every frame; a mixture picks Gaussian or camera once per clip
+    fixed = for_clip(AWGN(sigma_range=(0, 50)), np.random.default_rng(1))
+    assert fixed.sigma == AWGN(sigma_range=(0, 50)).draw_sigma(np.random.default_rng(1))
+    mix = Mixture(AWGN(sigma_range=(0, 50)), CameraSim(), 0.5)
+    kinds = {type(for_clip(mix, np.random.default_rng(k))).__name__ for k in range(20)}
+    assert kinds == {"AWGN", "CameraSim"}
+    cam = for_clip(CameraSim(), np.random.default_rng(2))
+    x = np.random.default_rng(3).random((3, 32, 32), dtype=np.float32)
+    (n1, l1, r1), (n2, l2, r2) = cam.sample(x, np.random.default_rng(4)), cam.sample(x, np.random.default_rng(5))
+    assert np.array_equal(r1, r2) and not np.array_equal(n1, n2)  # one camera, two noise draws
+    assert abs(l1 - l2) < 0.2 * l1  # of about the same level
+
+
+def test_gradients_reach_the_fusion_weights_through_the_models_own_outputs():
+    """Unroll feeds each frame's rounded output to the next; the loss of a later frame reaches the
+    head weights of `previous`, which start at zero, and also the frames before it."""
+    torch.manual_seed(0)
+    rec = make_recurrent(build_model("tiny")).train()
+    with torch.no_grad():  # a model that does something, and uses its previous output
+        torch.nn.init.normal_(rec.tail.weight, std=0.05)
+        torch.nn.init.normal_(rec.head[0].weight[:, -12:], std=0.05)
+    noisy = torch.rand(2, 3, 3, 32, 32, requires_grad=True)
+    out = Unroll(rec)(noisy, torch.full((2, 3), 0.1))
+    assert out.shape == (2, 3, 3, 32, 32)
+    out[:, 2].square().mean().backward()
+    w = rec.head[0].weight.grad
+    assert w[:, -12:].abs().sum() > 0  # the previous-frame channels learn
+    assert noisy.grad[:, 0].abs().sum() > 0 and noisy.grad[:, 1].abs().sum() > 0  # through time
+    with torch.no_grad():  # frame 0 has no previous: the framewise result
+        assert torch.allclose(out[:, 0], rec(noisy[:, 0], torch.full((2,), 0.1)), atol=1e-6)
+
+
+def test_a_video_run_trains_a_recurrent_model_and_validates_it_on_clips(train_subset, tmp_path):
+    run = tmp_path / "video"
+    res = train(cfg(train_subset, run), progress=False)
+    assert res["step"] == 6 and res["val_video_psnr"] is not None
+    m = load_model(str(run))
+    assert m.config.recurrent
+    base = json.loads((run / "video_baselines.json").read_text())
+    # at step 0 the recurrent model is the framewise tiny: the same scores; the blend gains on still clips
+    assert base["model"] == base["off"]
+    assert base["blend"]["still"] > base["off"]["still"]
+    assert set(base["off"]) == {"still", "pan", "objects", "cut", "all"}
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].endswith("val_video_psnr") and 15 < float(rows[-1].split(",")[-1]) < 45
+    # resuming the run keeps the baselines of its start
+    train(cfg(train_subset, run, steps=8, val_every=8, ckpt_every=8), progress=False)
+    assert json.loads((run / "video_baselines.json").read_text()) == base
+
+
+def test_video_settings_and_mismatched_runs_are_refused(train_subset, tmp_path):
+    with pytest.raises(DataError, match="--frames 1"):
+        cfg(train_subset, tmp_path / "r", frames=1).check()
+    framewise = tmp_path / "framewise"
+    train(cfg(train_subset, framewise, video=False, init="", steps=2, val_every=2, ckpt_every=2), progress=False)
+    with pytest.raises(ModelError, match="framewise model: use another --out, or drop --video"):
+        train(cfg(train_subset, framewise), progress=False)
+    with pytest.raises(ModelError, match="recurrent .*train it with --video"):
+        rec = tmp_path / "rec"
+        train(cfg(train_subset, rec, steps=2, val_every=2, ckpt_every=2), progress=False)
+        train(cfg(train_subset, tmp_path / "again", video=False, init=str(rec)), progress=False)
+
+
+def test_clip_validation_runs_the_model_as_the_runtime_does(train_subset):
+    """ClipValSet's recurrent pass equals feeding VideoDenoiser-style rounded outputs by hand."""
+    images = scan_images(train_subset, min_size=32)[:2]
+    vs = ClipValSet(images, 3, 25.0, frames=3, side=64)
+    rec = make_recurrent(load_model("tiny")).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(rec.head[0].weight[:, -12:], std=0.05)
+    kinds = [k for k, _, _ in vs.clips]
+    assert kinds == list(ClipValSet.KINDS) * 2  # four kinds of clip per image
+    kind, noisy, clean = vs.clips[0]
+    prev, ps = None, []
+    for x, c in zip(noisy, clean):
+        t = torch.from_numpy(np.moveaxis(x, -1, 0).copy()).float()[None] / 255
+        with torch.no_grad():
+            out = rec(t, torch.tensor([25 / 255]), prev).clamp(0, 1)
+        prev = (out * 255).round() / 255
+        mse = ((prev[0].permute(1, 2, 0).numpy() * 255 - c) ** 2).mean()
+        ps.append(10 * np.log10(255 ** 2 / mse))
+    vs.clips = vs.clips[:1]
+    got = vs.evaluate(rec, torch.device("cpu"))
+    assert abs(got["still"] - float(np.mean(ps))) < 1e-3 and got["all"] == got["still"]
+    # "off" gives the model no previous frame: not the same as the recurrent pass once it uses it
+    assert vs.evaluate(rec, torch.device("cpu"), temporal="off")["still"] != got["still"]
