@@ -91,8 +91,18 @@ def qdq_problems(model) -> list[str]:
     return problems
 
 
-def calibration_batches(folder: str | Path, count: int = 32, seed: int = 0) -> list[dict]:
-    """`count` noisy crops (camera protocol) of the images in `folder`, as ONNX feeds."""
+def calibration_batches(folder: str | Path, count: int = 32, seed: int = 0, recurrent_onnx: Path | None = None
+                        ) -> list[dict]:
+    """`count` noisy crops (camera protocol) of the images in `folder`, as ONNX feeds.
+
+    For a recurrent model (`recurrent_onnx`, its float graph) each feed is a crop's second frame:
+    the crop with new noise, and as `previous` the model's own output (rounded to uint8 levels) for
+    the crop's first noisy frame, the state a stream carries."""
+    session = None
+    if recurrent_onnx is not None:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(recurrent_onnx), providers=["CPUExecutionProvider"])
     from .data import read_image, scan_images
     from .noise import protocol_noisy
 
@@ -108,8 +118,14 @@ def calibration_batches(folder: str | Path, count: int = 32, seed: int = 0) -> l
         crop = clean[y:y + CALIB_CROP, x:x + CALIB_CROP]
         sigma = float(rng.uniform(*CALIB_SIGMA))
         noisy = protocol_noisy(crop, sigma, 10_000 + k, "camera")
-        feeds.append({"noisy": noisy.transpose(2, 0, 1)[None].astype(np.float32) / 255.0,
-                      "sigma": np.array([sigma / 255.0], np.float32)})
+        feed = {"noisy": noisy.transpose(2, 0, 1)[None].astype(np.float32) / 255.0,
+                "sigma": np.array([sigma / 255.0], np.float32)}
+        if session is not None:
+            first = session.run(None, {**feed, "previous": feed["noisy"]})[0]
+            second = protocol_noisy(crop, sigma, 20_000 + k, "camera")
+            feed = {**feed, "noisy": second.transpose(2, 0, 1)[None].astype(np.float32) / 255.0,
+                    "previous": np.round(np.clip(first, 0, 1) * 255).astype(np.float32) / 255.0}
+        feeds.append(feed)
     return feeds
 
 
@@ -137,9 +153,6 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
         raise ModelError(f"model {model} has no .onnx export: run `edgedenoise export --model {model} --out X.onnx`")
     if files.channels != 3:
         raise ModelError("quantize calibrates colour models only (this model has 1 channel)")
-    if files.recurrent:
-        raise ModelError(f"quantize does not calibrate a recurrent model yet ({files.name} takes a previous frame): "
-                         f"run it at fp32")
     default = (int8_path if target == "onnxruntime" else trt_int8_path)(files.onnx)
     if out:
         out = Path(out)
@@ -153,7 +166,7 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
 
         print(f"quantize: {out} exists and will be replaced when the new one is written", file=sys.stderr)
     t0 = time.time()
-    feeds = calibration_batches(calib, count)
+    feeds = calibration_batches(calib, count, recurrent_onnx=files.onnx if files.recurrent else None)
     if not feeds:
         raise DataError(f"no calibration images in {calib}")
 
