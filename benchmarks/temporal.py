@@ -18,7 +18,10 @@ Clips (BENCHMARK_PROTOCOL.md, "Video"; sigma 25, camera protocol, independent no
   640x272): a scene cut at frame 20.
 
 Methods: `tiny` and `default`, fp32 and int8 (ONNX Runtime, told sigma 25), frame by frame and with
-the blend on their outputs (a state per clip, from nothing at frame 0: causal); OpenCV
+the blend on their outputs (a state per clip, from nothing at frame 0: causal); the shipped recurrent
+models (`--recurrent`, default: every shipped model that is recurrent), fp32 and int8, each given its
+last output as the runtime gives it (VideoDenoiser, temporal "model": a state per clip, dropped at a
+detected cut); OpenCV
 fastNlMeansDenoisingColored (quality.py's h for sigma 25, template 7, search 21) and
 fastNlMeansDenoisingColoredMulti (the same h, temporal window 5: two frames of look-ahead; at a
 clip's ends the window shrinks to the frames there are; not run on bigbuckbunny, where one frame
@@ -144,12 +147,22 @@ def scores(outs: list[np.ndarray], clean: list[np.ndarray]) -> dict:
     return {"psnr": p, "ssim": s, "tpsnr": tpsnr(outs, clean)}
 
 
-def blend_cost() -> dict:
-    """p50 ms per 640x480 frame: tiny fp32 and int8, and the blend on the demo's pan and on a still camera."""
+def shipped_recurrent() -> list[str]:
+    """The names of the shipped models that are recurrent."""
+    import json
+
+    from edgedenoise.modelfile import MODELS_DIR
+
+    return sorted(p.stem for p in MODELS_DIR.glob("*.json") if json.loads(p.read_text()).get("recurrent"))
+
+
+def blend_cost(recurrent: list[str] = ()) -> dict:
+    """p50 ms per 640x480 frame: tiny fp32 and int8, the blend on the demo's pan and on a still camera,
+    and each recurrent model (fp32, int8) with its state."""
     from edgedenoise.denoiser import Denoiser
     from edgedenoise.runtime.sources import DemoSource
     from edgedenoise.runtime.stats import summarize
-    from edgedenoise.temporal import RecursiveBlend
+    from edgedenoise.temporal import RecursiveBlend, VideoDenoiser
 
     demo = DemoSource(SIGMA)
     demo.open()
@@ -175,12 +188,24 @@ def blend_cost() -> dict:
                     if i >= 10:
                         bt.append(time.perf_counter() - t)
                 out[name] = summarize(bt)
+    for m in recurrent:
+        for prec in ("fp32", "int8"):
+            vd = VideoDenoiser.load(m, backend="onnxruntime", precision=prec, temporal="model")
+            times = []
+            for i, f in enumerate(frames):
+                t = time.perf_counter()
+                vd.denoise(f, SIGMA)
+                if i >= 10:
+                    times.append(time.perf_counter() - t)
+            out[f"{m} {prec}"] = summarize(times)
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("EDGEDENOISE_DATA", str(ROOT.parent / "shared" / "data")))
+    ap.add_argument("--recurrent", nargs="*", default=None, metavar="MODEL",
+                    help="recurrent models to measure (default: the shipped ones)")
     ap.add_argument("--report-only", action="store_true",
                     help="re-write results/temporal_cpu.md from results/temporal_cpu.json (no measuring)")
     a = ap.parse_args()
@@ -202,14 +227,17 @@ def main() -> int:
     from edgedenoise.denoiser import Denoiser
     from edgedenoise.evaluate import psnr_u8
     from edgedenoise.nlm import nlm_denoise, nlm_h
-    from edgedenoise.temporal import RecursiveBlend
+    from edgedenoise.temporal import RecursiveBlend, VideoDenoiser
 
+    recurrent = shipped_recurrent() if a.recurrent is None else a.recurrent
     clips = synthetic_clips(data) + video_clips(data)
     for c in clips:
         if "noisy" not in c:
             c["noisy"] = protocol_noisy_video(c["clean"])
     dens = {f"{m} {p}": Denoiser.load(m, backend="onnxruntime", precision=p)
             for m in ("tiny", "default") for p in ("fp32", "int8")}
+    videos = {f"{m} {p}": VideoDenoiser.load(m, backend="onnxruntime", precision=p, temporal="model")
+              for m in recurrent for p in ("fp32", "int8")}
     h_nlm = nlm_h(SIGMA)
     ffmpeg = shutil.which("ffmpeg")
     tmp = RESULTS.parent / ".cache" / "temporal"
@@ -225,6 +253,9 @@ def main() -> int:
             methods[label] = outs
             b = RecursiveBlend()
             methods[label + " + blend"] = [b(o, SIGMA) for o in outs]
+        for label, vd in videos.items():
+            vd.reset()
+            methods[label] = [vd.denoise(f, SIGMA) for f in noisy]
         methods["OpenCV NLM"] = [nlm_denoise(f, h_nlm) for f in noisy]
         if not c.get("no_multi"):
             methods["OpenCV NLM multi (5 frames)"] = nlm_multi(noisy, h_nlm)
@@ -248,7 +279,7 @@ def main() -> int:
                   f"{np.mean(d['default fp32 + blend']['psnr']):.2f} dB, tiny {np.mean(d['tiny fp32']['psnr']):.2f} "
                   f"-> {np.mean(d['tiny fp32 + blend']['psnr']):.2f}", file=sys.stderr)
     bar.close()
-    cost = blend_cost()
+    cost = blend_cost(recurrent)
     pictures = [cut_plot(clips, results), frames_picture(clips)]
     doc = {"stamp": stamp({"sigma": SIGMA, "nlm_h": h_nlm,
                            "ffmpeg": ffmpeg_choice or "not found: hqdn3d and fftdnoiz not run"}),
@@ -296,6 +327,20 @@ def report(results, cost, h_nlm, ffmpeg, pictures) -> str:
             g = [np.mean(r["methods"][m + " + blend"]["psnr"]) - np.mean(r["methods"][m]["psnr"]) for r in rows]
             cells.append(f"{np.mean(g):+.2f}; {min(g):+.2f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    rec = sorted({m for r in results for m in r["methods"] if m.endswith((" fp32", " int8"))
+                  and m.split()[0] not in ("tiny", "default")})
+    if rec:
+        lines += ["", "## Recurrent models against the framewise models and the blend, dB (mean; worst clip)", "",
+                  "| recurrent model | against | " + " | ".join(g for g, _ in groups) + " |",
+                  "|---|---|" + "---|" * len(groups)]
+        for m in rec:
+            for ref in ("tiny fp32", "tiny fp32 + blend", "default fp32", "default fp32 + blend"):
+                cells = []
+                for _, f in groups:
+                    rows = [r for r in results if f(r)]
+                    g = [np.mean(r["methods"][m]["psnr"]) - np.mean(r["methods"][ref]["psnr"]) for r in rows]
+                    cells.append(f"{np.mean(g):+.2f}; {min(g):+.2f}")
+                lines.append(f"| {m} | {ref} | " + " | ".join(cells) + " |")
     lines += ["", "## After the cuts: blend minus framewise, dB, the three frames after each cut (default fp32)", ""]
     for r in results:
         if r["kind"] == "cut":
@@ -303,6 +348,16 @@ def report(results, cost, h_nlm, ffmpeg, pictures) -> str:
             d = np.array(r["methods"]["default fp32 + blend"]["psnr"][k:k + 3]) - \
                 np.array(r["methods"]["default fp32"]["psnr"][k:k + 3])
             lines.append(f"- {r['clip']}: " + ", ".join(f"{v:+.2f}" for v in d))
+    for m in rec:  # a recurrent model against the framewise model it was made from (tiny-video: tiny)
+        base = f"{m.split()[0].split('-')[0]} {m.split()[1]}"
+        if base not in results[0]["methods"]:
+            continue
+        lines += ["", f"After the cuts, {m} minus {base}, the three frames after each cut:", ""]
+        for r in results:
+            if r["kind"] == "cut":
+                k = 20 if r["set"] == "video" else CUT_FRAMES // 2
+                d = np.array(r["methods"][m]["psnr"][k:k + 3]) - np.array(r["methods"][base]["psnr"][k:k + 3])
+                lines.append(f"- {r['clip']}: " + ", ".join(f"{v:+.2f}" for v in d))
     t = cost
     lines += ["", "## Cost per 640x480 frame (p50 ms, the demo stream, ONNX Runtime, default threads)", "",
               "| what | p50 ms | share of tiny fp32 | share of tiny int8 |", "|---|---|---|---|"]

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .data import list_images, read_image
 from .denoiser import Denoiser
 from .errors import DataError
-from .frames import psnr_u8, to_uint8  # noqa: F401 - psnr_u8 is part of this module's scoring API
+from .frames import psnr_u8, to_uint8, write_image  # noqa: F401 - psnr_u8 is part of this module's scoring API
 from .modelfile import file_sha256
 from .noise import protocol_noisy
 from .runtime.stats import stamp
@@ -71,7 +72,6 @@ def check_protocol(protocol: str, channels: int = 3) -> None:
 
 def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dict]:
     """Per sigma: every image denoised and scored (PSNR, SSIM), with comparison pictures if asked."""
-    import cv2
 
     from .camera import simulate
 
@@ -107,7 +107,7 @@ def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dic
                 d.mkdir(parents=True, exist_ok=True)
                 pic = comparison([(f"noisy s={sigma:g} {rows[-1]['psnr_noisy']:.2f} dB", noisy),
                                   (f"{den.name} {rows[-1]['psnr']:.2f} dB", out), ("clean", clean)])
-                cv2.imwrite(str(d / f"{f.stem}.png"), pic)
+                write_image(d / f"{f.stem}.png", pic)
             if bar is not None:
                 bar.update(1)
         results.append({
@@ -182,6 +182,6 @@ def write_reports(reports: list[dict], json_path: str | Path | None) -> str:
     if json_path:
         p = Path(json_path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(reports, indent=1) + "\n")
-        p.with_suffix(".md").write_text(table + "\n")
+        write_atomic(p, (json.dumps(reports, indent=1) + "\n").encode(), what="--json output")
+        write_atomic(p.with_suffix(".md"), (table + "\n").encode(), what="--json output's table")
     return table

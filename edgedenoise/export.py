@@ -150,6 +150,9 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
 
         if not frame_native:  # onnxslim cannot infer shapes through the custom ops
             proto = onnxslim.slim(proto)  # folds the exporter's shape arithmetic for the noise map
+            # onnxslim 0.1.98 records wrong shapes for a DepthToSpace of 4 channels (a recurrent
+            # model's gate: 3 channels, the residual's); ONNX's own inference below redoes them
+            del proto.graph.value_info[:]
             slimmed = True
     except ImportError:
         pass

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import write_atomic
 from .errors import DataError
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -43,16 +44,13 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Encode by the file's extension and write; DataError if OpenCV cannot encode it or the file
-    cannot be written."""
+    """Encode by the file's extension and write it atomically (outputs.write_atomic); DataError if
+    OpenCV cannot encode it or the file cannot be written."""
     path = Path(path)
     ok, buf = cv2.imencode(path.suffix or ".png", img)
     if not ok:
         raise DataError(f"cannot encode an image as {path.suffix!r}: use .png, .jpg, .tif or .bmp")
-    try:
-        buf.tofile(str(path))
-    except OSError as e:
-        raise DataError(f"cannot write {path}: {e.strerror or e}") from None
+    write_atomic(path, buf.tobytes(), what="image")  # whole or not at all
 
 
 def to_uint8(img: np.ndarray, source: str = "image") -> np.ndarray:

@@ -77,7 +77,9 @@ class DenoiseUNet(nn.Module):
             self.enc.append(Level(w[i], w[i], d[i], b))
         self.up = nn.ModuleList([Up(w[i], w[i - 1], b) for i in range(len(w) - 1, 0, -1)])
         self.dec = nn.ModuleList([Level(w[i - 1], w[i - 1], d[i - 1], b) for i in range(len(w) - 1, 0, -1)])
-        self.tail = conv3x3(w[0], c * r * r, b)
+        # a recurrent model's tail also gives a fusion gate per full-resolution pixel (r * r channels,
+        # pixel-shuffled like the residual): how much of the previous output to keep (forward)
+        self.tail = conv3x3(w[0], c * r * r + (r * r if config.recurrent else 0), b)
         # Start as the identity (predicted noise 0): training then only has to learn the
         # noise, not first undo a random output, and early steps already improve on the input.
         nn.init.zeros_(self.tail.weight)
@@ -94,7 +96,14 @@ class DenoiseUNet(nn.Module):
         a bias-free model (config.bias False) is blind and ignores it.
         previous: a recurrent model's last denoised frame, laid out as x (None: x itself, as for
         the first frame of a scene, ARCHITECTURE.md); a framewise model takes none.
-        Returns the denoised (N,C,H,W), not clamped."""
+        Returns the denoised (N,C,H,W), not clamped.
+
+        A recurrent model returns its own estimate (x - the predicted noise, as a framewise model)
+        moved towards `previous` by a gate g in [0, 1] per pixel that it predicts too:
+        out = own + g (previous - own). The gate starts at 0 (make_recurrent), the framewise
+        model; training learns where the previous output can be trusted (a still scene) and where
+        not (motion, a cut), a recursive average the network steers pixel by pixel (as the
+        fusion of EMVD, Maggioni et al., CVPR 2021)."""
         r = self.config.unshuffle
         h = F.pixel_unshuffle(x, r)
         parts = [h]
@@ -111,10 +120,13 @@ class DenoiseUNet(nn.Module):
         elif previous is not None:
             raise ValueError(f"model {self.config.name} is not recurrent: it takes no previous frame")
         h = self.head(torch.cat(parts, dim=1) if len(parts) > 1 else h)
-        if not self.config.bias:
-            return x - F.pixel_shuffle(self.tail(self.body(h)), r)
-        noise = F.pixel_shuffle(self.tail(self.body(h)), r)
-        return x - noise
+        t = self.tail(self.body(h))
+        if self.config.recurrent:
+            res, gate = torch.split(t, [self.config.channels * r * r, r * r], dim=1)
+            own = x - F.pixel_shuffle(res, r)
+            gate = F.pixel_shuffle(gate, r).clamp(0.0, 1.0)
+            return own + gate * ((x if previous is None else previous.to(own.dtype)) - own)
+        return x - F.pixel_shuffle(t, r)
 
     def body(self, h: torch.Tensor) -> torch.Tensor:
         """Encoder-decoder between the head (after its ReLU) and the tail conv, at half resolution."""
@@ -207,9 +219,10 @@ def build_model(size_or_config: str | ModelConfig | dict, channels: int | None =
 
 @torch.no_grad()
 def make_recurrent(src: DenoiseUNet) -> DenoiseUNet:
-    """The recurrent variant of a framewise model: the same weights, and head weights of zero for
-    the added `previous` channels, so that it computes exactly what `src` computes until it is
-    trained (issue "Learned temporal denoising": training then learns only the fusion)."""
+    """The recurrent variant of a framewise model: the same weights, head weights of zero for the
+    added `previous` channels and tail weights of zero for the gate (0: the model's own estimate
+    alone), so that it computes exactly what `src` computes until it is trained (issue "Learned
+    temporal denoising": training then learns only the fusion)."""
     if src.config.recurrent:
         raise ValueError(f"model {src.config.name} is recurrent already")
     cfg = ModelConfig.from_dict({**src.config.to_dict(), "recurrent": True})
@@ -219,6 +232,9 @@ def make_recurrent(src: DenoiseUNet) -> DenoiseUNet:
         if name == "head.0.weight":
             t.zero_()
             t[:, :theirs[name].shape[1]] = theirs[name]
+        elif name in ("tail.weight", "tail.bias"):
+            t.zero_()
+            t[:theirs[name].shape[0]] = theirs[name]
         else:
             t.copy_(theirs[name])
     return dst

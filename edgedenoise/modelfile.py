@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import temp_beside, write_atomic
 from .errors import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -180,10 +181,13 @@ def save_model(model, stem: str | Path, extra: dict | None = None, half: bool = 
     state = {k: (v.detach().half() if half else v.detach().float()).contiguous().cpu()
              for k, v in model.state_dict().items()}
     weights, config = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-    tmp = weights.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp), metadata={"config": json.dumps(cfg)})
-    tmp.replace(weights)
-    config.write_text(json.dumps(cfg, indent=2) + "\n")
+    tmp = temp_beside(weights)
+    try:
+        save_file(state, str(tmp), metadata={"config": json.dumps(cfg)})
+        tmp.replace(weights)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_atomic(config, (json.dumps(cfg, indent=2) + "\n").encode(), what="model config")
     return weights, config
 
 

@@ -13,7 +13,11 @@ anything for writing, so that:
   with whatever the writing library says later;
 - two runs never write one output at once: `OutputLock` holds `.<name>.lock` beside it for
   the run; a second run is refused while the first is alive (a lock left by a dead process
-  is taken over).
+  is taken over);
+- a file appears whole or not at all (atomic.py): it is written to a new hidden file beside it (`temp_beside`,
+  made with O_EXCL, so never an existing file or a planted link) and renamed over the output
+  when complete (`write_atomic`; the video sink does the same at its close). A run killed on the
+  way leaves the previous output as it was, and at most a hidden `.<stem>.*.part<ext>` file.
 
 Every refusal is a `DataError`, which the CLI prints as one line with exit status 2.
 """
@@ -23,6 +27,7 @@ import errno
 import os
 from pathlib import Path
 
+from .atomic import temp_beside, write_atomic  # noqa: F401  (part of this module's interface)
 from .errors import DataError
 
 

@@ -668,12 +668,12 @@ class Trainer:
             self.scaler.unscale_(nets.opt)
             torch.nn.utils.clip_grad_norm_(nets.model.parameters(), cfg.grad_clip)
         fusion = self.fusion_weights()
-        before = None if fusion is None else fusion.detach().clone()
+        before = [w.detach().clone() for w in fusion]
         self.scaler.step(nets.opt)
         self.scaler.update()
-        if before is not None:  # the fusion weights take --fusion-lr times the step Adam gave them
-            with torch.no_grad():
-                fusion.add_((fusion - before) * (cfg.fusion_lr - 1.0))
+        with torch.no_grad():  # the fusion weights take --fusion-lr times the step Adam gave them
+            for w, b in zip(fusion, before):
+                w.add_((w - b) * (cfg.fusion_lr - 1.0))
         nets.sched.step()
         d_value = None
         if nets.disc is not None:
@@ -684,17 +684,21 @@ class Trainer:
             d_value = d_loss.item()
         return loss.item(), F.mse_loss(out_img.detach().clamp(0, 1), clean).item(), d_value
 
-    def fusion_weights(self) -> torch.Tensor | None:
-        """A recurrent model's head weights for its `previous` input (a view of the head conv's
-        weight), when --fusion-lr asks for a larger step there; else None. They start at zero (the
-        framewise model, model.make_recurrent) and have the most to learn, while the framewise
-        weights must move little: Adam's step does not grow with the gradient, so a larger step for
-        them is the way to learn the fusion fast without unlearning the framewise denoiser."""
+    def fusion_weights(self) -> list[torch.Tensor]:
+        """A recurrent model's fusion weights (views): the head's for its `previous` input and the
+        tail's for its gate, when --fusion-lr asks for a larger step there; else none. They start
+        at zero (the framewise model, model.make_recurrent) and have the most to learn, while the
+        framewise weights must move little: Adam's step does not grow with the gradient, so a
+        larger step for them is the way to learn the fusion fast without unlearning the denoiser."""
         model = self.nets.model
         if not (self.cfg.video and self.cfg.fusion_lr != 1.0 and model.config.recurrent):
-            return None
-        w = model.head[0].weight
-        return w[:, w.shape[1] - model.config.channels * model.config.unshuffle ** 2:]
+            return []
+        k = model.config.channels * model.config.unshuffle ** 2
+        head = model.head[0].weight
+        out = [head[:, head.shape[1] - k:], model.tail.weight[k:]]
+        if model.tail.bias is not None:
+            out.append(model.tail.bias[k:])
+        return out
 
     def record(self, step: int, loss: float, mse: float, d_loss: float | None) -> None:
         """Add a step's losses to the running window; advance the progress bar (its loss, PSNR

@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -353,3 +354,52 @@ def test_a_frame_native_graph_not_named_frame_onnx_is_named_for_what_it_is(tmp_p
     p = cli("denoise", "--model", tmp_path / "fn.onnx", "-o", tmp_path / "out.png", cwd=tmp_path)
     one_line_error(p, "is a frame-native graph", "without --frame-native")
     assert digest(tmp_path / "fn.onnx") == before
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def test_a_killed_run_leaves_the_previous_video_whole(tmp_path, video):
+    """kill -9 in the middle of a run into an existing video: the old video is as it was (the new one
+    is written to a hidden .part file beside it), and the next run replaces it whole."""
+    out = tmp_path / "out.mp4"
+    out.write_bytes(video.read_bytes())
+    before = digest(out)
+    cmd = [sys.executable, "-m", "edgedenoise.cli", "run", "--sink", str(out), "--frames", "0", "--model", "tiny",
+           "--precision", "fp32", "--quiet"]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr.readline().startswith("run:")
+        deadline = time.time() + 60
+        while p.poll() is None and time.time() < deadline:  # until the new video is being written
+            if any(f.stat().st_size for f in tmp_path.glob(".out.*.part.mp4")):
+                break
+            time.sleep(0.1)
+        assert p.poll() is None, p.stderr.read()
+        p.kill()
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert digest(out) == before
+    assert list(tmp_path.glob(".out.*.part.mp4"))  # the half-written video, hidden
+    again = cli("run", "--sink", out, "--frames", "6", "--model", "tiny", "--precision", "fp32", "--quiet",
+                cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 640
+
+
+def test_an_image_written_over_a_planted_link_replaces_the_link(tmp_path, images):
+    """A symlink at the output's name is replaced by the new file, never followed: the file it
+    pointed at (here an input elsewhere) is untouched."""
+    from edgedenoise.frames import write_image
+
+    target = images / "00.png"
+    before = digest(target)
+    link = tmp_path / "out.png"
+    link.symlink_to(target)
+    write_image(link, np.zeros((8, 8, 3), np.uint8))
+    assert digest(target) == before and not link.is_symlink()
+    assert cv2.imread(str(link)).max() == 0
+    assert not list(tmp_path.glob(".out.*"))  # no temporary file left

@@ -192,7 +192,9 @@ def test_a_signal_leaves_a_playable_video_and_stats(tmp_path, sig, status, repea
     try:
         line = p.stderr.readline()  # "run: ..." comes when the model is loaded and the pipeline starts
         assert line.startswith("run:"), line + p.stderr.read()
-        time.sleep(3.0)
+        deadline = time.time() + 60  # until frames reach the video (written to a hidden file until the end)
+        while time.time() < deadline and not any(f.stat().st_size for f in tmp_path.glob(".out.*.part.mp4")):
+            time.sleep(0.1)
         for _ in range(repeats):  # the later ones land while the video and the stats are finalised
             p.send_signal(sig)
             time.sleep(0.05)

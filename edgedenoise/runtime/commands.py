@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..atomic import write_atomic
 from ..backends import CHOICES
 from ..errors import DataError
 from .stats import RunStats
@@ -364,7 +365,7 @@ def cmd_bench(a):
                "frames": a.frames, "warmup": a.warmup, "protocol": "camera", "results": rows, "anchors": nlm_rows}
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=2))
+        write_atomic(out, json.dumps(doc, indent=2).encode(), what="--json output")
         print(f"results: {out}", file=sys.stderr)
     if rows and all(r["status"] != "ok" for r in rows):
         raise DataError(f"every case failed ({rows[0]['status']})")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import socket
 import sys
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..frames import draw_label, to_bgr8
-from ..outputs import check_writable, refuse_used_folder
+from ..outputs import check_writable, refuse_used_folder, temp_beside, write_atomic
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 GRAMMAR = "display, null, a folder, a .mp4/.avi/.mkv file, or http://127.0.0.1:PORT"
@@ -120,7 +121,7 @@ class FolderSink(Sink):
         ok, buf = cv2.imencode(".png", img)
         if not ok:
             raise DataError(f"cannot encode frame {res.index} of shape {img.shape} as PNG")
-        buf.tofile(str(self.path / f"{res.index:06d}.png"))
+        write_atomic(self.path / f"{res.index:06d}.png", buf.tobytes(), what="frame")
         self.count += 1
 
     def info(self) -> dict:
@@ -136,6 +137,11 @@ class VideoSink(Sink):
     The video keeps the stream's timing: where realtime mode dropped frames (a gap in the
     frame indices), the last written frame is written again in their place (`frames_held`),
     so a second of video is a second of the stream, as the viewer saw it.
+
+    The video is written to a hidden file beside the output (atomic.temp_beside) and renamed
+    over it at `close()`: until then an earlier file of that name stays whole, and a run that is
+    killed leaves it so (and a hidden `.<stem>.*.part<ext>` file). An interrupted run still closes
+    the sink: its video holds the frames done, and the run's stats say it was interrupted.
     """
 
     def __init__(self, path: Path, fps: float = 25.0, lossless: bool = False):
@@ -146,6 +152,7 @@ class VideoSink(Sink):
         self.codec = "FFV1" if lossless else VIDEO_CODECS[ext]
         self.name = str(path)
         self.writer = None
+        self.part: Path | None = None  # the hidden file being written, renamed over `path` at close
         self.size = None
         self.count = 0
         self.resized = 0
@@ -176,8 +183,14 @@ class VideoSink(Sink):
             if self.size != (w, h) and self.stats is not None:
                 self.stats.event(f"video sizes are even: {w}x{h} frames are stored as {self.size[0]}x{self.size[1]} "
                                  f"(last row/column repeated); write to a folder for exact sizes")
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, self.size)
+            try:
+                self.part = temp_beside(self.path)
+            except OSError as e:
+                raise DataError(f"cannot write the sink {self.path}: {e.strerror or e}") from None
+            self.writer = cv2.VideoWriter(str(self.part), cv2.VideoWriter_fourcc(*self.codec), self.fps, self.size)
             if not self.writer.isOpened():
+                self.writer = None
+                self.part.unlink(missing_ok=True)
                 raise DataError(f"cannot open {self.path} for writing ({self.codec}, {w}x{h})")
         if (w + w % 2, h + h % 2) == self.size and (w, h) != self.size:
             img = cv2.copyMakeBorder(img, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
@@ -198,6 +211,16 @@ class VideoSink(Sink):
         if self.writer is not None:
             self.writer.release()  # writes the container's index: without it an .mp4 does not play
             self.writer = None
+            part, self.part = self.part, None
+            try:
+                if part.stat().st_size == 0:  # frames went in and nothing came out: a full disk, ...
+                    raise DataError(f"the video writer wrote nothing to {self.path} ({self.count} frames given): "
+                                    f"is the disk full? {self.path} is left as it was")
+                os.replace(part, self.path)
+            except OSError as e:
+                raise DataError(f"cannot write the sink {self.path}: {e.strerror or e}") from None
+            finally:
+                part.unlink(missing_ok=True)
             if self.held and self.stats is not None:
                 self.stats.event(f"{self.path.name}: the last frame was held in place of {self.held} dropped "
                                  f"frames, so the video plays at the stream's rate")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_atomic
+
 STAGES = ("capture", "preprocess", "inference", "postprocess", "temporal", "output", "total")
 
 
@@ -245,7 +247,4 @@ class RunStats:
                **{k: v for k, v in stamp().items() if k != "command"}}  # the command is in self.info
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
-        tmp.replace(path)  # atomic: a reader never sees half a file
-        return path
+        return write_atomic(path, json.dumps(doc, indent=2).encode(), what="stats file")  # never half a file

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from .. import cuda
+from ..atomic import write_atomic
 from . import EngineError, load_tensorrt
 
 DEFAULT_PRECISION = "fp16"  # what `edgedenoise build` builds by default; assumed for a sidecar without one
@@ -70,5 +71,5 @@ def write_sidecar(engine: Path, meta: dict) -> dict:
     from ..runtime.stats import stamp  # the build's dependency only: the runner reads sidecars
 
     doc = {**stamp(), **meta}
-    sidecar_path(engine).write_text(json.dumps(doc, indent=2) + "\n")
+    write_atomic(sidecar_path(engine), (json.dumps(doc, indent=2) + "\n").encode(), what="engine sidecar")
     return doc
