@@ -103,7 +103,9 @@ class DenoiseUNet(nn.Module):
         out = own + g (previous - own). The gate starts at 0 (make_recurrent), the framewise
         model; training learns where the previous output can be trusted (a still scene) and where
         not (motion, a cut), a recursive average the network steers pixel by pixel (as the
-        fusion of EMVD, Maggioni et al., CVPR 2021)."""
+        fusion of EMVD, Maggioni et al., CVPR 2021). Where `previous` equals x in every channel
+        (the first frame of a scene, whose previous is the frame itself) the gate is 0: that frame
+        is the model's own estimate, and the gate never learns to pull towards a noisy frame."""
         r = self.config.unshuffle
         h = F.pixel_unshuffle(x, r)
         parts = [h]
@@ -125,7 +127,10 @@ class DenoiseUNet(nn.Module):
             res, gate = torch.split(t, [self.config.channels * r * r, r * r], dim=1)
             own = x - F.pixel_shuffle(res, r)
             gate = F.pixel_shuffle(gate, r).clamp(0.0, 1.0)
-            return own + gate * ((x if previous is None else previous.to(own.dtype)) - own)
+            prev = x if previous is None else previous.to(own.dtype)
+            # the first frame of a scene (previous is the frame itself): no fusion, the framewise result
+            known = (torch.amax((prev - x).abs(), dim=1, keepdim=True) > 0).to(gate.dtype)
+            return own + gate * known * (prev - own)
         return x - F.pixel_shuffle(t, r)
 
     def body(self, h: torch.Tensor) -> torch.Tensor:

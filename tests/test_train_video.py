@@ -140,3 +140,18 @@ def test_clip_validation_runs_the_model_as_the_runtime_does(train_subset):
     assert abs(got["still"] - float(np.mean(ps))) < 1e-3 and got["all"] == got["still"]
     # "off" gives the model no previous frame: not the same as the recurrent pass once it uses it
     assert vs.evaluate(rec, torch.device("cpu"), temporal="off")["still"] != got["still"]
+
+
+def test_the_gate_fuses_the_previous_output_but_never_a_scenes_first_frame():
+    """out = own + g (previous - own); where previous is the frame itself (a scene's first frame)
+    the gate is 0, so that frame is the model's own estimate, exactly."""
+    tiny = load_model("tiny").eval()
+    rec = make_recurrent(tiny).eval()
+    with torch.no_grad():
+        rec.tail.bias[12:] = 0.7  # a gate of 0.7 everywhere
+    x, s = torch.rand(1, 3, 32, 48), torch.tensor([0.1])
+    prev = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        own = tiny(x, s)
+        assert torch.allclose(rec(x, s), own, atol=1e-6) and torch.allclose(rec(x, s, x), own, atol=1e-6)
+        assert torch.allclose(rec(x, s, prev), own + 0.7 * (prev - own), atol=1e-5)
