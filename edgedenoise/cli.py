@@ -179,12 +179,14 @@ def _told(den, sigma: float) -> str:
 def cmd_denoise(a):
     import time
 
+    import numpy as np
+
     from .data import SAMPLE_IMAGE, read_image
     from .denoiser import Denoiser
     from .errors import DataError
     from .estimate import estimate_sigma
     from .evaluate import comparison, psnr_u8
-    from .frames import IMAGE_EXTS, read_frame, write_image
+    from .frames import IMAGE_EXTS, depth_stretch, read_frame, write_image
     from .noise import protocol_noisy
     from .outputs import guard, output_names
     from .runtime.commands import check_tile
@@ -251,11 +253,23 @@ def cmd_denoise(a):
     from tqdm import tqdm
 
     bar = tqdm(pairs, unit="image", disable=len(pairs) == 1, file=sys.stderr)
+    notes: set[str] = set()
+
+    def note(text: str) -> None:  # each kind of note once per run
+        if text not in notes:
+            notes.add(text)
+            bar.write(f"note: {text}", file=sys.stderr)
+
     for f, dest in bar:
         img = read_frame(f)
         t = time.perf_counter()
+        stretch = depth_stretch(img)
+        if stretch > 1:  # 12-bit data in a 16-bit file: denoised stretched to 16 bits, written at its own scale
+            note(f"{f.name}: 16-bit pixels all below {65536 // stretch} ({16 - stretch.bit_length() + 1}-bit data?): "
+                 f"denoised scaled by {stretch} to the full 16-bit range and written back at its own scale")
+            img = img * np.uint16(stretch)
         # one noise level for the whole image, also when it is denoised in tiles
-        sigma = a.sigma if a.sigma is not None else estimate_sigma(img)
+        sigma = a.sigma * stretch if a.sigma is not None else estimate_sigma(img)
         prev = state.previous(img, den.told(sigma)) if state is not None else None
         if a.tile:  # with a state, each tile gets its part of it
             out = tiled(img, lambda tile, *p, s=sigma: den.denoise(tile, s, *p), a.tile[::-1], a.overlap, state=prev)
@@ -266,7 +280,11 @@ def cmd_denoise(a):
         if blend is not None:
             out = blend(out, den.told(sigma))
         dt = time.perf_counter() - t
-        write_image(dest, out)
+        if stretch > 1:
+            out = ((out.astype(np.uint32) + stretch // 2) // stretch).astype(np.uint16)
+        converted = write_image(dest, out)
+        if converted:
+            note(converted)
         level = f"sigma {'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{_told(den, sigma)}"
         if len(pairs) == 1:
             print(f"{f} -> {dest} ({img.shape[1]}x{img.shape[0]}, {level}, {dt * 1e3:.0f} ms, {den.name}, "

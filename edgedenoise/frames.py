@@ -43,14 +43,67 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Encode by the file's extension and write it atomically (outputs.write_atomic); DataError if
-    OpenCV cannot encode it or the file cannot be written."""
+def depth_stretch(img: np.ndarray) -> int:
+    """For a 16-bit image whose values all stay below 2^12 (12-bit sensor data in a 16-bit file,
+    or 10-bit below 2^10): the factor (16, or 64) that stretches it to the full 16-bit range, so
+    that a model sees it as the picture it is rather than a dark one; else 1."""
+    if img.dtype != np.uint16:
+        return 1
+    top = int(img.max())
+    if top == 0:
+        return 1
+    for bits in (10, 12):
+        if top < (1 << bits):
+            return 1 << (16 - bits)
+    return 1
+
+
+# The pixel types each format holds (OpenCV's encoders); the first is what other types become.
+FORMAT_DEPTHS = {".png": ("uint16", "uint8"), ".pgm": ("uint16", "uint8"), ".ppm": ("uint16", "uint8"),
+                 ".pnm": ("uint16", "uint8"), ".tif": ("float32", "uint16", "uint8"),
+                 ".tiff": ("float32", "uint16", "uint8"), ".exr": ("float32",)}  # others: 8 bits only
+
+
+def fit_depth(img: np.ndarray, ext: str) -> tuple[np.ndarray, str | None]:
+    """`img` in a pixel type the format `ext` holds, converted by value (16-bit / 257 to 8 bits,
+    float in [0,1] x 255 or x 65535), not cast (a cast makes a 16-bit image white and a float one
+    black in 8 bits). Returns (image, a note saying what was converted, or None)."""
+    held = FORMAT_DEPTHS.get(ext.lower(), ("uint8",))
+    if img.dtype.name in held:
+        return img, None
+    want = held[0]
+    if want == "uint8":
+        out = to_uint8(img)
+    elif want == "uint16":
+        if img.dtype == np.uint8:
+            out = img.astype(np.uint16) * np.uint16(257)
+        else:
+            out = np.round(np.clip(img, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    else:
+        out = (img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 65535.0 if img.dtype == np.uint16
+                                         else 1.0)).astype(np.float32)
+    bits = {"uint8": "8-bit", "uint16": "16-bit", "float32": "float"}
+    note = f"{bits.get(img.dtype.name, img.dtype.name)} pixels written as {bits[want]} {ext}"
+    if want == "uint8" and img.dtype != np.uint8:
+        note += " (use .png or .tif to keep the depth)"
+    return out, note
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> str | None:
+    """Encode by the file's extension, converting the pixel depth by value where the format needs
+    it (fit_depth), and write it atomically (atomic.write_atomic); DataError if OpenCV cannot encode
+    it or the file cannot be written. Returns fit_depth's note (None when nothing was converted)."""
     path = Path(path)
-    ok, buf = cv2.imencode(path.suffix or ".png", img)
+    img, note = fit_depth(img, path.suffix or ".png")
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", img)
+    except cv2.error as e:
+        raise DataError(f"cannot encode a {img.dtype} image as {path.suffix!r}: {str(e).strip().splitlines()[-1]}"
+                        ) from None
     if not ok:
         raise DataError(f"cannot encode an image as {path.suffix!r}: use .png, .jpg, .tif or .bmp")
     write_atomic(path, buf.tobytes(), what="image")  # whole or not at all
+    return note
 
 
 def to_uint8(img: np.ndarray, source: str = "image") -> np.ndarray:

@@ -403,3 +403,52 @@ def test_an_image_written_over_a_planted_link_replaces_the_link(tmp_path, images
     assert digest(target) == before and not link.is_symlink()
     assert cv2.imread(str(link)).max() == 0
     assert not list(tmp_path.glob(".out.*"))  # no temporary file left
+
+
+# ---------------------------------------------------------------- pixel depth
+
+
+def test_pixel_depth_survives_or_is_converted_by_value(tmp_path):
+    """A 16-bit PNG and a float TIFF denoised into 8-bit formats come out at the right brightness
+    (not white, not black), with a note; into .png/.tif they keep their depth."""
+    rng = np.random.default_rng(3)
+    clean = cv2.GaussianBlur(rng.random((64, 96, 3)).astype(np.float32), (0, 0), 3) * 0.6 + 0.2
+    noisy = np.clip(clean + rng.normal(0, 0.04, clean.shape).astype(np.float32), 0, 1)
+    src16 = tmp_path / "in16.png"
+    cv2.imwrite(str(src16), np.round(noisy * 65535).astype(np.uint16))
+    srcf = tmp_path / "inf.tif"
+    cv2.imwrite(str(srcf), noisy)
+    before = digest(src16, srcf)
+    for src, outs in ((src16, ("a.jpg", "a.png", "a.bmp")), (srcf, ("b.jpg", "b.tif", "b.png"))):
+        for name in outs:
+            p = cli("denoise", src, tmp_path / name, "--model", "tiny", "--sigma", "10", cwd=tmp_path)
+            assert p.returncode == 0, p.stderr
+            out = cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED)
+            full = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}[out.dtype]
+            assert abs(out.astype(np.float64).mean() / full - clean.mean()) < 0.02, (name, out.dtype)
+            keeps = name.endswith(".tif") and src == srcf or name.endswith(".png") and src == src16
+            if name.endswith((".jpg", ".bmp")):
+                assert out.dtype == np.uint8 and "written as 8-bit" in p.stderr, p.stderr
+            elif keeps:
+                assert out.dtype == (np.float32 if src == srcf else np.uint16) and "note:" not in p.stderr
+            else:  # float into PNG: 16 bits
+                assert out.dtype == np.uint16 and "float pixels written as 16-bit .png" in p.stderr
+    assert digest(src16, srcf) == before
+
+
+def test_12_bit_data_in_a_16_bit_file_is_recognised(tmp_path):
+    """Values below 4096 in a 16-bit PNG: denoised stretched to the 16-bit range (as bright as it is
+    meant to be) and written back at its own 12-bit scale, with a note."""
+    rng = np.random.default_rng(4)
+    clean = cv2.GaussianBlur(rng.random((64, 96, 3)).astype(np.float32), (0, 0), 3) * 0.6 + 0.2
+    noisy12 = np.round(np.clip(clean + rng.normal(0, 0.05, clean.shape), 0, 1) * 4095).astype(np.uint16)
+    src = tmp_path / "raw12.png"
+    cv2.imwrite(str(src), noisy12)
+    p = cli("denoise", src, tmp_path / "out.png", "--model", "tiny", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "12-bit data?" in p.stderr
+    out = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16 and out.max() < 4096
+    err_in = np.abs(noisy12 / 4095.0 - clean).mean()
+    err_out = np.abs(out / 4095.0 - clean).mean()
+    assert err_out < 0.7 * err_in, (err_in, err_out)  # denoised, at its own scale
