@@ -491,6 +491,35 @@ def test_auto_model_choice():
     assert den.name == "tiny" and "none keeps up" in why and "default fp32" in why
 
 
+def test_the_ladder_steps_down_when_frames_are_late_and_back_up_with_hysteresis():
+    """autoselect.Ladder, fed frame times (no clock in the test): at 25 fps (40 ms) a rung whose
+    frames take 45 ms steps down within one window; a step up comes only after the hold, when the
+    better rung's measured time, scaled by how slow the machine runs now, fits 60 % of the period;
+    a step up taken back at once doubles the hold."""
+    from edgedenoise.runtime.autoselect import Ladder
+
+    rungs = [("default", "fp32"), ("default", "int8"), ("tiny", "fp32")]
+    loaded = []
+    times = {("default", "fp32"): 0.020, ("default", "int8"): 0.015, ("tiny", "fp32"): 0.008}  # measured at start
+    lad = Ladder(rungs, 0, times, {("default", "fp32"): "den0"}, 25.0,
+                 lambda m, p: loaded.append((m, p)) or f"{m} {p}")
+    switched = [lad.observe(0.045) for _ in range(Ladder.WINDOW)]  # a busy machine: 45 ms a frame
+    assert switched[:-1] == [None] * (Ladder.WINDOW - 1) and switched[-1] == "default int8"
+    assert lad.current == ("default", "int8") and "down from default fp32" in lad.last
+    # int8 at 30 ms keeps up; fp32 would take 30 x 20/15 = 40 ms > 60 % of 40 ms: it stays, hold or not
+    for _ in range(Ladder.HOLD + 2 * Ladder.WINDOW):
+        assert lad.observe(0.030) is None
+    # the machine is idle again: int8 at 12 ms, so fp32 about 16 ms <= 24 ms: back up after one window
+    got = [lad.observe(0.012) for _ in range(Ladder.WINDOW)]
+    assert got.count("den0") == 1 and got.index("den0") == Ladder.WINDOW // 2  # once most of the window is fast
+    assert lad.current == ("default", "fp32") and "up from default int8" in lad.last
+    # taken back at once: frames late again right after the step up, so the next hold is doubled
+    for _ in range(Ladder.WINDOW):
+        lad.observe(0.045)
+    assert lad.current == ("default", "int8") and lad.hold_after_down == 2 * Ladder.HOLD and lad.hold > Ladder.HOLD
+    assert lad.switches == 3 and loaded == [("default", "int8")]  # each rung loaded once
+
+
 def test_the_runtime_runs_without_torch_and_triton(tmp_path):
     """A Jetson runtime may have neither: the demo runs with both made unimportable."""
     code = ("import sys; sys.modules.update(dict.fromkeys(['torch', 'triton'])); "

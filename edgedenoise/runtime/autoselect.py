@@ -12,6 +12,16 @@ best quality. A model or precision the user names is taken as named; only what i
 With the temporal blend (`run --temporal blend`, the default for streams) its cost runs on the
 same thread as the model, so it is timed once, on a frame whose camera moved (the dearer case),
 and added to every candidate's time.
+
+A choice made once does not hold when the machine gets busier (another process takes a core) or
+the scene dearer: in realtime mode with both model and precision on auto, `Ladder` keeps the
+candidates as rungs and watches each frame's processing time while the stream runs. When the
+median of a window of frames passes `Ladder.DOWN` of the frame period it steps down to the next
+cheaper rung; when the next better rung would fit in `BUDGET_SHARE` of the period (predicted from
+the window's median times the ratio of the two rungs' times, all measured at the start under the
+same conditions, so that the prediction holds however busy the machine is) it steps back up, but only after
+`Ladder.HOLD` frames since the last step down (doubled after each step up that had to be taken
+back), so that it does not flap. Every switch is an event in the run's stats.
 """
 from __future__ import annotations
 
@@ -63,9 +73,80 @@ def blend_cost(frame: np.ndarray) -> float:
     return float(np.median(times))
 
 
+class Ladder:
+    """The candidates of `auto` as rungs, best quality first, and the rung in use (see the module
+    docstring). `observe(seconds)` after each frame returns a new Denoiser when it is time to
+    switch (and `last` says why), else None. Pure bookkeeping on the times it is given: the
+    caller measures them."""
+
+    WINDOW = 15  # frames per decision (a median: a first call's allocations or one slow frame do not count)
+    DOWN = 0.9  # step down when the window's median passes this share of the frame period
+    HOLD = 150  # frames after a step down before a step up is tried
+
+    def __init__(self, rungs: list[tuple[str, str]], index: int, times: dict, dens: dict, fps: float, load):
+        self.rungs, self.index, self.fps = list(rungs), index, fps
+        self.times = dict(times)  # (model, precision) -> seconds measured at the start, all alike
+        self.dens = dict(dens)  # (model, precision) -> a loaded Denoiser
+        self.load = load  # (model, precision) -> Denoiser, for a rung not loaded yet
+        self.window: list[float] = []
+        self.hold = 0
+        self.hold_after_down = self.HOLD
+        self.last_up_at: int | None = None  # frame count of the last step up, to see one taken back
+        self.frames = 0
+        self.switches = 0
+        self.last = ""
+
+    @property
+    def current(self) -> tuple[str, str]:
+        return self.rungs[self.index]
+
+    def observe(self, seconds: float):
+        """One frame's processing time (capture excluded); the Denoiser to switch to, or None."""
+        self.frames += 1
+        self.hold = max(0, self.hold - 1)
+        self.window.append(seconds)
+        if len(self.window) < self.WINDOW:
+            return None
+        self.window = self.window[-self.WINDOW:]
+        med = float(np.median(self.window))
+        period = 1.0 / self.fps
+        if med > self.DOWN * period and self.index < len(self.rungs) - 1:
+            if self.last_up_at is not None and self.frames - self.last_up_at <= 2 * self.WINDOW:
+                self.hold_after_down *= 2  # the step up was taken back at once: wait longer next time
+            return self._switch(self.index + 1, f"median {med * 1e3:.0f} ms over {self.WINDOW} frames > "
+                                                f"{self.DOWN:.0%} of the {period * 1e3:.0f} ms frame period")
+        if self.index > 0 and self.hold == 0:
+            better, now = self.rungs[self.index - 1], self.current
+            if better in self.times and self.times.get(now):
+                predicted = med * self.times[better] / self.times[now]
+                if predicted <= BUDGET_SHARE * period:
+                    return self._switch(self.index - 1, f"{better[0]} {better[1]} would take about "
+                                                        f"{predicted * 1e3:.0f} ms here now, within {BUDGET_SHARE:.0%}"
+                                                        f" of the {period * 1e3:.0f} ms frame period")
+        return None
+
+    def _switch(self, index: int, why: str):
+        up = index < self.index
+        old = self.current
+        self.index = index
+        rung = self.current
+        if rung not in self.dens:
+            self.dens[rung] = self.load(*rung)
+        self.window = []
+        self.switches += 1
+        if up:
+            self.last_up_at = self.frames
+        else:
+            self.hold = self.hold_after_down
+        self.last = f"{'up' if up else 'down'} from {old[0]} {old[1]} to {rung[0]} {rung[1]}: {why}"
+        return self.dens[rung]
+
+
 def choose(model: str, precision: str, backend: str, threads: int | None, mode: str,
-           size: tuple[int, int] | None, fps: float | None, temporal: str = "off"):
-    """(Denoiser, reason). `size` is the source's (width, height), None if unknown (640x480).
+           size: tuple[int, int] | None, fps: float | None, temporal: str = "off", ladder: bool = False):
+    """(Denoiser, reason), and with `ladder` (realtime mode, model and precision both on auto) a
+    third item: the Ladder that keeps adapting the choice while the stream runs (else None).
+    `size` is the source's (width, height), None if unknown (640x480).
     `temporal` blend: the blend's cost counts in the budget (see the module docstring)."""
     from ..denoiser import Denoiser
 
@@ -75,7 +156,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
         den = Denoiser.load(m, backend=backend, threads=threads, precision=p)
         why = ("as asked" if len(pairs) == 1 else
                "offline mode processes every frame, so the best quality")
-        return den, f"{m} {p}: {why}"
+        return (den, f"{m} {p}: {why}") + ((None,) if ladder else ())
     from .sources import bench_frames
 
     w, h = size or (640, 480)
@@ -83,19 +164,35 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
     budget = BUDGET_SHARE / fps
     _, noisy = bench_frames(w, h, 25.0, n=1)
     extra = blend_cost(noisy[0]) if temporal == "blend" else 0.0
-    tried, fastest = [], None
+    tried, fastest, times, dens = [], None, {}, {}
     if extra:
         tried.append(f"temporal blend {extra * 1e3:.1f} ms, added to each")
-    for m, p in pairs:
-        den = Denoiser.load(m, backend=backend, threads=threads, precision=p)
+
+    def load(m, p):
+        return Denoiser.load(m, backend=backend, threads=threads, precision=p)
+
+    def result(den, m, p, why):
+        if not ladder:
+            return den, why
+        return den, why, Ladder(pairs, pairs.index((m, p)), times, dens, fps, load)
+
+    chosen = None
+    for m, p in pairs:  # best first; with a ladder every rung is timed, for the ratios it steps up by
+        den = load(m, p)
         t = _time(den, noisy[0]) + extra
+        times[(m, p)], dens[(m, p)] = t, den
         tried.append(f"{m} {p} {t * 1e3:.0f} ms")
-        if t <= budget:
-            return den, (f"{m} {p}: the best that keeps up with {fps:g} fps at {w}x{h} here "
-                         f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms = "
-                         f"{BUDGET_SHARE:.0%} of the frame period)")
+        if t <= budget and chosen is None:
+            chosen = (den, m, p)
+            if not ladder:
+                break
         if fastest is None or t < fastest[0]:
             fastest = (t, den, m, p)
+    if chosen is not None:
+        den, m, p = chosen
+        return result(den, m, p, f"{m} {p}: the best that keeps up with {fps:g} fps at {w}x{h} here "
+                                 f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms = "
+                                 f"{BUDGET_SHARE:.0%} of the frame period)")
     t, den, m, p = fastest
-    return den, (f"{m} {p}: none keeps up with {fps:g} fps at {w}x{h} here, so the fastest "
-                 f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms); expect dropped frames")
+    return result(den, m, p, f"{m} {p}: none keeps up with {fps:g} fps at {w}x{h} here, so the fastest "
+                             f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms); expect dropped frames")

@@ -195,8 +195,11 @@ def cmd_run(a):
         source.open()  # fails fast on a missing path, closed port, missing codec...
         mode = a.mode or ("realtime" if source.realtime else "offline")
         temporal = temporal_mode(a.temporal, source)
-        den, why = choose(a.model, a.precision, a.backend, a.threads, mode, source.frame_size(), source.fps,
-                          temporal=temporal)
+        adapt = mode == "realtime" and a.model == "auto" and a.precision == "auto" and temporal != "model"
+        den, why, ladder = choose(a.model, a.precision, a.backend, a.threads, mode, source.frame_size(), source.fps,
+                                  temporal=temporal, ladder=True)
+        if not adapt or den.recurrent:
+            ladder = None
         if a.temporal == "auto" and temporal == "blend" and den.recurrent:
             temporal = "model"  # the best available: the model's own use of the frames before
         check_mode(temporal, den.name, den.recurrent)
@@ -210,14 +213,16 @@ def cmd_run(a):
               f"{' int8' if den.precision == 'int8' else ''}, sigma {sigma_desc}, temporal {temporal}",
               file=sys.stderr)
         if a.model == "auto" or a.precision == "auto":
-            print(f"auto: {why}", file=sys.stderr)
+            print(f"auto: {why}" + ("; keeps adapting while the stream runs" if ladder else ""), file=sys.stderr)
+        if ladder is not None:
+            stats.info["model_now"] = f"{ladder.current[0]} {ladder.current[1]}"
         stats.info.update(model=den.name, backend=den.backend_name, precision=den.precision, model_choice=why,
                           sigma=a.sigma if a.sigma is not None else "auto", sigma_scale=a.sigma_scale,
                           threads=a.threads, tile=list(a.tile) if a.tile else None)
         sink.open(stats)
         pipe = Pipeline(source, sink, den, mode=mode, sigma=a.sigma, max_frames=a.frames or None,
                         tile=(a.tile[1], a.tile[0]) if a.tile else None, overlap=a.overlap,
-                        reconnect=a.reconnect, status=not a.quiet, stats=stats, temporal=temporal)
+                        reconnect=a.reconnect, status=not a.quiet, stats=stats, temporal=temporal, ladder=ladder)
         sink = None  # the pipeline closes it (and the source) from here on
         with Signals() as sig:  # held until the stats are written: later signals cannot cut that short
             try:

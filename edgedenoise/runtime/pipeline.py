@@ -208,12 +208,15 @@ class Pipeline:
     `temporal`: `off` (each frame alone), `blend` (temporal.RecursiveBlend on the denoised frames)
     or `model` (a recurrent model given its last output, temporal.RecurrentState); one full-frame
     state also when tiled (sliced per tile), dropped at a cut, a size change and a reconnect.
+    `ladder` (autoselect.Ladder, realtime mode): after every frame it is told the frame's
+    processing time and may hand over another model to keep up (an event, counted in
+    `model_switches`; the status line shows the model in use).
     """
 
     def __init__(self, source: Source, sink: Sink, denoiser, mode: str = "offline", sigma: float | None = None,
                  max_frames: int | None = None, tile: tuple[int, int] | None = None, overlap: int = 32,
                  reconnect: int = 10, status: bool = True, stats: RunStats | None = None, queue_size: int = 4,
-                 temporal: str = "off"):
+                 temporal: str = "off", ladder=None):
         if mode not in ("realtime", "offline"):
             raise DataError(f"mode must be realtime or offline, not {mode!r}")
         if temporal not in ("off", "blend", "model"):
@@ -224,6 +227,7 @@ class Pipeline:
         self.blend = RecursiveBlend() if temporal == "blend" else None
         self.state = RecurrentState() if temporal == "model" else None
         self.source, self.sink, self.den = source, sink, denoiser
+        self.ladder = ladder if mode == "realtime" else None
         self.mode, self.max_frames, self.tile, self.overlap = mode, max_frames, tile, overlap
         self.reconnect, self.show_status = reconnect, status
         self.sigma = SigmaTracker(sigma, background=mode == "realtime")
@@ -370,6 +374,8 @@ class Pipeline:
                 st.add("postprocess", t3 - t2)
                 if self.blend is not None:
                     st.add("temporal", t4 - t3)
+                if self.ladder is not None:
+                    self._adapt(index, t4 - t0)
                 if ref is not None:  # the demo knows its clean frames: report the quality as it runs
                     st.quality(sigma, psnr_u8(img, ref), psnr_u8(out, ref))
                 else:
@@ -383,6 +389,17 @@ class Pipeline:
             self._fail(e)
         finally:
             self.q_out.put(END)
+
+    def _adapt(self, index: int, seconds: float) -> None:
+        """Tell the ladder this frame's time; take the model it hands over, if any."""
+        den = self.ladder.observe(seconds)
+        if den is None:
+            return
+        self.den = den
+        m, p = self.ladder.current
+        self.stats.count("model_switches")
+        self.stats.event(f"frame {index}: model {self.ladder.last}")
+        self.stats.info.update(model_now=f"{m} {p}")
 
     def _told(self, sigma: float) -> float:
         told = getattr(self.den, "told", None)

@@ -118,6 +118,7 @@ class RunStats:
         self.dropped_output = 0  # realtime: replaced by a newer result before the sink took them
         self.reconnects = 0
         self.temporal_resets = 0  # temporal state dropped: scene cuts, size changes, reconnects
+        self.model_switches = 0  # realtime with model and precision on auto: steps down or up (autoselect.Ladder)
         self.resolutions: list[list[int]] = []  # every distinct WxH seen, in order
         self.queue_peak = {"input": 0, "output": 0}
         self.sigma = deque(maxlen=window)
@@ -192,6 +193,8 @@ class RunStats:
         s = (f"frames {self.frames_out}/{self.frames_in} in {self.elapsed:5.1f} s | {self.fps:5.1f} fps | "
              f"latency {self.recent_ms('total'):6.1f} ms (inference {self.recent_ms('inference'):.1f}) "
              f"| dropped {self.dropped}")
+        if self.info.get("model_now"):
+            s += f" | model {self.info['model_now']} ({self.model_switches} switches)"
         if self.info.get("temporal", "off") != "off":
             s += f" | temporal {self.info['temporal']} (resets {self.temporal_resets})"
         if sig is not None:
@@ -212,6 +215,7 @@ class RunStats:
                 "dropped_output": self.dropped_output,
                 "reconnects": self.reconnects,
                 "temporal_resets": self.temporal_resets,
+                "model_switches": self.model_switches,
                 "seconds": round(el, 3),
                 "fps": round(self.frames_out / el, 3) if el > 0 else 0.0,
                 "resolutions": [f"{w}x{h}" for w, h in self.resolutions],
