@@ -67,8 +67,9 @@ class DenoiseUNet(nn.Module):
         c, w, d = config.channels, config.widths, config.depths
         r, b = config.unshuffle, config.bias
         # bias=False also drops the noise-level map: a constant input channel is a bias in disguise;
-        # a recurrent model also takes the previous denoised frame, unshuffled like the frame
-        cin = c * r * r + int(b) + (c * r * r if config.recurrent else 0)
+        # a recurrent model also takes the previous denoised frame, unshuffled like the frame, and
+        # its absolute difference from the frame (where it moved: a motion cue one layer can use)
+        cin = c * r * r + int(b) + (2 * c * r * r if config.recurrent else 0)
         self.head = nn.Sequential(conv3x3(cin, w[0], b), nn.ReLU(inplace=True))
         self.enc = nn.ModuleList([Level(w[0], w[0], max(d[0] - 1, 0), b)])
         self.down = nn.ModuleList()
@@ -118,7 +119,8 @@ class DenoiseUNet(nn.Module):
                 smap = sigma.reshape(n, 1, 1, 1).expand(n, 1, hh, ww)
             parts.append(smap * SIGMA_MAP_SCALE)
         if self.config.recurrent:
-            parts.append(F.pixel_unshuffle(x if previous is None else previous.to(h.dtype), r))
+            p = F.pixel_unshuffle(x if previous is None else previous.to(h.dtype), r)
+            parts += [p, (p - h).abs()]
         elif previous is not None:
             raise ValueError(f"model {self.config.name} is not recurrent: it takes no previous frame")
         h = self.head(torch.cat(parts, dim=1) if len(parts) > 1 else h)

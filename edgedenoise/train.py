@@ -230,8 +230,9 @@ class ClipValSet:
     """Validation clips for --video: from each validation image (the centre crop all of them share,
     at most 272 px square), a still, a pan, a moving-objects and a cut clip (clips.make_clip, 8 frames
     of up to 224 x 224), with the camera protocol's noise at `sigma` drawn anew for every frame
-    (clips.noisy_clip). A model runs over each clip as the runtime runs it: the first frame without
-    a previous output, then each with its last output rounded to uint8."""
+    (clips.noisy_clip). A model runs over each clip as the runtime runs it (temporal.RecurrentState):
+    the first frame without a previous output, then each with its last output rounded to uint8,
+    and none again after a detected cut."""
 
     KINDS = ("still", "pan", "objects", "cut")
 
@@ -263,21 +264,21 @@ class ClipValSet:
         """Mean PSNR (after uint8 rounding) over all frames, per kind and in all ("all").
         temporal: "model" (the last output as previous), "off" (each frame alone: a recurrent model
         is given no previous) or "blend" (each frame alone, then temporal.RecursiveBlend)."""
-        from .temporal import RecursiveBlend
+        from .temporal import RecurrentState, RecursiveBlend
 
         was_training = model.training
         model.eval()
         sig = torch.tensor([self.sigma / 255.0], device=device)
         scores: dict[str, list[float]] = {}
         for kind, noisy, clean in self.clips:
-            prev, blend = None, RecursiveBlend()
+            state, blend = RecurrentState(), RecursiveBlend()
             for x, c in zip(noisy, clean):
+                p = state.previous(x, self.sigma) if temporal == "model" else None  # None at a cut, as at run time
+                prev = None if p is None else self._tensor(p, device)
                 out = denoise_tensor(model, self._tensor(x, device), sig, prev)
-                q = (out * 255).round()
-                if temporal == "model":
-                    prev = q / 255
-                u8 = q[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+                u8 = (out * 255).round()[0].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
                 u8 = u8[:, :, 0] if c.ndim == 2 else u8
+                state.update(u8)
                 if temporal == "blend":
                     u8 = blend(u8, self.sigma)
                 mse = float(np.mean((u8.astype(np.float64) - c.astype(np.float64)) ** 2)) / 255.0 ** 2
@@ -695,7 +696,7 @@ class Trainer:
             return []
         k = model.config.channels * model.config.unshuffle ** 2
         head = model.head[0].weight
-        out = [head[:, head.shape[1] - k:], model.tail.weight[k:]]
+        out = [head[:, head.shape[1] - 2 * k:], model.tail.weight[k:]]  # previous and its difference
         if model.tail.bias is not None:
             out.append(model.tail.bias[k:])
         return out
