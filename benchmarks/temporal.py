@@ -271,7 +271,7 @@ def main() -> int:
             row["methods"][label] = scores(outs, clean)
         if c.get("show"):
             c["outs"] = {k: methods[k] for k in ("default fp32", "default fp32 + blend", "tiny fp32",
-                                                 "tiny fp32 + blend")}
+                                                 "tiny fp32 + blend", *(f"{m} fp32" for m in recurrent))}
         results.append(row)
         bar.update(len(clean))
         d = row["methods"]
@@ -372,7 +372,8 @@ def report(results, cost, h_nlm, ffmpeg, pictures) -> str:
                    "clip's (higher: less flicker). "
                    "Synthetic clips: edgedenoise.clips (tools/make_clips.py writes them). temporal_frames.png: a "
                    "200-pixel crop of frames 8-10 of a still Kodak24 clip, rows noisy, `default` frame by frame, "
-                   "`default` + blend, each labelled 'frame: PSNR dB' of the whole frame."), ""]
+                   "`default` + blend (and each recurrent model), each labelled 'frame: PSNR dB' of the whole "
+                   "frame."), ""]
     lines += [f"![{p.stem}]({p.name})" for p in pictures]
     return "\n".join(lines)
 
@@ -389,17 +390,20 @@ def cut_plot(clips, results) -> Path:
 
     for ax, c in zip(axes[0], cuts):
         k = 20 if c["set"] == "video" else CUT_FRAMES // 2
-        for label, style in (("default fp32", "C0--"), ("default fp32 + blend", "C0-"),
-                             ("tiny fp32", "C1--"), ("tiny fp32 + blend", "C1-")):
+        styles = [("default fp32", "C0--"), ("default fp32 + blend", "C0-"), ("tiny fp32", "C1--"),
+                  ("tiny fp32 + blend", "C1-")]
+        styles += [(label, f"C{2 + i}-") for i, label in enumerate(x for x in c["outs"] if x not in dict(styles))]
+        for label, style in styles:
             ax.plot([psnr_u8(o, g) for o, g in zip(c["outs"][label], c["clean"])], style, marker=".", label=label)
         ax.axvline(k - 0.5, color="k", lw=0.8)
-        ax.text(k - 0.3, ax.get_ylim()[0] + 0.3, "cut", fontsize=10)
+        ax.text(k - 0.3, 0.97, "cut", fontsize=10, va="top", transform=ax.get_xaxis_transform())
         ax.set_title(c["name"], fontsize=11)
         ax.set_xlabel("frame")
         ax.set_ylabel("PSNR dB")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
-    fig.suptitle(f"PSNR per frame across a scene cut, sigma {SIGMA:g}: frame by frame (dashed) and blend (solid)")
+    fig.suptitle(f"PSNR per frame across a scene cut, sigma {SIGMA:g}: frame by frame (dashed), blend and "
+                 f"recurrent models (solid)")
     fig.tight_layout()
     path = RESULTS / "temporal_cut.png"
     fig.savefig(path, dpi=90)
@@ -408,7 +412,8 @@ def cut_plot(clips, results) -> Path:
 
 
 def frames_picture(clips) -> Path:
-    """A 200-pixel crop of three late frames of the still Kodak clip: noisy, default framewise, default + blend."""
+    """A 200-pixel crop of three late frames of the still Kodak clip: noisy, default framewise, default + blend,
+    and each recurrent model measured."""
     from edgedenoise.evaluate import comparison, psnr_u8
 
     c = next(c for c in clips if "outs" in c and c["kind"] == "still")
@@ -416,8 +421,10 @@ def frames_picture(clips) -> Path:
     s = 200
     y, x = (h - s) // 2, (w - s) // 2
     rows = []
+    recurrent = [(k.split()[0], v) for k, v in c["outs"].items()
+                 if k not in ("default fp32", "default fp32 + blend", "tiny fp32", "tiny fp32 + blend")]
     for label, seq in (("noisy", c["noisy"]), ("framewise", c["outs"]["default fp32"]),
-                       ("blend", c["outs"]["default fp32 + blend"])):
+                       ("blend", c["outs"]["default fp32 + blend"]), *recurrent):
         panels = [(f"{label} {t}: {psnr_u8(seq[t], c['clean'][t]):.2f}", seq[t][y:y + s, x:x + s, ::-1])
                   for t in (8, 9, 10)]
         rows.append(comparison(panels))
