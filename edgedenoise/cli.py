@@ -86,7 +86,8 @@ def add_eval(sub):
     p = sub.add_parser("eval", help="PSNR/SSIM on a test folder (BENCHMARK_PROTOCOL.md)")
     p.add_argument("--model", default="default")
     p.add_argument("--data", required=True, action="append", help="test folder (repeatable)")
-    p.add_argument("--sigma", type=float, nargs="+", default=[15, 25, 50])
+    p.add_argument("--sigma", type=float, nargs="+", default=None,
+                   help="noise levels (default 15 25 50); with --noise camera-sim: the levels told to the model")
     p.add_argument("--protocol", choices=["camera", "paper", "both"], default="camera",
                    help="Gaussian noise of each --sigma: camera (clipped, rounded to uint8) or paper (float)")
     p.add_argument("--noise", default="gaussian", metavar="gaussian|camera-sim:SETTING",
@@ -104,11 +105,16 @@ def add_eval(sub):
 
 def cmd_eval(a):
     from .data import list_images
+    from .errors import DataError
     from .evaluate import check_protocol, evaluate, write_reports
     from .outputs import guard
 
     if a.noise != "gaussian":  # checked before anything is read
         check_protocol(a.noise)
+        if a.blind and a.sigma is not None:
+            raise DataError(f"--blind estimates the level of the {a.noise} noise and --sigma would tell the model a "
+                            f"level: give one of them, not both")
+    a.sigma = a.sigma if a.sigma is not None else [15.0, 25.0, 50.0]
     inputs = [Path(d) for d in a.data] + [f for d in a.data for f in list_images(d)]
     if a.json:  # refused before hours of scoring, not after
         guard(a.json, inputs, what="--json file")

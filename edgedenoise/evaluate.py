@@ -103,7 +103,9 @@ def _score(den, files, sigmas, protocol, blind, save_dir, gray, bar) -> list[dic
                 "psnr_noisy": psnr_u8(to_uint8(noisy), clean),
             })
             if save_dir is not None:
-                d = save_dir / f"{protocol}_sigma{sigma:g}"
+                # camera-sim:low-light -> camera-sim_low-light (no colon: a folder name every system takes)
+                d = save_dir / (f"{protocol.replace(':', '_')}" + ("_blind" if blind and protocol.startswith(CAMERA_SIM)
+                                                                   else f"_sigma{sigma:g}"))
                 d.mkdir(parents=True, exist_ok=True)
                 pic = comparison([(f"noisy s={sigma:g} {rows[-1]['psnr_noisy']:.2f} dB", noisy),
                                   (f"{den.name} {rows[-1]['psnr']:.2f} dB", out), ("clean", clean)])

@@ -332,6 +332,8 @@ def test_denoise_never_maps_two_inputs_to_one_output(tmp_path, images):
     (["train", "--camera-sim", "1.5"], "is a share"),
     (["eval", "--model", "tiny", "--limit", "0"], "--limit"),
     (["eval", "--model", "tiny", "--limit", "-1"], "--limit"),
+    (["eval", "--model", "tiny", "--noise", "camera-sim:low-light", "--blind", "--sigma", "25"], "not both"),
+    (["train", "--video", "--frames", "1"], "--frames 1"),
     (["bench", "--resolution", "100000x100000", "--frames", "1"], "larger than one call takes"),
     (["bench", "--sigma", "-5", "--frames", "1"], "outside 0-255"),
     (["run", "--source", "demo:1.2.3", "--sink", "null", "--quiet"], "demo takes a noise level"),
