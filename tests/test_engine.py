@@ -55,6 +55,9 @@ def test_missing_or_corrupt_sidecar_and_engine(tmp_path):
     sidecar_path(eng).write_text("{truncated")
     with pytest.raises(EngineError, match="not valid JSON"):
         read_sidecar(eng)
+    sidecar_path(eng).write_text("[1, 2]")
+    with pytest.raises(EngineError, match="holds a JSON list, not an object"):
+        read_sidecar(eng)
     sidecar_path(eng).write_text(json.dumps(META))
     assert read_sidecar(eng)["precision"] == "fp16"
 

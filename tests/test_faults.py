@@ -337,6 +337,7 @@ def test_denoise_never_maps_two_inputs_to_one_output(tmp_path, images):
     (["bench", "--resolution", "100000x100000", "--frames", "1"], "larger than one call takes"),
     (["bench", "--sigma", "-5", "--frames", "1"], "outside 0-255"),
     (["run", "--source", "demo:1.2.3", "--sink", "null", "--quiet"], "demo takes a noise level"),
+    (["run", "--source", "99999999999999999999", "--sink", "null", "--quiet"], "a camera index is 0-255"),
 ])
 def test_bad_values_are_one_line_and_exit_2(tmp_path, images, args, needle):
     if args[0] == "train":

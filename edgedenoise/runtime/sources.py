@@ -27,6 +27,7 @@ from ..data import SAMPLE_IMAGE as SAMPLE
 from ..errors import DataError
 from ..frames import IMAGE_EXTS, read_frame
 
+MAX_CAMERA_INDEX = 255  # V4L2 numbers its devices /dev/video0-255; a larger number is a typo
 GRAMMAR = ("a camera index (0), v4l2:///dev/videoN, csi://N, gst:PIPELINE, a video file, "
            "an image folder or glob, rtsp:// or http(s):// URL, or demo")
 
@@ -276,6 +277,8 @@ def parse_source(spec: str) -> Source:
             raise DataError(f"--source {spec}: demo takes a noise level 0-255 (demo:25), not {m.group(1)!r}")
         return DemoSource(sigma)
     if spec.isdigit():
+        if int(spec) > MAX_CAMERA_INDEX:
+            raise DataError(f"--source {spec}: a camera index is 0-{MAX_CAMERA_INDEX} (ls /dev/video*)")
         return CaptureSource(int(spec), cv2.CAP_ANY, "camera", f"camera {spec}",
                              hint=": is it connected and not used by another program? (ls /dev/video*)")
     if spec.startswith("v4l2://"):

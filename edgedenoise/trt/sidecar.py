@@ -60,9 +60,13 @@ def read_sidecar(engine: Path) -> dict:
         raise EngineError(f"{engine} has no sidecar {sc.name} (TensorRT version, GPU, profile): rebuild it with "
                           "edgedenoise build")
     try:
-        return json.loads(sc.read_text())
+        doc = json.loads(sc.read_text())
     except ValueError:
         raise EngineError(f"sidecar {sc} is not valid JSON: rebuild the engine with edgedenoise build") from None
+    if not isinstance(doc, dict):
+        raise EngineError(f"sidecar {sc} holds a JSON {type(doc).__name__}, not an object: rebuild the engine with "
+                          f"edgedenoise build")
+    return doc
 
 
 def write_sidecar(engine: Path, meta: dict) -> dict:
