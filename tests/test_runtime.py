@@ -358,6 +358,22 @@ def test_live_source_is_reopened_after_a_drop(den, capsys):
     assert "reopening" in capsys.readouterr().err
 
 
+class DrySource(FlakySource):
+    """A 'camera' that delivers 2 frames, then opens every time it is reopened but sends nothing."""
+
+    def read(self):
+        return super().read() if self.i < 2 else None
+
+
+def test_a_source_that_reopens_but_sends_nothing_ends(den):
+    """Each reopen succeeds, no frame comes: the tries add up (0.5 + 1 s of backoff for 2), then one
+    error that says so, and the frames before are out."""
+    pipe = Pipeline(DrySource(), SlowSink(0), den, mode="offline", sigma=SIGMA, reconnect=2, status=False)
+    with pytest.raises(DataError, match="opens but delivers no frame"):
+        pipe.run()
+    assert pipe.stats.frames_out == 2 and pipe.stats.reconnects == 2
+
+
 class StillFlakySource(FlakySource):
     """FlakySource's drop and reopen, on a still scene: the same picture in every frame."""
 

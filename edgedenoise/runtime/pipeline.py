@@ -243,6 +243,7 @@ class Pipeline:
         self.errors: list[BaseException] = []
         self.late_error: DataError | None = None  # e.g. a truncated file: raised after a clean finish
         self.stopped_by: str | None = None
+        self._dry = 0  # reopens since the last frame that came (a source that opens but sends nothing)
 
     # -- control
 
@@ -296,6 +297,7 @@ class Pipeline:
                         self.late_error = DataError(note)
                     break
                 st.add("capture", t1 - t0)
+                self._dry = 0  # a frame came: the next drop gets the whole backoff again
                 ref = src.reference()
                 ok, dropped = self.q_in.put((index, img, ref, t1, stream))
                 if not ok:
@@ -310,9 +312,11 @@ class Pipeline:
             self.q_in.put(END)
 
     def _reopen(self) -> bool:
-        """Reopen a live source that dropped: backoff 0.5, 1, 2, 4, 8, 8... s; False when stopped."""
+        """Reopen a live source that dropped: backoff 0.5, 1, 2, 4, 8, 8... s; False when stopped.
+        A source that reopens but delivers no frame does not start the count again: its tries go on
+        from where the last reopen left them, so it ends within `reconnect` tries in all."""
         src, st = self.source, self.stats
-        for attempt in range(self.reconnect):
+        for attempt in range(self._dry, self.reconnect):
             delay = min(0.5 * 2**attempt, 8.0)
             print(f"edgedenoise: {src.describe()} dropped; reopening in {delay:g} s "
                   f"(try {attempt + 1}/{self.reconnect})", file=sys.stderr)
@@ -324,7 +328,11 @@ class Pipeline:
                 continue
             st.count("reconnects")
             st.event(f"reopened {src.describe()} after {attempt + 1} tries")
+            self._dry = attempt + 1
             return True
+        if self._dry:
+            raise DataError(f"{src.describe()} opens but delivers no frame ({self.reconnect} tries): is the stream or "
+                            f"camera sending anything?")
         raise DataError(f"lost {src.describe()} and could not reopen it after {self.reconnect} tries")
 
     def _infer(self) -> None:
