@@ -170,13 +170,34 @@ def estimate_white_sigma(frame: np.ndarray, weak_texture: bool = True) -> float:
         return _white_sigma(*_planes(frame), weak_texture=weak_texture)
 
 
+# Frames larger than 4K UHD are estimated on a mosaic of MOSAIC x MOSAIC crops of MOSAIC_CROP pixels
+# spread evenly over them (4 Mpixel): the estimate's working memory (about 110 bytes a pixel) stays
+# near half a gigabyte for any size (a 12000 x 9000 image took 12 GB whole), and weak-texture
+# patches are plentiful in 4 Mpixel.
+MOSAIC_ABOVE = 3840 * 2160
+MOSAIC, MOSAIC_CROP = 4, 512
+
+
+def mosaic(frame: np.ndarray) -> np.ndarray:
+    """`frame` itself up to MOSAIC_ABOVE pixels; above, MOSAIC x MOSAIC crops of it (evenly spread,
+    corners included) side by side in one image."""
+    h, w = frame.shape[:2]
+    if h * w <= MOSAIC_ABOVE:
+        return frame
+    c = min(MOSAIC_CROP, h // MOSAIC, w // MOSAIC) // 2 * 2  # even: the half-resolution step pairs pixels
+    ys = np.linspace(0, h - c, MOSAIC).round().astype(int)
+    xs = np.linspace(0, w - c, MOSAIC).round().astype(int)
+    return np.concatenate([np.concatenate([frame[y:y + c, x:x + c] for x in xs], axis=1) for y in ys], axis=0)
+
+
 def estimate_sigma(frame: np.ndarray) -> float:
     """The noise level to tell the model, 0-255 scale, of a uint8/uint16/float frame (HxW or
     HxWxC; a 4th channel, alpha, is not looked at): the std of white noise; for correlated
     (camera) noise, the level the module docstring says. Single-threaded (one BLAS thread,
-    whatever NumPy's default)."""
+    whatever NumPy's default). A frame larger than 4K UHD is estimated on a 4 Mpixel mosaic of
+    its crops (`mosaic`), so that memory stays bounded."""
     with _BLAS_LOCK, _one_blas_thread():
-        return _estimate(frame)
+        return _estimate(mosaic(frame))
 
 
 def _estimate(frame: np.ndarray) -> float:

@@ -68,6 +68,25 @@ def test_noise_level_estimate(data_root, sigma):
         assert abs(est - sigma) <= tol, f"{p.name}: estimated {est:.1f} for {sigma}"
 
 
+def test_a_huge_frame_is_estimated_on_a_mosaic_of_its_crops(data_root, monkeypatch):
+    """Above 4K UHD the estimate reads a 4 Mpixel mosaic of crops (bounded memory), and reads the
+    same level as from the whole frame: a 4800 x 3456 frame tiled from Kodak images, sigma 15."""
+    import edgedenoise.estimate as E
+    from edgedenoise.data import list_images, read_image
+
+    imgs = [read_image(p) for p in list_images(data_root / "test" / "Kodak24")[:9]]
+    imgs = [im if im.shape[0] < im.shape[1] else im.transpose(1, 0, 2) for im in imgs]  # all 512 x 768
+    big = np.concatenate([np.concatenate(imgs[r * 3:r * 3 + 3] * 2, axis=1) for r in range(3)] * 2, axis=0)
+    noisy = protocol_noisy(big, 15, 0, "camera")
+    assert noisy.shape[0] * noisy.shape[1] > E.MOSAIC_ABOVE
+    seen = []
+    real = E._estimate
+    monkeypatch.setattr(E, "_estimate", lambda f: seen.append(f.shape) or real(f))
+    est = E.estimate_sigma(noisy)
+    assert seen == [(4 * 512, 4 * 512, 3)]
+    assert abs(est - real(noisy)) < 0.5 and abs(est - 15) < 0.12 * 15 + 1.5
+
+
 @pytest.mark.parametrize("shape", [(37, 53, 3), (1, 1, 3), (17, 9), (16, 16, 1), (21, 30, 4)],
                          ids=["odd size", "one pixel", "gray 2-D", "gray HxWx1", "BGRA"])
 def test_any_frame_comes_back_with_its_shape(den, shape):
