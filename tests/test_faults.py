@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -455,3 +456,23 @@ def test_12_bit_data_in_a_16_bit_file_is_recognised(tmp_path):
     err_in = np.abs(noisy12 / 4095.0 - clean).mean()
     err_out = np.abs(out / 4095.0 - clean).mean()
     assert err_out < 0.7 * err_in, (err_in, err_out)  # denoised, at its own scale
+
+
+def test_a_full_disk_is_an_error_and_the_previous_video_stays(tmp_path, video):
+    """A file-size limit (RLIMIT_FSIZE, as a full disk: writes past it fail) on a run into an existing
+    video: exit 2 with one line that says so, and the old video is unchanged."""
+    import resource
+
+    out = tmp_path / "out.mp4"
+    out.write_bytes(video.read_bytes())
+    before = digest(out)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    p = subprocess.run([sys.executable, "-m", "edgedenoise.cli", "run", "--sink", str(out), "--frames", "60",
+                        "--mode", "offline", "--model", "tiny", "--precision", "fp32", "--sigma", "25", "--quiet"],
+                       cwd=tmp_path, capture_output=True, text=True, preexec_fn=limit, env=env, timeout=300)
+    one_line_error(p, "is the disk full?")
+    assert digest(out) == before

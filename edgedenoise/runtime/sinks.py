@@ -213,9 +213,10 @@ class VideoSink(Sink):
             self.writer = None
             part, self.part = self.part, None
             try:
-                if part.stat().st_size == 0:  # frames went in and nothing came out: a full disk, ...
-                    raise DataError(f"the video writer wrote nothing to {self.path} ({self.count} frames given): "
-                                    f"is the disk full? {self.path} is left as it was")
+                problem = self._unplayable(part)
+                if problem:  # OpenCV's writer does not report failed writes: a full disk shows here
+                    raise DataError(f"the video written to {self.path} is {problem} ({self.count + self.held} "
+                                    f"frames given): is the disk full? {self.path} is left as it was")
                 os.replace(part, self.path)
             except OSError as e:
                 raise DataError(f"cannot write the sink {self.path}: {e.strerror or e}") from None
@@ -224,6 +225,22 @@ class VideoSink(Sink):
             if self.held and self.stats is not None:
                 self.stats.event(f"{self.path.name}: the last frame was held in place of {self.held} dropped "
                                  f"frames, so the video plays at the stream's rate")
+
+    def _unplayable(self, part: Path) -> str:
+        """'' when `part` opens as a video of the frames written; else what is wrong with it."""
+        if part.stat().st_size == 0:
+            return "empty"
+        cap = cv2.VideoCapture(str(part))
+        try:
+            if not cap.isOpened():
+                return "not playable"
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            cap.release()
+        want = self.count + self.held
+        if n > 0 and abs(n - want) > 1:  # some containers do not say (0); a codec may hold one frame back
+            return f"short: {n} frames"
+        return ""
 
     def info(self) -> dict:
         return {"sink": self.name, "codec": self.codec, "frames_written": self.count, "frames_held": self.held,
