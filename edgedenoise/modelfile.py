@@ -112,6 +112,9 @@ def _ints(v) -> bool:
     return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
 
 
+MAX_PARAMS = 100_000_000  # 400 MB of float32 weights
+
+
 def check_config(config, where: Path) -> None:
     """ModelError unless `config` describes a buildable edgedenoise model with sane values (a config
     is user input: valid JSON with the wrong types, or a width of a million, must not reach torch)."""
@@ -127,6 +130,12 @@ def check_config(config, where: Path) -> None:
         raise bad(f"'widths' must be a list of 1-8 integers in 1..4096, not {widths!r}"[:300])
     if not _ints(depths) or len(depths) != len(widths) or not all(0 <= d <= 64 for d in depths):
         raise bad(f"'depths' must be a list of {len(widths)} integers in 0..64 (one per width), not {depths!r}"[:300])
+    # about the weights these widths and depths make (3x3 convolutions dominate): a config is refused
+    # before it allocates gigabytes (the shipped base has 5 M parameters)
+    params = sum(9 * w * w * (2 * d + 1) + 8 * w * w for w, d in zip(widths, depths))
+    if params > MAX_PARAMS:
+        raise bad(f"widths {widths} and depths {depths} make about {params / 1e6:.0f} M parameters, more than "
+                  f"{MAX_PARAMS // 1_000_000} M: not an edge model (a damaged or hostile config?)"[:300])
     if config.get("channels", 3) not in (1, 3) or isinstance(config.get("channels", 3), bool):
         raise bad(f"'channels' must be 1 or 3, not {config.get('channels')!r}")
     if config.get("unshuffle", 2) not in (1, 2, 4) or isinstance(config.get("unshuffle", 2), bool):

@@ -151,6 +151,7 @@ def test_unwritable_output_names_the_real_cause(tmp_path, images):
     ({"name": "x", "widths": "sixteen", "depths": [1]}, "'widths'"),
     ({"name": "x", "widths": [16, 32], "depths": [1, 2], "channels": "3"}, "'channels'"),
     ({"name": "x", "widths": [10 ** 7], "depths": [1]}, "'widths'"),
+    ({"name": "x", "widths": [4096] * 8, "depths": [64] * 8}, "M parameters"),  # tens of GB of weights
     ({"name": "x", "widths": [16, 32], "depths": [1]}, "'depths'"),
     ([1, 2, 3], "JSON object"),
 ])
