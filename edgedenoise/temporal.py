@@ -74,13 +74,19 @@ class RecurrentState:
     from the last frame's by more than max(10, 0.4 sigma) on average, far more than the noise
     moves them, and the histograms of those block means differ by more than CUT_HISTOGRAM (a moving
     camera changes the blocks, not the histogram). A cut between two scenes of one histogram is
-    left to the model, which learnt cuts too. `update(out)` keeps the new output. `resets` counts
-    the states dropped."""
+    left to the model, which learnt cuts too. With `align` (the default) the last output follows
+    the camera: the motion between the last frame and this one (CameraMotion, as the blend measures
+    it) warps it before the model sees it, so a pan looks still to the model where the picture
+    agrees. `update(out)` keeps the new output. `resets` counts the states dropped, `aligned` the
+    frames whose previous output was moved."""
 
-    def __init__(self):
-        self.resets = 0
+    def __init__(self, align: bool = True):
+        self.resets = self.aligned = 0
+        self.align = align
         self._prev: np.ndarray | None = None
         self._blocks: np.ndarray | None = None  # the last frame's 8x8 block means (the cut test's)
+        self._gray: np.ndarray | None = None  # the last frame, gray, half resolution (the camera motion's)
+        self._camera = CameraMotion()
 
     def reset(self) -> None:
         if self._prev is not None:
@@ -91,11 +97,19 @@ class RecurrentState:
         p = self._prev
         blocks, last = _block_means(frame), self._blocks
         self._blocks = blocks
+        gray, last_gray = (_calm_gray(frame) if self.align else None), self._gray
+        self._gray = gray
         if p is None:
             return None
         if p.shape != frame.shape or p.dtype != frame.dtype or last is None or _scene_cut(blocks, last, sigma):
             self.reset()
             return None
+        a = self._camera.motion(last_gray, gray) if self.align else None
+        if a is not None:  # the camera moved: the last output moved with it, so the model sees it aligned
+            h, w = p.shape[:2]
+            p = cv2.warpAffine(p, full_resolution(a), (w, h), flags=cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REPLICATE).reshape(p.shape)
+            self.aligned += 1
         return p
 
     def update(self, out: np.ndarray) -> None:
@@ -103,6 +117,15 @@ class RecurrentState:
 
 
 CUT_HISTOGRAM = 0.3  # a cut: the 8x8-block-mean histograms (32 bins, each summing to 1) differ by more (L1)
+
+
+def _calm_gray(frame: np.ndarray) -> np.ndarray | None:
+    """half_gray of a noisy frame, blurred (sigma 1 px): the camera motion of noisy frames. Unblurred,
+    the noise let phase correlation find motions in still clips that the L1 check took for real (a
+    sub-pixel warp smooths noise, which lowers the difference too): on the 8 validation images'
+    clips at sigma 25 it moved 6 of 7 frames of a still clip; blurred none, and 55 of 56 pan frames."""
+    g = half_gray(frame)
+    return None if g is None else cv2.GaussianBlur(g, (0, 0), 1.0)
 
 
 def _block_means(img: np.ndarray) -> np.ndarray:
@@ -125,6 +148,77 @@ def _scene_cut(a: np.ndarray, b: np.ndarray, sigma: float) -> bool:
     ha = np.histogram(a, 32, (0.0, 256.0))[0] / a.size
     hb = np.histogram(b, 32, (0.0, 256.0))[0] / b.size
     return float(np.abs(ha - hb).sum()) > CUT_HISTOGRAM
+
+
+def half_gray(y: np.ndarray) -> np.ndarray | None:
+    """A frame in gray at half resolution (float32), where camera motion is measured; None for a frame
+    too small to measure it in blocks."""
+    h, w = y.shape[:2]
+    if h < 128 or w < 128:
+        return None
+    g = y.astype(np.float32) if y.ndim == 2 else cv2.cvtColor(y[:, :, :3].astype(np.float32), cv2.COLOR_BGR2GRAY)
+    return cv2.resize(g, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+
+def full_resolution(a: np.ndarray) -> np.ndarray:
+    """A 2x3 transform between half-resolution frames as one between the full-resolution frames
+    (half-resolution pixel (x + 0.5) / 2 - 0.5)."""
+    full = a.copy()
+    full[:, 2] = 2.0 * a[:, 2] + 0.5 * (a[:, 0] + a[:, 1]) - 0.5
+    return full
+
+
+class CameraMotion:
+    """The camera's motion between two frames (half_gray), as a 2x3 similarity, by phase correlation
+    of up to 6x4 blocks and a RANSAC fit (the module docstring). `motion(prev, g)` returns it only
+    when it explains the change (it lowers the frames' L1 difference by 3 % or more) and is worth a
+    resampling; else None."""
+
+    def __init__(self, least: float = 0.05):
+        self.least = least  # a motion smaller than this (half-resolution pixels, summed) is no motion
+        self._hann = None
+
+    def motion(self, prev: np.ndarray | None, g: np.ndarray | None) -> np.ndarray | None:
+        if prev is None or g is None or prev.shape != g.shape:
+            return None
+        a = self._fit(prev, g)
+        if a is None:
+            return None
+        sh, sw = g.shape
+        moved = cv2.warpAffine(prev, a, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        b = 8  # away from the borders the warp has to invent
+        inner = (slice(b, sh - b), slice(b, sw - b))
+        if cv2.norm(g[inner], moved[inner], cv2.NORM_L1) >= 0.97 * cv2.norm(g[inner], prev[inner], cv2.NORM_L1):
+            return None  # the motion found does not explain the change
+        return a
+
+    def _fit(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+        """The 2x3 similarity that maps `prev` onto `g` (half resolution), or None where none is found."""
+        sh, sw = g.shape
+        for b in (64, 32):  # larger blocks measure sub-pixel shifts better
+            ny, nx = min(4, sh // b), min(6, sw // b)
+            if ny * nx >= 3:
+                break
+        else:
+            return None
+        if self._hann is None or self._hann.shape != (b, b):
+            self._hann = cv2.createHanningWindow((b, b), cv2.CV_32F)
+        src, dst = [], []
+        for y0 in np.linspace(0, sh - b, ny).astype(int):
+            for x0 in np.linspace(0, sw - b, nx).astype(int):
+                (dx, dy), response = cv2.phaseCorrelate(prev[y0:y0 + b, x0:x0 + b], g[y0:y0 + b, x0:x0 + b],
+                                                        self._hann)
+                if response >= 0.1:  # a peak: the block has texture enough to be followed
+                    c = (x0 + b / 2 - 0.5, y0 + b / 2 - 0.5)
+                    src.append(c)
+                    dst.append((c[0] + dx, c[1] + dy))
+        if len(src) < 3:
+            return None
+        a, _ = cv2.estimateAffinePartial2D(np.float32(src), np.float32(dst), method=cv2.RANSAC,
+                                           ransacReprojThreshold=0.75)
+        if a is None or abs(a[0, 2]) + abs(a[1, 2]) + abs(a[0, 0] - 1) * sw + abs(a[0, 1]) * sw < self.least:
+            return None  # no motion worth a resampling
+        return a.astype(np.float64)
 
 
 class RecursiveBlend:
@@ -155,7 +249,7 @@ class RecursiveBlend:
         self._age: np.ndarray | None = None  # float32, half resolution: outputs held in the average
         self._gray: np.ndarray | None = None  # the last output, gray, half resolution (for the motion)
         self._key = None
-        self._hann = None
+        self._camera = CameraMotion()
 
     def reset(self) -> None:
         """Forget the past: the next frame starts a new average."""
@@ -207,7 +301,7 @@ class RecursiveBlend:
     def _start(self, y: np.ndarray, key, frame: np.ndarray) -> np.ndarray:
         self._avg = y
         self._age = np.ones(self._state_size(y), np.float32)
-        self._gray = self._half_gray(y) if self.align else None
+        self._gray = half_gray(y) if self.align else None
         self._key = key
         self.agreement = 0.0 if self.frames > 1 else 1.0
         return frame.copy()
@@ -236,65 +330,21 @@ class RecursiveBlend:
         lo, hi = self.t_low * s, self.t_high * s
         return np.clip((np.float32(hi) - d) * np.float32(1.0 / (hi - lo)), 0.0, 1.0)
 
-    @staticmethod
-    def _half_gray(y: np.ndarray) -> np.ndarray | None:
-        h, w = y.shape[:2]
-        if h < 128 or w < 128:
-            return None  # too small to measure camera motion in blocks
-        g = y if y.ndim == 2 else cv2.cvtColor(y, cv2.COLOR_BGR2GRAY)
-        return cv2.resize(g, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-
     def _follow_camera(self, y: np.ndarray) -> None:
         """Move the average (and the ages) with the camera, if it moved (see the module docstring)."""
-        prev, g = self._gray, self._half_gray(y)
+        prev, g = self._gray, half_gray(y)
         self._gray = g
-        if prev is None or g is None or prev.shape != g.shape:
-            return
-        a = self._camera_motion(prev, g)
+        a = self._camera.motion(prev, g)
         if a is None:
             return
         sh, sw = g.shape
-        moved = cv2.warpAffine(prev, a, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        b = 8  # away from the borders the warp has to invent
-        inner = (slice(b, sh - b), slice(b, sw - b))
-        if cv2.norm(g[inner], moved[inner], cv2.NORM_L1) >= 0.97 * cv2.norm(g[inner], prev[inner], cv2.NORM_L1):
-            return  # the motion found does not explain the change: leave the average where it is
-        full = a.copy()  # half-resolution pixel (x + 0.5) / 2 - 0.5 -> full resolution
-        full[:, 2] = 2.0 * a[:, 2] + 0.5 * (a[:, 0] + a[:, 1]) - 0.5
+        full = full_resolution(a)
         h, w = y.shape[:2]
         self._avg = cv2.warpAffine(self._avg, full, (w, h), flags=cv2.INTER_CUBIC,
                                    borderMode=cv2.BORDER_REPLICATE).reshape(self._avg.shape)
         self._age = cv2.warpAffine(self._age, a, (sw, sh), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         self.aligned += 1
-
-    def _camera_motion(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
-        """The 2x3 similarity that maps `prev` onto `g` (half resolution), or None where none is found."""
-        sh, sw = g.shape
-        for b in (64, 32):  # larger blocks measure sub-pixel shifts better
-            ny, nx = min(4, sh // b), min(6, sw // b)
-            if ny * nx >= 3:
-                break
-        else:
-            return None
-        if self._hann is None or self._hann.shape != (b, b):
-            self._hann = cv2.createHanningWindow((b, b), cv2.CV_32F)
-        src, dst = [], []
-        for y0 in np.linspace(0, sh - b, ny).astype(int):
-            for x0 in np.linspace(0, sw - b, nx).astype(int):
-                (dx, dy), response = cv2.phaseCorrelate(prev[y0:y0 + b, x0:x0 + b], g[y0:y0 + b, x0:x0 + b],
-                                                        self._hann)
-                if response >= 0.1:  # a peak: the block has texture enough to be followed
-                    c = (x0 + b / 2 - 0.5, y0 + b / 2 - 0.5)
-                    src.append(c)
-                    dst.append((c[0] + dx, c[1] + dy))
-        if len(src) < 3:
-            return None
-        a, _ = cv2.estimateAffinePartial2D(np.float32(src), np.float32(dst), method=cv2.RANSAC,
-                                           ransacReprojThreshold=0.75)
-        if a is None or abs(a[0, 2]) + abs(a[1, 2]) + abs(a[0, 0] - 1) * sw + abs(a[0, 1]) * sw < 0.05:
-            return None  # no motion worth a resampling of the average
-        return a.astype(np.float64)
 
     def _emit(self, frame: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
         out = self._avg
