@@ -156,7 +156,11 @@ def half_gray(y: np.ndarray) -> np.ndarray | None:
     h, w = y.shape[:2]
     if h < 128 or w < 128:
         return None
-    g = y.astype(np.float32) if y.ndim == 2 else cv2.cvtColor(y[:, :, :3].astype(np.float32), cv2.COLOR_BGR2GRAY)
+    y = np.asarray(y, np.float32)  # no copy for the blend's float32 frames
+    if y.ndim == 3 and y.shape[2] == 1:
+        y = y[:, :, 0]
+    g = y if y.ndim == 2 else cv2.cvtColor(y if y.shape[2] == 3 else np.ascontiguousarray(y[:, :, :3]),
+                                           cv2.COLOR_BGR2GRAY)
     return cv2.resize(g, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
 
 
