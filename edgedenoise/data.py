@@ -108,6 +108,19 @@ def augment(patch: np.ndarray, k: int) -> np.ndarray:
     return np.rot90(patch, k & 3)
 
 
+def batch_images(images: list[ImageInfo], channels: int, seed: int, step: int, start: int, stop: int):
+    """For items start..stop-1 of step's global batch: (j, image, rng), j counting from 0, the image
+    picked by default_rng([seed, step, i // PATCHES_PER_IMAGE, 0]) (decoded once per group) and the
+    item's own generator default_rng([seed, step, i, 1]) for its crop (or clip) and augmentation."""
+    cache: dict[int, np.ndarray] = {}
+    for j, i in enumerate(range(start, stop)):
+        group = i // PATCHES_PER_IMAGE
+        if group not in cache:
+            pick = int(np.random.default_rng([seed, step, group, 0]).integers(len(images)))
+            cache = {group: read_image(images[pick].path, channels)}
+        yield j, cache[group], np.random.default_rng([seed, step, i, 1])
+
+
 class PatchSampler:
     """Random clean patches (HxWxC uint8 -> float32 CHW in [0,1]), seeded by (seed, step, index)."""
 
@@ -117,14 +130,7 @@ class PatchSampler:
     def patches(self, step: int, start: int, stop: int) -> np.ndarray:
         """Patches start..stop-1 of the global batch of `step`, shape (stop-start, C, P, P)."""
         out = np.empty((stop - start, self.channels, self.patch, self.patch), np.float32)
-        cache: dict[int, np.ndarray] = {}
-        for j, i in enumerate(range(start, stop)):
-            group = i // PATCHES_PER_IMAGE
-            if group not in cache:
-                pick = int(np.random.default_rng([self.seed, step, group, 0]).integers(len(self.images)))
-                cache = {group: read_image(self.images[pick].path, self.channels)}
-            img = cache[group]
-            rng = np.random.default_rng([self.seed, step, i, 1])
+        for j, img, rng in batch_images(self.images, self.channels, self.seed, step, start, stop):
             h, w = img.shape[:2]
             y = int(rng.integers(h - self.patch + 1))
             x = int(rng.integers(w - self.patch + 1))

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .clips import _affine, _bounce
-from .data import PATCHES_PER_IMAGE, ImageInfo, augment, read_image
+from .data import ImageInfo, augment, batch_images
 
 
 class ClipSampler:
@@ -40,14 +40,8 @@ class ClipSampler:
         """Clips start..stop-1 of the global batch of `step`."""
         p, t = self.patch, self.frames
         out = np.empty((stop - start, t, self.channels, p, p), np.float32)
-        cache: dict[int, np.ndarray] = {}
-        for j, i in enumerate(range(start, stop)):
-            group = i // PATCHES_PER_IMAGE
-            if group not in cache:
-                pick = int(np.random.default_rng([self.seed, step, group, 0]).integers(len(self.images)))
-                cache = {group: read_image(self.images[pick].path, self.channels)}
-            frames = make_training_clip(cache[group], p, t, np.random.default_rng([self.seed, step, i, 1]))
-            out[j] = np.moveaxis(frames, -1, 1).astype(np.float32) / 255.0
+        for j, img, rng in batch_images(self.images, self.channels, self.seed, step, start, stop):
+            out[j] = np.moveaxis(make_training_clip(img, p, t, rng), -1, 1).astype(np.float32) / 255.0
         return out
 
 
