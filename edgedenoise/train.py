@@ -746,6 +746,10 @@ class Trainer:
         if do_ck:
             save_checkpoint(run.checkpoint, step, nets.model, nets.opt, nets.sched, nets.disc, nets.dopt, cfg)
             save_model(nets.model, run.out / "model", extra={"trained_on": str(cfg.data), "steps": step, **cfg.extra})
+            if cfg.keep_every and step % cfg.keep_every == 0:  # the run folder holds only the latest otherwise
+                keep = run.out / "keep" / f"step_{step}"
+                keep.mkdir(parents=True, exist_ok=True)
+                save_model(nets.model, keep / "model", extra={"trained_on": str(cfg.data), "steps": step, **cfg.extra})
         try:
             plot_curves(self.csv_path, run.out / "curves.png")
         except Exception as e:  # a plot must never stop a training run

@@ -35,6 +35,7 @@ class TrainConfig:
     val_sigma: float = 25.0
     val_every: int = 1000
     ckpt_every: int = 1000
+    keep_every: int = 0  # > 0: also keep the weights of every such checkpoint step in RUN/keep/step_N
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 | off
     workers: int = 1
@@ -60,7 +61,7 @@ class TrainConfig:
                 raise bad(name, v, f"must be a whole number >= {low}")
         if self.video and (not isinstance(self.frames, int) or self.frames < 2):
             raise bad("frames", self.frames, "a clip needs at least 2 frames (the model learns from its last output)")
-        for name in ("stop_at", "warmup", "threads", "seed", "workers"):
+        for name in ("stop_at", "warmup", "threads", "seed", "workers", "keep_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise bad(name, v, "must be a whole number >= 0")

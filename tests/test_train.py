@@ -169,3 +169,16 @@ def test_loader_workers_share_the_steps(train_subset, tmp_path):
     a, b = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["loss"] for r in rows(one)] == [r["loss"] for r in rows(two)]
+
+
+def test_keep_every_keeps_the_weights_of_those_checkpoints(train_subset, tmp_path):
+    """--keep-every N: besides the latest model, RUN/keep/step_N holds the weights of every N-th
+    checkpoint step, each loadable as a model (a slice's best step is then still there to ship)."""
+    from edgedenoise.modelfile import load_model
+
+    run = tmp_path / "keep"
+    train(cfg(train_subset, run, steps=6, ckpt_every=2, val_every=2, keep_every=4), progress=False)
+    assert sorted(p.name for p in (run / "keep").iterdir()) == ["step_4"]
+    kept, last = load_file(run / "keep" / "step_4" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert any(not torch.equal(kept[k], last[k]) for k in kept)  # step 4's weights, not step 6's
+    assert load_model(str(run / "keep" / "step_4")).config.name == "tiny"
