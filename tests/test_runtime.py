@@ -536,6 +536,35 @@ def test_the_ladder_steps_down_when_frames_are_late_and_back_up_with_hysteresis(
     assert lad.switches == 3 and loaded == [("default", "int8")]  # each rung loaded once
 
 
+def test_the_model_a_ladder_hands_over_denoises_the_next_frames():
+    """The pipeline takes the denoiser the ladder returns for the frames after the switch (it kept
+    calling the one it started with), and records the switch."""
+    class Tagging:
+        def __init__(self, tag):
+            self.tag, self.name = tag, f"tag{tag}"
+
+        def denoise(self, frame, sigma):
+            return np.full_like(frame, self.tag)
+
+    class SwitchAtThird:
+        current, last = ("tiny", "int8"), "down from tiny fp32 to tiny int8: test"
+
+        def __init__(self):
+            self.n = 0
+
+        def observe(self, seconds):
+            self.n += 1
+            return Tagging(200) if self.n == 3 else None
+
+    sink = SlowSink(0)
+    outs = []
+    sink.write = lambda res: outs.append(int(res.denoised[0, 0, 0]))
+    stats = Pipeline(ListSource(6, (16, 16, 3), fps=50.0), sink, Tagging(100), mode="realtime", sigma=SIGMA,
+                     status=False, ladder=SwitchAtThird()).run()
+    assert stats.model_switches == 1 and stats.info["model_now"] == "tiny int8"
+    assert outs[0] == 100 and outs[-1] == 200 and outs == sorted(outs)
+
+
 def test_the_runtime_runs_without_torch_and_triton(tmp_path):
     """A Jetson runtime may have neither: the demo runs with both made unimportable."""
     code = ("import sys; sys.modules.update(dict.fromkeys(['torch', 'triton'])); "

@@ -336,7 +336,7 @@ class Pipeline:
         raise DataError(f"lost {src.describe()} and could not reopen it after {self.reconnect} tries")
 
     def _infer(self) -> None:
-        st, den = self.stats, self.den
+        st = self.stats
         src_name = self.source.describe()
         seen_stream = 0
         try:
@@ -345,6 +345,7 @@ class Pipeline:
                 if item is END:
                     break
                 index, img, ref, t_cap, stream = item
+                den = self.den  # per frame: the ladder may have handed over another model
                 # a reconnect: compared by stream number, so realtime mode dropping its first frame loses nothing
                 fresh, seen_stream = stream != seen_stream, stream
                 t0 = time.perf_counter()
