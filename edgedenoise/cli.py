@@ -271,7 +271,8 @@ def cmd_denoise(a):
         t = time.perf_counter()
         stretch = depth_stretch(img)
         if stretch > 1:  # 12-bit data in a 16-bit file: denoised stretched to 16 bits, written at its own scale
-            note(f"{f.name}: 16-bit pixels all below {65536 // stretch} ({16 - stretch.bit_length() + 1}-bit data?): "
+            bits = 16 - (stretch.bit_length() - 1)  # x16: 12-bit data, x64: 10-bit
+            note(f"{f.name}: 16-bit pixels all below {1 << bits} ({bits}-bit data?): "
                  f"denoised scaled by {stretch} to the full 16-bit range and written back at its own scale")
             img = img * np.uint16(stretch)
         # one noise level for the whole image, also when it is denoised in tiles

@@ -74,14 +74,11 @@ def fit_depth(img: np.ndarray, ext: str) -> tuple[np.ndarray, str | None]:
     want = held[0]
     if want == "uint8":
         out = to_uint8(img)
-    elif want == "uint16":
-        if img.dtype == np.uint8:
-            out = img.astype(np.uint16) * np.uint16(257)
-        else:
-            out = np.round(np.clip(img, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    elif want == "uint16":  # every format that holds 16 bits holds 8: only float comes here
+        out = np.round(np.clip(img, 0.0, 1.0) * 65535.0).astype(np.uint16)
     else:
-        out = (img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 65535.0 if img.dtype == np.uint16
-                                         else 1.0)).astype(np.float32)
+        full = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(img.dtype, 1.0)
+        out = (img.astype(np.float32) / np.float32(full)).astype(np.float32)
     bits = {"uint8": "8-bit", "uint16": "16-bit", "float32": "float"}
     note = f"{bits.get(img.dtype.name, img.dtype.name)} pixels written as {bits[want]} {ext}"
     if want == "uint8" and img.dtype != np.uint8:

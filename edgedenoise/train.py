@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import data as D
+from .atomic import write_atomic
 from .errors import DataError, ModelError
 from .model import SIZES, ModelConfig, build_model, grow_from, make_recurrent, pad_to_multiple
 from .modelfile import save_model
@@ -610,9 +611,7 @@ class Trainer:
             base = {"step": self.start, "sigma": self.cfg.val_sigma}
             for mode in ("off", "blend", "model"):
                 base[mode] = self.clipset.evaluate(self.nets.model, self.run.device, temporal=mode)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(base, indent=2) + "\n")
-            tmp.replace(path)
+            write_atomic(path, (json.dumps(base, indent=2) + "\n").encode(), what="video baselines")
         log.info("validation clips at step %d, sigma %g: framewise %.2f dB, framewise + blend %.2f dB, "
                  "recurrent %.2f dB", base["step"], base["sigma"], base["off"]["all"], base["blend"]["all"],
                  base["model"]["all"])

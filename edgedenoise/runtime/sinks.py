@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
-from ..frames import draw_label, to_bgr8
-from ..outputs import check_writable, refuse_used_folder, temp_beside, write_atomic
+from ..frames import draw_label, to_bgr8, write_image
+from ..outputs import check_writable, refuse_used_folder, temp_beside
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 GRAMMAR = "display, null, a folder, a .mp4/.avi/.mkv file, or http://127.0.0.1:PORT"
@@ -115,13 +115,8 @@ class FolderSink(Sink):
         check_writable(self.path, folder=True, what="sink")
 
     def write(self, res: Result) -> None:
-        img = compose(res) if self.compare else res.denoised
-        if img.dtype not in (np.uint8, np.uint16):  # PNG holds 8 or 16 bits: keep float frames at 16
-            img = np.round(np.clip(img, 0, 1) * 65535).astype(np.uint16)
-        ok, buf = cv2.imencode(".png", img)
-        if not ok:
-            raise DataError(f"cannot encode frame {res.index} of shape {img.shape} as PNG")
-        write_atomic(self.path / f"{res.index:06d}.png", buf.tobytes(), what="frame")
+        # write_image keeps 8 and 16 bits and stores float frames at 16 (frames.fit_depth), whole or not at all
+        write_image(self.path / f"{res.index:06d}.png", compose(res) if self.compare else res.denoised)
         self.count += 1
 
     def info(self) -> dict:
