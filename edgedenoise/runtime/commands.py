@@ -195,11 +195,12 @@ def cmd_run(a):
         source.open()  # fails fast on a missing path, closed port, missing codec...
         mode = a.mode or ("realtime" if source.realtime else "offline")
         temporal = temporal_mode(a.temporal, source)
+        # the ladder's rungs are the shipped framewise models: only when both are left to auto; it times
+        # every rung at start, so it is asked for only then
         adapt = mode == "realtime" and a.model == "auto" and a.precision == "auto" and temporal != "model"
-        den, why, ladder = choose(a.model, a.precision, a.backend, a.threads, mode, source.frame_size(), source.fps,
-                                  temporal=temporal, ladder=True)
-        if not adapt or den.recurrent:
-            ladder = None
+        chosen = choose(a.model, a.precision, a.backend, a.threads, mode, source.frame_size(), source.fps,
+                        temporal=temporal, ladder=adapt)
+        den, why, ladder = chosen if adapt else (*chosen, None)
         if a.temporal == "auto" and temporal == "blend" and den.recurrent:
             temporal = "model"  # the best available: the model's own use of the frames before
         check_mode(temporal, den.name, den.recurrent)
