@@ -64,7 +64,8 @@ class Denoiser:
     between calls (its backend only caches), so one may serve several threads where its
     backend allows (ONNX Runtime sessions do).
 
-    Attributes: `name` (the model), `backend_name`, `precision`, `multiple` (H and W are padded
+    Attributes: `name` (the model), `backend_name`, `precision`, `why` (what picked the backend),
+    `multiple` (H and W are padded
     to multiples of it), `channels` (of the model: 3 colour, 1 gray), `max_pixels` (the largest
     frame one call takes; larger ones need tiles), `sigma_scale` (multiplies every level told
     to the model; settable).
@@ -75,10 +76,15 @@ class Denoiser:
         from . import backends
 
         self.files = files
-        self.engine_path = engine_path
-        self.precision = precision
-        self.backend_name = backends.pick(backend, files, precision)
-        self.backend = backends.create(self.backend_name, files, threads, device, precision, engine_path)
+        choice = backends.pick(backend, files, precision) if engine_path is None else None
+        self.engine_path = engine_path or choice.engine
+        self.precision = choice.precision if choice else precision
+        self.backend_name = choice.backend if choice else "tensorrt"
+        self.why = choice.why if choice else f"tensorrt: the engine {engine_path} as asked"
+        self.backend = backends.create(self.backend_name, files, threads, device, self.precision, self.engine_path)
+        if self.backend_name == "tensorrt":
+            self.precision = getattr(self.backend, "precision", self.precision)
+        self.warmed: set = set()  # (height, width) sizes warm_up ran at
         self.multiple = self.backend.size_multiple
         self.channels = files.channels
         self.recurrent = files.recurrent  # takes the previous denoised frame too (VideoDenoiser keeps it)
@@ -89,21 +95,22 @@ class Denoiser:
     def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,
              device: str | None = None, precision: str = "fp32", sigma_scale: float = 1.0) -> Denoiser:
         """model: a shipped name (`default`, `tiny`, ...), a run folder, a `.safetensors`/`.onnx` file, or a
-        TensorRT `.engine` (its sidecar names its ONNX model). backend: auto (ONNX Runtime where the model
-        has an ONNX export, else torch), onnxruntime, torch, triton (CUDA) or tensorrt (an engine).
-        precision: fp32; int8 (ONNX Runtime with the model's `.int8.onnx` from `edgedenoise quantize`);
-        fp16 (triton). sigma_scale: multiplies the level told to the model (see the module docstring)."""
+        TensorRT `.engine` (its sidecar names its ONNX model). backend: auto (a TensorRT engine built for the
+        model on this machine, else triton on a CUDA GPU, else torch on the GPU, else ONNX Runtime on the
+        CPU: backends/choice.py; `why` says what was picked and why), onnxruntime, torch, triton (CUDA) or
+        tensorrt (an engine beside the model or in $EDGEDENOISE_ENGINES). precision: fp32; int8 (ONNX
+        Runtime with the model's `.int8.onnx` from `edgedenoise quantize`, or an int8 engine); fp16 (triton,
+        torch on CUDA, an engine); auto (fp16 on a GPU, fp32 on the CPU). sigma_scale: multiplies the level
+        told to the model (see the module docstring)."""
         if str(model).endswith(".engine"):
             from .engine import read_sidecar
 
             meta = read_sidecar(Path(model))
             return cls(resolve(meta["onnx"]), "tensorrt", threads, device, engine_path=Path(model),
                        sigma_scale=sigma_scale)
-        if backend == "tensorrt":
-            raise ModelError("the tensorrt backend needs an engine: --model MODEL.engine (edgedenoise build makes one)")
         files = resolve(model)
         if files.variant == "int8":  # the INT8 file itself was named: it is what runs
-            precision = "int8" if precision == "fp32" else precision
+            precision = "int8" if precision in ("fp32", "auto") else precision
         elif files.variant:
             what = "TensorRT Q/DQ" if files.variant == "trt.int8" else "frame-native"
             raise ModelError(f"{model} is the {what} graph, for edgedenoise build; load the model itself "
@@ -126,6 +133,22 @@ class Denoiser:
         recurrent model only, the last denoised frame of the stream (the frame's shape and dtype);
         None starts a scene (the model is given the frame itself)."""
         return self.denoise_timed(frame, sigma, previous)[0]
+
+    def warm_up(self, width: int, height: int, calls: int = 2) -> float:
+        """Run the backend on a noisy frame of this size `calls` times, so that what a first call
+        does (allocations, a Triton kernel's compilation, a CUDA graph's capture) is done before a
+        stream's first frame is timed or dropped. Returns the seconds it took; 0 for a size warmed
+        before."""
+        key = (int(height), int(width))
+        if key in self.warmed:
+            return 0.0
+        t = time.perf_counter()
+        shape = key + ((3,) if self.channels == 3 else ())
+        frame = np.clip(128 + np.random.default_rng(0).normal(0, 25, shape), 0, 255).astype(np.uint8)
+        for _ in range(calls):
+            self.denoise(frame, 25.0)
+        self.warmed.add(key)
+        return time.perf_counter() - t
 
     def denoise_timed(self, frame: np.ndarray, sigma: float | None = None,
                       previous: np.ndarray | None = None) -> tuple[np.ndarray, Timing]:

@@ -49,7 +49,7 @@ def test_missing_int8_variant_says_how_to_make_it(tmp_path):
         shutil.copy(f, tmp_path / f.name)
     with pytest.raises(ModelError, match="edgedenoise quantize"):
         Denoiser.load(tmp_path / "tiny.onnx", precision="int8")
-    with pytest.raises(ModelError, match="onnxruntime backend"):
+    with pytest.raises(ModelError, match="int8 runs on onnxruntime"):
         Denoiser.load("tiny", backend="torch", precision="int8")
 
 

@@ -494,14 +494,17 @@ def test_background_sigma_estimate_tracks_the_noise(den):
 def test_auto_model_choice():
     from edgedenoise.runtime.autoselect import candidates, choose
 
-    assert candidates("tiny", "auto", "onnxruntime") == [("tiny", "fp32")]  # a named model: fp32 unless named
+    assert candidates("tiny", "auto", "onnxruntime") == [("tiny", "auto")]  # a named model: the backend's precision
     assert candidates("auto", "int8", "auto") == [("default", "int8"), ("tiny", "int8")]
-    assert candidates("auto", "auto", "torch") == [("default", "fp32"), ("tiny", "fp32")]
+    assert candidates("auto", "auto", "torch", gpu=False) == [("default", "fp32"), ("tiny", "fp32")]
+    assert candidates("auto", "auto", "auto", gpu=True) == [("default", "fp16"), ("tiny", "fp16")]
     assert candidates("default", "int8", "auto") == [("default", "int8")]
     den, why = choose("auto", "auto", "auto", None, "offline", (320, 240), 25.0)
     assert (den.name, den.precision) == ("small", "fp32") and "offline" in why
     den, why = choose("tiny", "fp32", "auto", None, "realtime", (320, 240), 25.0)
     assert (den.name, den.precision) == ("tiny", "fp32") and "as asked" in why  # a named model is taken
+    den, why = choose("tiny", "auto", "auto", None, "realtime", (320, 240), 25.0)
+    assert (den.name, den.backend_name, den.precision) == ("tiny", "onnxruntime", "fp32") and "on the CPU" in why
     # a source far faster than any model: the fastest is taken, and the reason says so
     den, why = choose("auto", "auto", "auto", None, "realtime", (320, 240), 1e5)
     assert den.name == "tiny" and "none keeps up" in why and "default fp32" in why

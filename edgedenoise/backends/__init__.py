@@ -3,9 +3,12 @@
 | module        | runs                                            | frame-native | precisions   | needs            |
 |---------------|-------------------------------------------------|--------------|--------------|------------------|
 | `onnxruntime` | the ONNX export (the runtime default, any CPU)  | no           | fp32, int8   | onnxruntime      |
-| `torch`       | the safetensors weights in PyTorch (CPU, CUDA)  | no           | fp32         | torch            |
+| `torch`       | the safetensors weights in PyTorch (CPU, CUDA)  | no           | fp32, fp16*  | torch            |
 | `triton`      | the whole network in the fused Triton kernels   | yes          | fp32, fp16   | torch, triton    |
 | `tensorrt`    | a built TensorRT engine (`edgedenoise build`)   | if built so  | its own      | tensorrt, cuda   |
+
+(* fp16 on CUDA only.) `--backend auto` is decided in `choice.py`: a TensorRT engine built for the
+model here, else triton on a GPU, else torch on a GPU, else ONNX Runtime on the CPU.
 
 The contract (`Backend` below) is what `Denoiser` relies on, and all a new backend implements:
 
@@ -44,6 +47,8 @@ from ..modelfile import ModelFiles
 NAMES = ["onnxruntime", "torch", "triton", "tensorrt"]
 CHOICES = ["auto", *NAMES]  # what the CLI's --backend takes
 RECURRENT = ("onnxruntime", "torch")  # the backends that carry a recurrent model's `previous` input
+# what each backend computes in (torch fp16 on CUDA only; a TensorRT engine's is the one it was built with)
+PRECISIONS = {"onnxruntime": ("fp32", "int8"), "torch": ("fp32", "fp16"), "triton": ("fp32", "fp16")}
 
 
 class Backend:
@@ -66,23 +71,13 @@ class Backend:
         pass
 
 
-def pick(backend: str, files: ModelFiles, precision: str = "fp32") -> str:
-    """`auto`: ONNX Runtime when the model has an ONNX export and onnxruntime imports (always for
-    int8, which only ONNX Runtime runs here), else torch. Other names are returned as they are."""
-    if backend != "auto":
-        return backend
-    if precision == "int8":
-        return "onnxruntime"
-    if files.onnx is not None:
-        try:
-            import onnxruntime  # noqa: F401
+def pick(backend: str, files: ModelFiles, precision: str = "fp32"):
+    """The backend (and precision) that runs `files` here: `auto` decided by `choice.choose` (a TensorRT
+    engine built for the model, else triton on a GPU, else torch on a GPU, else ONNX Runtime on the
+    CPU), a named backend as named. Returns a `choice.Choice` (backend, precision, engine, why)."""
+    from .choice import choose
 
-            return "onnxruntime"
-        except ImportError:
-            pass
-    if files.weights is not None:
-        return "torch"
-    return "onnxruntime"
+    return choose(backend, files, precision)
 
 
 def create(name: str, files: ModelFiles, threads: int | None = None, device: str | None = None,
@@ -97,17 +92,19 @@ def create(name: str, files: ModelFiles, threads: int | None = None, device: str
 
 
 def _create(name, files, threads, device, precision, engine_path) -> Backend:
+    if name in PRECISIONS and precision not in PRECISIONS[name]:  # an engine computes in what it was built for
+        on = [f"{b} ({', '.join(p)})" for b, p in PRECISIONS.items() if precision in p]
+        raise ModelError(f"the {name} backend runs {' or '.join(PRECISIONS[name])}, not {precision}: {precision} "
+                         f"runs on {' or '.join(on) or 'no backend'}, or in a TensorRT engine "
+                         f"(edgedenoise build --precision)")
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(files, threads, precision=precision)
-    if precision != "fp32" and name != "triton":
-        raise ModelError(f"precision {precision} runs on the onnxruntime backend here (TensorRT engines carry "
-                         "their own precision: edgedenoise build --precision)")
     if name == "torch":
         from .torch import TorchBackend
 
-        return TorchBackend(files, device, threads)
+        return TorchBackend(files, device, threads, dtype=precision)
     if name == "triton":
         from .triton import TritonBackend
 

@@ -29,7 +29,8 @@ import time
 
 import numpy as np
 
-# shipped models and precisions, best quality first (benchmarks/results/quality.md, CBSD68 sigma 25,
+# shipped models and precisions on the CPU, best quality first (on a GPU: each model in fp16)
+# (benchmarks/results/quality.md, CBSD68 sigma 25,
 # camera protocol: default fp32 30.48, default int8 30.04, tiny fp32 29.18 dB; tiny int8 below it)
 CANDIDATES = [("default", "fp32"), ("default", "int8"), ("tiny", "fp32"), ("tiny", "int8")]
 BUDGET_SHARE = 0.6
@@ -37,18 +38,30 @@ DEFAULT_FPS = 30.0  # a live source that does not say its rate
 TIMED_CALLS = 3
 
 
-def candidates(model: str, precision: str, backend: str) -> list[tuple[str, str]]:
-    """(model, precision) pairs `auto` may pick from; one pair when nothing is left on auto."""
-    if model != "auto":  # a named model: as named, fp32 unless a precision is named too
-        return [(model, "fp32" if precision == "auto" else precision)]
+def on_gpu(backend: str) -> bool:
+    """Whether `backend` (auto or a name) runs the shipped models on a GPU here (backends/choice.py)."""
+    from ..backends.choice import choose
+    from ..modelfile import resolve
+
+    return choose(backend, resolve("default"), "auto").precision == "fp16"
+
+
+def candidates(model: str, precision: str, backend: str, gpu: bool | None = None) -> list[tuple[str, str]]:
+    """(model, precision) pairs `auto` may pick from; one pair when nothing is left on auto (its
+    precision `auto` is resolved with the backend: fp16 on a GPU, fp32 on the CPU). On a GPU
+    (`gpu`, probed when None) the shipped models in fp16; on the CPU also in int8."""
+    if model != "auto":
+        return [(model, precision)]
     if precision != "auto":
         return [(m, precision) for m in dict.fromkeys(m for m, _ in CANDIDATES)]
+    if gpu if gpu is not None else on_gpu(backend):
+        return [(m, "fp16") for m in dict.fromkeys(m for m, _ in CANDIDATES)]
     int8_ok = backend in ("auto", "onnxruntime")  # INT8 runs on ONNX Runtime here
     return [(m, p) for m, p in CANDIDATES if p == "fp32" or int8_ok]
 
 
 def _time(den, frame: np.ndarray) -> float:
-    den.denoise(frame, 25.0)  # warm-up: first-call allocations
+    den.warm_up(frame.shape[1], frame.shape[0])  # first-call allocations, kernel compilation
     times = []
     for _ in range(TIMED_CALLS):
         t = time.perf_counter()
@@ -156,7 +169,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
         den = Denoiser.load(m, backend=backend, threads=threads, precision=p)
         why = ("as asked" if len(pairs) == 1 else
                "offline mode processes every frame, so the best quality")
-        return (den, f"{m} {p}: {why}") + ((None,) if ladder else ())
+        return (den, f"{m} {den.precision}: {why}; {den.why}") + ((None,) if ladder else ())
     from .sources import bench_frames
 
     w, h = size or (640, 480)
@@ -192,7 +205,8 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
         den, m, p = chosen
         return result(den, m, p, f"{m} {p}: the best that keeps up with {fps:g} fps at {w}x{h} here "
                                  f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms = "
-                                 f"{BUDGET_SHARE:.0%} of the frame period)")
+                                 f"{BUDGET_SHARE:.0%} of the frame period); {den.why}")
     t, den, m, p = fastest
     return result(den, m, p, f"{m} {p}: none keeps up with {fps:g} fps at {w}x{h} here, so the fastest "
-                             f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms); expect dropped frames")
+                             f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms); expect dropped frames; "
+                             f"{den.why}")

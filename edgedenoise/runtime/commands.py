@@ -16,7 +16,7 @@ from ..errors import DataError
 from .stats import RunStats
 
 BACKENDS = CHOICES
-PRECISIONS = ["fp32", "int8", "fp16"]  # int8: ONNX Runtime; fp16: triton; engines carry their own
+PRECISIONS = ["fp32", "int8", "fp16"]  # int8: ONNX Runtime; fp16: triton, torch on CUDA; engines their own
 
 
 def parse_size(s: str) -> tuple[int, int]:
@@ -67,7 +67,9 @@ def add_run(sub):
     p.add_argument("--sink", help="where to write (default: display where there is one; else, for the demo, "
                                   "edgedenoise_demo.mp4, noisy | denoised side by side, and for other sources "
                                   "http://127.0.0.1:8080)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="auto (default): a TensorRT engine built for the model here, else triton on a CUDA GPU, "
+                        "else torch on the GPU, else ONNX Runtime on the CPU; it says what it took and why")
     p.add_argument("--model", default="auto",
                    help="model name or file (.onnx, .safetensors, .engine), or auto (default): in realtime mode the "
                         "best shipped model and precision that keeps up with the source on this machine (timed at "
@@ -93,8 +95,9 @@ def add_run(sub):
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
     p.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto",
                    help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize; shipped for tiny "
-                        "and default), faster on CPUs, some PSNR lost (benchmarks/results/quality.md); fp16: the "
-                        "triton backend; auto (default): chosen with --model auto, fp32 for a named model")
+                        "and default), faster on CPUs, some PSNR lost (benchmarks/results/quality.md); fp16: on a "
+                        "CUDA GPU (triton, torch) or an fp16 engine; auto (default): chosen with --model auto, else "
+                        "fp16 on a GPU and fp32 on the CPU")
     p.add_argument("--temporal", choices=["auto", "off", "blend", "model"], default="auto",
                    help="use the previous frames too: blend (a motion-adaptive recursive filter on the model's "
                         "outputs; where the scene holds still it averages over up to 8 frames), model (a recurrent "
@@ -211,13 +214,16 @@ def cmd_run(a):
         if source.sigma is not None:
             sigma_desc += f"; source noise is sigma {source.sigma:g}"
         print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {den.name} on {den.backend_name}"
-              f"{' int8' if den.precision == 'int8' else ''}, sigma {sigma_desc}, temporal {temporal}",
+              f"{'' if den.precision == 'fp32' else ' ' + den.precision}, sigma {sigma_desc}, temporal {temporal}",
               file=sys.stderr)
         if a.model == "auto" or a.precision == "auto":
             print(f"auto: {why}" + ("; keeps adapting while the stream runs" if ladder else ""), file=sys.stderr)
+        elif a.backend == "auto":
+            print(f"auto: {den.why}", file=sys.stderr)
         if ladder is not None:
             stats.info["model_now"] = f"{ladder.current[0]} {ladder.current[1]}"
         stats.info.update(model=den.name, backend=den.backend_name, precision=den.precision, model_choice=why,
+                          backend_choice=den.why,
                           sigma=a.sigma if a.sigma is not None else "auto", sigma_scale=a.sigma_scale,
                           threads=a.threads, tile=list(a.tile) if a.tile else None)
         sink.open(stats)
@@ -269,7 +275,8 @@ def add_bench(sub):
     p.add_argument("--sigma", type=float, default=25.0, help="noise added and given to the model (default 25)")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize); fp16: triton")
+                   help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize); fp16: triton, "
+                        "or torch on CUDA (channels_last)")
     p.add_argument("--vs", choices=["nlm"], help="also time OpenCV fastNlMeansDenoisingColored on the same frames")
     p.add_argument("--nlm-frames", type=int, default=10, help="frames timed for --vs nlm (it is slow; default 10)")
     p.add_argument("--json", help="write the results here")

@@ -259,6 +259,25 @@ class Pipeline:
         self.stopping.set()
         self.abort.set()
 
+    def _warm_up(self) -> None:
+        """Before the clock: the denoiser runs on a frame of the stream's size (a tile's when tiled),
+        so that no frame is timed or dropped for a kernel compilation or a first call's allocations.
+        The stats say how long it took, or why it could not be done."""
+        warm = getattr(self.den, "warm_up", None)
+        size = self.source.frame_size()
+        if warm is None or size is None:
+            self.stats.info["warm_up"] = "not done: " + ("the denoiser has none" if warm is None else
+                                                         "the frame size is unknown before the first frame")
+            return
+        w, h = size
+        if self.tile:
+            h, w = min(h, self.tile[0]), min(w, self.tile[1])
+        if w * h > getattr(self.den, "max_pixels", w * h):
+            self.stats.info["warm_up"] = "not done: the frame is too large for one call"  # the first frame says why
+            return
+        secs = warm(w, h)
+        self.stats.info["warm_up"] = f"{w}x{h}, {secs * 1e3:.0f} ms" + (" (warm from model choice)" if not secs else "")
+
     # -- the three threads
 
     def _capture(self) -> None:
@@ -457,7 +476,6 @@ class Pipeline:
         through handlers installed for the run and its finalisation."""
         st = self.stats
         st.info.update(mode=self.mode, source=self.source.describe(), sink=self.sink.name)
-        st.t_start = time.perf_counter()  # fps counts the stream, not the set-up before it
         own = signals is None
         signals = Signals() if own else signals
         signals.on_signal = self.stop
@@ -466,8 +484,10 @@ class Pipeline:
         threads = [threading.Thread(target=f, name=f"edgedenoise-{f.__name__.strip('_')}", daemon=True)
                    for f in (self._capture, self._infer, self._output)]
         tty = sys.stderr.isatty()
-        t_status = time.perf_counter()
         try:
+            self._warm_up()  # a signal meanwhile stops the stream before its first frame
+            st.t_start = time.perf_counter()  # fps counts the stream, not the set-up before it
+            t_status = st.t_start
             for t in threads:
                 t.start()
             while any(t.is_alive() for t in threads):

@@ -1,0 +1,207 @@
+"""`--backend auto`: which backend runs a model on this machine, at which precision, and why.
+
+The order a user expects: a TensorRT engine built for this model on this machine; else the
+triton backend on a CUDA GPU; else torch on the GPU; else ONNX Runtime on the CPU (torch on the
+CPU when the model has no ONNX export or ONNX Runtime is missing). The precision asked narrows
+it: int8 runs on an int8 engine or ONNX Runtime; fp16 on an engine, triton or torch on CUDA;
+`auto` is fp16 on a GPU (the fused kernels in half precision differ from fp32 by one level on
+4-5 % of pixels) and fp32 on the CPU. A recurrent model runs on ONNX Runtime or torch only, a
+gray one not on triton.
+
+Two steps, so that the decision can be tested without the hardware: `probe` looks at what this
+machine has, cheaply (the CUDA driver is asked for a device through ctypes, so a machine without
+a GPU never imports torch here), and `decide` is a pure function of the model's files, the
+precision asked and a `Capabilities`, which a test may make up.
+
+Engines are looked for beside the model's ONNX file and in the folder `EDGEDENOISE_ENGINES`
+names: an `.engine` whose sidecar names this ONNX file's sha256 and this machine's TensorRT and
+GPU.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from ..errors import ModelError
+from ..modelfile import ModelFiles, file_sha256
+
+ENGINES_ENV = "EDGEDENOISE_ENGINES"
+GPU_BACKENDS = ("tensorrt", "triton")  # torch is a GPU backend only on CUDA (Capabilities.torch_cuda)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What this machine can run (see `probe`)."""
+
+    gpu: int = 0  # CUDA devices the driver reports
+    onnxruntime: bool = False
+    torch: bool = False
+    torch_cuda: bool = False  # torch built with CUDA and seeing the device
+    triton: bool = False
+    tensorrt: bool = False  # tensorrt and cuda-python import
+    engines: tuple = ()  # (path, precision) of engines built for this model on this machine
+    notes: tuple = field(default=(), compare=False)  # engines seen and passed over, and why
+
+    def describe(self) -> str:
+        has = [n for n in ("onnxruntime", "torch", "triton", "tensorrt") if getattr(self, n)]
+        gpu = f"{self.gpu} CUDA device{'s' if self.gpu != 1 else ''}" if self.gpu else "no CUDA device"
+        return f"{gpu}; {', '.join(has) or 'no inference library'}"
+
+
+class Choice(NamedTuple):
+    backend: str
+    precision: str
+    engine: Path | None
+    why: str
+
+
+def cuda_devices() -> int:
+    """CUDA devices the driver reports (0 without a driver or device), through ctypes: no torch."""
+    names = ["libcuda.so.1", "libcuda.so", ctypes.util.find_library("cuda") or ""]
+    for name in filter(None, names):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        try:
+            if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+                return 0
+        except AttributeError:
+            return 0
+        return int(count.value)
+    return 0
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def probe(files: ModelFiles | None = None) -> Capabilities:
+    """What this machine has, and the engines it holds for `files` (see the module docstring)."""
+    gpu = cuda_devices()
+    has_torch = _installed("torch")
+    torch_cuda = False
+    if gpu and has_torch:  # only a machine with a GPU pays for importing torch here
+        import torch
+
+        torch_cuda = bool(torch.cuda.is_available())
+    trt = bool(gpu) and _installed("tensorrt") and _installed("cuda")
+    engines, notes = find_engines(files) if trt and files is not None else ((), ())
+    return Capabilities(gpu=gpu, onnxruntime=_installed("onnxruntime"), torch=has_torch, torch_cuda=torch_cuda,
+                        triton=_installed("triton"), tensorrt=trt, engines=engines, notes=notes)
+
+
+def engine_folders(files: ModelFiles) -> list[Path]:
+    folders = [files.onnx.parent] if files.onnx is not None else []
+    if os.environ.get(ENGINES_ENV):
+        folders.append(Path(os.environ[ENGINES_ENV]))
+    return [f for f in dict.fromkeys(folders) if f.is_dir()]
+
+
+def find_engines(files: ModelFiles) -> tuple[tuple, tuple]:
+    """((path, precision), ...) of engines built from `files.onnx` for this machine's TensorRT and GPU,
+    and a note for each engine of this model passed over."""
+    from ..errors import EdgeDenoiseError
+    from ..trt.sidecar import check_sidecar, read_sidecar, this_machine
+
+    if files.onnx is None:
+        return (), ()
+    sha = file_sha256(files.onnx, n=64)
+    found, notes = [], []
+    machine = None
+    for folder in engine_folders(files):
+        for path in sorted(folder.glob("*.engine")):
+            try:
+                meta = read_sidecar(path)
+                if meta.get("onnx_sha256") != sha:
+                    continue
+                machine = machine or this_machine()
+                check_sidecar(meta, machine, path)
+            except (EdgeDenoiseError, OSError) as e:  # a sidecar of another machine, CUDA
+                notes.append(f"{path.name} passed over: {e}")
+                continue
+            found.append((path, str(meta.get("precision", "fp16"))))
+    return tuple(found), tuple(notes)
+
+
+def _ok_for(files: ModelFiles, backend: str) -> str | None:
+    """Why `files` cannot run on `backend` (None: it can)."""
+    if files.recurrent and backend not in ("onnxruntime", "torch"):
+        return "a recurrent model runs on onnxruntime or torch"
+    if backend == "triton" and files.channels != 3:
+        return "triton runs colour models only"
+    if backend in ("torch", "triton") and files.weights is None:
+        return "no .safetensors weights"
+    if backend == "onnxruntime" and files.onnx is None:
+        return "no ONNX export"
+    return None
+
+
+def decide(files: ModelFiles, precision: str, caps: Capabilities) -> Choice:
+    """The backend `auto` runs `files` on at `precision` (fp32, fp16, int8 or auto), given `caps`."""
+    passed = []
+
+    def usable(name: str) -> bool:
+        why = _ok_for(files, name)
+        if why:
+            passed.append(f"not {name}: {why}")
+        return why is None
+
+    gpu = caps.gpu > 0
+    where = f"({caps.describe()})"
+    for path, prec in caps.engines:  # an engine built for this model here: what `build` made it for
+        if precision in ("auto", prec) and not files.recurrent:
+            return Choice("tensorrt", prec, Path(path), f"tensorrt: the {prec} engine {Path(path).name} built for "
+                                                        f"{files.name} on this GPU {where}")
+    if precision == "int8":
+        if caps.onnxruntime and files.onnx is not None:
+            return Choice("onnxruntime", "int8", None, f"onnxruntime: int8 runs on ONNX Runtime here {where}")
+        raise ModelError("int8 needs ONNX Runtime (pip install onnxruntime) or an int8 TensorRT engine "
+                         "(edgedenoise build --precision int8)")
+    if gpu and caps.triton and caps.torch_cuda and usable("triton"):
+        p = "fp16" if precision == "auto" else precision
+        return Choice("triton", p, None, f"triton: the fused kernels on the GPU, {p} {where}")
+    if gpu and caps.torch_cuda and usable("torch"):
+        p = "fp16" if precision == "auto" else precision
+        return Choice("torch", p, None, f"torch on the GPU, {p} {where}" + (f"; {'; '.join(passed)}" if passed else ""))
+    if precision == "fp16":
+        raise ModelError(f"fp16 needs a CUDA GPU with the triton or torch backend, or an fp16 TensorRT engine "
+                         f"{where}: use fp32 (or int8 on onnxruntime)")
+    if caps.onnxruntime and usable("onnxruntime"):
+        return Choice("onnxruntime", "fp32", None, f"onnxruntime on the CPU {where}")
+    if caps.torch and files.weights is not None:
+        return Choice("torch", "fp32", None, f"torch on the CPU {where}" + (f"; {'; '.join(passed)}" if passed else ""))
+    if files.onnx is not None:  # let the backend say what to install
+        return Choice("onnxruntime", "fp32", None, f"onnxruntime {where}")
+    return Choice("torch", "fp32", None, f"torch {where}")
+
+
+def choose(backend: str, files: ModelFiles, precision: str = "fp32", caps: Capabilities | None = None) -> Choice:
+    """`auto` decided on this machine (`probe`, unless `caps` is given); a named backend as named
+    (its precision `auto` resolved: fp16 for triton, fp32 otherwise)."""
+    if backend == "auto":
+        return decide(files, precision, caps if caps is not None else probe(files))
+    if backend == "tensorrt":  # an engine built for this model here, of the precision asked
+        caps = caps if caps is not None else probe(files)
+        for path, prec in caps.engines:
+            if precision in ("auto", prec):
+                return Choice("tensorrt", prec, Path(path), f"tensorrt: the {prec} engine {Path(path).name} as asked")
+        looked = ", ".join(str(f) for f in engine_folders(files)) or "no folder"
+        notes = f" ({'; '.join(caps.notes)})" if caps.notes else ""
+        raise ModelError(f"the tensorrt backend needs an engine: no {'' if precision == 'auto' else precision + ' '}"
+                         f"engine built for {files.name} on this machine in {looked}{notes}; make one with "
+                         f"edgedenoise build {files.onnx or 'MODEL.onnx'} --out MODEL.engine, or name it "
+                         f"(--model MODEL.engine)")
+    if precision == "auto":
+        gpu = backend == "triton" or (backend == "torch" and (caps or probe()).torch_cuda)
+        precision = "fp16" if gpu else "fp32"
+    return Choice(backend, precision, None, f"{backend} as asked")
