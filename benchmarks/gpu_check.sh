@@ -44,7 +44,9 @@ for arg in "$@"; do
     *) [ -z "$OUT" ] || { echo "gpu_check.sh: one OUTDIR only (got $OUT and $arg)" >&2; exit 2; }; OUT="$arg" ;;
   esac
 done
-commit_id() {  # short hash, marked when the tree has uncommitted changes; empty outside a git checkout
+commit_id() {  # short hash, marked when the tree has uncommitted changes; empty outside this checkout's git
+  # (a copy without .git inside another repository must not report that repository's commit)
+  [ "$(git -C "$ROOT" rev-parse --show-toplevel 2>/dev/null)" = "$ROOT" ] || return 0
   local c; c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || return 0
   [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || c="$c + uncommitted changes"
   echo "$c"

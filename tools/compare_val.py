@@ -53,6 +53,7 @@ def main() -> int:
     ap.add_argument("--data", help="training images (default: CBSD432 of the shared data)")
     ap.add_argument("--val-count", type=int, default=8, help="as `edgedenoise train --val-count` (default 8)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--md", help="also write the table here (markdown)")
     a = ap.parse_args()
 
     from tqdm import tqdm
@@ -83,13 +84,21 @@ def main() -> int:
         res[str(m)] = {c: {k: float(np.mean(v)) for k, v in rows[c].items()} for c in names}
         den.close()
 
-    print(f"validation split of {data} ({len(val)} images), PSNR dB: told the true level / blind")
-    print("| case | noisy | level (true / estimated) | " + " | ".join(res) + " |")
-    print("|---|---|---|" + "---|" * len(res))
+    lines = [f"validation split of {data} ({len(val)} images), PSNR dB: told the true level / blind",
+             "| case | noisy | level (true / estimated) | " + " | ".join(res) + " |",
+             "|---|---|---|" + "---|" * len(res)]
     for c in names:
         first = next(iter(res.values()))[c]
-        print(f"| {c} | {first['noisy']:.2f} | {first['level']:.1f} / {first['estimate']:.1f} | "
-              + " | ".join(f"{r[c]['told']:.2f} / {r[c]['blind']:.2f}" for r in res.values()) + " |")
+        lines.append(f"| {c} | {first['noisy']:.2f} | {first['level']:.1f} / {first['estimate']:.1f} | "
+                     + " | ".join(f"{r[c]['told']:.2f} / {r[c]['blind']:.2f}" for r in res.values()) + " |")
+    if len(res) == 2:  # a ship decision: the second model against the first
+        (na, ra), (nb, rb) = res.items()
+        lines += ["", f"{nb} minus {na}, dB:", "| case | told | blind |", "|---|---|---|"]
+        lines += [f"| {c} | {rb[c]['told'] - ra[c]['told']:+.2f} | {rb[c]['blind'] - ra[c]['blind']:+.2f} |"
+                  for c in names]
+    print("\n".join(lines))
+    if a.md:
+        Path(a.md).write_text("\n".join(lines) + "\n")
     if a.json:
         Path(a.json).write_text(json.dumps({**stamp("python " + " ".join(sys.argv)), "data": str(data),
                                             "images": [str(v.path.name) for v in val], "results": res}, indent=1))

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The prepared GPU training call: fine-tune a shipped model on the camera + Gaussian mixture in one
+# lease call, validate it beside the shipped one, and bring back what tools/ship_model.py ships.
+#
+#   bash tools/gpu_train.sh --pack                      # here, before the lease: the training images into
+#                                                       # .gpu_data/ (git-ignored, ~32 MB; name it in carry)
+#   bash tools/gpu_train.sh OUTDIR [--model default|tiny] [-- TRAIN_ARGS...]
+#                                                       # on the CUDA machine: at most 9 minutes
+#   bash tools/gpu_train.sh --dry-run OUTDIR            # anywhere: the steps, the train command, the limits
+#   bash tools/gpu_train.sh --smoke OUTDIR              # a CPU: the same steps, a few tiny steps (checks the code)
+#
+# With the device tool: `--pack` here, then run `bash tools/gpu_train.sh $OUT` with carry [".gpu_data"]
+# and timeout_s 570. Back here: `python tools/compare_val.py default OUT` is already in OUT/gpu_train.md;
+# ship with `python tools/ship_model.py OUT --name small` (default) or `--name tiny` if it wins there
+# (camera-sim PSNR up, Gaussian down by no more than 0.05 dB: issue 25's rule), and commit at once.
+#
+# Steps, each under its own hard limit (`timeout`), adding up to 540 s:
+#   probe     GPU, library versions, whether torch sees the GPU
+#   rate      a short run of the same training (400 steps): steps per second on this machine between its
+#             second and last metrics rows, the data loader included (noise is made on the CPU by the loader
+#             processes, one per core but one, at most 15)
+#   train     the fine-tune from the shipped weights (--init), its step count chosen from that rate so that
+#             the run, its learning-rate schedule included, ends inside TRAIN_S seconds
+#   validate  tools/compare_val.py: shipped model and the run on the validation split (Gaussian 15/25/50 and the
+#             camera simulation, told the level and blind), the table a ship decision needs
+#
+# OUTDIR receives 8 files, none in a subfolder (what the lent machine sends back): the run folder's
+# model.safetensors, model.json, config.json, metrics.csv and curves.png (so OUTDIR is a run folder
+# ship_model.py takes), val.json, gpu_train.md (the summary and the validation table) and gpu_train.log.
+# Exit status: 0 when every step passed, 1 when one failed or ran out of time, 2 for bad usage.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MODE=run
+OUT=
+MODEL=default
+EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) MODE=dry ;;
+    --smoke) MODE=smoke ;;
+    --pack) MODE=pack ;;
+    --model) shift; MODEL="${1:-}" ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "gpu_train.sh: unknown option $1 (use --dry-run, --smoke, --pack, --model or --help)" >&2; exit 2 ;;
+    *) [ -z "$OUT" ] || { echo "gpu_train.sh: one OUTDIR only (got $OUT and $1)" >&2; exit 2; }; OUT="$1" ;;
+  esac
+  shift
+done
+case "$MODEL" in
+  default) ARCH=small ;;
+  tiny) ARCH=tiny ;;
+  *) echo "gpu_train.sh: --model is default or tiny, not '$MODEL'" >&2; exit 2 ;;
+esac
+commit_id() {  # short hash, marked when the tree has uncommitted changes; empty outside this checkout's git
+  [ "$(git -C "$ROOT" rev-parse --show-toplevel 2>/dev/null)" = "$ROOT" ] || return 0
+  local c; c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || return 0
+  [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || c="$c + uncommitted changes"
+  echo "$c"
+}
+DATA_ROOT="${EDGEDENOISE_DATA:-$ROOT/../shared/data}"
+if [ "$MODE" = pack ]; then  # ../shared does not travel to the lent machine: the training images do, here
+  src="$DATA_ROOT/train/CBSD432"
+  [ -n "$(ls "$src" 2>/dev/null | head -1)" ] || { echo "gpu_train.sh --pack: no images in $src (set EDGEDENOISE_DATA)" >&2; exit 2; }
+  mkdir -p "$ROOT/.gpu_data/train" && rm -rf "$ROOT/.gpu_data/train/CBSD432" && cp -r "$src" "$ROOT/.gpu_data/train/" || exit 2
+  echo "$(commit_id || true) (packed $(date -u +%Y-%m-%dT%H:%M:%SZ))" >"$ROOT/.gpu_data/COMMIT"
+  echo "packed $(ls "$ROOT/.gpu_data/train/CBSD432" | wc -l) images ($(du -sh "$ROOT/.gpu_data" | cut -f1)): carry [\".gpu_data\"] in the device call"
+  exit 0
+fi
+[ -n "$OUT" ] || { echo "usage: bash tools/gpu_train.sh [--dry-run|--smoke] OUTDIR [--model default|tiny] [-- TRAIN_ARGS], or --pack" >&2; exit 2; }
+
+BUDGET_S=540  # the whole call, every limit added up, must fit in this (9 minutes)
+TRAIN_S=330   # what the fine-tune itself may take; its step count is chosen to end inside it
+CORES=$(nproc 2>/dev/null || echo 2)
+WORKERS=$(( CORES > 16 ? 15 : (CORES > 1 ? CORES - 1 : 1) ))
+# The settings per model: default (= small) as its last stages were trained (bf16, 1.5 sigma power), a small
+# camera share (0.25 cost 0.1-0.3 dB Gaussian on 2 cores in 33 k steps of batch 6); tiny as it was shipped.
+if [ "$MODEL" = default ]; then
+  TRAIN_ARGS="--model small --init default --camera-sim 0.15 --batch 64 --patch 128 --lr 5e-5 --lr-min 1e-6 --warmup 500"
+  TRAIN_ARGS="$TRAIN_ARGS --sigma-power 1.5 --camera-fraction 0.5"
+else
+  TRAIN_ARGS="--model tiny --init tiny --camera-sim 0.3 --batch 128 --patch 96 --lr 1e-4 --lr-min 1e-6 --warmup 500"
+fi
+TRAIN_ARGS="$TRAIN_ARGS --seed 11 --workers $WORKERS --quiet"
+RATE_STEPS=400
+if [ "$MODE" = smoke ]; then  # a code check: tiny batches, few steps, two validation images
+  TRAIN_ARGS="$TRAIN_ARGS --batch 2 --patch 48 --warmup 2"
+  RATE_STEPS=12; TRAIN_S=20; VAL_ARGS="--val-count 2"
+else
+  VAL_ARGS=""
+fi
+
+# name | limit s | command
+STEPS=(
+  "probe|15|nvidia-smi; \$PY -c 'import os, sys, torch; g = torch.cuda.is_available(); print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"gpu\", torch.cuda.get_device_name() if g else None); sys.exit(0 if g or os.environ[\"MODE\"] == \"smoke\" else \"torch sees no CUDA GPU\")'"
+  "rate|60|rm -rf \"\$WORK/rate\" && \$PY -m edgedenoise.cli train --data \"\$TRAIN_DATA\" --out \"\$WORK/rate\" $TRAIN_ARGS --steps $RATE_STEPS --val-every 100000 --ckpt-every $((RATE_STEPS / 4))"
+  "train|$((TRAIN_S + 75))|\$PY -m edgedenoise.cli train --data \"\$TRAIN_DATA\" --out \"\$WORK/run\" $TRAIN_ARGS --steps \$TRAIN_STEPS --val-every \$VAL_EVERY --ckpt-every \$VAL_EVERY ${EXTRA[*]:-}"
+  "validate|60|\$PY tools/compare_val.py $MODEL \"\$WORK/run\" --data \"\$TRAIN_DATA\" $VAL_ARGS --json \"\$OUT/val.json\" --md \"\$WORK/val.md\""
+)
+field() { echo "$1" | cut -d'|' -f"$2"; }
+total_limit=0
+for s in "${STEPS[@]}"; do total_limit=$((total_limit + $(field "$s" 2))); done
+
+if [ "$MODE" = dry ]; then
+  printf '%-9s %7s  %s\n' step limit command
+  for s in "${STEPS[@]}"; do printf '%-9s %6ss  %s\n' "$(field "$s" 1)" "$(field "$s" 2)" "$(field "$s" 3-)"; done
+  printf '%-9s %6ss  against the %s s (9 minute) budget: %s\n' total "$total_limit" "$BUDGET_S" \
+    "$([ "$total_limit" -le "$BUDGET_S" ] && echo within || echo OVER)"
+  echo "train: TRAIN_STEPS = the rate step's steps/s x $TRAIN_S s x 0.85; $WORKERS loader workers on $CORES cores"
+  echo "outputs: $OUT/{model.safetensors,model.json,config.json,metrics.csv,curves.png,val.json,gpu_train.md,gpu_train.log}"
+  [ "$total_limit" -le "$BUDGET_S" ]
+  exit $?
+fi
+
+mkdir -p "$OUT" 2>/dev/null && [ -w "$OUT" ] || { echo "gpu_train.sh: cannot write to $OUT" >&2; exit 2; }
+OUT="$(cd "$OUT" && pwd)"
+cd "$ROOT"
+LOG="$OUT/gpu_train.log"; : >"$LOG"
+WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
+PY="${PYTHON:-}"
+[ -n "$PY" ] || { [ -x .venv/bin/python ] && PY="$ROOT/.venv/bin/python" || PY=python3; }
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+TRAIN_DATA="$DATA_ROOT/train/CBSD432"
+[ -d "$TRAIN_DATA" ] || TRAIN_DATA="$ROOT/.gpu_data/train/CBSD432"  # the lent machine: what --pack carried
+[ -d "$TRAIN_DATA" ] || { echo "gpu_train.sh: no training images ($DATA_ROOT/train/CBSD432 or .gpu_data: run --pack)" >&2; exit 2; }
+export EDGEDENOISE_DATA="$(dirname "$(dirname "$TRAIN_DATA")")"
+note() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$LOG" >&2; }
+note "gpu_train ($MODE, $MODEL) in $ROOT, python $PY, data $TRAIN_DATA, results in $OUT; limits add up to $total_limit s"
+rows=(); failed=0; t_all=$(date +%s); TRAIN_STEPS=0; VAL_EVERY=1; rate=
+for s in "${STEPS[@]}"; do
+  name=$(field "$s" 1); limit=$(field "$s" 2); cmd=$(field "$s" 3-)
+  if [ "$name" = train ]; then  # from the rate step: steps/s of its last metrics row (the loader included)
+    # steps/s between its second and last metrics rows: start-up (workers, first batches, CUDA) left out
+    rate=$("$PY" -c "import csv, sys; r = list(csv.DictReader(open(sys.argv[1])))[1:]; a, b = r[0], r[-1]; print(round((int(b['step']) - int(a['step'])) / (float(b['elapsed_s']) - float(a['elapsed_s'])), 2))" "$WORK/rate/metrics.csv" 2>/dev/null)
+    [ -n "$rate" ] || { note "no rate measured: the train step is not run"; rows+=("| train, validate | not run: no rate | 0 | – |"); failed=1; break; }
+    TRAIN_STEPS=$("$PY" -c "print(max(10, int($rate * $TRAIN_S * 0.85) // 10 * 10))")
+    VAL_EVERY=$(( TRAIN_STEPS / 5 > 0 ? TRAIN_STEPS / 5 : 1 ))
+    note "rate $rate steps/s: training $TRAIN_STEPS steps, validating every $VAL_EVERY"
+  fi
+  note "== $name (limit ${limit}s): $cmd"
+  t0=$(date +%s)
+  PY="$PY" OUT="$OUT" MODE="$MODE" WORK="$WORK" TRAIN_DATA="$TRAIN_DATA" TRAIN_STEPS="$TRAIN_STEPS" VAL_EVERY="$VAL_EVERY" \
+    timeout --kill-after=5 "$limit" bash -c "$cmd" >>"$LOG" 2>&1
+  rc=$?; dt=$(( $(date +%s) - t0 ))
+  if [ $rc -eq 0 ]; then st=ok; elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then st="timeout after ${limit}s"; else st="failed (exit $rc)"; fi
+  [ $rc -eq 0 ] || failed=1
+  note "== $name: $st in ${dt}s"
+  rows+=("| $name | $st | $dt | $limit |")
+  if [ $rc -ne 0 ] && [ "$name" != validate ]; then  # a later step needs this one's output
+    [ "$name" = train ] && [ -f "$WORK/run/model.safetensors" ] && { note "train stopped early: its last checkpoint comes back"; }
+    break
+  fi
+done
+
+for f in model.safetensors model.json config.json metrics.csv curves.png; do
+  [ -f "$WORK/run/$f" ] && cp "$WORK/run/$f" "$OUT/"
+done
+stamp=$("$PY" - 2>/dev/null <<'PYEOF' || echo "$(hostname) (stamp unavailable)"
+from edgedenoise.runtime.stats import machine_info, versions
+m = machine_info()
+print("{host}: GPU {gpu}; CPU {cpu}, {cores} cores; Python {python}, ".format(**{**m, "gpu": m["gpu"] or "none"})
+      + ", ".join(f"{k} {v}" for k, v in versions().items()))
+PYEOF
+)
+commit=$(commit_id)
+[ -n "$commit" ] || commit=$(cat "$ROOT/.gpu_data/COMMIT" 2>/dev/null || echo unknown)
+last=$(tail -1 "$OUT/metrics.csv" 2>/dev/null)
+{
+  echo "# GPU training, $MODEL, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo
+  echo "Made by \`bash tools/gpu_train.sh$([ "$MODE" = smoke ] && echo ' --smoke') OUTDIR --model $MODEL${EXTRA[*]:+ -- ${EXTRA[*]}}\` on $stamp; commit $commit.$([ "$MODE" = smoke ] && echo ' A smoke run: a code check on the CPU, nothing here is a result.')"
+  echo
+  echo "Training: \`edgedenoise train $TRAIN_ARGS --steps $TRAIN_STEPS${EXTRA[*]:+ ${EXTRA[*]}}\` on $(basename "$TRAIN_DATA"), rate ${rate:-?} steps/s with $WORKERS loader workers (the rate step, noise made on the CPU); last metrics row: \`${last:-none}\` (columns: $(head -1 "$OUT/metrics.csv" 2>/dev/null))."
+  echo
+  echo "| step | status | seconds | limit s |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "Total $(( $(date +%s) - t_all )) s (limits add up to $total_limit s; the budget is $BUDGET_S s)."
+  echo
+  cat "$WORK/val.md" 2>/dev/null || echo "No validation table (the validate step did not finish)."
+  echo
+  echo "To ship (back on the development machine, issue 25's rule: camera-sim PSNR up, Gaussian down by no more than 0.05 dB): \`python tools/ship_model.py OUTDIR --name $ARCH\`, then commit."
+} >"$OUT/gpu_train.md"
+n=$(find "$OUT" -type f | wc -l)
+[ "$n" -le 8 ] || note "warning: $n files under $OUT: more than a lent machine sends back"
+note "done: $([ $failed -eq 0 ] && echo 'every step passed' || echo 'a step failed'); summary $OUT/gpu_train.md"
+exit $failed
