@@ -39,7 +39,6 @@ def test_bad_usage_is_one_line_and_exit_2():
 def test_smoke_run_leaves_a_run_folder_to_ship(tmp_path):
     pytest.importorskip("torch")
     import numpy as np
-
     from safetensors.numpy import load_file
 
     from edgedenoise.modelfile import resolve
