@@ -55,16 +55,18 @@ def test_noise_level_estimate_on_clean_frames_is_near_zero(data_root):
         assert abs(estimate_sigma(noisy.astype(np.uint8)) - s) < 0.25 * s + 0.3
 
 
-@pytest.mark.parametrize("sigma", [5, 15, 25, 50])
+@pytest.mark.parametrize("sigma", [5, 15, 25, 50, 75])
 def test_noise_level_estimate(data_root, sigma):
     from edgedenoise.data import list_images, read_image
 
     for i, p in enumerate(list_images(data_root / "test" / "Kodak24")[:4]):
         noisy = protocol_noisy(read_image(p), sigma, i, "camera")
         est = estimate_sigma(noisy)
-        # Tolerance: 12% + 1.5 levels (5: 1 level); at sigma=50 clipping in dark/bright images hides noise
-        # the estimator cannot see, so it may read up to 20% low there.
-        tol = 1.0 if sigma == 5 else 0.12 * sigma + 1.5 if sigma < 50 else 0.2 * sigma
+        # Tolerance: 12% + 1.5 levels (5: 1 level); from sigma 50 on, 16 %: clipping at black and white cuts
+        # the noise the patches see, which the estimate corrects for (the validation images read 0.98x at
+        # 50 and 75, 0.93x and 0.88x before), but a channel clipped nearly everywhere (kodim02's dark green
+        # and blue) keeps only its calmest patches: kodim02 reads 42.6 at 50
+        tol = 1.0 if sigma == 5 else 0.12 * sigma + 1.5 if sigma < 50 else 0.16 * sigma
         assert abs(est - sigma) <= tol, f"{p.name}: estimated {est:.1f} for {sigma}"
 
 
