@@ -67,8 +67,12 @@ class DenoiseUNet(nn.Module):
         c, w, d = config.channels, config.widths, config.depths
         r, b = config.unshuffle, config.bias
         # bias=False also drops the noise-level map: a constant input channel is a bias in disguise;
-        # a recurrent model also takes the previous denoised frame, unshuffled like the frame, and
-        # its absolute difference from the frame (where it moved: a motion cue one layer can use)
+        # a recurrent model also takes the previous denoised frame's difference from the frame,
+        # unshuffled like the frame, as its positive and negative parts (the difference and its
+        # magnitude, where it moved, are each one layer away; non-negative like the other inputs, so
+        # one INT8 range fits them all: a signed difference cost INT8 3 dB). Both are 0 on a scene's
+        # first frame (previous = the frame), so with the framewise weights kept (train --fusion-only)
+        # that frame is exactly the framewise model's
         cin = c * r * r + int(b) + (2 * c * r * r if config.recurrent else 0)
         self.head = nn.Sequential(conv3x3(cin, w[0], b), nn.ReLU(inplace=True))
         self.enc = nn.ModuleList([Level(w[0], w[0], max(d[0] - 1, 0), b)])
@@ -118,9 +122,9 @@ class DenoiseUNet(nn.Module):
             else:
                 smap = sigma.reshape(n, 1, 1, 1).expand(n, 1, hh, ww)
             parts.append(smap * SIGMA_MAP_SCALE)
-        if self.config.recurrent:
-            p = F.pixel_unshuffle(x if previous is None else previous.to(h.dtype), r)
-            parts += [p, (p - h).abs()]
+        if self.config.recurrent:  # where the previous output is above and below the frame: 0 on a first frame
+            d = F.pixel_unshuffle(x if previous is None else previous.to(h.dtype), r) - h
+            parts += [F.relu(d), F.relu(-d)]
         elif previous is not None:
             raise ValueError(f"model {self.config.name} is not recurrent: it takes no previous frame")
         h = self.head(torch.cat(parts, dim=1) if len(parts) > 1 else h)

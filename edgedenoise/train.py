@@ -664,6 +664,8 @@ class Trainer:
             total = loss
         nets.opt.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        if cfg.fusion_only:
+            self.keep_framewise()
         if cfg.grad_clip:
             self.scaler.unscale_(nets.opt)
             torch.nn.utils.clip_grad_norm_(nets.model.parameters(), cfg.grad_clip)
@@ -683,6 +685,24 @@ class Trainer:
             nets.dopt.step()
             d_value = d_loss.item()
         return loss.item(), F.mse_loss(out_img.detach().clamp(0, 1), clean).item(), d_value
+
+    def keep_framewise(self) -> None:
+        """--fusion-only: gradients only for a recurrent model's fusion weights (the head's columns for
+        the previous output, the tail's gate rows); every other weight gets none, so Adam leaves it
+        exactly as --init gave it, and a scene's first frame (whose fusion inputs are 0) stays exactly
+        the framewise model's output."""
+        model = self.nets.model
+        k = model.config.channels * model.config.unshuffle ** 2
+        head, tail = model.head[0].weight, model.tail
+        for p in model.parameters():
+            if p.grad is None:
+                continue
+            if p is head:
+                p.grad[:, :head.shape[1] - 2 * k] = 0
+            elif p is tail.weight or p is tail.bias:
+                p.grad[:k] = 0
+            else:
+                p.grad = None
 
     def fusion_weights(self) -> list[torch.Tensor]:
         """A recurrent model's fusion weights (views): the head's for its `previous` input and the

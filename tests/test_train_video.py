@@ -155,3 +155,29 @@ def test_the_gate_fuses_the_previous_output_but_never_a_scenes_first_frame():
         own = tiny(x, s)
         assert torch.allclose(rec(x, s), own, atol=1e-6) and torch.allclose(rec(x, s, x), own, atol=1e-6)
         assert torch.allclose(rec(x, s, prev), own + 0.7 * (prev - own), atol=1e-5)
+
+
+def test_fusion_only_keeps_the_framewise_model_exactly(train_subset, tmp_path):
+    """--fusion-only trains the fusion weights alone: every other weight is the init model's, so a
+    scene's first frame (its fusion inputs are 0) is exactly the framewise model's output, while a
+    later frame uses the previous output."""
+    run = tmp_path / "fusion"
+    train(cfg(train_subset, run, fusion_only=True, fusion_lr=20.0), progress=False)
+    tiny, rec = load_model("tiny"), load_model(str(run))
+    k = 3 * 2 * 2
+    got, want = rec.state_dict(), tiny.state_dict()
+    for name, t in want.items():
+        if name == "head.0.weight":
+            assert torch.equal(got[name][:, :t.shape[1]], t)
+            assert got[name][:, t.shape[1]:].abs().sum() > 0  # the previous output's columns learnt
+        elif name in ("tail.weight", "tail.bias"):
+            assert torch.equal(got[name][:k], t)
+        else:
+            assert torch.equal(got[name], t), name
+    x = torch.rand(1, 3, 32, 32)
+    s = torch.tensor([25 / 255])
+    with torch.no_grad():
+        assert torch.equal(rec(x, s), tiny(x, s))  # first frame: the framewise output, bit for bit
+        assert not torch.equal(rec(x, s, (x * 0.9).round()), tiny(x, s))
+    with pytest.raises(DataError, match="--fusion-only"):
+        cfg(train_subset, tmp_path / "r", video=False, fusion_only=True).check()
