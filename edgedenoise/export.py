@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from . import __version__
+from .atomic import temp_beside
 from .errors import ModelError
 from .modelfile import load_model, resolve
 from .onnxweights import halve_weights
@@ -86,42 +87,13 @@ class _ExportedRecurrent(_Exported):
         return self.net(noisy, sigma, previous).clamp(0.0, 1.0)
 
 
-def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, frame_native: bool = False,
-                half_weights: bool = False) -> dict:
-    """Export a model to ONNX, check it, and verify ONNX Runtime against PyTorch.
-    Returns a summary (path, size, seconds, max abs error).
-
-    half_weights: store the convolution weights as float16 behind Casts to float32 (half the
-    file; onnxweights.py). The weights are rounded to float16 before the export, so PyTorch,
-    which the export is verified against, computes with the very values the file holds.
-
-    frame_native: uint8 (N,H,W,3) BGR `frame` in, uint8 `denoised` out, any H and W, with the
-    fused boundary kernels as custom ops edgedenoise::Ingest / edgedenoise::Egest (what
-    TensorRT builds from, with the kernels as plugins). ONNX Runtime runs it only with those
-    ops registered (tests/test_frame_native.py does, with onnxruntime-extensions)."""
+def _export_to(net, files, tmp: Path, frame_native: bool, half_weights: bool, check: bool, s, m: int, c: int) -> bool:
+    """The ONNX graph of `net`, with edgedenoise's metadata, written to `tmp` (export_onnx renames it);
+    whether onnxslim simplified it."""
     import onnx
 
-    t0 = time.time()
-    files = resolve(model_spec)
-    guard(out, [files.onnx, files.weights], what="export output")  # before the model is even loaded
-    net = load_model(model_spec)
-    if half_weights:
-        with torch.no_grad():
-            for p in net.parameters():
-                p.copy_(p.half().float())
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    m = net.config.size_multiple
-    c = net.config.channels
-    s = torch.full((1,), 25 / 255)
-    tmp = out.with_suffix(".onnx.tmp")
     recurrent = net.config.recurrent
     if frame_native:
-        if c != 3:
-            raise ModelError("--frame-native exports colour (3-channel) models only")
-        if recurrent:
-            raise ModelError("--frame-native does not take a recurrent model yet (its ingest kernel would need the "
-                             "previous frame): export it without --frame-native")
         frame = torch.randint(0, 256, (1, 3 * m + 3, 4 * m + 5, 3), dtype=torch.uint8)
         torch.onnx.export(
             _FrameNative(net).eval(), (frame, s), str(tmp), dynamo=False, opset_version=OPSET,
@@ -185,7 +157,47 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
         if not frame_native:
             proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     onnx.save(proto, str(tmp))
-    tmp.replace(out)
+    return slimmed
+
+
+def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, frame_native: bool = False,
+                half_weights: bool = False) -> dict:
+    """Export a model to ONNX, check it, and verify ONNX Runtime against PyTorch.
+    Returns a summary (path, size, seconds, max abs error).
+
+    half_weights: store the convolution weights as float16 behind Casts to float32 (half the
+    file; onnxweights.py). The weights are rounded to float16 before the export, so PyTorch,
+    which the export is verified against, computes with the very values the file holds.
+
+    frame_native: uint8 (N,H,W,3) BGR `frame` in, uint8 `denoised` out, any H and W, with the
+    fused boundary kernels as custom ops edgedenoise::Ingest / edgedenoise::Egest (what
+    TensorRT builds from, with the kernels as plugins). ONNX Runtime runs it only with those
+    ops registered (tests/test_frame_native.py does, with onnxruntime-extensions)."""
+    t0 = time.time()
+    files = resolve(model_spec)
+    guard(out, [files.onnx, files.weights], what="export output")  # before the model is even loaded
+    net = load_model(model_spec)
+    if half_weights:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(p.half().float())
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    m = net.config.size_multiple
+    c = net.config.channels
+    s = torch.full((1,), 25 / 255)
+    recurrent = net.config.recurrent
+    if frame_native and c != 3:
+        raise ModelError("--frame-native exports colour (3-channel) models only")
+    if frame_native and recurrent:
+        raise ModelError("--frame-native does not take a recurrent model yet (its ingest kernel would need the "
+                         "previous frame): export it without --frame-native")
+    tmp = temp_beside(out)  # a new hidden file beside the output (O_EXCL), renamed over it when complete
+    try:
+        slimmed = _export_to(net, files, tmp, frame_native, half_weights, check, s, m, c)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     err = verify_onnx(net, out) if check and not frame_native else None
     return {"path": str(out), "bytes": out.stat().st_size, "seconds": time.time() - t0, "max_abs_err": err,
             "slimmed": slimmed, "half_weights": half_weights}

@@ -96,8 +96,12 @@ def test_half_weight_export_of_an_oversized_weight_is_a_clear_error(tmp_path):
     with torch.no_grad():
         next(net.parameters()).view(-1)[0] = 1e6
     save_model(net, tmp_path / "big")
+    (tmp_path / "out.onnx").write_bytes(b"the export of before")
     with pytest.raises(ModelError, match="cannot store the weights as float16: .*export without --half-weights"):
-        export_onnx(tmp_path / "big.safetensors", tmp_path / "big.onnx", half_weights=True)
+        export_onnx(tmp_path / "big.safetensors", tmp_path / "out.onnx", half_weights=True)
+    # the export failed after the graph was written: the previous output is intact, no temporary file is left
+    assert (tmp_path / "out.onnx").read_bytes() == b"the export of before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.json", "big.safetensors", "out.onnx"]
 
 
 def test_half_safetensors_load_as_float32(tmp_path):
