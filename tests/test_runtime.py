@@ -568,6 +568,58 @@ def test_the_model_a_ladder_hands_over_denoises_the_next_frames():
     assert outs[0] == 100 and outs[-1] == 200 and outs == sorted(outs)
 
 
+def test_the_rung_without_the_blend_drops_the_blend_and_brings_it_back():
+    """Below the cheapest model a blending stream's ladder has the same model without the blend:
+    the ladder names it, the pipeline skips the blend on it (its frames are the model's output
+    itself), and a step up brings the blend back."""
+    from edgedenoise.runtime.autoselect import NO_BLEND, Ladder
+
+    rungs = [("tiny", "int8"), ("tiny", "int8", NO_BLEND)]
+    lad = Ladder(rungs, 0, {rungs[0]: 0.030, rungs[1]: 0.027}, {("tiny", "int8"): "den"}, 25.0,
+                 lambda m, p: pytest.fail("no rung needs loading"))
+    got = [lad.observe(0.045) for _ in range(Ladder.WINDOW)]
+    assert got[-1] == "den" and not lad.blend and "to tiny int8 without the blend" in lad.last
+    for _ in range(Ladder.HOLD):
+        lad.observe(0.010)
+    assert lad.blend and lad.current == ("tiny", "int8")
+
+    class Still(ListSource):  # a still grey scene with a little noise: the blend averages it
+        def read(self):
+            if self.i >= self.n:
+                return None
+            self.i += 1
+            return (128 + np.random.default_rng(self.i).integers(-3, 4, self.shape)).astype(np.uint8)
+
+    class Identity:
+        name = "identity"
+
+        def denoise(self, frame, sigma):
+            return frame.copy()
+
+    class DropBlendAtFifth:
+        current, last, blend = ("tiny", "int8"), "", True
+
+        def __init__(self):
+            self.n = 0
+
+        def observe(self, seconds):
+            self.n += 1
+            if self.n == 5:
+                self.current, self.blend, self.last = ("tiny", "int8", NO_BLEND), False, "down: test"
+                return Identity()
+            return None
+
+    pairs = []
+    sink = SlowSink(0)
+    sink.write = lambda res: pairs.append((res.index, np.array_equal(res.noisy, res.denoised)))
+    stats = Pipeline(Still(12, (16, 16, 3), fps=50.0), sink, Identity(), mode="realtime", sigma=SIGMA,
+                     status=False, temporal="blend", ladder=DropBlendAtFifth()).run()
+    assert stats.info["model_now"] == "tiny int8 without the blend"
+    blended = [same for i, same in pairs if 1 < i <= 4]  # after the first frame, before the switch
+    raw = [same for i, same in pairs if i > 5]
+    assert blended and not any(blended) and raw and all(raw)
+
+
 def test_the_runtime_runs_without_torch_and_triton(tmp_path):
     """A Jetson runtime may have neither: the demo runs with both made unimportable."""
     code = ("import sys; sys.modules.update(dict.fromkeys(['torch', 'triton'])); "

@@ -86,6 +86,14 @@ def blend_cost(frame: np.ndarray) -> float:
     return float(np.median(times))
 
 
+NO_BLEND = "without the blend"  # the third item of the bottom rung when the stream blends: the cheapest way on
+
+
+def rung_name(rung: tuple) -> str:
+    """'tiny int8', or 'tiny int8 without the blend' for the rung below the cheapest model."""
+    return " ".join(rung)
+
+
 class Ladder:
     """The candidates of `auto` as rungs, best quality first, and the rung in use (see the module
     docstring). `observe(seconds)` after each frame returns a new Denoiser when it is time to
@@ -110,8 +118,14 @@ class Ladder:
         self.last = ""
 
     @property
-    def current(self) -> tuple[str, str]:
+    def current(self) -> tuple:
+        """(model, precision), or (model, precision, NO_BLEND) on the rung that also drops the blend."""
         return self.rungs[self.index]
+
+    @property
+    def blend(self) -> bool:
+        """Whether the current rung keeps the temporal blend (every rung but a NO_BLEND one)."""
+        return NO_BLEND not in self.current
 
     def observe(self, seconds: float):
         """One frame's processing time (capture excluded); the Denoiser to switch to, or None."""
@@ -133,7 +147,7 @@ class Ladder:
             if better in self.times and self.times.get(now):
                 predicted = med * self.times[better] / self.times[now]
                 if predicted <= BUDGET_SHARE * period:
-                    return self._switch(self.index - 1, f"{better[0]} {better[1]} would take about "
+                    return self._switch(self.index - 1, f"{rung_name(better)} would take about "
                                                         f"{predicted * 1e3:.0f} ms here now, within {BUDGET_SHARE:.0%}"
                                                         f" of the {period * 1e3:.0f} ms frame period")
         return None
@@ -143,16 +157,17 @@ class Ladder:
         old = self.current
         self.index = index
         rung = self.current
-        if rung not in self.dens:
-            self.dens[rung] = self.load(*rung)
+        key = rung[:2]  # the rung without the blend runs the model of the rung above it
+        if key not in self.dens:
+            self.dens[key] = self.load(*key)
         self.window = []
         self.switches += 1
         if up:
             self.last_up_at = self.frames
         else:
             self.hold = self.hold_after_down
-        self.last = f"{'up' if up else 'down'} from {old[0]} {old[1]} to {rung[0]} {rung[1]}: {why}"
-        return self.dens[rung]
+        self.last = f"{'up' if up else 'down'} from {rung_name(old)} to {rung_name(rung)}: {why}"
+        return self.dens[key]
 
 
 def choose(model: str, precision: str, backend: str, threads: int | None, mode: str,
@@ -187,7 +202,11 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
     def result(den, m, p, why):
         if not ladder:
             return den, why
-        return den, why, Ladder(pairs, pairs.index((m, p)), times, dens, fps, load)
+        rungs = list(pairs)
+        if extra:  # below the cheapest model: the same model without the blend, timed without it
+            rungs.append((*pairs[-1], NO_BLEND))
+            times[rungs[-1]] = max(times[pairs[-1]] - extra, 1e-6)
+        return den, why, Ladder(rungs, pairs.index((m, p)), times, dens, fps, load)
 
     chosen = None
     for m, p in pairs:  # best first; with a ladder every rung is timed, for the ratios it steps up by

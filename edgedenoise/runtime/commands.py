@@ -221,7 +221,7 @@ def cmd_run(a):
         elif a.backend == "auto":
             print(f"auto: {den.why}", file=sys.stderr)
         if ladder is not None:
-            stats.info["model_now"] = f"{ladder.current[0]} {ladder.current[1]}"
+            stats.info["model_now"] = " ".join(ladder.current)
         stats.info.update(model=den.name, backend=den.backend_name, precision=den.precision, model_choice=why,
                           backend_choice=den.why,
                           sigma=a.sigma if a.sigma is not None else "auto", sigma_scale=a.sigma_scale,

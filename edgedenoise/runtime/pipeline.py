@@ -225,6 +225,7 @@ class Pipeline:
             raise DataError(f"--temporal model needs a recurrent model; {getattr(denoiser, 'name', 'this one')} "
                             f"denoises frame by frame")
         self.blend = RecursiveBlend() if temporal == "blend" else None
+        self.blend_on = True  # off while the ladder is on its rung without the blend
         self.state = RecurrentState() if temporal == "model" else None
         self.source, self.sink, self.den = source, sink, denoiser
         self.ladder = ladder if mode == "realtime" else None
@@ -393,7 +394,7 @@ class Pipeline:
                 t3 = time.perf_counter()
                 if self.state is not None:
                     self.state.update(out)
-                if self.blend is not None:
+                if self.blend is not None and self.blend_on:
                     out = self._temporal_step(self.blend, index, fresh, lambda: self.blend(out, self._told(sigma)))
                 t4 = time.perf_counter()
                 t1, t2 = t1 + pre, t1 + pre + net  # the Denoiser's call split into its own stages
@@ -424,10 +425,13 @@ class Pipeline:
         if den is None:
             return
         self.den = den
-        m, p = self.ladder.current
+        on = getattr(self.ladder, "blend", True)
+        if self.blend is not None and on and not self.blend_on:
+            self.blend.reset()  # its last frames are from before the rung without it: start afresh
+        self.blend_on = on
         self.stats.count("model_switches")
         self.stats.event(f"frame {index}: model {self.ladder.last}")
-        self.stats.info.update(model_now=f"{m} {p}")
+        self.stats.info.update(model_now=" ".join(self.ladder.current))
 
     def _told(self, sigma: float) -> float:
         told = getattr(self.den, "told", None)
