@@ -44,13 +44,7 @@ for arg in "$@"; do
     *) [ -z "$OUT" ] || { echo "gpu_check.sh: one OUTDIR only (got $OUT and $arg)" >&2; exit 2; }; OUT="$arg" ;;
   esac
 done
-commit_id() {  # short hash, marked when the tree has uncommitted changes; empty outside this checkout's git
-  # (a copy without .git inside another repository must not report that repository's commit)
-  [ "$(git -C "$ROOT" rev-parse --show-toplevel 2>/dev/null)" = "$ROOT" ] || return 0
-  local c; c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || return 0
-  [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || c="$c + uncommitted changes"
-  echo "$c"
-}
+. "$ROOT/benchmarks/lease.sh"  # commit_id, commit_or_packed, pick_python, machine_stamp
 if [ "$MODE" = pack ]; then  # ../shared does not travel to the lent machine: the tests need one Kodak24 image
   src="${EDGEDENOISE_DATA:-$ROOT/../shared/data}/test/Kodak24"
   first=$(ls "$src" 2>/dev/null | sort | head -1)
@@ -111,9 +105,7 @@ OUT="$(cd "$OUT" && pwd)"
 cd "$ROOT"
 LOG="$OUT/gpu_check.log"; : >"$LOG"
 
-# Python: $PYTHON, else the checkout's .venv, else python3 (the lent machine's, which holds torch).
-PY="${PYTHON:-}"
-[ -n "$PY" ] || { [ -x .venv/bin/python ] && PY="$ROOT/.venv/bin/python" || PY=python3; }
+PY=$(pick_python)
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 EDGEDENOISE_DATA="${EDGEDENOISE_DATA:-$ROOT/../shared/data}"
 # The kernels install as `edgedenoise_kernels` (pyproject's package-dir); an uninstalled checkout gets a link.
 SHIM="$(mktemp -d)"; trap 'rm -rf "$SHIM"' EXIT
@@ -147,19 +139,12 @@ for s in "${STEPS[@]}"; do
 done
 
 # The summary: stamp (the project's own: runtime.stats), steps, the tests' outcome and what they skipped or failed.
-stamp=$("$PY" - 2>/dev/null <<'PYEOF' || echo "$(hostname) (stamp unavailable)"
-from edgedenoise.runtime.stats import machine_info, versions
-m = machine_info()
-print("{host}: GPU {gpu}; CPU {cpu}, {cores} cores; Python {python}, ".format(**{**m, "gpu": m["gpu"] or "none"})
-      + ", ".join(f"{k} {v}" for k, v in versions().items()))
-PYEOF
-)
+stamp=$(machine_stamp "$PY")
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 flag=$([ "$MODE" = smoke ] && echo " --smoke")
 caveat=$([ "$MODE" = smoke ] && echo " A smoke run: a code check on the CPU, no figure here is a measurement.")
 kmd=$(cd "$OUT" && ls kernels_*.md 2>/dev/null | head -1)
-commit=$(commit_id)  # the lent machine's copy has no .git: --pack noted it
-[ -n "$commit" ] || commit=$(cat "$ROOT/.gpu_data/COMMIT" 2>/dev/null || echo unknown)
+commit=$(commit_or_packed)  # the lent machine's copy has no .git: --pack noted it
 tag=$(echo "$gpu" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '_' | sed 's/^_//; s/_$//')
 {
   echo "# GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"

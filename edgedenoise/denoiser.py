@@ -65,10 +65,10 @@ class Denoiser:
     backend allows (ONNX Runtime sessions do).
 
     Attributes: `name` (the model), `backend_name`, `precision`, `why` (what picked the backend),
-    `multiple` (H and W are padded
-    to multiples of it), `channels` (of the model: 3 colour, 1 gray), `max_pixels` (the largest
-    frame one call takes; larger ones need tiles), `sigma_scale` (multiplies every level told
-    to the model; settable).
+    `multiple` (H and W are padded to multiples of it), `channels` (of the model: 3 colour, 1
+    gray), `max_pixels` (the largest frame one call takes; larger ones need tiles),
+    `sigma_scale` (multiplies every level told to the model; settable), `warmed` (the sizes
+    `warm_up` ran at).
     """
 
     def __init__(self, files: ModelFiles, backend: str = "auto", threads: int | None = None, device: str | None = None,

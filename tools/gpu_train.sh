@@ -53,12 +53,7 @@ case "$MODEL" in
   tiny) ARCH=tiny ;;
   *) echo "gpu_train.sh: --model is default or tiny, not '$MODEL'" >&2; exit 2 ;;
 esac
-commit_id() {  # short hash, marked when the tree has uncommitted changes; empty outside this checkout's git
-  [ "$(git -C "$ROOT" rev-parse --show-toplevel 2>/dev/null)" = "$ROOT" ] || return 0
-  local c; c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || return 0
-  [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || c="$c + uncommitted changes"
-  echo "$c"
-}
+. "$ROOT/benchmarks/lease.sh"  # commit_id, commit_or_packed, pick_python, machine_stamp
 DATA_ROOT="${EDGEDENOISE_DATA:-$ROOT/../shared/data}"
 if [ "$MODE" = pack ]; then  # ../shared does not travel to the lent machine: the training images do, here
   src="$DATA_ROOT/train/CBSD432"
@@ -118,8 +113,7 @@ OUT="$(cd "$OUT" && pwd)"
 cd "$ROOT"
 LOG="$OUT/gpu_train.log"; : >"$LOG"
 WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
-PY="${PYTHON:-}"
-[ -n "$PY" ] || { [ -x .venv/bin/python ] && PY="$ROOT/.venv/bin/python" || PY=python3; }
+PY=$(pick_python)
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 TRAIN_DATA="$DATA_ROOT/train/CBSD432"
@@ -157,15 +151,8 @@ done
 for f in model.safetensors model.json config.json metrics.csv curves.png; do
   [ -f "$WORK/run/$f" ] && cp "$WORK/run/$f" "$OUT/"
 done
-stamp=$("$PY" - 2>/dev/null <<'PYEOF' || echo "$(hostname) (stamp unavailable)"
-from edgedenoise.runtime.stats import machine_info, versions
-m = machine_info()
-print("{host}: GPU {gpu}; CPU {cpu}, {cores} cores; Python {python}, ".format(**{**m, "gpu": m["gpu"] or "none"})
-      + ", ".join(f"{k} {v}" for k, v in versions().items()))
-PYEOF
-)
-commit=$(commit_id)
-[ -n "$commit" ] || commit=$(cat "$ROOT/.gpu_data/COMMIT" 2>/dev/null || echo unknown)
+stamp=$(machine_stamp "$PY")
+commit=$(commit_or_packed)  # the lent machine's copy has no .git: --pack noted it
 last=$(tail -1 "$OUT/metrics.csv" 2>/dev/null)
 {
   echo "# GPU training, $MODEL, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
