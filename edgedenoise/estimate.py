@@ -96,11 +96,16 @@ def _channel_variance(ch: np.ndarray, rng: np.random.Generator, clip_lo: float, 
     return var, int(len(x[sel]))
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf, vectorised (Abramowitz and Stegun 7.1.26, error below 1.5e-7): math.erf element by element
+    cost the estimate 100-250 ms a 640x480 frame."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
 
 
 def _cdf_pdf(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return 0.5 * (1.0 + _erf(z / math.sqrt(2.0)).astype(np.float64)), np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return 0.5 * (1.0 + _erf(z / math.sqrt(2.0))), np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
 
 
 def _clip_ratio(sigma: float, means: np.ndarray, lo: float, hi: float, censored: bool) -> float:
@@ -129,10 +134,14 @@ def _clip_ratio(sigma: float, means: np.ndarray, lo: float, hi: float, censored:
     return float((near.size - near.sum() + r.sum()) / near.size)
 
 
+RATIO_PATCHES = 2000
+
+
 def _unclipped_variance(var: float, means: np.ndarray, lo: float, hi: float, censored: bool) -> float:
     """The variance before clipping whose clipped version reads `var` on patches of these means:
     strong noise near black or white is cut by the bounds, so the patches read less of it than the
     model should be told (Gaussian sigma 50 read 0.93x). A fixed point of var / ratio(sigma)."""
+    means = means[::max(1, len(means) // RATIO_PATCHES)]  # the mean ratio needs no more patches than this
     true = var
     for _ in range(4):
         true = var / _clip_ratio(math.sqrt(true), means, lo, hi, censored)
