@@ -37,19 +37,18 @@ def local_level(noisy: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def run_model(net, noisy: np.ndarray, level) -> np.ndarray:
-    """RGB uint8 -> RGB uint8; `level` a number or an HxW map, 0-255 scale."""
+    """RGB uint8 -> RGB uint8; `level` a number or an HxW map, 0-255 scale (a map padded as the frame is)."""
     import torch
 
-    h, w = noisy.shape[:2]
-    m = net.config.size_multiple
-    ph, pw = (-h) % m, (-w) % m
-    x = np.pad(noisy, ((0, ph), (0, pw), (0, 0)), mode="reflect").transpose(2, 0, 1)[None].astype(np.float32) / 255
+    from edgedenoise.model import pad_to_multiple
+    from edgedenoise.train import denoise_tensor
+
+    x = torch.from_numpy(noisy.transpose(2, 0, 1)[None].astype(np.float32) / 255)
     if np.ndim(level) == 0:
         s = torch.tensor([float(level) / 255.0])
     else:
-        s = torch.from_numpy(np.pad(level, ((0, ph), (0, pw)), mode="reflect")[None, None].astype(np.float32) / 255)
-    with torch.inference_mode():
-        y = net(torch.from_numpy(x), s).clamp(0, 1)[0, :, :h, :w].numpy().transpose(1, 2, 0)
+        s = pad_to_multiple(torch.from_numpy(level[None, None].astype(np.float32) / 255), net.config.size_multiple)[0]
+    y = denoise_tensor(net, x, s)[0].numpy().transpose(1, 2, 0)
     return np.round(y * 255).astype(np.uint8)
 
 
