@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -85,8 +87,9 @@ def _installed(name: str) -> bool:
         return False
 
 
-def probe(files: ModelFiles | None = None) -> Capabilities:
-    """What this machine has, and the engines it holds for `files` (see the module docstring)."""
+@functools.lru_cache(maxsize=1)
+def _machine() -> Capabilities:
+    """The machine's part of the probe, once per process (a stream's model choice loads several models)."""
     gpu = cuda_devices()
     has_torch = _installed("torch")
     torch_cuda = False
@@ -95,9 +98,17 @@ def probe(files: ModelFiles | None = None) -> Capabilities:
 
         torch_cuda = bool(torch.cuda.is_available())
     trt = bool(gpu) and _installed("tensorrt") and _installed("cuda")
-    engines, notes = find_engines(files) if trt and files is not None else ((), ())
     return Capabilities(gpu=gpu, onnxruntime=_installed("onnxruntime"), torch=has_torch, torch_cuda=torch_cuda,
-                        triton=_installed("triton"), tensorrt=trt, engines=engines, notes=notes)
+                        triton=_installed("triton"), tensorrt=trt)
+
+
+def probe(files: ModelFiles | None = None) -> Capabilities:
+    """What this machine has, and the engines it holds for `files` (see the module docstring)."""
+    caps = _machine()
+    if not caps.tensorrt or files is None:
+        return caps
+    engines, notes = find_engines(files)
+    return dataclasses.replace(caps, engines=engines, notes=notes)
 
 
 def engine_folders(files: ModelFiles) -> list[Path]:
@@ -146,6 +157,11 @@ def _ok_for(files: ModelFiles, backend: str) -> str | None:
     return None
 
 
+def _engine(caps: Capabilities, precision: str) -> tuple[Path, str] | None:
+    """The first engine of `caps` that computes in `precision` (any, for auto): (path, its precision)."""
+    return next(((Path(p), prec) for p, prec in caps.engines if precision in ("auto", prec)), None)
+
+
 def decide(files: ModelFiles, precision: str, caps: Capabilities) -> Choice:
     """The backend `auto` runs `files` on at `precision` (fp32, fp16, int8 or auto), given `caps`."""
     passed = []
@@ -158,10 +174,11 @@ def decide(files: ModelFiles, precision: str, caps: Capabilities) -> Choice:
 
     gpu = caps.gpu > 0
     where = f"({caps.describe()})"
-    for path, prec in caps.engines:  # an engine built for this model here: what `build` made it for
-        if precision in ("auto", prec) and not files.recurrent:
-            return Choice("tensorrt", prec, Path(path), f"tensorrt: the {prec} engine {Path(path).name} built for "
-                                                        f"{files.name} on this GPU {where}")
+    engine = _engine(caps, precision)
+    if engine is not None and not files.recurrent:  # an engine built for this model here
+        path, prec = engine
+        return Choice("tensorrt", prec, path, f"tensorrt: the {prec} engine {path.name} built for {files.name} on "
+                                              f"this GPU {where}")
     if precision == "int8":
         if caps.onnxruntime and files.onnx is not None:
             return Choice("onnxruntime", "int8", None, f"onnxruntime: int8 runs on ONNX Runtime here {where}")
@@ -192,9 +209,10 @@ def choose(backend: str, files: ModelFiles, precision: str = "fp32", caps: Capab
         return decide(files, precision, caps if caps is not None else probe(files))
     if backend == "tensorrt":  # an engine built for this model here, of the precision asked
         caps = caps if caps is not None else probe(files)
-        for path, prec in caps.engines:
-            if precision in ("auto", prec):
-                return Choice("tensorrt", prec, Path(path), f"tensorrt: the {prec} engine {Path(path).name} as asked")
+        engine = _engine(caps, precision)
+        if engine is not None:
+            path, prec = engine
+            return Choice("tensorrt", prec, path, f"tensorrt: the {prec} engine {path.name} as asked")
         looked = ", ".join(str(f) for f in engine_folders(files)) or "no folder"
         notes = f" ({'; '.join(caps.notes)})" if caps.notes else ""
         raise ModelError(f"the tensorrt backend needs an engine: no {'' if precision == 'auto' else precision + ' '}"
