@@ -569,6 +569,17 @@ def make_loader(cfg: TrainConfig, run: RunContext, train_imgs: list[D.ImageInfo]
     )
 
 
+def fusion_parts(model) -> list[tuple[torch.Tensor, tuple]]:
+    """A recurrent model's fusion weights as (parameter, index): the head's columns for the previous
+    output's two inputs and the tail's rows for the gate (model.make_recurrent adds them, at zero)."""
+    k = model.config.channels * model.config.unshuffle ** 2
+    head, tail = model.head[0].weight, model.tail
+    parts = [(head, (slice(None), slice(head.shape[1] - 2 * k, None))), (tail.weight, (slice(k, None),))]
+    if tail.bias is not None:
+        parts.append((tail.bias, (slice(k, None),)))
+    return parts
+
+
 class Trainer:
     """The training loop of one process: train_step() on each batch, the running means for the
     progress bar and metrics.csv, and at the validation / checkpoint steps (rank 0) validation,
@@ -687,38 +698,30 @@ class Trainer:
         return loss.item(), F.mse_loss(out_img.detach().clamp(0, 1), clean).item(), d_value
 
     def keep_framewise(self) -> None:
-        """--fusion-only: gradients only for a recurrent model's fusion weights (the head's columns for
-        the previous output, the tail's gate rows); every other weight gets none, so Adam leaves it
-        exactly as --init gave it, and a scene's first frame (whose fusion inputs are 0) stays exactly
-        the framewise model's output."""
-        model = self.nets.model
-        k = model.config.channels * model.config.unshuffle ** 2
-        head, tail = model.head[0].weight, model.tail
-        for p in model.parameters():
+        """--fusion-only: gradients only for a recurrent model's fusion weights (`fusion_parts`); every
+        other weight gets none, so Adam leaves it exactly as --init gave it, and a scene's first frame
+        (whose fusion inputs are 0) stays exactly the framewise model's output."""
+        parts = {id(p): idx for p, idx in fusion_parts(self.nets.model)}
+        for p in self.nets.model.parameters():
             if p.grad is None:
                 continue
-            if p is head:
-                p.grad[:, :head.shape[1] - 2 * k] = 0
-            elif p is tail.weight or p is tail.bias:
-                p.grad[:k] = 0
-            else:
+            if id(p) not in parts:
                 p.grad = None
+                continue
+            keep = p.grad[parts[id(p)]].clone()
+            p.grad.zero_()
+            p.grad[parts[id(p)]] = keep
 
     def fusion_weights(self) -> list[torch.Tensor]:
-        """A recurrent model's fusion weights (views): the head's for its `previous` input and the
-        tail's for its gate, when --fusion-lr asks for a larger step there; else none. They start
-        at zero (the framewise model, model.make_recurrent) and have the most to learn, while the
-        framewise weights must move little: Adam's step does not grow with the gradient, so a
-        larger step for them is the way to learn the fusion fast without unlearning the denoiser."""
+        """A recurrent model's fusion weights (views of `fusion_parts`), when --fusion-lr asks for a
+        larger step there; else none. They start at zero (the framewise model, model.make_recurrent)
+        and have the most to learn, while the framewise weights must move little: Adam's step does not
+        grow with the gradient, so a larger step for them is the way to learn the fusion fast without
+        unlearning the denoiser."""
         model = self.nets.model
         if not (self.cfg.video and self.cfg.fusion_lr != 1.0 and model.config.recurrent):
             return []
-        k = model.config.channels * model.config.unshuffle ** 2
-        head = model.head[0].weight
-        out = [head[:, head.shape[1] - 2 * k:], model.tail.weight[k:]]  # previous and its difference
-        if model.tail.bias is not None:
-            out.append(model.tail.bias[k:])
-        return out
+        return [p[idx] for p, idx in fusion_parts(model)]
 
     def record(self, step: int, loss: float, mse: float, d_loss: float | None) -> None:
         """Add a step's losses to the running window; advance the progress bar (its loss, PSNR
