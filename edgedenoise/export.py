@@ -87,12 +87,13 @@ class _ExportedRecurrent(_Exported):
         return self.net(noisy, sigma, previous).clamp(0.0, 1.0)
 
 
-def _export_to(net, files, tmp: Path, frame_native: bool, half_weights: bool, check: bool, s, m: int, c: int) -> bool:
+def _export_to(net, files, tmp: Path, frame_native: bool, half_weights: bool, check: bool) -> bool:
     """The ONNX graph of `net`, with edgedenoise's metadata, written to `tmp` (export_onnx renames it);
     whether onnxslim simplified it."""
     import onnx
 
-    recurrent = net.config.recurrent
+    m, c, recurrent = net.config.size_multiple, net.config.channels, net.config.recurrent
+    s = torch.full((1,), 25 / 255)
     if frame_native:
         frame = torch.randint(0, 256, (1, 3 * m + 3, 4 * m + 5, 3), dtype=torch.uint8)
         torch.onnx.export(
@@ -183,18 +184,15 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
                 p.copy_(p.half().float())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    m = net.config.size_multiple
-    c = net.config.channels
-    s = torch.full((1,), 25 / 255)
     recurrent = net.config.recurrent
-    if frame_native and c != 3:
+    if frame_native and net.config.channels != 3:
         raise ModelError("--frame-native exports colour (3-channel) models only")
     if frame_native and recurrent:
         raise ModelError("--frame-native does not take a recurrent model yet (its ingest kernel would need the "
                          "previous frame): export it without --frame-native")
     tmp = temp_beside(out)  # a new hidden file beside the output (O_EXCL), renamed over it when complete
     try:
-        slimmed = _export_to(net, files, tmp, frame_native, half_weights, check, s, m, c)
+        slimmed = _export_to(net, files, tmp, frame_native, half_weights, check)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

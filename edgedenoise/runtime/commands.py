@@ -155,7 +155,7 @@ def cmd_run(a):
     from ..errors import EdgeDenoiseError, Interrupted
     from ..outputs import OutputLock, guard, refuse_inputs
     from ..temporal import check_mode
-    from .autoselect import choose
+    from .autoselect import choose, rung_name
     from .pipeline import Pipeline, Signals
     from .sinks import parse_sink
     from .sources import parse_source
@@ -221,7 +221,7 @@ def cmd_run(a):
         elif a.backend == "auto":
             print(f"auto: {den.why}", file=sys.stderr)
         if ladder is not None:
-            stats.info["model_now"] = " ".join(ladder.current)
+            stats.info["model_now"] = rung_name(ladder.current)
         stats.info.update(model=den.name, backend=den.backend_name, precision=den.precision, model_choice=why,
                           backend_choice=den.why,
                           sigma=a.sigma if a.sigma is not None else "auto", sigma_scale=a.sigma_scale,

@@ -27,6 +27,7 @@ from ..errors import DataError, EdgeDenoiseError
 from ..estimate import estimate_sigma
 from ..frames import psnr_u8
 from ..temporal import RecurrentState, RecursiveBlend
+from .autoselect import rung_name
 from .sinks import Result, Sink
 from .sources import Source
 from .stats import RunStats
@@ -431,7 +432,7 @@ class Pipeline:
         self.blend_on = on
         self.stats.count("model_switches")
         self.stats.event(f"frame {index}: model {self.ladder.last}")
-        self.stats.info.update(model_now=" ".join(self.ladder.current))
+        self.stats.info.update(model_now=rung_name(self.ladder.current))
 
     def _told(self, sigma: float) -> float:
         told = getattr(self.den, "told", None)
