@@ -98,7 +98,7 @@ class SigmaTracker:
     run is reproducible. `background=True` (realtime mode): the first frame after a start or a
     reset is estimated at once; after that a worker thread re-estimates a copy of the newest
     frame's central crop every `every` seconds and the frames in between use the current
-    value, so the estimate (about 22 ms for the crop on two cores) is off the frame's critical path.
+    value, so the estimate (22-43 ms for the crop on two cores) is off the frame's critical path.
     """
 
     def __init__(self, fixed: float | None, smoothing: float = 0.8, crop: int = 256, background: bool = False,
@@ -120,7 +120,7 @@ class SigmaTracker:
             self._generation += 1
 
     def _patch(self, img: np.ndarray) -> np.ndarray:
-        # noise is (near) stationary, so a central crop is enough: ~22 ms instead of ~94 ms at 640x480
+        # noise is (near) stationary, so a central crop is enough: a quarter of the whole 640x480 frame's cost
         h, w = img.shape[:2]
         c = self.crop
         y, x = max(0, (h - c) // 2), max(0, (w - c) // 2)
