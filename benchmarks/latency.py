@@ -293,7 +293,8 @@ def plot(doc: dict, kind: str, png: Path) -> Path:
     ax.set_title(f"latency per frame, {kind.upper()}: {m['gpu'] or m['cpu']} ({m['cores']} cores), "
                  f"{doc['stamp']['date'][:10]}" + (" -- SMOKE: CPU interpreter, not a measurement"
                                                    if doc["stamp"].get("smoke") else ""), fontsize=10)
-    ax.legend(fontsize=8, ncol=2)
+    # below the axes: inside, it covered the tallest bars (the H200's 1080p fp16 ones)
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.grid(axis="y", alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
