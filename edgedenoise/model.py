@@ -89,7 +89,8 @@ class DenoiseUNet(nn.Module):
         # noise, not first undo a random output, and early steps already improve on the input.
         nn.init.zeros_(self.tail.weight)
         if b:
-            nn.init.zeros_(self.tail.bias)
+            # a non-residual model (config.residual False) starts as mid-grey everywhere instead
+            nn.init.constant_(self.tail.bias, 0.0 if config.residual else 0.5)
 
     @property
     def size_multiple(self) -> int:
@@ -137,6 +138,8 @@ class DenoiseUNet(nn.Module):
             # the first frame of a scene (previous is the frame itself): no fusion, the framewise result
             known = (torch.amax((prev - x).abs(), dim=1, keepdim=True) > 0).to(gate.dtype)
             return own + gate * known * (prev - own)
+        if not self.config.residual:  # the image itself from the decoder, not the noise to subtract
+            return F.pixel_shuffle(t, r)
         return x - F.pixel_shuffle(t, r)
 
     def body(self, h: torch.Tensor) -> torch.Tensor:
@@ -166,8 +169,11 @@ class ModelConfig:
     # bias=False: no additive constant anywhere (no conv biases, no noise-level map input), a blind
     #   bias-free network (Mohan et al., ICLR 2020): f(a x) = a f(x) for a >= 0, so y = J(x) x exactly.
     # skips=False: the encoder-decoder without its skip connections (a pure bottleneck autoencoder).
+    # residual=False: the tail gives the image itself (output = decoder(code)), not the noise that the
+    #   model subtracts from its input; with skips=False the classic denoising autoencoder.
     bias: bool = True
     skips: bool = True
+    residual: bool = True
     # recurrent=True: a video model that also takes the previous denoised frame (`previous`,
     #   ARCHITECTURE.md's recurrent contract); written to JSON only when on. `make_recurrent` turns
     #   a framewise model into one that computes the same until it is trained.
@@ -180,6 +186,14 @@ class ModelConfig:
             raise ValueError("model config: widths and depths must have the same, non-zero length")
         if self.channels not in (1, 3):
             raise ValueError(f"model config: channels must be 1 or 3, not {self.channels}")
+        if self.recurrent and not self.residual:
+            raise ValueError("model config: a recurrent model is residual (its gate mixes the previous frame in)")
+
+    @property
+    def variant(self) -> str | None:
+        """What an explain variant changes in the standard network (None for the standard one)."""
+        off = [k for k in ("bias", "skips", "residual") if not getattr(self, k)]
+        return ", ".join(f"no {k}" for k in off) or None
 
     @property
     def size_multiple(self) -> int:
@@ -190,7 +204,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["widths"], d["depths"] = list(self.widths), list(self.depths)
-        for k in ("bias", "skips"):
+        for k in ("bias", "skips", "residual"):
             if d[k]:
                 del d[k]
         if not d["recurrent"]:
@@ -200,7 +214,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra", "bias", "skips",
-                                   "recurrent") if k in d}
+                                   "residual", "recurrent") if k in d}
         return cls(**known)
 
 

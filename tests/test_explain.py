@@ -58,6 +58,27 @@ def test_bias_option_leaves_the_shipped_models_unchanged():
     assert all(not k.endswith(".bias") for k in bf.state_dict())
 
 
+def test_non_residual_variant_gives_the_image_itself_and_stays_out_of_the_shipped_configs(tmp_path):
+    """residual=False: the tail's output is the image (a fresh one is mid-grey everywhere, whatever the
+    input), written to the JSON only when off; the standard configs have no variant."""
+    from edgedenoise.modelfile import save_model
+
+    for name, cfg in SIZES.items():
+        assert "residual" not in cfg.to_dict() and cfg.variant is None, name
+    cfg = ModelConfig.from_dict({**SIZES["tiny"].to_dict(), "name": "ae", "skips": False, "residual": False})
+    assert cfg.variant == "no skips, no residual"
+    net = build_model(cfg).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        y = net(x, torch.tensor([0.1, 0.2]))
+    assert torch.allclose(y, torch.full_like(y, 0.5))
+    save_model(net, tmp_path / "ae", half=False)
+    back = load_model(str(tmp_path / "ae.safetensors"))
+    assert back.config.residual is False and back.config.skips is False
+    with pytest.raises(ValueError, match="recurrent model is residual"):
+        ModelConfig("v", recurrent=True, residual=False)
+
+
 def test_shipped_filter_on_a_flat_patch_keeps_the_mean_and_widens_with_sigma():
     """On a nearly flat patch (a faint ripple, 4 % contrast) the shipped tiny's filter keeps the
     local mean and spreads wider the more noise it is told about. (On an exactly flat patch the

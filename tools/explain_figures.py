@@ -151,25 +151,37 @@ def part_biasfree(args):
 
 
 def part_bottleneck(args):
+    def brief(name, **kw):
+        return brief_model(name, ModelConfig(name, **TINY, **kw), args.retrain, args.steps)
+
     nets = {
         "plain CNN (DnCNN-like)": brief_model("plain-cnn", ModelConfig("plain-cnn", widths=(24,), depths=(4,)),
                                               args.retrain, args.steps),
-        "encoder-decoder, no skips": brief_model("tiny-noskip-s50", ModelConfig("tiny-noskip-s50", **TINY,
-                                                                                skips=False), args.retrain, args.steps),
-        "U-Net (tiny, with skips)": brief_model("tiny-s50", ModelConfig("tiny-s50", **TINY), args.retrain, args.steps),
+        "encoder-decoder, no skips, residual": brief("tiny-noskip-s50", skips=False),
+        "encoder-decoder, no skips, output = decoder(code)": brief("tiny-noskip-nores-s50", skips=False,
+                                                                   residual=False),
+        "U-Net (tiny, with skips)": brief("tiny-s50"),
+        "U-Net, output = decoder(...)": brief("tiny-nores-s50", residual=False),
     }
     images = E.test_images(TEST, 3, N_TEST)
     sigmas = [15, 25, 50]
     table = E.psnr_table(nets, images, sigmas, progress=not args.quiet)
+    # what each network returns for the clean image itself: a bottleneck keeps only what its code holds
+    clean = E.psnr_table(nets, images, [0], progress=not args.quiet)
     cost = {n: {"macs_per_pixel": round(count_macs(m)[1]), "parameters": count_params(m)} for n, m in nets.items()}
-    panels = crop_panel({n.split(" (")[0].split(",")[0]: m for n, m in nets.items()}, images[5], 25.0, 5,
-                        (64, 64, 128))
+    shown = ("plain CNN (DnCNN-like)", "encoder-decoder, no skips, output = decoder(code)", "U-Net (tiny, with skips)")
+    labels = ("plain CNN", "bottleneck AE (not residual)", "U-Net (tiny)")
+    panels = crop_panel({lab: nets[n] for lab, n in zip(labels, shown)}, images[5], 25.0, 5, (64, 64, 128))
     draw_panels(panels, FIG / "bottleneck.png", "same MAC budget, same brief training (σ 0-50): plain CNN vs "
                 "bottleneck autoencoder vs U-Net, σ 25, 128x128 of a 256² crop")
-    update_numbers("bottleneck", {"psnr": table, "noisy": E.psnr_noisy(images, sigmas), "cost": cost,
+    update_numbers("bottleneck", {"psnr": table, "clean_input_psnr": {  # None: returned exactly
+                                      n: per[0.0]["psnr"] if np.isfinite(per[0.0]["psnr"]) else None
+                                      for n, per in clean.items()},
+                                  "noisy": E.psnr_noisy(images, sigmas), "cost": cost,
                                   "brief": {**BRIEF, "steps": args.steps}, "stamp": E.stamp()})
     for n, per in table.items():
-        print(n, cost[n], {s: round(v["psnr"], 2) for s, v in per.items()})
+        print(n, cost[n], {s: round(v["psnr"], 2) for s, v in per.items()}, "clean in:",
+              round(clean[n][0.0]["psnr"], 2))
 
 
 def sharpness(img: np.ndarray) -> float:

@@ -58,6 +58,9 @@ class TritonBackend(Backend):
         self.precision = dtype
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16}[dtype]
         net = load_model(files.weights or files.onnx).eval()
+        if net.config.variant:
+            raise ModelError(f"the triton backend runs the standard network, not {files.name} ({net.config.variant}): "
+                             "use --backend torch or onnxruntime")
         self.cfg = net.config
         self.map_scale = SIGMA_MAP_SCALE
         self.multiple = net.config.size_multiple
