@@ -12,8 +12,8 @@ cached in benchmarks/.cache/ (keyed by model file hash, estimate.py's hash, sett
 - Noisy images: image i of a set (sorted order) through `camera.simulate(..., setting=S)` with
   `default_rng(i)`, scored against the same pipeline without noise; exactly `edgedenoise eval
   --noise camera-sim:S`.
-- Models (fp32 ONNX Runtime): **blind** (the level from `estimate.estimate_sigma`, as `run`
-  and `Denoiser.denoise(frame)` do), blind with the estimate shipped before
+- Models (fp32 ONNX Runtime): **blind** (the level from `Denoiser.estimate`, with the model's
+  blind gain, as `run` and `Denoiser.denoise(frame)` do), blind with the estimate shipped before
   (`estimate_white_sigma(weak_texture=False)`: fine scale, every patch), and told each of
   SIGMA_GRID: **best fixed** is the one sigma of the grid best on the set's mean, **oracle** the
   best sigma per image. INT8: blind only.
@@ -68,7 +68,7 @@ class Cases:
     def __init__(self, data, set_name: str, noise: str, limit: int | None):
         from edgedenoise.camera import simulate
         from edgedenoise.data import list_images, read_image
-        from edgedenoise.estimate import estimate_sigma, estimate_white_sigma
+        from edgedenoise.estimate import estimate_parts, estimate_white_sigma
         from edgedenoise.noise import protocol_noisy
 
         self.key = f"{set_name}_{noise}"
@@ -82,10 +82,10 @@ class Cases:
 
             def est(noisy=noisy):
                 bgr = np.ascontiguousarray(noisy[:, :, ::-1])
-                return {"estimate": estimate_sigma(bgr), "white": estimate_white_sigma(bgr, weak_texture=False),
+                return {"parts": estimate_parts(bgr), "white": estimate_white_sigma(bgr, weak_texture=False),
                         "rms": float(np.sqrt(np.mean((noisy.astype(np.float64) - ref) ** 2)))}
 
-            e = cached(f"estimate_{ESTIMATOR}_{self.key}_{f.name}", est)
+            e = cached(f"estimate_parts_{ESTIMATOR}_{self.key}_{f.name}", est)
             self.items.append((f.name, noisy, ref, e))
 
 
@@ -96,11 +96,14 @@ def score(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def model_rows(den, digest: str, cases: Cases, grid: bool, bar) -> list[dict]:
+    from edgedenoise.estimate import combine
+
     rows = []
     for name, noisy, ref, e in cases.items:
         def one():
-            r = {"image": name, "noisy": score(noisy, ref), "rms": e["rms"], "estimate": e["estimate"],
-                 "blind": score(rgb_model(den, noisy, e["estimate"]), ref),
+            level = combine(e["parts"], den.blind_gain)  # what den.estimate gives: the model's own gain
+            r = {"image": name, "noisy": score(noisy, ref), "rms": e["rms"], "estimate": level,
+                 "blind": score(rgb_model(den, noisy, level), ref),
                  "blind_white": score(rgb_model(den, noisy, e["white"]), ref)}
             if grid:
                 r["fixed"] = {str(s): score(rgb_model(den, noisy, s), ref) for s in SIGMA_GRID}
@@ -108,7 +111,7 @@ def model_rows(den, digest: str, cases: Cases, grid: bool, bar) -> list[dict]:
                 r["told"] = score(rgb_model(den, noisy, float(cases.key.split("gauss")[1])), ref)
             return r
 
-        rows.append(cached(f"cammodel_{digest}_{ESTIMATOR}_{cases.key}_{grid}_{name}", one))
+        rows.append(cached(f"cammodel_{digest}_{ESTIMATOR}_g{den.blind_gain:g}_{cases.key}_{grid}_{name}", one))
         bar.update(1)
     return rows
 

@@ -190,7 +190,6 @@ def cmd_denoise(a):
     from .data import SAMPLE_IMAGE, read_image
     from .denoiser import Denoiser
     from .errors import DataError
-    from .estimate import estimate_sigma
     from .evaluate import comparison, psnr_u8
     from .frames import IMAGE_EXTS, depth_stretch, read_frame, write_image
     from .noise import protocol_noisy
@@ -214,7 +213,7 @@ def cmd_denoise(a):
         clean = read_image(SAMPLE_IMAGE, 3)[:, :, ::-1]  # BGR
         noisy = protocol_noisy(clean, a.demo_sigma, 0, "camera")
         t = time.perf_counter()
-        sigma = a.sigma if a.sigma is not None else estimate_sigma(noisy)
+        sigma = a.sigma if a.sigma is not None else den.estimate(noisy)
         out = den.denoise(noisy, sigma)
         dt = time.perf_counter() - t
         pic = comparison([(f"noisy sigma={a.demo_sigma:g}: {psnr_u8(noisy, clean):.2f} dB", noisy[:, :, ::-1]),
@@ -276,7 +275,7 @@ def cmd_denoise(a):
                  f"denoised scaled by {stretch} to the full 16-bit range and written back at its own scale")
             img = img * np.uint16(stretch)
         # one noise level for the whole image, also when it is denoised in tiles
-        sigma = a.sigma * stretch if a.sigma is not None else estimate_sigma(img)
+        sigma = a.sigma * stretch if a.sigma is not None else den.estimate(img)
         prev = state.previous(img, den.told(sigma)) if state is not None else None
         if a.tile:  # with a state, each tile gets its part of it
             out = tiled(img, lambda tile, *p, s=sigma: den.denoise(tile, s, *p), a.tile[::-1], a.overlap, state=prev)

@@ -7,10 +7,11 @@
 Frames are what OpenCV delivers: HxW or HxWx1 (gray), HxWx3 (BGR), HxWx4 (BGRA; alpha
 passes through untouched); uint8, uint16 or float32 in [0,1]. The output has the input's
 shape and dtype. `sigma` is the noise std on the 0-255 scale; None estimates it from the
-frame (estimate.estimate_sigma: the level to tell the model, a camera's correlated noise
-included). `sigma_scale` (default 1) multiplies the level told to the model, given or
-estimated: above 1 denoises more, below 1 keeps more detail (and noise). Frames are padded
-(reflect) to the model's size multiple and cropped back.
+frame (`Denoiser.estimate`: the level to tell the model, a camera's correlated noise included,
+scaled by the model's own blind gain where its JSON has one). `sigma_scale` (default 1)
+multiplies the level told to the model, given or estimated: above 1 denoises more, below 1
+keeps more detail (and noise). Frames are padded (reflect) to the model's size multiple and
+cropped back.
 
 This module imports neither torch nor triton: the backends (edgedenoise/backends/, one
 contract for all) import their libraries only when one is built; the `onnxruntime` backend is
@@ -25,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import DataError, ModelError
-from .estimate import estimate_sigma
+from .estimate import CORRELATED_GAIN, estimate_sigma
 from .frames import to_channels
 from .modelfile import ModelFiles, resolve
 
@@ -90,6 +91,10 @@ class Denoiser:
         self.recurrent = files.recurrent  # takes the previous denoised frame too (VideoDenoiser keeps it)
         self.max_pixels = MAX_PIXELS
         self.sigma_scale = check_sigma_scale(sigma_scale)
+        # how blind mode scales a camera's correlated noise level for this model (its JSON, else the
+        # gain chosen for white-noise-trained models)
+        gain = files.blind_gain
+        self.blind_gain = CORRELATED_GAIN if gain is None else gain
 
     @classmethod
     def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,
@@ -123,6 +128,11 @@ class Denoiser:
     @property
     def name(self) -> str:
         return self.files.name
+
+    def estimate(self, frame: np.ndarray) -> float:
+        """Blind mode's noise level for `frame` (0-255, before `sigma_scale`): estimate.estimate_sigma with
+        this model's blind gain. Single-threaded, safe to call from another thread."""
+        return estimate_sigma(frame, self.blind_gain)
 
     def told(self, sigma: float) -> float:
         """The level the model is told for noise level `sigma` (0-255): sigma x sigma_scale, at most 255."""
@@ -196,7 +206,7 @@ class Denoiser:
             raise DataError(f"frame has {in_ch} channels: expected 1 (gray), 3 (BGR) or 4 (BGRA)")
         gray_in = in_ch == 1
         if sigma is None:
-            sigma = estimate_sigma(frame)
+            sigma = self.estimate(frame)
         sigma = float(sigma)
         if not 0.0 <= sigma <= 255.0:
             raise DataError(f"sigma {sigma} is outside 0-255 (it is the noise std on the 0-255 scale)")

@@ -216,16 +216,14 @@ def _half(f: np.ndarray, lo: float, hi: float) -> np.ndarray:
 # about 1 ms, and the estimate's cost no longer depends on what else runs. The limit is
 # process-wide while it holds, so estimates take turns (the lock) and restore what was set.
 _BLAS_LOCK = threading.Lock()
-_BLAS = None
 
 
 def _one_blas_thread():
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
+    # the BLAS libraries loaded now: a library loaded after a first estimate (another package's
+    # OpenBLAS) must be limited too, and finding them takes under a millisecond
+    from threadpoolctl import ThreadpoolController
 
-        _BLAS = ThreadpoolController().select(user_api="blas")
-    return _BLAS.limit(limits=1)
+    return ThreadpoolController().select(user_api="blas").limit(limits=1)
 
 
 def estimate_white_sigma(frame: np.ndarray, weak_texture: bool = True) -> float:
@@ -256,26 +254,43 @@ def mosaic(frame: np.ndarray) -> np.ndarray:
     return np.concatenate([np.concatenate([frame[y:y + c, x:x + c] for x in xs], axis=1) for y in ys], axis=0)
 
 
-def estimate_sigma(frame: np.ndarray) -> float:
+def estimate_sigma(frame: np.ndarray, correlated_gain: float = CORRELATED_GAIN) -> float:
     """The noise level to tell the model, 0-255 scale, of a uint8/uint16/float frame (HxW or
     HxWxC; a 4th channel, alpha, is not looked at): the std of white noise; for correlated
-    (camera) noise, the level the module docstring says. Single-threaded (one BLAS thread,
-    whatever NumPy's default). A frame larger than 4K UHD is estimated on a 4 Mpixel mosaic of
-    its crops (`mosaic`), so that memory stays bounded."""
+    (camera) noise, `correlated_gain` x its half-resolution level (the module docstring; a model
+    may carry its own gain, `Denoiser.estimate`). Single-threaded (one BLAS thread, whatever
+    NumPy's default). A frame larger than 4K UHD is estimated on a 4 Mpixel mosaic of its crops
+    (`mosaic`), so that memory stays bounded."""
+    return combine(estimate_parts(frame), correlated_gain)
+
+
+def estimate_parts(frame: np.ndarray) -> tuple[float, float, float]:
+    """(fine, coarse, weight): the full-resolution level, the half-resolution one (x2, on the
+    full-resolution scale; 0 when not measured) and how far the frame's noise counts as correlated
+    (0 white .. 1 correlated). `combine` turns them into the level told for a given gain."""
     with _BLAS_LOCK, _one_blas_thread():
-        return _estimate(mosaic(frame))
+        return _parts(mosaic(frame))
 
 
-def _estimate(frame: np.ndarray) -> float:
+def combine(parts: tuple[float, float, float], correlated_gain: float = CORRELATED_GAIN) -> float:
+    fine, coarse, w = parts
+    if coarse <= 0.0:
+        return fine
+    if fine <= 0.0:  # flat patches exactly flat at full resolution (a codec's work), noise only coarser
+        return correlated_gain * coarse
+    return fine + w * (correlated_gain * coarse - fine)
+
+
+def _parts(frame: np.ndarray) -> tuple[float, float, float]:
     f, lo, hi = _planes(frame)
     fine = _white_sigma(f, lo, hi)
     if f.shape[0] < 4 * PATCH or f.shape[1] < 4 * PATCH or fine >= FINE_WHITE[1]:
-        return fine
+        return fine, 0.0, 0.0
     coarse = 2.0 * _white_sigma(_half(f, lo, hi), lo, hi, fallback=False)
     if coarse <= 0.0:  # clean, or too few unclipped patches at half resolution (strong noise): as white
-        return fine
-    if fine <= 0.0:  # flat patches exactly flat at full resolution (a codec's work), noise only coarser
-        return CORRELATED_GAIN * coarse
+        return fine, 0.0, 0.0
+    if fine <= 0.0:
+        return fine, coarse, 1.0
     w = float(np.clip((coarse / fine - RATIO_WHITE) / (RATIO_CORRELATED - RATIO_WHITE), 0.0, 1.0))
     w *= float(np.clip((FINE_WHITE[1] - fine) / (FINE_WHITE[1] - FINE_WHITE[0]), 0.0, 1.0))
-    return fine + w * (CORRELATED_GAIN * coarse - fine)
+    return fine, coarse, w

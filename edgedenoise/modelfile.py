@@ -55,6 +55,17 @@ class ModelFiles:
         """A video model that also takes the previous denoised frame (ONNX input `previous`)."""
         return self.config.get("recurrent") is True
 
+    @property
+    def blind_gain(self) -> float | None:
+        """The factor blind mode scales a camera's correlated noise level by for this model
+        (tools/calibrate_blind.py writes it); None: estimate.CORRELATED_GAIN."""
+        g = (self.config.get("blind") or {}).get("correlated_gain")
+        if g is None:
+            return None
+        if not isinstance(g, (int, float)) or not 0.1 <= g <= 10:
+            raise ModelError(f"model {self.name}: blind.correlated_gain {g!r} in its JSON is not a number in 0.1-10")
+        return float(g)
+
 
 def shipped_models() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.json"))

@@ -47,7 +47,6 @@ import numpy as np
 
 from .denoiser import Denoiser, Timing
 from .errors import DataError, ModelError
-from .estimate import estimate_sigma
 
 MODES = ("off", "blend", "model")
 # a frame type's units per 0-255 level (uint16 frames span 0-65535, float frames 0-1)
@@ -445,7 +444,7 @@ class VideoDenoiser:
         if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
             return self.den.denoise_timed(frame, sigma)  # refused by the Denoiser, in its words
         if sigma is None:  # estimated here: the blend and the state need the level too
-            sigma = estimate_sigma(frame)
+            sigma = self.den.estimate(frame)
         if self.state is not None:
             out, timing = self.den.denoise_timed(frame, sigma, self.state.previous(frame, self.den.told(sigma)))
             self.state.update(out)

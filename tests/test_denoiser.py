@@ -82,11 +82,11 @@ def test_a_huge_frame_is_estimated_on_a_mosaic_of_its_crops(data_root, monkeypat
     noisy = protocol_noisy(big, 15, 0, "camera")
     assert noisy.shape[0] * noisy.shape[1] > E.MOSAIC_ABOVE
     seen = []
-    real = E._estimate
-    monkeypatch.setattr(E, "_estimate", lambda f: seen.append(f.shape) or real(f))
+    real = E._parts
+    monkeypatch.setattr(E, "_parts", lambda f: seen.append(f.shape) or real(f))
     est = E.estimate_sigma(noisy)
     assert seen == [(4 * 512, 4 * 512, 3)]
-    assert abs(est - real(noisy)) < 0.5 and abs(est - 15) < 0.12 * 15 + 1.5
+    assert abs(est - E.combine(real(noisy))) < 0.5 and abs(est - 15) < 0.12 * 15 + 1.5
 
 
 @pytest.mark.parametrize("shape", [(37, 53, 3), (1, 1, 3), (17, 9), (16, 16, 1), (21, 30, 4)],

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Compare models on the training data's validation split, the way a ship decision needs:
 Gaussian noise (camera protocol) and the camera simulation, each told the true level and blind
-(the level from estimate.estimate_sigma, as `run`, `denoise` and `Denoiser.denoise(frame)` use).
+(the level from `Denoiser.estimate`, with each model's blind gain, as `run`, `denoise` and
+`Denoiser.denoise(frame)` use).
 
     python tools/compare_val.py tiny ~/runs/tiny_cam            # shipped tiny against a run folder
     python tools/compare_val.py tiny ~/runs/tiny_cam --json out.json
@@ -60,20 +61,21 @@ def main() -> int:
 
     from edgedenoise import Denoiser
     from edgedenoise.data import default_data_root, scan_images, split
-    from edgedenoise.estimate import estimate_sigma
+    from edgedenoise.estimate import combine, estimate_parts
     from edgedenoise.frames import psnr_u8
     from edgedenoise.runtime.stats import stamp
 
     data = Path(a.data) if a.data else default_data_root() / "train" / "CBSD432"
     val = split(scan_images(data), a.val_count)[1]
     items = cases(val)
-    levels = [estimate_sigma(np.ascontiguousarray(n[:, :, ::-1])) for _, n, _, _ in items]
+    parts = [estimate_parts(np.ascontiguousarray(n[:, :, ::-1])) for _, n, _, _ in items]
     names = list(dict.fromkeys(c for c, *_ in items))
     res: dict = {}
     for m in a.models:
         den = Denoiser.load(m, backend="torch")
         rows: dict = {}
-        for (case, noisy, ref, true), est in tqdm(list(zip(items, levels)), desc=str(m), unit="img"):
+        for (case, noisy, ref, true), pt in tqdm(list(zip(items, parts)), desc=str(m), unit="img"):
+            est = combine(pt, den.blind_gain)  # den.estimate(noisy), the estimate's work done once
             bgr, rb = np.ascontiguousarray(noisy[:, :, ::-1]), np.ascontiguousarray(ref[:, :, ::-1])
             r = rows.setdefault(case, {"noisy": [], "told": [], "blind": [], "level": [], "estimate": []})
             r["noisy"].append(psnr_u8(bgr, rb))

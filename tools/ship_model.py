@@ -55,6 +55,8 @@ def main() -> int:
     ap.add_argument("--sets", nargs="+", default=["CBSD68", "Kodak24"])
     a = ap.parse_args()
 
+    from calibrate_blind import calibrate, write_gain
+
     from edgedenoise.data import default_data_root
     from edgedenoise.evaluate import evaluate, markdown_table
     from edgedenoise.export import export_onnx
@@ -79,6 +81,10 @@ def main() -> int:
         print(f"export onnx: {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
         q = quantize_model(stage.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432")
         print(f"quantize int8: {q['bytes'] / 1e6:.2f} MB")
+        # blind mode's gain for this model (tools/calibrate_blind.py), into the JSON before it ships
+        gain, res, table = calibrate(str(stage.with_suffix(".safetensors")), default_data_root() / "train" / "CBSD432")
+        write_gain(stage.with_suffix(".json"), gain, res, f"python tools/calibrate_blind.py {a.name}")
+        print(f"blind gain {gain:g}: {table}")
         for f in sorted(work.iterdir()):
             os.replace(f, models / f.name)
             print(f"shipped: {models / f.name}")

@@ -102,8 +102,10 @@ class SigmaTracker:
     """
 
     def __init__(self, fixed: float | None, smoothing: float = 0.8, crop: int = 256, background: bool = False,
-                 every: float = 0.25):
+                 every: float = 0.25, estimator=None):
         self.fixed, self.crop, self.background, self.every = fixed, crop, background, every
+        # frame -> level: the model's own (Denoiser.estimate, its blind gain), else the default gain's
+        self.estimator = estimator or estimate_sigma
         # fewer, wider-spaced estimates in the background: weigh each one more
         self.smoothing = 0.5 if background else smoothing
         self.value: float | None = None
@@ -135,7 +137,7 @@ class SigmaTracker:
 
     def _work(self, patch: np.ndarray, generation: int) -> None:
         try:
-            self._update(estimate_sigma(patch), generation)
+            self._update(self.estimator(patch), generation)
         finally:
             with self._lock:
                 self._busy = False
@@ -146,7 +148,7 @@ class SigmaTracker:
         with self._lock:
             value, generation = self.value, self._generation
         if value is None or not self.background:
-            self._update(estimate_sigma(self._patch(img)), generation)
+            self._update(self.estimator(self._patch(img)), generation)
             with self._lock:
                 self._t_last = time.perf_counter()
                 return self.value
@@ -232,7 +234,10 @@ class Pipeline:
         self.ladder = ladder if mode == "realtime" else None
         self.mode, self.max_frames, self.tile, self.overlap = mode, max_frames, tile, overlap
         self.reconnect, self.show_status = reconnect, status
-        self.sigma = SigmaTracker(sigma, background=mode == "realtime")
+        # the model's blind gain: through self.den, which the ladder may change
+        self.sigma = SigmaTracker(sigma, background=mode == "realtime",
+                                  estimator=lambda f: self.den.estimate(f) if hasattr(self.den, "estimate")
+                                  else estimate_sigma(f))
         self.stats = stats or RunStats()
         self.stats.info["temporal"] = temporal
         if sink.stats is None:

@@ -1,0 +1,104 @@
+"""A model's blind gain: blind mode tells each model a camera's correlated noise at the gain calibrated for
+it (tools/calibrate_blind.py, stored in its JSON), white noise at its level whatever the gain; a bad gain
+is refused at load; the calibration tool measures, chooses on its grid and writes what the Denoiser reads."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgedenoise import Denoiser
+from edgedenoise.camera import simulate
+from edgedenoise.data import read_image
+from edgedenoise.errors import ModelError
+from edgedenoise.estimate import CORRELATED_GAIN, combine, estimate_parts, estimate_sigma
+from edgedenoise.modelfile import MODELS_DIR
+from edgedenoise.noise import protocol_noisy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def copy_tiny(tmp_path: Path, blind=None) -> Path:
+    for ext in (".json", ".safetensors", ".onnx"):
+        shutil.copy(MODELS_DIR / f"tiny{ext}", tmp_path / f"tiny{ext}")
+    doc = json.loads((tmp_path / "tiny.json").read_text())
+    doc.pop("blind", None)
+    if blind is not None:
+        doc["blind"] = blind
+    (tmp_path / "tiny.json").write_text(json.dumps(doc))
+    return tmp_path / "tiny.onnx"
+
+
+@pytest.fixture(scope="module")
+def frames(data_root):
+    clean = read_image(data_root / "test" / "Kodak24" / "kodim03.png", 3)
+    cam = simulate(clean, np.random.default_rng(0), setting="low-light")[0][:, :, ::-1]
+    white = protocol_noisy(clean, 25, 0, "camera")[:, :, ::-1]
+    return np.ascontiguousarray(cam), np.ascontiguousarray(white)
+
+
+def test_the_models_gain_scales_correlated_noise_only(tmp_path, frames):
+    cam, white = frames
+    fine, coarse, w = estimate_parts(cam)
+    assert w > 0.5 and coarse > fine, "low-light camera noise reads as correlated"
+    own = Denoiser.load(copy_tiny(tmp_path, {"correlated_gain": 1.0}))
+    assert own.blind_gain == 1.0
+    assert own.estimate(cam) == pytest.approx(estimate_sigma(cam, 1.0))
+    assert own.estimate(cam) < estimate_sigma(cam) - 0.5 * (CORRELATED_GAIN - 1.0) * coarse * w
+    assert own.estimate(white) == pytest.approx(estimate_sigma(white))  # white noise: its level, any gain
+    # blind denoising takes the model's level: the same output as told it
+    assert np.array_equal(own.denoise(cam), own.denoise(cam, own.estimate(cam)))
+    own.close()
+    plain = Denoiser.load(copy_tiny(tmp_path))  # no gain in its JSON
+    assert plain.blind_gain == CORRELATED_GAIN
+    plain.close()
+
+
+@pytest.mark.parametrize("bad", ["two", 0.0, 50])
+def test_a_bad_gain_is_refused_at_load(tmp_path, bad):
+    with pytest.raises(ModelError, match="correlated_gain"):
+        Denoiser.load(copy_tiny(tmp_path, {"correlated_gain": bad}))
+
+
+def test_shipped_models_carry_a_calibrated_gain():
+    for name in ("tiny", "default"):
+        den = Denoiser.load(name)
+        assert 0.8 <= den.blind_gain <= 2.6, name  # the calibration grid
+        den.close()
+
+
+def test_calibration_chooses_on_its_grid_and_writes_what_the_denoiser_reads(tmp_path, data_root):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from calibrate_blind import GRID, calibrate, write_gain
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    onnx = copy_tiny(tmp_path)
+    gain, res, table = calibrate(str(onnx.with_suffix(".safetensors")), data_root / "train" / "CBSD432",
+                                 val_count=2, cameras=1, progress=False)
+    assert gain in GRID and f"chosen on the random cameras: {gain:g}" in table
+    cols = [f"gain {g:g}" for g in GRID]
+    assert res["random cameras"][f"gain {gain:g}"] == max(res["random cameras"][c] for c in cols)
+    for s in ("15", "25", "50"):  # Gaussian noise reads as white: the gain changes nothing
+        vals = [res[f"gaussian {s}"][c] for c in cols]
+        assert max(vals) - min(vals) < 1e-9, s
+    write_gain(onnx.with_suffix(".json"), gain, res, "test")
+    den = Denoiser.load(onnx)
+    assert den.blind_gain == gain
+    den.close()
+    assert combine((4.0, 10.0, 1.0), gain) == pytest.approx(gain * 10.0)
+
+
+def test_the_pipeline_estimates_with_the_models_gain(tmp_path, frames):
+    """`run`'s noise level (offline: every frame estimated) is the running model's, gain included."""
+    from edgedenoise.runtime.pipeline import Pipeline
+    from edgedenoise.runtime.sinks import NullSink
+    from edgedenoise.runtime.sources import DemoSource
+
+    cam = frames[0][:256, :256]
+    den = Denoiser.load(copy_tiny(tmp_path, {"correlated_gain": 1.0}))
+    pipe = Pipeline(DemoSource(15.0, size=(256, 256)), NullSink(), den, mode="offline", sigma=None, status=False)
+    assert pipe.sigma(cam) == pytest.approx(den.estimate(cam)) and den.estimate(cam) < estimate_sigma(cam) - 1
+    den.close()
