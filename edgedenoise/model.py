@@ -73,7 +73,11 @@ class DenoiseUNet(nn.Module):
         # one INT8 range fits them all: a signed difference cost INT8 3 dB). Both are 0 on a scene's
         # first frame (previous = the frame), so with the framewise weights kept (train --fusion-only)
         # that frame is exactly the framewise model's
-        cin = c * r * r + int(b) + (2 * c * r * r if config.recurrent else 0)
+        # with a gate branch (config.gate > 0) the framewise network takes no previous output at all:
+        # the branch alone decides, per pixel, from where the previous output and the model's own
+        # estimate differ
+        fused_in = config.recurrent and not config.gate
+        cin = c * r * r + int(b) + (2 * c * r * r if fused_in else 0)
         self.head = nn.Sequential(conv3x3(cin, w[0], b), nn.ReLU(inplace=True))
         self.enc = nn.ModuleList([Level(w[0], w[0], max(d[0] - 1, 0), b)])
         self.down = nn.ModuleList()
@@ -84,13 +88,23 @@ class DenoiseUNet(nn.Module):
         self.dec = nn.ModuleList([Level(w[i - 1], w[i - 1], d[i - 1], b) for i in range(len(w) - 1, 0, -1)])
         # a recurrent model's tail also gives a fusion gate per full-resolution pixel (r * r channels,
         # pixel-shuffled like the residual): how much of the previous output to keep (forward)
-        self.tail = conv3x3(w[0], c * r * r + (r * r if config.recurrent else 0), b)
+        self.tail = conv3x3(w[0], c * r * r + (r * r if fused_in else 0), b)
         # Start as the identity (predicted noise 0): training then only has to learn the
         # noise, not first undo a random output, and early steps already improve on the input.
         nn.init.zeros_(self.tail.weight)
         if b:
             # a non-residual model (config.residual False) starts as mid-grey everywhere instead
             nn.init.constant_(self.tail.bias, 0.0 if config.residual else 0.5)
+        if config.gate:
+            # the gate branch, at half resolution: the previous output's parts above and below the
+            # model's own estimate (unshuffled) and the noise-level map -> r*r gate logits per
+            # half-resolution pixel, pixel-shuffled; its last layer starts at zero (gate 0: framewise)
+            gw = config.gate
+            self.gate = nn.Sequential(conv3x3(2 * c * r * r + int(b), gw, b), nn.ReLU(inplace=True),
+                                      conv3x3(gw, gw, b), nn.ReLU(inplace=True), nn.Conv2d(gw, r * r, 1, bias=b))
+            nn.init.zeros_(self.gate[-1].weight)
+            if b:
+                nn.init.zeros_(self.gate[-1].bias)
 
     @property
     def size_multiple(self) -> int:
@@ -112,10 +126,10 @@ class DenoiseUNet(nn.Module):
         fusion of EMVD, Maggioni et al., CVPR 2021). Where `previous` equals x in every channel
         (the first frame of a scene, whose previous is the frame itself) the gate is 0: that frame
         is the model's own estimate, and the gate never learns to pull towards a noisy frame."""
-        r = self.config.unshuffle
+        r, cfg = self.config.unshuffle, self.config
         h = F.pixel_unshuffle(x, r)
         parts = [h]
-        if self.config.bias:
+        if cfg.bias:
             n, _, hh, ww = h.shape
             sigma = sigma.to(h.dtype)
             if sigma.dim() == 4 and sigma.shape[-1] != 1:
@@ -123,18 +137,24 @@ class DenoiseUNet(nn.Module):
             else:
                 smap = sigma.reshape(n, 1, 1, 1).expand(n, 1, hh, ww)
             parts.append(smap * SIGMA_MAP_SCALE)
-        if self.config.recurrent:  # where the previous output is above and below the frame: 0 on a first frame
+        if cfg.recurrent and not cfg.gate:  # the previous output's parts above and below the frame: 0 on a first frame
             d = F.pixel_unshuffle(x if previous is None else previous.to(h.dtype), r) - h
             parts += [F.relu(d), F.relu(-d)]
-        elif previous is not None:
-            raise ValueError(f"model {self.config.name} is not recurrent: it takes no previous frame")
+        elif previous is not None and not cfg.recurrent:
+            raise ValueError(f"model {cfg.name} is not recurrent: it takes no previous frame")
         h = self.head(torch.cat(parts, dim=1) if len(parts) > 1 else h)
         t = self.tail(self.body(h))
-        if self.config.recurrent:
-            res, gate = torch.split(t, [self.config.channels * r * r, r * r], dim=1)
-            own = x - F.pixel_shuffle(res, r)
-            gate = F.pixel_shuffle(gate, r).clamp(0.0, 1.0)
-            prev = x if previous is None else previous.to(own.dtype)
+        if cfg.recurrent:
+            prev = x if previous is None else previous.to(x.dtype)
+            if cfg.gate:
+                own = x - F.pixel_shuffle(t, r)
+                e = F.pixel_unshuffle(prev - own, r)
+                g_in = [F.relu(e), F.relu(-e)] + ([parts[1]] if cfg.bias else [])
+                gate = F.pixel_shuffle(self.gate(torch.cat(g_in, dim=1)), r).clamp(0.0, 1.0)
+            else:
+                res, gate = torch.split(t, [cfg.channels * r * r, r * r], dim=1)
+                own = x - F.pixel_shuffle(res, r)
+                gate = F.pixel_shuffle(gate, r).clamp(0.0, 1.0)
             # the first frame of a scene (previous is the frame itself): no fusion, the framewise result
             known = (torch.amax((prev - x).abs(), dim=1, keepdim=True) > 0).to(gate.dtype)
             return own + gate * known * (prev - own)
@@ -178,6 +198,10 @@ class ModelConfig:
     #   ARCHITECTURE.md's recurrent contract); written to JSON only when on. `make_recurrent` turns
     #   a framewise model into one that computes the same until it is trained.
     recurrent: bool = False
+    # gate=W (recurrent only): the fusion gate comes from a small branch of width W of its own, fed
+    #   with where the previous output differs from the model's own estimate; the framewise network
+    #   stays exactly the framewise model's (make_recurrent(src, gate=W)). 0: the gate from the tail.
+    gate: int = 0
 
     def __post_init__(self):
         self.widths = tuple(int(v) for v in self.widths)
@@ -188,6 +212,9 @@ class ModelConfig:
             raise ValueError(f"model config: channels must be 1 or 3, not {self.channels}")
         if self.recurrent and not self.residual:
             raise ValueError("model config: a recurrent model is residual (its gate mixes the previous frame in)")
+        self.gate = int(self.gate)
+        if self.gate < 0 or (self.gate and not self.recurrent):
+            raise ValueError(f"model config: gate {self.gate}: a gate branch's width, for a recurrent model only")
 
     @property
     def variant(self) -> str | None:
@@ -209,12 +236,14 @@ class ModelConfig:
                 del d[k]
         if not d["recurrent"]:
             del d["recurrent"]
+        if not d["gate"]:
+            del d["gate"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra", "bias", "skips",
-                                   "residual", "recurrent") if k in d}
+                                   "residual", "recurrent", "gate") if k in d}
         return cls(**known)
 
 
@@ -243,25 +272,30 @@ def build_model(size_or_config: str | ModelConfig | dict, channels: int | None =
 
 
 @torch.no_grad()
-def make_recurrent(src: DenoiseUNet) -> DenoiseUNet:
+def make_recurrent(src: DenoiseUNet, gate: int = 0) -> DenoiseUNet:
     """The recurrent variant of a framewise model: the same weights, head weights of zero for the
     added `previous` channels and tail weights of zero for the gate (0: the model's own estimate
     alone), so that it computes exactly what `src` computes until it is trained (issue "Learned
-    temporal denoising": training then learns only the fusion)."""
+    temporal denoising": training then learns only the fusion). gate=W: the gate from a branch of
+    width W instead (ModelConfig.gate), whose last layer starts at zero; the rest is `src` as is."""
     if src.config.recurrent:
         raise ValueError(f"model {src.config.name} is recurrent already")
-    cfg = ModelConfig.from_dict({**src.config.to_dict(), "recurrent": True})
+    cfg = ModelConfig.from_dict({**src.config.to_dict(), "recurrent": True, "gate": gate})
     dst = DenoiseUNet(cfg)
     theirs = src.state_dict()
     for name, t in dst.state_dict().items():
-        if name == "head.0.weight":
+        if name not in theirs:  # the gate branch: as initialised
+            continue
+        if t.shape == theirs[name].shape:
+            t.copy_(theirs[name])
+        elif name == "head.0.weight":
             t.zero_()
             t[:, :theirs[name].shape[1]] = theirs[name]
         elif name in ("tail.weight", "tail.bias"):
             t.zero_()
             t[:theirs[name].shape[0]] = theirs[name]
         else:
-            t.copy_(theirs[name])
+            raise ValueError(f"make_recurrent: {name} is {tuple(t.shape)}, not {tuple(theirs[name].shape)}")
     return dst
 
 

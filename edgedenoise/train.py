@@ -368,7 +368,7 @@ def init_weights(model: nn.Module, spec: str, mcfg: ModelConfig) -> None:
 
     src = load_model(spec)
     if mcfg.recurrent and not src.config.recurrent:
-        src = make_recurrent(src)  # the video model starts as the framewise one
+        src = make_recurrent(src, mcfg.gate)  # the video model starts as the framewise one
         log.info("%s made recurrent: it computes what %s computes until trained", spec, spec)
     elif src.config.recurrent and not mcfg.recurrent:
         raise ModelError(f"--init {spec} is a recurrent (video) model: train it with --video")
@@ -462,6 +462,7 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
         except ValueError as e:
             raise ModelError(f"--depths {cfg.depths!r}: give one integer per level, e.g. 2,2,4,4 ({e})") from None
     mcfg.recurrent = cfg.video
+    mcfg.gate = cfg.gate if cfg.video else 0
     if cfg.patch % mcfg.size_multiple:
         raise DataError(f"patch {cfg.patch} must be a multiple of {mcfg.size_multiple} for model {cfg.model}")
     return mcfg
@@ -479,6 +480,11 @@ def build_nets(cfg: TrainConfig, mcfg: ModelConfig, run: RunContext, n_train: in
     discriminator and its optimizer. In that order: it fixes the initial weights of a seeded run."""
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg).to(run.device)
+    if cfg.fusion_only and mcfg.gate:
+        # only the gate branch learns: nothing else needs a gradient, so back-propagation stays in the
+        # branch (and its path through earlier frames' outputs) instead of the whole network
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("gate."))
     if run.main:
         log.info("model %s: %d images for training, %d for validation", cfg.model, n_train, n_val)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -505,6 +511,9 @@ def resume_or_init(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunCont
                 f"checkpoint {ck_path} is for widths {saved.get('widths')} depths {saved.get('depths')}, "
                 f"not model {cfg.model}: use another --out or the same --model"
             )
+        if int(saved.get("gate", 0)) != mcfg.gate and mcfg.recurrent:
+            raise ModelError(f"checkpoint {ck_path} has gate {saved.get('gate', 0)}, not --gate {mcfg.gate}: "
+                             f"use another --out or the same --gate")
         if bool(saved.get("recurrent")) != mcfg.recurrent:
             kind = "a recurrent (--video)" if saved.get("recurrent") else "a framewise"
             raise ModelError(f"checkpoint {ck_path} is of {kind} model: use another --out, or "
@@ -571,7 +580,10 @@ def make_loader(cfg: TrainConfig, run: RunContext, train_imgs: list[D.ImageInfo]
 
 def fusion_parts(model) -> list[tuple[torch.Tensor, tuple]]:
     """A recurrent model's fusion weights as (parameter, index): the head's columns for the previous
-    output's two inputs and the tail's rows for the gate (model.make_recurrent adds them, at zero)."""
+    output's two inputs and the tail's rows for the gate (model.make_recurrent adds them, at zero),
+    or with a gate branch (ModelConfig.gate) all of its weights."""
+    if model.config.gate:
+        return [(p, (slice(None),)) for p in model.gate.parameters()]
     k = model.config.channels * model.config.unshuffle ** 2
     head, tail = model.head[0].weight, model.tail
     parts = [(head, (slice(None), slice(head.shape[1] - 2 * k, None))), (tail.weight, (slice(k, None),))]

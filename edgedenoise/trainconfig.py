@@ -46,6 +46,7 @@ class TrainConfig:
     frames: int = 6  # --video: frames per clip, the span of back-propagation through time
     fusion_lr: float = 10.0  # --video: a recurrent model's weights for its previous output step this many times faster
     fusion_only: bool = False  # --video: train only those weights; the framewise ones stay as --init gave them
+    gate: int = 0  # --video: the gate from a branch of this width (ModelConfig.gate); 0: from the tail
     init: str = ""  # start from these weights (model name, run folder or .safetensors), fresh optimizer and schedule
     extra: dict = field(default_factory=dict)
 
@@ -60,11 +61,13 @@ class TrainConfig:
             low = 0 if name == "val_count" else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise bad(name, v, f"must be a whole number >= {low}")
+        if self.gate and not self.video:
+            raise bad("gate", self.gate, "needs --video (a recurrent model's gate branch)")
         if self.fusion_only and not self.video:
             raise bad("fusion_only", True, "needs --video (a recurrent model's fusion weights)")
         if self.video and (not isinstance(self.frames, int) or self.frames < 2):
             raise bad("frames", self.frames, "a clip needs at least 2 frames (the model learns from its last output)")
-        for name in ("stop_at", "warmup", "threads", "seed", "workers", "keep_every"):
+        for name in ("stop_at", "warmup", "threads", "seed", "workers", "keep_every", "gate"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise bad(name, v, "must be a whole number >= 0")

@@ -181,3 +181,34 @@ def test_fusion_only_keeps_the_framewise_model_exactly(train_subset, tmp_path):
         assert not torch.equal(rec(x, s, (x * 0.9).round()), tiny(x, s))
     with pytest.raises(DataError, match="--fusion-only"):
         cfg(train_subset, tmp_path / "r", video=False, fusion_only=True).check()
+
+
+def test_a_gate_branch_learns_the_fusion_while_the_framewise_model_stays_exact(train_subset, tmp_path):
+    """--gate W: the gate comes from a branch of its own; made recurrent it computes exactly the
+    framewise model whatever `previous` is, and --fusion-only training moves the branch alone: every
+    other weight is the init model's (bit for bit), the first frame is the framewise output, a later
+    frame lies between the model's own estimate and the previous output."""
+    tiny = load_model("tiny").eval()
+    fresh = make_recurrent(tiny, gate=8).eval()
+    x, prev = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    s = torch.tensor([25 / 255])
+    with torch.no_grad():
+        assert torch.equal(fresh(x, s, prev), tiny(x, s))
+    run = tmp_path / "gate"
+    train(cfg(train_subset, run, fusion_only=True, fusion_lr=1.0, gate=8, lr=1e-2), progress=False)
+    rec = load_model(str(run)).eval()
+    assert rec.config.gate == 8 and json.loads((run / "model.json").read_text())["gate"] == 8
+    got = rec.state_dict()
+    for name, t in tiny.state_dict().items():
+        assert torch.equal(got[name], t), name
+    assert got["gate.4.weight"].abs().sum() > 0  # the branch's last layer left zero
+    with torch.no_grad():
+        own = tiny(x, s)
+        assert torch.equal(rec(x, s), own)
+        out = rec(x, s, prev)
+        lo, hi = torch.minimum(own, prev), torch.maximum(own, prev)
+        assert ((out >= lo - 1e-6) & (out <= hi + 1e-6)).all()
+    with pytest.raises(DataError, match="--gate"):
+        cfg(train_subset, tmp_path / "r", video=False, gate=8).check()
+    with pytest.raises(ModelError, match="gate"):  # resuming with another branch
+        train(cfg(train_subset, run, fusion_only=True, gate=4, steps=8), progress=False)
