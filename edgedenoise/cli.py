@@ -195,7 +195,6 @@ def cmd_denoise(a):
     from .noise import protocol_noisy
     from .outputs import guard, output_names
     from .runtime.commands import check_tile
-    from .runtime.tiling import tiled
 
     check_tile(a.tile, a.overlap)
     if a.temporal != "off" and (a.input is None or not Path(a.input).is_dir()):
@@ -247,13 +246,9 @@ def cmd_denoise(a):
         guard(dest, [src])
         pairs = [(src, dest)]
     den = Denoiser.load(a.model, backend=a.backend, sigma_scale=a.sigma_scale)
-    blend = state = None
-    if a.temporal != "off":
-        from .temporal import RecurrentState, RecursiveBlend, check_mode
+    from .temporal import TemporalStep, check_mode
 
-        check_mode(a.temporal, den.name, den.recurrent)
-        blend = RecursiveBlend() if a.temporal == "blend" else None
-        state = RecurrentState() if a.temporal == "model" else None
+    step = TemporalStep(check_mode(a.temporal, den.name, den.recurrent))
 
     from tqdm import tqdm
 
@@ -276,15 +271,7 @@ def cmd_denoise(a):
             img = img * np.uint16(stretch)
         # one noise level for the whole image, also when it is denoised in tiles
         sigma = a.sigma * stretch if a.sigma is not None else den.estimate(img)
-        prev = state.previous(img, den.told(sigma)) if state is not None else None
-        if a.tile:  # with a state, each tile gets its part of it
-            out = tiled(img, lambda tile, *p, s=sigma: den.denoise(tile, s, *p), a.tile[::-1], a.overlap, state=prev)
-        else:
-            out = den.denoise(img, sigma, prev)
-        if state is not None:
-            state.update(out)
-        if blend is not None:
-            out = blend(out, den.told(sigma))
+        out = step(den, img, sigma, a.tile[::-1] if a.tile else None, a.overlap)[0]
         dt = time.perf_counter() - t
         if stretch > 1:
             out = ((out.astype(np.uint32) + stretch // 2) // stretch).astype(np.uint16)
@@ -298,9 +285,8 @@ def cmd_denoise(a):
         else:
             bar.write(f"{f.name} -> {dest.name}: {level}", file=sys.stdout)
     if len(pairs) > 1:
-        kept = blend if blend is not None else state
-        how = (f", temporal {a.temporal}, state reset {kept.resets} times (scene cuts or frame size changes)"
-               if kept is not None else "")
+        how = (f", temporal {a.temporal}, state reset {step.resets} times (scene cuts or frame size changes)"
+               if step.mode != "off" else "")
         print(f"{src}: {len(pairs)} images -> {pairs[0][1].parent}/ ({den.name}, {den.backend_name}{how})")
 
 

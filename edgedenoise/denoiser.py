@@ -33,7 +33,7 @@ from .modelfile import ModelFiles, resolve
 GRAY_SIGMA_GAIN = 3 ** 0.5
 # The largest frame one call takes: the network's float activations need about 100 bytes per
 # pixel (a 10000x10000 frame took 9.7 GB), so 4096x4096 is about 1.6 GB. Larger frames go
-# through tiles (`run --tile`, `denoise --tile`, runtime.tiling.tiled), whose memory is bounded
+# through tiles (`run --tile`, `denoise --tile`, tiling.tiled), whose memory is bounded
 # by the tile.
 MAX_PIXELS = 4096 * 4096
 

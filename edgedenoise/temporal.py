@@ -47,6 +47,7 @@ import numpy as np
 
 from .denoiser import Denoiser, Timing
 from .errors import DataError, ModelError
+from .tiling import tiled
 
 MODES = ("off", "blend", "model")
 # a frame type's units per 0-255 level (uint16 frames span 0-65535, float frames 0-1)
@@ -59,8 +60,8 @@ def check_mode(mode: str, model_name: str, recurrent: bool = False) -> str:
     if mode not in MODES:
         raise DataError(f"temporal mode {mode!r}: choose {', '.join(MODES)}")
     if mode == "model" and not recurrent:
-        raise ModelError(f"--temporal model needs a recurrent model (an ONNX input 'previous'; none is shipped "
-                         f"yet); {model_name} denoises frame by frame: use --temporal blend")
+        raise ModelError(f"--temporal model needs a recurrent model (an ONNX input 'previous', as tiny-video's); "
+                         f"{model_name} denoises frame by frame: use --temporal blend")
     return mode
 
 
@@ -366,6 +367,67 @@ class RecursiveBlend:
         return out
 
 
+class TemporalStep:
+    """One frame of a stream through a denoiser, with the stream's temporal state: the one place
+    where `VideoDenoiser`, the pipeline (`run`) and `denoise` on a folder of frames do it.
+
+    `mode` (checked by the caller, check_mode): `off`, `blend` (RecursiveBlend on the outputs) or
+    `model` (a recurrent model given its last output, RecurrentState). `blend_on` False skips the
+    blend (the realtime ladder's rung without it). Frames may be tiled: one full-frame state,
+    sliced per tile (tiling.tiled(state=...))."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.blend = RecursiveBlend() if mode == "blend" else None
+        self.state = RecurrentState() if mode == "model" else None
+        self.blend_on = True
+
+    @property
+    def resets(self) -> int:
+        return self.blend.resets if self.blend is not None else self.state.resets if self.state is not None else 0
+
+    def reset(self) -> None:
+        """Forget the past: the next frame is denoised as the first of a new video."""
+        if self.blend is not None:
+            self.blend.reset()
+        if self.state is not None:
+            self.state.reset()
+
+    def set_blend(self, on: bool) -> None:
+        if self.blend is not None and on and not self.blend_on:
+            self.blend.reset()  # its last frames are from before it was off: start afresh
+        self.blend_on = on
+
+    def __call__(self, den, frame: np.ndarray, sigma: float, tile: tuple[int, int] | None = None,
+                 overlap: int = 32) -> tuple[np.ndarray, Timing, float]:
+        """(the denoised frame, the denoiser's stage times, the blend's seconds) for `frame` at noise
+        level `sigma` (0-255, before the denoiser's sigma_scale). `den`: a Denoiser, or any object
+        with denoise(frame, sigma); `tile` (height, width) cuts the frame into overlapping tiles."""
+        told = den.told(sigma) if hasattr(den, "told") else sigma
+        t0 = time.perf_counter()
+        prev = self.state.previous(frame, told) if self.state is not None else None
+        state = () if prev is None else (prev,)  # a recurrent model's state is one more argument
+        t1 = time.perf_counter()
+        timed = getattr(den, "denoise_timed", None)
+        if tile:
+            out = tiled(frame, lambda t, *p: den.denoise(t, sigma, *p), tile, overlap, state=prev)
+            timing = Timing(0.0, time.perf_counter() - t1, 0.0)
+        elif timed is not None:  # the Denoiser takes the frame as it is: uint8 stays uint8 to the backend
+            out, timing = timed(frame, sigma, *state)
+        else:
+            out = den.denoise(frame, sigma)
+            timing = Timing(0.0, time.perf_counter() - t1, 0.0)
+        # the state's look at the frame (alignment, cut test) counts as preprocessing
+        timing = Timing(timing.preprocess + t1 - t0, timing.inference, timing.postprocess)
+        if self.state is not None:
+            self.state.update(out)
+        if self.blend is None or not self.blend_on:
+            return out, timing, 0.0
+        t3 = time.perf_counter()
+        out = self.blend(out, told)
+        return out, timing, time.perf_counter() - t3
+
+
 class VideoDenoiser:
     """A `Denoiser` with a memory: the frames of one video, in order.
 
@@ -387,8 +449,9 @@ class VideoDenoiser:
         if temporal == "auto":
             temporal = "model" if denoiser.recurrent else "blend"
         self.mode = check_mode(temporal, denoiser.name, denoiser.recurrent)
-        self.blend = (blend or RecursiveBlend()) if self.mode == "blend" else None
-        self.state = RecurrentState() if self.mode == "model" else None
+        self.step = TemporalStep(self.mode)
+        if blend is not None and self.mode == "blend":
+            self.step.blend = blend
 
     @classmethod
     def load(cls, model: str = "default", backend: str = "auto", threads: int | None = None,
@@ -418,19 +481,19 @@ class VideoDenoiser:
     def sigma_scale(self, k: float) -> None:
         self.den.sigma_scale = k
 
+    blend = property(lambda self: self.step.blend)  # the recursive filter (blend mode), else None
+    state = property(lambda self: self.step.state)  # a recurrent model's state (model mode), else None
+
     @property
     def resets(self) -> int:
-        return self.blend.resets if self.blend is not None else self.state.resets if self.state is not None else 0
+        return self.step.resets
 
     def told(self, sigma: float) -> float:
         return self.den.told(sigma)
 
     def reset(self) -> None:
         """Forget the past: the next frame is denoised as the first of a new video."""
-        if self.blend is not None:
-            self.blend.reset()
-        if self.state is not None:
-            self.state.reset()
+        self.step.reset()
 
     def close(self) -> None:
         self.den.close()
@@ -445,13 +508,5 @@ class VideoDenoiser:
             return self.den.denoise_timed(frame, sigma)  # refused by the Denoiser, in its words
         if sigma is None:  # estimated here: the blend and the state need the level too
             sigma = self.den.estimate(frame)
-        if self.state is not None:
-            out, timing = self.den.denoise_timed(frame, sigma, self.state.previous(frame, self.den.told(sigma)))
-            self.state.update(out)
-            return out, timing
-        out, timing = self.den.denoise_timed(frame, sigma)
-        if self.blend is None:
-            return out, timing
-        t0 = time.perf_counter()
-        out = self.blend(out, self.den.told(sigma))
-        return out, Timing(timing.preprocess, timing.inference, timing.postprocess + time.perf_counter() - t0)
+        out, timing, blend_s = self.step(self.den, frame, sigma)
+        return out, Timing(timing.preprocess, timing.inference, timing.postprocess + blend_s)

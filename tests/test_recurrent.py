@@ -152,7 +152,7 @@ def test_run_with_a_recurrent_model_tiled_and_whole(models, clip, tmp_path, caps
         assert s["temporal"] == "model" and s["frames_in"] == s["frames_out"] == len(noisy)
         outs[label] = [cv2.imread(str(p)) for p in sorted(out.glob("*.png"))]
     # one full-frame state, sliced per tile: each tile is given its part of the last whole output
-    from edgedenoise.runtime.tiling import tiled
+    from edgedenoise.tiling import tiled
 
     den, prev = Denoiser.load(models["live"], backend="onnxruntime"), None
     for f, got in zip(noisy, outs["tiled"]):

@@ -11,7 +11,7 @@ from edgedenoise.cli import main
 from edgedenoise.denoiser import Denoiser
 from edgedenoise.evaluate import psnr_u8
 from edgedenoise.runtime.sources import bench_frames
-from edgedenoise.runtime.tiling import tile_starts, tiled
+from edgedenoise.tiling import tile_starts, tiled
 
 
 @pytest.mark.parametrize("length,tile,overlap", [

@@ -101,7 +101,7 @@ def add_run(sub):
     p.add_argument("--temporal", choices=["auto", "off", "blend", "model"], default="auto",
                    help="use the previous frames too: blend (a motion-adaptive recursive filter on the model's "
                         "outputs; where the scene holds still it averages over up to 8 frames), model (a recurrent "
-                        "model given its last output; none is shipped yet), off (each frame alone); auto "
+                        "model given its last output, e.g. --model tiny-video), off (each frame alone); auto "
                         "(default): for video files, cameras, streams and the demo model if the model is "
                         "recurrent, else blend; off for images")
     p.add_argument("--reconnect", type=int, default=10, help="tries to reopen a dropped camera or stream (default 10)")

@@ -26,12 +26,11 @@ import numpy as np
 from ..errors import DataError, EdgeDenoiseError
 from ..estimate import estimate_sigma
 from ..frames import psnr_u8
-from ..temporal import RecurrentState, RecursiveBlend
+from ..temporal import TemporalStep
 from .autoselect import rung_name
 from .sinks import Result, Sink
 from .sources import Source
 from .stats import RunStats
-from .tiling import tiled
 
 END = object()  # end-of-stream marker passed down the queues
 
@@ -227,9 +226,7 @@ class Pipeline:
         if temporal == "model" and not getattr(denoiser, "recurrent", False):
             raise DataError(f"--temporal model needs a recurrent model; {getattr(denoiser, 'name', 'this one')} "
                             f"denoises frame by frame")
-        self.blend = RecursiveBlend() if temporal == "blend" else None
-        self.blend_on = True  # off while the ladder is on its rung without the blend
-        self.state = RecurrentState() if temporal == "model" else None
+        self.temporal = TemporalStep(temporal)  # its blend is off while the ladder is on its rung without it
         self.source, self.sink, self.den = source, sink, denoiser
         self.ladder = ladder if mode == "realtime" else None
         self.mode, self.max_frames, self.tile, self.overlap = mode, max_frames, tile, overlap
@@ -381,33 +378,21 @@ class Pipeline:
                     st.event(f"frame {index}: resolution changed to {w}x{h}")
                     self.sigma.reset()  # a new scene or camera mode: start the average again
                 sigma = self.sigma(img)
-                prev = None
-                if self.state is not None:  # a recurrent model's state for this frame (None: a new scene)
-                    prev = self._temporal_step(self.state, index, fresh,
-                                               lambda: self.state.previous(img, self._told(sigma)))
+                before = self.temporal.resets
+                if fresh and self.temporal.mode != "off":
+                    self.temporal.reset()
+                    st.event(f"frame {index}: temporal state dropped after a reconnect")
                 t1 = time.perf_counter()
-                timed = getattr(den, "denoise_timed", None)
-                state = () if prev is None else (prev,)  # a recurrent model's state is one more argument
-                if self.tile:  # tiles of the frame's own dtype; float sums for one strip of tiles only
-                    # with a state, each tile gets its part of the full-frame state (tiled(state=...))
-                    out = tiled(img, lambda t, *p: den.denoise(t, sigma, *p), self.tile, self.overlap, state=prev)
-                    pre, net = 0.0, time.perf_counter() - t1
-                elif timed is not None:  # the Denoiser takes the frame as it is: uint8 stays uint8 to the backend
-                    out, (pre, net, _) = timed(img, sigma, *state)
-                else:  # any object with denoise(frame, sigma)
-                    out = den.denoise(img, sigma)
-                    pre, net = 0.0, time.perf_counter() - t1
-                t3 = time.perf_counter()
-                if self.state is not None:
-                    self.state.update(out)
-                if self.blend is not None and self.blend_on:
-                    out = self._temporal_step(self.blend, index, fresh, lambda: self.blend(out, self._told(sigma)))
+                out, (pre, net, _), blend_s = self.temporal(den, img, sigma, self.tile, self.overlap)
                 t4 = time.perf_counter()
+                # resets counted (cuts only counted: a stream may have thousands)
+                st.count("temporal_resets", self.temporal.resets - before)
                 t1, t2 = t1 + pre, t1 + pre + net  # the Denoiser's call split into its own stages
+                t3 = t4 - blend_s
                 st.add("preprocess", t1 - t0)
                 st.add("inference", t2 - t1)
                 st.add("postprocess", t3 - t2)
-                if self.blend is not None:
+                if self.temporal.blend is not None:
                     st.add("temporal", t4 - t3)
                 if self.ladder is not None:
                     self._adapt(index, t4 - t0)
@@ -431,29 +416,10 @@ class Pipeline:
         if den is None:
             return
         self.den = den
-        on = getattr(self.ladder, "blend", True)
-        if self.blend is not None and on and not self.blend_on:
-            self.blend.reset()  # its last frames are from before the rung without it: start afresh
-        self.blend_on = on
+        self.temporal.set_blend(getattr(self.ladder, "blend", True))
         self.stats.count("model_switches")
         self.stats.event(f"frame {index}: model {self.ladder.last}")
         self.stats.info.update(model_now=rung_name(self.ladder.current))
-
-    def _told(self, sigma: float) -> float:
-        told = getattr(self.den, "told", None)
-        return told(sigma) if told is not None else sigma
-
-    def _temporal_step(self, keeper, index: int, fresh: bool, step):
-        """step() on a temporal state (the blend, or a recurrent model's state): after a reconnect the
-        state is dropped first (an event); its resets are counted (cuts only counted: a stream may
-        have thousands)."""
-        before = keeper.resets
-        if fresh:
-            keeper.reset()
-            self.stats.event(f"frame {index}: temporal state dropped after a reconnect")
-        result = step()
-        self.stats.count("temporal_resets", keeper.resets - before)
-        return result
 
     def _output(self) -> None:
         st, sink = self.stats, self.sink
