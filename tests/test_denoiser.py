@@ -137,7 +137,8 @@ def test_bad_frames_and_models_are_refused(den, tmp_path):
 
 
 def test_runtime_imports_no_torch():
-    code = ("import sys, edgedenoise, edgedenoise.cli, edgedenoise.denoiser, edgedenoise.evaluate\n"
+    code = ("import sys, edgedenoise, edgedenoise.cli, edgedenoise.denoiser, edgedenoise.evaluate, "
+            "edgedenoise.runtime, edgedenoise.temporal, edgedenoise.tiling\n"
             "edgedenoise.Denoiser.load('default')\n"
             "assert 'torch' not in sys.modules and 'triton' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
