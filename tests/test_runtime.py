@@ -510,6 +510,23 @@ def test_auto_model_choice():
     assert den.name == "tiny" and "none keeps up" in why and "default fp32" in why
 
 
+def test_auto_leaves_out_a_candidate_no_faster_than_a_better_one(monkeypatch):
+    """A cheaper candidate that does not run at least CHEAPER x faster than a better one only loses
+    quality (INT8 on an x86 CPU without VNNI): it is left out of the choice and of the ladder, and the
+    reason says so. Times scripted per (model, precision); no clock in the test."""
+    from edgedenoise.runtime import autoselect
+
+    ms = {("small", "fp32"): 100, ("small", "int8"): 97, ("tiny", "fp32"): 40, ("tiny", "int8"): 39}
+    monkeypatch.setattr(autoselect, "_time", lambda den, frame: ms[(den.name, den.precision)] / 1e3)
+    den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, ladder=True)
+    assert (den.name, den.precision) == ("tiny", "fp32")
+    assert [r[:2] for r in lad.rungs] == [("default", "fp32"), ("tiny", "fp32")]
+    assert "default int8 97 ms (no faster than a better one: left out)" in why and "tiny int8 39 ms (no" in why
+    ms[("tiny", "int8")] = 20  # a real speed-up stays a rung
+    den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, ladder=True)
+    assert [r[:2] for r in lad.rungs] == [("default", "fp32"), ("tiny", "fp32"), ("tiny", "int8")]
+
+
 def test_the_ladder_steps_down_when_frames_are_late_and_back_up_with_hysteresis():
     """autoselect.Ladder, fed frame times (no clock in the test): at 25 fps (40 ms) a rung whose
     frames take 45 ms steps down within one window; a step up comes only after the hold, when the
