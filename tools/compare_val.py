@@ -14,6 +14,12 @@ through CBSD432), so no test image is used. Cases, image i of the split:
   scored against the pipeline without noise; told the true RMS;
 - camera SETTING: camera.simulate's named setting seeded by i; told the true RMS.
 Models run on the torch backend (any run folder, no export needed), fp32, whole images.
+
+    python tools/compare_val.py --clips tiny ~/runs/tiny_video   # video models on validation clips
+
+--clips scores on the validation clips training uses (train.ClipValSet: the same images; still, pan,
+moving objects, cut; 8 frames of 224x224, sigma 25): a recurrent model given its last output, a
+framewise one frame by frame and with the temporal blend.
 """
 from __future__ import annotations
 
@@ -55,7 +61,10 @@ def main() -> int:
     ap.add_argument("--val-count", type=int, default=8, help="as `edgedenoise train --val-count` (default 8)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--md", help="also write the table here (markdown)")
+    ap.add_argument("--clips", action="store_true", help="score on the validation clips instead (video models)")
     a = ap.parse_args()
+    if a.clips:
+        return clips(a)
 
     from tqdm import tqdm
 
@@ -104,6 +113,29 @@ def main() -> int:
     if a.json:
         Path(a.json).write_text(json.dumps({**stamp("python " + " ".join(sys.argv)), "data": str(data),
                                             "images": [str(v.path.name) for v in val], "results": res}, indent=1))
+    return 0
+
+
+def clips(a) -> int:
+    import torch
+
+    from edgedenoise.data import default_data_root, scan_images, split
+    from edgedenoise.modelfile import load_model
+    from edgedenoise.train import ClipValSet
+
+    data = Path(a.data) if a.data else default_data_root() / "train" / "CBSD432"
+    cs = ClipValSet(split(scan_images(data), a.val_count)[1], 3, 25.0)
+    lines = [f"validation clips of {data} (sigma 25), PSNR dB", "| model | " + " | ".join(cs.KINDS) + " | all |",
+             "|---|" + "---|" * (len(cs.KINDS) + 1)]
+    for m in a.models:
+        net = load_model(m)
+        for how in (("model",) if net.config.recurrent else ("off", "blend")):
+            r = cs.evaluate(net, torch.device("cpu"), how)
+            label = {"model": "given its last output", "off": "frame by frame", "blend": "+ blend"}[how]
+            lines.append(f"| {m} {label} | " + " | ".join(f"{r[k]:.2f}" for k in (*cs.KINDS, "all")) + " |")
+    print("\n".join(lines))
+    if a.md:
+        Path(a.md).write_text("\n".join(lines) + "\n")
     return 0
 
 
