@@ -82,6 +82,12 @@ class Denoiser:
         self.precision = choice.precision if choice else precision
         self.backend_name = choice.backend if choice else "tensorrt"
         self.why = choice.why if choice else f"tensorrt: the engine {engine_path} as asked"
+        if self.backend_name == "onnxruntime" and self.precision == "int8":
+            from .backends.choice import x86_without_vnni
+
+            if x86_without_vnni():
+                self.why += ("; note: this x86 CPU has no VNNI, where INT8 saturates: no faster than fp32 and "
+                             "0.3-1.7 dB further below it (edgedenoise doctor)")
         self.backend = backends.create(self.backend_name, files, threads, device, self.precision, self.engine_path)
         if self.backend_name == "tensorrt":
             self.precision = getattr(self.backend, "precision", self.precision)

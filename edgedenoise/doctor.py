@@ -22,19 +22,21 @@ def _onnxruntime() -> str:
 
 
 def int8_note(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """What INT8 on the CPU is worth here: an x86 CPU without VNNI multiplies ONNX Runtime's u8 x s8
-    pairs with a 16-bit sum that saturates (tiny int8 0.6 dB under fp32 at sigma 25 instead of 0.3)
-    and gains no speed (42 against 44 ms per 640x480 frame, 2026-12-05). Empty where not x86 Linux."""
+    """What INT8 on the CPU is worth here (backends.choice.x86_without_vnni); empty where not x86 Linux."""
+    import platform
+
+    from .backends.choice import x86_without_vnni
+
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return ""
+    if x86_without_vnni(cpuinfo):
+        return ("; CPU int8: no VNNI on this CPU, so int8 runs about as fast as fp32 and loses more quality: "
+                "prefer fp32 (`--model auto` leaves out what is no faster)")
     try:
-        flags = next((ln.split(":", 1)[1].split() for ln in open(cpuinfo) if ln.startswith("flags")), [])
+        open(cpuinfo).close()
     except OSError:
         return ""
-    if {"avx512_vnni", "avx_vnni"} & set(flags):
-        return "; CPU int8: VNNI (fast)"
-    return ("; CPU int8: no VNNI on this CPU, so int8 runs about as fast as fp32 and loses more quality: "
-            "prefer fp32 (`--model auto` leaves out what is no faster)")
+    return "; CPU int8: VNNI (fast)"
 
 
 def _torch() -> str:

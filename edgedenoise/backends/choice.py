@@ -36,6 +36,23 @@ ENGINES_ENV = "EDGEDENOISE_ENGINES"
 GPU_BACKENDS = ("tensorrt", "triton")  # torch is a GPU backend only on CUDA (Capabilities.torch_cuda)
 
 
+
+def x86_without_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True on an x86 Linux CPU without VNNI (AVX2 only): there ONNX Runtime multiplies INT8's u8 x s8
+    pairs with a 16-bit sum that saturates, so INT8 runs no faster than fp32 and loses more (tiny
+    int8 on still clips 1.7 dB under fp32 there, 0.4 on a CPU with VNNI; 2026-12-05). False where
+    it has VNNI, is not x86, or the flags cannot be read."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open(cpuinfo) as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), None)
+    except OSError:
+        return False
+    return flags is not None and not ({"avx512_vnni", "avx_vnni"} & set(flags))
+
 @dataclass(frozen=True)
 class Capabilities:
     """What this machine can run (see `probe`)."""
