@@ -372,6 +372,9 @@ def init_weights(model: nn.Module, spec: str, mcfg: ModelConfig) -> None:
         log.info("%s made recurrent: it computes what %s computes until trained", spec, spec)
     elif src.config.recurrent and not mcfg.recurrent:
         raise ModelError(f"--init {spec} is a recurrent (video) model: train it with --video")
+    elif src.config.recurrent and src.config.gate != mcfg.gate:
+        raise ModelError(f"--init {spec} has gate {src.config.gate}, not --gate {mcfg.gate}: give the same --gate, "
+                         f"or start from its framewise model")
     got = src.config
     if list(got.widths) != list(mcfg.widths) or got.channels != mcfg.channels:
         raise ModelError(f"--init {spec} has widths {list(got.widths)} depths {list(got.depths)} "

@@ -212,3 +212,5 @@ def test_a_gate_branch_learns_the_fusion_while_the_framewise_model_stays_exact(t
         cfg(train_subset, tmp_path / "r", video=False, gate=8).check()
     with pytest.raises(ModelError, match="gate"):  # resuming with another branch
         train(cfg(train_subset, run, fusion_only=True, gate=4, steps=8), progress=False)
+    with pytest.raises(ModelError, match="--gate 4"):  # starting from a recurrent model of another branch
+        train(cfg(train_subset, tmp_path / "g4", init=str(run), gate=4), progress=False)
