@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import DataError, ModelError
-from .estimate import CORRELATED_GAIN, estimate_sigma
+from .estimate import estimate_sigma
 from .frames import to_channels
 from .modelfile import ModelFiles, resolve
 
@@ -83,9 +83,9 @@ class Denoiser:
         self.backend_name = choice.backend if choice else "tensorrt"
         self.why = choice.why if choice else f"tensorrt: the engine {engine_path} as asked"
         if self.backend_name == "onnxruntime" and self.precision == "int8":
-            from .backends.choice import x86_without_vnni
+            from .backends.choice import int8_saturates_here
 
-            if x86_without_vnni():
+            if int8_saturates_here():
                 self.why += ("; note: this x86 CPU has no VNNI, where INT8 saturates: no faster than fp32 and "
                              "0.3-1.7 dB further below it (edgedenoise doctor)")
         self.backend = backends.create(self.backend_name, files, threads, device, self.precision, self.engine_path)
@@ -97,10 +97,7 @@ class Denoiser:
         self.recurrent = files.recurrent  # takes the previous denoised frame too (VideoDenoiser keeps it)
         self.max_pixels = MAX_PIXELS
         self.sigma_scale = check_sigma_scale(sigma_scale)
-        # how blind mode scales a camera's correlated noise level for this model (its JSON, else the
-        # gain chosen for white-noise-trained models)
-        gain = files.blind_gain
-        self.blind_gain = CORRELATED_GAIN if gain is None else gain
+        self.blind_gain = files.blind_gain  # how blind mode scales a camera's correlated noise for this model
 
     @classmethod
     def load(cls, model: str | Path = "default", backend: str = "auto", threads: int | None = None,

@@ -22,21 +22,16 @@ def _onnxruntime() -> str:
 
 
 def int8_note(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """What INT8 on the CPU is worth here (backends.choice.x86_without_vnni); empty where not x86 Linux."""
-    import platform
+    """What INT8 on the CPU is worth here (backends.choice.x86_vnni); empty where not x86 Linux."""
+    from .backends.choice import x86_vnni
 
-    from .backends.choice import x86_without_vnni
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    vnni = x86_vnni(cpuinfo)
+    if vnni is None:
         return ""
-    if x86_without_vnni(cpuinfo):
-        return ("; CPU int8: no VNNI on this CPU, so int8 runs about as fast as fp32 and loses more quality: "
-                "prefer fp32 (`--model auto` leaves out what is no faster)")
-    try:
-        open(cpuinfo).close()
-    except OSError:
-        return ""
-    return "; CPU int8: VNNI (fast)"
+    if vnni:
+        return "; CPU int8: VNNI (fast)"
+    return ("; CPU int8: no VNNI on this CPU, so int8 runs about as fast as fp32 and loses more quality: "
+            "prefer fp32 (`--model auto` leaves out what is no faster)")
 
 
 def _torch() -> str:

@@ -273,11 +273,8 @@ def estimate_parts(frame: np.ndarray) -> tuple[float, float, float]:
 
 
 def combine(parts: tuple[float, float, float], correlated_gain: float = CORRELATED_GAIN) -> float:
+    """The level told: from the fine level (weight 0) to `correlated_gain` x the coarse one (weight 1)."""
     fine, coarse, w = parts
-    if coarse <= 0.0:
-        return fine
-    if fine <= 0.0:  # flat patches exactly flat at full resolution (a codec's work), noise only coarser
-        return correlated_gain * coarse
     return fine + w * (correlated_gain * coarse - fine)
 
 
@@ -289,7 +286,7 @@ def _parts(frame: np.ndarray) -> tuple[float, float, float]:
     coarse = 2.0 * _white_sigma(_half(f, lo, hi), lo, hi, fallback=False)
     if coarse <= 0.0:  # clean, or too few unclipped patches at half resolution (strong noise): as white
         return fine, 0.0, 0.0
-    if fine <= 0.0:
+    if fine <= 0.0:  # flat patches exactly flat at full resolution (a codec's work), noise only coarser
         return fine, coarse, 1.0
     w = float(np.clip((coarse / fine - RATIO_WHITE) / (RATIO_CORRELATED - RATIO_WHITE), 0.0, 1.0))
     w *= float(np.clip((FINE_WHITE[1] - fine) / (FINE_WHITE[1] - FINE_WHITE[0]), 0.0, 1.0))

@@ -72,10 +72,9 @@ class DenoiseUNet(nn.Module):
         # magnitude, where it moved, are each one layer away; non-negative like the other inputs, so
         # one INT8 range fits them all: a signed difference cost INT8 3 dB). Both are 0 on a scene's
         # first frame (previous = the frame), so with the framewise weights kept (train --fusion-only)
-        # that frame is exactly the framewise model's
-        # with a gate branch (config.gate > 0) the framewise network takes no previous output at all:
-        # the branch alone decides, per pixel, from where the previous output and the model's own
-        # estimate differ
+        # that frame is exactly the framewise model's. With a gate branch (config.gate > 0) the
+        # framewise network takes no previous output at all: the branch alone decides, per pixel,
+        # from where the previous output and the model's own estimate differ
         fused_in = config.recurrent and not config.gate
         cin = c * r * r + int(b) + (2 * c * r * r if fused_in else 0)
         self.head = nn.Sequential(conv3x3(cin, w[0], b), nn.ReLU(inplace=True))
@@ -158,7 +157,7 @@ class DenoiseUNet(nn.Module):
             # the first frame of a scene (previous is the frame itself): no fusion, the framewise result
             known = (torch.amax((prev - x).abs(), dim=1, keepdim=True) > 0).to(gate.dtype)
             return own + gate * known * (prev - own)
-        if not self.config.residual:  # the image itself from the decoder, not the noise to subtract
+        if not cfg.residual:  # the image itself from the decoder, not the noise to subtract
             return F.pixel_shuffle(t, r)
         return x - F.pixel_shuffle(t, r)
 

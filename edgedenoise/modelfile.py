@@ -56,12 +56,14 @@ class ModelFiles:
         return self.config.get("recurrent") is True
 
     @property
-    def blind_gain(self) -> float | None:
+    def blind_gain(self) -> float:
         """The factor blind mode scales a camera's correlated noise level by for this model
-        (tools/calibrate_blind.py writes it); None: estimate.CORRELATED_GAIN."""
+        (tools/calibrate_blind.py writes it to its JSON); without one, estimate.CORRELATED_GAIN."""
+        from .estimate import CORRELATED_GAIN
+
         g = (self.config.get("blind") or {}).get("correlated_gain")
         if g is None:
-            return None
+            return CORRELATED_GAIN
         if not isinstance(g, (int, float)) or not 0.1 <= g <= 10:
             raise ModelError(f"model {self.name}: blind.correlated_gain {g!r} in its JSON is not a number in 0.1-10")
         return float(g)

@@ -483,11 +483,13 @@ def build_nets(cfg: TrainConfig, mcfg: ModelConfig, run: RunContext, n_train: in
     discriminator and its optimizer. In that order: it fixes the initial weights of a seeded run."""
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg).to(run.device)
-    if cfg.fusion_only and mcfg.gate:
-        # only the gate branch learns: nothing else needs a gradient, so back-propagation stays in the
-        # branch (and its path through earlier frames' outputs) instead of the whole network
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith("gate."))
+    if cfg.fusion_only:
+        # only the fusion weights learn (fusion_parts): a parameter with none of them needs no gradient,
+        # so back-propagation does not go where only such parameters are (with a gate branch: anywhere
+        # but the branch and its path through earlier frames' outputs); keep_framewise masks the rest
+        fusion = {id(p) for p, _ in fusion_parts(model)}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in fusion)
     if run.main:
         log.info("model %s: %d images for training, %d for validation", cfg.model, n_train, n_val)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

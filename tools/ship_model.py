@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 KEYS = ("steps", "batch", "patch", "lr", "lr_min", "loss", "noise", "sigma_min", "sigma_max", "sigma_power",
-        "camera_fraction", "camera_sim", "map_jitter", "amp", "seed", "video", "frames", "fusion_lr", "fusion_only")
+        "camera_fraction", "camera_sim", "map_jitter", "amp", "seed", "video", "frames", "fusion_lr", "fusion_only",
+        "gate")
 
 
 def training_record(run: Path) -> dict:

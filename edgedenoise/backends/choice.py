@@ -37,21 +37,28 @@ GPU_BACKENDS = ("tensorrt", "triton")  # torch is a GPU backend only on CUDA (Ca
 
 
 
-def x86_without_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True on an x86 Linux CPU without VNNI (AVX2 only): there ONNX Runtime multiplies INT8's u8 x s8
-    pairs with a 16-bit sum that saturates, so INT8 runs no faster than fp32 and loses more (tiny
-    int8 on still clips 1.7 dB under fp32 there, 0.4 on a CPU with VNNI; 2026-12-05). False where
-    it has VNNI, is not x86, or the flags cannot be read."""
+def x86_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether this x86 Linux CPU has VNNI (AVX-512 VNNI or AVX-VNNI); None where it is not x86 or the
+    flags cannot be read. Without it ONNX Runtime multiplies INT8's u8 x s8 pairs with a 16-bit sum
+    that saturates, so INT8 runs no faster than fp32 and loses more (tiny int8 on still clips 1.7 dB
+    under fp32 there, 0.4 on a CPU with VNNI; 2026-12-05)."""
     import platform
 
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
+        return None
     try:
         with open(cpuinfo) as f:
             flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), None)
     except OSError:
-        return False
-    return flags is not None and not ({"avx512_vnni", "avx_vnni"} & set(flags))
+        return None
+    return None if flags is None else bool({"avx512_vnni", "avx_vnni"} & set(flags))
+
+
+@functools.lru_cache(maxsize=1)
+def int8_saturates_here() -> bool:
+    """This machine's CPU lacks VNNI (x86_vnni), read once per process."""
+    return x86_vnni() is False
+
 
 @dataclass(frozen=True)
 class Capabilities:

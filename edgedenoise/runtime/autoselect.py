@@ -218,7 +218,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
         den = load(m, p)
         t = _time(den, noisy[0]) + extra
         tried.append(f"{m} {p} {t * 1e3:.0f} ms")
-        if kept and t > CHEAPER * min(times[k] for k in kept):
+        if fastest is not None and t > CHEAPER * fastest[0]:  # fastest: of the candidates kept so far
             tried[-1] += " (no faster than a better one: left out)"
             den.close()
             continue
