@@ -29,6 +29,7 @@ import torch.nn.functional as F
 # The noise-level map carries sigma (in [0,1] units) times this factor, so that
 # the map is of order one over the 0-75 (0-255 scale) range the models serve.
 SIGMA_MAP_SCALE = 255.0 / 50.0
+GATE_INPUTS = ("parts", "sums")  # what a recurrent model's gate branch is fed (ModelConfig.gate_in)
 
 
 def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
@@ -98,8 +99,11 @@ class DenoiseUNet(nn.Module):
             # the gate branch, at half resolution: the previous output's parts above and below the
             # model's own estimate (unshuffled) and the noise-level map -> r*r gate logits per
             # half-resolution pixel, pixel-shuffled; its last layer starts at zero (gate 0: framewise)
+            # (gate_in "parts": their colour channels unshuffled, 2*c*r*r inputs; "sums": summed over
+            # the colours, then over each r x r block, 2 inputs: a third of "parts"' time in ONNX Runtime)
             gw = config.gate
-            self.gate = nn.Sequential(conv3x3(2 * c * r * r + int(b), gw, b), nn.ReLU(inplace=True),
+            gin = 2 * c * r * r if config.gate_in == "parts" else 2
+            self.gate = nn.Sequential(conv3x3(gin + int(b), gw, b), nn.ReLU(inplace=True),
                                       conv3x3(gw, gw, b), nn.ReLU(inplace=True), nn.Conv2d(gw, r * r, 1, bias=b))
             nn.init.zeros_(self.gate[-1].weight)
             if b:
@@ -147,8 +151,14 @@ class DenoiseUNet(nn.Module):
             prev = x if previous is None else previous.to(x.dtype)
             if cfg.gate:
                 own = x - F.pixel_shuffle(t, r)
-                e = F.pixel_unshuffle(prev - own, r)
-                g_in = [F.relu(e), F.relu(-e)] + ([parts[1]] if cfg.bias else [])
+                e = prev - own
+                if cfg.gate_in == "parts":
+                    e = F.pixel_unshuffle(e, r)
+                    g_in = [F.relu(e), F.relu(-e)]
+                else:
+                    s2 = torch.cat([F.relu(e).sum(1, keepdim=True), F.relu(-e).sum(1, keepdim=True)], dim=1)
+                    g_in = [F.avg_pool2d(s2, r)]
+                g_in += [parts[1]] if cfg.bias else []
                 gate = F.pixel_shuffle(self.gate(torch.cat(g_in, dim=1)), r).clamp(0.0, 1.0)
             else:
                 res, gate = torch.split(t, [cfg.channels * r * r, r * r], dim=1)
@@ -201,6 +211,10 @@ class ModelConfig:
     #   with where the previous output differs from the model's own estimate; the framewise network
     #   stays exactly the framewise model's (make_recurrent(src, gate=W)). 0: the gate from the tail.
     gate: int = 0
+    # gate_in (with a gate branch): what the branch sees of previous - own at half resolution: "parts",
+    #   its positive and negative parts per colour, unshuffled (2*c*r*r channels; the first
+    #   tiny-video), or "sums", each part summed over the colours and averaged over r x r blocks (2).
+    gate_in: str = "parts"
 
     def __post_init__(self):
         self.widths = tuple(int(v) for v in self.widths)
@@ -214,6 +228,8 @@ class ModelConfig:
         self.gate = int(self.gate)
         if self.gate < 0 or (self.gate and not self.recurrent):
             raise ValueError(f"model config: gate {self.gate}: a gate branch's width, for a recurrent model only")
+        if self.gate_in not in GATE_INPUTS:
+            raise ValueError(f"model config: gate_in {self.gate_in!r}: one of {', '.join(GATE_INPUTS)}")
 
     @property
     def variant(self) -> str | None:
@@ -236,13 +252,13 @@ class ModelConfig:
         if not d["recurrent"]:
             del d["recurrent"]
         if not d["gate"]:
-            del d["gate"]
+            del d["gate"], d["gate_in"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         known = {k: d[k] for k in ("name", "widths", "depths", "channels", "unshuffle", "extra", "bias", "skips",
-                                   "residual", "recurrent", "gate") if k in d}
+                                   "residual", "recurrent", "gate", "gate_in") if k in d}
         return cls(**known)
 
 
@@ -271,15 +287,16 @@ def build_model(size_or_config: str | ModelConfig | dict, channels: int | None =
 
 
 @torch.no_grad()
-def make_recurrent(src: DenoiseUNet, gate: int = 0) -> DenoiseUNet:
+def make_recurrent(src: DenoiseUNet, gate: int = 0, gate_in: str = "parts") -> DenoiseUNet:
     """The recurrent variant of a framewise model: the same weights, head weights of zero for the
     added `previous` channels and tail weights of zero for the gate (0: the model's own estimate
     alone), so that it computes exactly what `src` computes until it is trained (issue "Learned
     temporal denoising": training then learns only the fusion). gate=W: the gate from a branch of
-    width W instead (ModelConfig.gate), whose last layer starts at zero; the rest is `src` as is."""
+    width W instead (ModelConfig.gate, fed as gate_in says), whose last layer starts at zero; the
+    rest is `src` as is."""
     if src.config.recurrent:
         raise ValueError(f"model {src.config.name} is recurrent already")
-    cfg = ModelConfig.from_dict({**src.config.to_dict(), "recurrent": True, "gate": gate})
+    cfg = ModelConfig.from_dict({**src.config.to_dict(), "recurrent": True, "gate": gate, "gate_in": gate_in})
     dst = DenoiseUNet(cfg)
     theirs = src.state_dict()
     for name, t in dst.state_dict().items():

@@ -368,13 +368,13 @@ def init_weights(model: nn.Module, spec: str, mcfg: ModelConfig) -> None:
 
     src = load_model(spec)
     if mcfg.recurrent and not src.config.recurrent:
-        src = make_recurrent(src, mcfg.gate)  # the video model starts as the framewise one
+        src = make_recurrent(src, mcfg.gate, mcfg.gate_in)  # the video model starts as the framewise one
         log.info("%s made recurrent: it computes what %s computes until trained", spec, spec)
     elif src.config.recurrent and not mcfg.recurrent:
         raise ModelError(f"--init {spec} is a recurrent (video) model: train it with --video")
-    elif src.config.recurrent and src.config.gate != mcfg.gate:
-        raise ModelError(f"--init {spec} has gate {src.config.gate}, not --gate {mcfg.gate}: give the same --gate, "
-                         f"or start from its framewise model")
+    elif src.config.recurrent and (src.config.gate, src.config.gate_in) != (mcfg.gate, mcfg.gate_in):
+        raise ModelError(f"--init {spec} has gate {src.config.gate} ({src.config.gate_in}), not --gate {mcfg.gate} "
+                         f"({mcfg.gate_in}): give the same --gate and --gate-in, or start from its framewise model")
     got = src.config
     if list(got.widths) != list(mcfg.widths) or got.channels != mcfg.channels:
         raise ModelError(f"--init {spec} has widths {list(got.widths)} depths {list(got.depths)} "
@@ -466,6 +466,7 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
             raise ModelError(f"--depths {cfg.depths!r}: give one integer per level, e.g. 2,2,4,4 ({e})") from None
     mcfg.recurrent = cfg.video
     mcfg.gate = cfg.gate if cfg.video else 0
+    mcfg.gate_in = cfg.gate_in if mcfg.gate else "parts"
     if cfg.patch % mcfg.size_multiple:
         raise DataError(f"patch {cfg.patch} must be a multiple of {mcfg.size_multiple} for model {cfg.model}")
     return mcfg
@@ -516,9 +517,10 @@ def resume_or_init(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunCont
                 f"checkpoint {ck_path} is for widths {saved.get('widths')} depths {saved.get('depths')}, "
                 f"not model {cfg.model}: use another --out or the same --model"
             )
-        if int(saved.get("gate", 0)) != mcfg.gate and mcfg.recurrent:
-            raise ModelError(f"checkpoint {ck_path} has gate {saved.get('gate', 0)}, not --gate {mcfg.gate}: "
-                             f"use another --out or the same --gate")
+        gate = (int(saved.get("gate", 0)), saved.get("gate_in", "parts") if saved.get("gate") else "parts")
+        if gate != (mcfg.gate, mcfg.gate_in) and mcfg.recurrent:
+            raise ModelError(f"checkpoint {ck_path} has gate {gate[0]} ({gate[1]}), not --gate {mcfg.gate} "
+                             f"({mcfg.gate_in}): use another --out or the same --gate and --gate-in")
         if bool(saved.get("recurrent")) != mcfg.recurrent:
             kind = "a recurrent (--video)" if saved.get("recurrent") else "a framewise"
             raise ModelError(f"checkpoint {ck_path} is of {kind} model: use another --out, or "

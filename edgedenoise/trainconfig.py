@@ -47,6 +47,7 @@ class TrainConfig:
     fusion_lr: float = 10.0  # --video: a recurrent model's weights for its previous output step this many times faster
     fusion_only: bool = False  # --video: train only those weights; the framewise ones stay as --init gave them
     gate: int = 0  # --video: the gate from a branch of this width (ModelConfig.gate); 0: from the tail
+    gate_in: str = "sums"  # --gate: what the branch sees of the difference: sums (per pixel, colours summed) or parts
     init: str = ""  # start from these weights (model name, run folder or .safetensors), fresh optimizer and schedule
     extra: dict = field(default_factory=dict)
 
@@ -63,6 +64,8 @@ class TrainConfig:
                 raise bad(name, v, f"must be a whole number >= {low}")
         if self.gate and not self.video:
             raise bad("gate", self.gate, "needs --video (a recurrent model's gate branch)")
+        if self.gate_in not in ("parts", "sums"):
+            raise bad("gate_in", self.gate_in, "parts or sums (what a gate branch sees of the difference)")
         if self.fusion_only and not self.video:
             raise bad("fusion_only", True, "needs --video (a recurrent model's fusion weights)")
         if self.video and (not isinstance(self.frames, int) or self.frames < 2):

@@ -8,7 +8,7 @@ import torch
 
 from edgedenoise.data import scan_images
 from edgedenoise.errors import DataError, ModelError
-from edgedenoise.model import build_model, make_recurrent
+from edgedenoise.model import ModelConfig, build_model, make_recurrent
 from edgedenoise.modelfile import load_model
 from edgedenoise.noise import AWGN, CameraSim, Mixture, for_clip, training_noise
 from edgedenoise.train import ClipValSet, Unroll, make_clip_batch, train
@@ -189,15 +189,17 @@ def test_a_gate_branch_learns_the_fusion_while_the_framewise_model_stays_exact(t
     other weight is the init model's (bit for bit), the first frame is the framewise output, a later
     frame lies between the model's own estimate and the previous output."""
     tiny = load_model("tiny").eval()
-    fresh = make_recurrent(tiny, gate=8).eval()
     x, prev = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     s = torch.tensor([25 / 255])
-    with torch.no_grad():
-        assert torch.equal(fresh(x, s, prev), tiny(x, s))
+    for gate_in in ("parts", "sums"):
+        fresh = make_recurrent(tiny, gate=8, gate_in=gate_in).eval()
+        with torch.no_grad():
+            assert torch.equal(fresh(x, s, prev), tiny(x, s))
     run = tmp_path / "gate"
     train(cfg(train_subset, run, fusion_only=True, fusion_lr=1.0, gate=8, lr=1e-2), progress=False)
     rec = load_model(str(run)).eval()
-    assert rec.config.gate == 8 and json.loads((run / "model.json").read_text())["gate"] == 8
+    written = json.loads((run / "model.json").read_text())
+    assert rec.config.gate == 8 and written["gate"] == 8 and written["gate_in"] == "sums"  # train's default
     got = rec.state_dict()
     for name, t in tiny.state_dict().items():
         assert torch.equal(got[name], t), name
@@ -214,3 +216,18 @@ def test_a_gate_branch_learns_the_fusion_while_the_framewise_model_stays_exact(t
         train(cfg(train_subset, run, fusion_only=True, gate=4, steps=8), progress=False)
     with pytest.raises(ModelError, match="--gate 4"):  # starting from a recurrent model of another branch
         train(cfg(train_subset, tmp_path / "g4", init=str(run), gate=4), progress=False)
+    with pytest.raises(ModelError, match="parts"):  # the same width, fed otherwise
+        train(cfg(train_subset, run, fusion_only=True, gate=8, gate_in="parts", steps=8), progress=False)
+    with pytest.raises(DataError, match="--gate-in"):
+        cfg(train_subset, tmp_path / "r", gate=8, gate_in="colours").check()
+
+
+def test_a_gate_branch_config_without_gate_in_is_the_first_kind():
+    """A model file written before gate_in existed (the first tiny-video) is fed the parts; a
+    framewise model's config carries neither key; an unknown input kind is refused."""
+    base = {"name": "v", "widths": [16, 32, 64], "depths": [1, 2, 2], "recurrent": True, "gate": 8}
+    assert ModelConfig.from_dict(base).gate_in == "parts"
+    assert ModelConfig.from_dict({**base, "gate_in": "sums"}).to_dict()["gate_in"] == "sums"
+    assert "gate_in" not in ModelConfig.from_dict({"name": "f", "widths": [16], "depths": [1]}).to_dict()
+    with pytest.raises(ValueError, match="gate_in"):
+        ModelConfig.from_dict({**base, "gate_in": "colours"})
