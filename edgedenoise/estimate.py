@@ -274,8 +274,15 @@ def estimate_parts(frame: np.ndarray) -> tuple[float, float, float]:
 
 def combine(parts: tuple[float, float, float], correlated_gain: float = CORRELATED_GAIN) -> float:
     """The level told: from the fine level (weight 0) to `correlated_gain` x the coarse one (weight 1)."""
+    a, b = gain_terms(parts)
+    return a + correlated_gain * b
+
+
+def gain_terms(parts: tuple[float, float, float]) -> tuple[float, float]:
+    """(a, b) with combine(parts, gain) = a + gain x b for every gain: averages of a and b over
+    frames give the average level for any model's gain (run's sigma tracker keeps them so)."""
     fine, coarse, w = parts
-    return fine + w * (correlated_gain * coarse - fine)
+    return (1.0 - w) * fine, w * coarse
 
 
 def _parts(frame: np.ndarray) -> tuple[float, float, float]:

@@ -106,3 +106,18 @@ def test_the_pipeline_estimates_with_the_models_gain(tmp_path, frames):
     pipe = Pipeline(DemoSource(15.0, size=(256, 256)), NullSink(), den, mode="offline", sigma=None, status=False)
     assert pipe.sigma(cam) == pytest.approx(den.estimate(cam)) and den.estimate(cam) < estimate_sigma(cam) - 1
     den.close()
+
+
+def test_runs_sigma_tracker_follows_the_running_models_gain(frames):
+    """run's tracker smooths the estimate's two terms, not a level: a switch of model on the ladder
+    (another blind gain) gives at once the level the new model's own estimate would, and a single
+    estimate is the Denoiser's estimate exactly."""
+    from edgedenoise.runtime.pipeline import SigmaTracker
+
+    cam = np.ascontiguousarray(frames[0][:256, :256])
+    gain = [1.4]
+    tr = SigmaTracker(None, crop=256, gain=lambda: gain[0])
+    assert tr(cam) == pytest.approx(estimate_sigma(cam, 1.4))
+    gain[0] = 2.0  # the ladder stepped to a model of another gain
+    assert tr.value == pytest.approx(estimate_sigma(cam, 2.0)) and tr.value > estimate_sigma(cam, 1.4) + 1
+    assert combine(estimate_parts(cam), 2.0) == pytest.approx(estimate_sigma(cam, 2.0))

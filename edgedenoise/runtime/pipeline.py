@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from ..errors import DataError, EdgeDenoiseError
-from ..estimate import estimate_sigma
+from ..estimate import CORRELATED_GAIN, estimate_parts, gain_terms
 from ..frames import psnr_u8
 from ..temporal import TemporalStep
 from .autoselect import rung_name
@@ -98,16 +98,19 @@ class SigmaTracker:
     reset is estimated at once; after that a worker thread re-estimates a copy of the newest
     frame's central crop every `every` seconds and the frames in between use the current
     value, so the estimate (22-43 ms for the crop on two cores) is off the frame's critical path.
+
+    What it smooths are the estimate's two terms (estimate.gain_terms), not a level: the level is
+    made from them with the blind gain of the model running now (`gain`, called at each read), so
+    a model switch on the ladder (tiny 1.4, default 2.0) takes effect at once and exactly.
     """
 
     def __init__(self, fixed: float | None, smoothing: float = 0.8, crop: int = 256, background: bool = False,
-                 every: float = 0.25, estimator=None):
+                 every: float = 0.25, gain=None):
         self.fixed, self.crop, self.background, self.every = fixed, crop, background, every
-        # frame -> level: the model's own (Denoiser.estimate, its blind gain), else the default gain's
-        self.estimator = estimator or estimate_sigma
+        self.gain = gain or (lambda: CORRELATED_GAIN)  # () -> the running model's blind gain
         # fewer, wider-spaced estimates in the background: weigh each one more
         self.smoothing = 0.5 if background else smoothing
-        self.value: float | None = None
+        self._terms: tuple[float, float] | None = None
         self.estimates = 0
         self._lock = threading.Lock()
         self._busy = False
@@ -115,9 +118,15 @@ class SigmaTracker:
         self._t_last = 0.0
         self._thread: threading.Thread | None = None
 
+    @property
+    def value(self) -> float | None:
+        """The smoothed level for the running model's gain (0-255); None before the first estimate."""
+        t = self._terms
+        return None if t is None else t[0] + self.gain() * t[1]
+
     def reset(self) -> None:
         with self._lock:
-            self.value = None
+            self._terms = None
             self._generation += 1
 
     def _patch(self, img: np.ndarray) -> np.ndarray:
@@ -127,16 +136,21 @@ class SigmaTracker:
         y, x = max(0, (h - c) // 2), max(0, (w - c) // 2)
         return img[y:y + c, x:x + c]
 
-    def _update(self, est: float, generation: int) -> None:
+    def _update(self, terms: tuple[float, float], generation: int) -> None:
         with self._lock:
             if generation != self._generation:
                 return
-            self.value = est if self.value is None else self.smoothing * self.value + (1 - self.smoothing) * est
+            k, old = self.smoothing, self._terms
+            self._terms = terms if old is None else (k * old[0] + (1 - k) * terms[0], k * old[1] + (1 - k) * terms[1])
             self.estimates += 1
+
+    @staticmethod
+    def _estimate(patch: np.ndarray) -> tuple[float, float]:
+        return gain_terms(estimate_parts(patch))  # single-threaded (estimate.py)
 
     def _work(self, patch: np.ndarray, generation: int) -> None:
         try:
-            self._update(self.estimator(patch), generation)
+            self._update(self._estimate(patch), generation)
         finally:
             with self._lock:
                 self._busy = False
@@ -147,7 +161,7 @@ class SigmaTracker:
         with self._lock:
             value, generation = self.value, self._generation
         if value is None or not self.background:
-            self._update(self.estimator(self._patch(img)), generation)
+            self._update(self._estimate(self._patch(img)), generation)
             with self._lock:
                 self._t_last = time.perf_counter()
                 return self.value
@@ -233,8 +247,7 @@ class Pipeline:
         self.reconnect, self.show_status = reconnect, status
         # the model's blind gain: through self.den, which the ladder may change
         self.sigma = SigmaTracker(sigma, background=mode == "realtime",
-                                  estimator=lambda f: self.den.estimate(f) if hasattr(self.den, "estimate")
-                                  else estimate_sigma(f))
+                                  gain=lambda: getattr(self.den, "blind_gain", CORRELATED_GAIN))
         self.stats = stats or RunStats()
         self.stats.info["temporal"] = temporal
         if sink.stats is None:
