@@ -30,7 +30,7 @@ import argparse
 import hashlib
 
 import numpy as np
-from common import ROOT, cached, stamp, write  # noqa: E402  (common puts the checkout on sys.path)
+from common import ROOT, cached, publish, stamp  # noqa: E402  (common puts the checkout on sys.path)
 
 SETS = ("CBSD68", "Kodak24")
 # cached estimates and blind results are keyed by the estimator's source too: a changed
@@ -212,11 +212,7 @@ def main() -> int:
         bar.close()
 
     md = markdown(doc)
-    j, mdp = write(a.out, doc, md)
-    png = plot(doc, a.out)
-    print(md)
-    print(f"results: {j}, {mdp}, {png}")
-    return 0
+    return publish(a.out, doc, md, also=lambda _: [plot(doc, a.out)])
 
 
 def markdown(doc: dict) -> str:

@@ -12,6 +12,8 @@ CACHE = ROOT / "benchmarks" / ".cache"  # slow anchor results (CBM3D), reused ac
 
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from edgedenoise.atomic import write_atomic  # noqa: E402  (after the path: a checkout without installing)
+
 
 def stamp(extra: dict | None = None) -> dict:
     """Machine, library versions, threads, date and the command, for the top of every results file."""
@@ -32,14 +34,26 @@ def write(name: str, doc: dict, markdown: str, out: Path | None = None) -> tuple
     out = Path(out) if out else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     j, md = out / f"{name}.json", out / f"{name}.md"
-    j.write_text(json.dumps(doc, indent=2) + "\n")
     s = doc["stamp"]
     m = s["machine"]
     head = (f"Made by `{s['command']}` on {s['date'][:10]}: {m['cpu']}, {m['cores']} cores"
             f"{', GPU ' + m['gpu'] if m.get('gpu') else ', no GPU'}; "
             + ", ".join(f"{k} {v}" for k, v in s["versions"].items()) + ".\n\n")
-    md.write_text(head + markdown.rstrip() + "\n")
+    # each file whole or not at all: a stopped run leaves the last results, never half of them
+    write_atomic(j, (json.dumps(doc, indent=2) + "\n").encode(), what="benchmark results")
+    write_atomic(md, (head + markdown.rstrip() + "\n").encode(), what="benchmark results")
     return j, md
+
+
+def publish(name: str, doc: dict, markdown: str, out: Path | None = None, also=()) -> int:
+    """The end of a benchmark's main: `write` the results, print the table and the paths written;
+    `also`: its pictures' paths, or a function of the JSON's path that draws them (called after the
+    results are written, so a failed plot loses no measurement). Returns 0, the exit status."""
+    j, md = write(name, doc, markdown, out)
+    pictures = also(j) if callable(also) else also
+    print(markdown)
+    print("results: " + ", ".join(str(p) for p in (j, md, *pictures)))
+    return 0
 
 
 def cached(key: str, compute):

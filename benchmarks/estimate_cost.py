@@ -21,7 +21,7 @@ import multiprocessing as mp
 import time
 
 import numpy as np
-from common import stamp, write  # noqa: E402  (common puts the checkout on sys.path)
+from common import publish, stamp  # noqa: E402  (common puts the checkout on sys.path)
 
 
 def spin(stop) -> None:
@@ -87,9 +87,7 @@ def main() -> int:
         md.append(f"| {size}, {load} | {name} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['max_ms']:.1f} |")
     md.append("")
     md.append("Busy: another process spinning on one core. Frames: the bundled sample, camera protocol sigma 25.")
-    j, m = write("estimate_cost", doc, "\n".join(md))
-    print(f"results: {j}, {m}")
-    return 0
+    return publish("estimate_cost", doc, "\n".join(md))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import argparse
 import time
 
 import numpy as np
-from common import stamp, write  # noqa: E402  (common puts the checkout on sys.path)
+from common import publish, stamp  # noqa: E402  (common puts the checkout on sys.path)
 
 LEVELS = {"fp32": "all", "int8, fused kernels": "all", "int8, unfused (Q/DQ as float)": "basic"}
 
@@ -96,10 +96,7 @@ def main() -> int:
             lines.append(f"| {name} | {label} | {r['psnr']:.2f} | {r['psnr'] - base['psnr']:+.2f} | {r['ms']:.1f} | "
                          f"{r['ms'] / base['ms']:.2f}x |")
     md = "\n".join(lines)
-    j, mdp = write("int8_cpu", {"stamp": stamp({"vnni": vnni}), "results": results}, md)
-    print(md)
-    print(f"results: {j}, {mdp}")
-    return 0
+    return publish("int8_cpu", {"stamp": stamp({"vnni": vnni}), "results": results}, md)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import stamp, write  # noqa: E402
+from common import publish, stamp  # noqa: E402
 
 DEVICES = {"Orin Nano 8GB": (10.0, 68.0), "Orin NX 16GB": (15.0, 102.0), "AGX Orin 64GB": (43.0, 205.0)}
 DERATE = {"compute": 0.35, "memory": 0.7}
@@ -136,10 +136,7 @@ def main() -> int:
               "summed over the layers, plus the uint8 frame in and out; fp16 activations and weights, each read "
               "once and written once. The bound column uses efficiency 1 for both."]
     md = "\n".join(lines)
-    j, mdp = write("jetson_projection", doc, md)
-    print(md)
-    print(f"results: {j}, {mdp}")
-    return 0
+    return publish("jetson_projection", doc, md)
 
 
 if __name__ == "__main__":

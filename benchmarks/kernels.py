@@ -35,7 +35,7 @@ import re
 import statistics
 import sys
 
-from common import stamp, write  # noqa: E402
+from common import publish, stamp  # noqa: E402
 
 # published dense peaks: (fp16 tensor TFLOP/s, fp32 non-tensor TFLOP/s, memory GB/s)
 PEAKS = {
@@ -262,11 +262,7 @@ def main() -> int:
                  (f" Measured in this run: {ceil['copy_gbs']:.0f} GB/s copy, {ceil['fp16_gemm_tflops']:.0f} TFLOP/s "
                   "fp16 GEMM." if ceil else ""))
     tag = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
-    j, md = write(f"kernels_{tag}", doc, "\n".join(lines), a.out)
-    png = plot(doc, j.with_suffix(".png"))
-    print("\n".join(lines))
-    print(f"results: {j}, {md}, {png}")
-    return 0
+    return publish(f"kernels_{tag}", doc, "\n".join(lines), a.out, also=lambda j: [plot(doc, j.with_suffix(".png"))])
 
 
 def plot(doc: dict, png):

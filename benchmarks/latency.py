@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import stamp, write  # noqa: E402
+from common import publish, stamp, write  # noqa: E402
 
 DEVICE = "cuda"  # --smoke: "cpu" (the triton backend then runs under TRITON_INTERPRET=1)
 
@@ -231,11 +231,7 @@ def main() -> int:
                 r["x_nlm"] = round(st["p50_ms"] / r["p50_ms"], 2)
 
     md = table(doc, a, h_nlm)
-    j, mdp = write(f"latency_{kind}", doc, md, a.out)
-    png = plot(doc, kind, j.with_suffix(".png"))
-    print(md)
-    print(f"results: {j}, {mdp}, {png}")
-    return 0
+    return publish(f"latency_{kind}", doc, md, a.out, also=lambda j: [plot(doc, kind, j.with_suffix(".png"))])
 
 
 def table(doc: dict, a, h_nlm: float) -> str:

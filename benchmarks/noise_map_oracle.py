@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import stamp, write  # noqa: E402
+from common import publish, stamp  # noqa: E402
 
 FACTORS = (0.6, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0)
 WINDOW = 6.0  # std of the Gaussian window of the local level, pixels
@@ -114,10 +114,7 @@ def main() -> int:
               "less. The models were trained with one level per patch, never with a map."]
     md = "\n".join(lines)
     doc = {"stamp": stamp({"factors": list(FACTORS), "window_std_px": WINDOW}), "results": results}
-    j, m = write("noise_map_oracle", doc, md)
-    print(md)
-    print(f"results: {j}, {m}")
-    return 0
+    return publish("noise_map_oracle", doc, md)
 
 
 if __name__ == "__main__":

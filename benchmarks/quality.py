@@ -27,7 +27,7 @@ import sys
 import time
 
 import numpy as np
-from common import ROOT, cached, stamp, write  # noqa: E402  (common puts the checkout on sys.path)
+from common import ROOT, cached, publish, stamp  # noqa: E402  (common puts the checkout on sys.path)
 
 SIGMAS = (15, 25, 50)
 SETS = ("CBSD68", "Kodak24")
@@ -208,11 +208,8 @@ def main() -> int:
     doc = {"stamp": stamp(), "sigmas": list(SIGMAS), "sets": list(SETS),
            "subset": {s: sorted(subset[s]) for s in SETS}, "nlm_h": h, "methods": methods}
     md = markdown(doc)
-    j, mdp = write("quality" if a.limit is None else "quality_check", doc, md)
-    png = plot(doc, "quality_vs_cost" if a.limit is None else "quality_check")
-    print(md)
-    print(f"results: {j}, {mdp}, {png}")
-    return 0
+    name = "quality" if a.limit is None else "quality_check"
+    return publish(name, doc, md, also=lambda _: [plot(doc, "quality_vs_cost" if a.limit is None else name)])
 
 
 def _cell(m, st, pr, part, s, key="psnr"):

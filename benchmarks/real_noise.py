@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import RESULTS, stamp, write  # noqa: E402  (common puts the checkout on sys.path)
+from common import RESULTS, publish, stamp  # noqa: E402  (common puts the checkout on sys.path)
 
 BLOCK = 16
 FLAT_SHARE = 0.25
@@ -156,10 +156,7 @@ def main() -> int:
                       for k, d in methods.items()},
            "mean_flat_noise": mean, "images": rows}
     md = markdown(doc, labels)
-    j, mdp = write("real_noise", doc, md)
-    print(md)
-    print(f"results: {j}, {mdp}, " + ", ".join(pictures))
-    return 0
+    return publish("real_noise", doc, md, also=pictures)
 
 
 def markdown(doc: dict, labels: list[str]) -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import RESULTS, ROOT, stamp, write
+from common import RESULTS, ROOT, publish, stamp, write
 from video import read_video, tpsnr  # benchmarks/ is on the path: the script's own folder
 
 SIGMA = 25.0
@@ -285,10 +285,7 @@ def main() -> int:
                            "ffmpeg": ffmpeg_choice or "not found: hqdn3d and fftdnoiz not run"}),
            "cost_640x480": cost, "results": results}
     md = report(results, cost, h_nlm, ffmpeg, pictures)
-    j, mdp = write("temporal_cpu", doc, md)
-    print(md)
-    print(f"results: {j}, {mdp}, " + ", ".join(str(p) for p in pictures))
-    return 0
+    return publish("temporal_cpu", doc, md, also=pictures)
 
 
 def _mean(rows, method, key, start=0):

@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, stamp, write
+from common import RESULTS, ROOT, publish, stamp
 
 SIGMA = 25.0
 WARMUP = 5
@@ -182,10 +182,7 @@ def main() -> int:
               "own compression."), ""]
     lines += [f"![{p.stem}]({p.name})" for p in pictures]
     md = "\n".join(lines)
-    j, mdp = write("video_cpu", doc, md)
-    print(md)
-    print(f"results: {j}, {mdp}, " + ", ".join(str(p) for p in pictures))
-    return 0
+    return publish("video_cpu", doc, md, also=pictures)
 
 
 if __name__ == "__main__":
