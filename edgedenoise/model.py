@@ -100,7 +100,7 @@ class DenoiseUNet(nn.Module):
             # model's own estimate (unshuffled) and the noise-level map -> r*r gate logits per
             # half-resolution pixel, pixel-shuffled; its last layer starts at zero (gate 0: framewise)
             # (gate_in "parts": their colour channels unshuffled, 2*c*r*r inputs; "sums": summed over
-            # the colours, then over each r x r block, 2 inputs: a third of "parts"' time in ONNX Runtime)
+            # the colours, then over each r x r block, 2 inputs: about half "parts"' time in ONNX Runtime)
             gw = config.gate
             gin = 2 * c * r * r if config.gate_in == "parts" else 2
             self.gate = nn.Sequential(conv3x3(gin + int(b), gw, b), nn.ReLU(inplace=True),
