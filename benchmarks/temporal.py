@@ -151,9 +151,11 @@ def shipped_recurrent() -> list[str]:
     """The names of the shipped models that are recurrent."""
     import json
 
-    from edgedenoise.modelfile import MODELS_DIR
+    from edgedenoise.modelfile import ALIASES, MODELS_DIR
 
-    return sorted(p.stem for p in MODELS_DIR.glob("*.json") if json.loads(p.read_text()).get("recurrent"))
+    known = {stem: name for name, stem in ALIASES.items()}  # small-video: default-video (its base: default)
+    return sorted(known.get(p.stem, p.stem) for p in MODELS_DIR.glob("*.json")
+                  if json.loads(p.read_text()).get("recurrent"))
 
 
 def blend_cost(recurrent: list[str] = ()) -> dict:

@@ -19,7 +19,7 @@ from .atomic import temp_beside, write_atomic
 from .errors import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-ALIASES = {"default": "small"}
+ALIASES = {"default": "small", "default-video": "small-video"}  # the names users know: the files' stems
 
 
 # file endings of a model's files -> the variant they hold (longest first: ".trt.int8.onnx" before ".int8.onnx")
@@ -89,8 +89,10 @@ def resolve(spec: str | Path) -> ModelFiles:
             stem = p.with_name(p.name[: -len(ending)])
             variant = VARIANT_ENDINGS[ending]
         else:
+            shipped = shipped_models()
+            names = [a for a, t in ALIASES.items() if t in shipped] + shipped
             raise ModelError(
-                f"model {s!r} not found: give a shipped model ({', '.join(['default'] + shipped_models())}), "
+                f"model {s!r} not found: give a shipped model ({', '.join(names)}), "
                 "a run folder, or a .safetensors/.onnx file"
             )
         if not p.exists() and not any(_beside(stem, x).exists() for x in (".json", ".safetensors", ".onnx")):
