@@ -23,8 +23,14 @@ def temp_beside(path: str | Path) -> Path:
     path = Path(path)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".part{path.suffix}")
     os.close(fd)
-    os.chmod(name, 0o666 & ~_UMASK)
+    usual_mode(name)
     return Path(name)
+
+
+def usual_mode(path: str | Path) -> None:
+    """Give `path` the permissions a new file gets (0666 less the umask): mkstemp makes it 0600, and
+    so do writers that replace the file (safetensors' save_file)."""
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def write_atomic(path: str | Path, data: bytes | memoryview, what: str = "output") -> Path:

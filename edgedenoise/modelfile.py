@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import temp_beside, write_atomic
+from .atomic import temp_beside, usual_mode, write_atomic
 from .errors import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -208,6 +208,7 @@ def save_model(model, stem: str | Path, extra: dict | None = None, half: bool = 
     tmp = temp_beside(weights)
     try:
         save_file(state, str(tmp), metadata={"config": json.dumps(cfg)})
+        usual_mode(tmp)  # save_file writes a new file of mode 0600
         tmp.replace(weights)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,4 +1,7 @@
 """float16 weight storage: half the file, the same network (onnxweights.py)."""
+import os
+import stat
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -108,6 +111,10 @@ def test_half_safetensors_load_as_float32(tmp_path):
     net = load_model("tiny")
     save_model(net, tmp_path / "t", half=True)
     assert (tmp_path / "t.safetensors").stat().st_size < 0.55 * 2 * sum(p.numel() * 2 for p in net.parameters())
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ("t.safetensors", "t.json"):  # a new file's usual permissions (safetensors writes 0600)
+        assert stat.S_IMODE((tmp_path / f).stat().st_mode) == 0o666 & ~umask, f
     back = load_model(tmp_path / "t.safetensors")
     for (k, p), q in zip(net.state_dict().items(), back.state_dict().values()):
         assert q.dtype == torch.float32, k
