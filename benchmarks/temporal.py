@@ -224,10 +224,10 @@ def main() -> int:
             doc["cost_640x480"] = blend_cost(rec if a.recurrent is None else a.recurrent)
             doc["cost_stamp"] = stamp()
         ff = doc["stamp"].get("ffmpeg")
-        pictures = [RESULTS / "temporal_cut.png", RESULTS / "temporal_frames.png"]
+        pictures = [cut_plot(doc["results"]), RESULTS / "temporal_frames.png"]
         md = report(doc["results"], doc["cost_640x480"], doc["stamp"]["nlm_h"], ff if isinstance(ff, dict) else None,
                     pictures, doc.get("cost_stamp"))
-        return publish("temporal_cpu", doc, md)
+        return publish("temporal_cpu", doc, md, also=pictures[:1])  # the cut plot is redrawn, the frames are not
 
     from tqdm import tqdm
 
@@ -277,6 +277,7 @@ def main() -> int:
         for label, outs in methods.items():
             row["methods"][label] = scores(outs, clean)
         if c.get("show"):
+            row["show"] = True  # its PSNR per frame is in the cut plot (cut_plot reads it from here)
             c["outs"] = {k: methods[k] for k in ("default fp32", "default fp32 + blend", "tiny fp32",
                                                  "tiny fp32 + blend", *(f"{m} fp32" for m in recurrent))}
         results.append(row)
@@ -287,7 +288,7 @@ def main() -> int:
                   f"-> {np.mean(d['tiny fp32 + blend']['psnr']):.2f}", file=sys.stderr)
     bar.close()
     cost = blend_cost(recurrent)
-    pictures = [cut_plot(clips, results), frames_picture(clips)]
+    pictures = [cut_plot(results), frames_picture(clips)]
     doc = {"stamp": stamp({"sigma": SIGMA, "nlm_h": h_nlm,
                            "ffmpeg": ffmpeg_choice or "not found: hqdn3d and fftdnoiz not run"}),
            "cost_640x480": cost, "results": results}
@@ -389,33 +390,36 @@ def report(results, cost, h_nlm, ffmpeg, pictures, cost_stamp: dict | None = Non
     return "\n".join(lines)
 
 
-def cut_plot(clips, results) -> Path:
+def cut_plot(results) -> Path:
+    """PSNR per frame across the cuts shown (rows marked "show"; results written before the mark: the
+    Kodak24 cut and the video splice), drawn from the results alone, so --report-only redraws it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cuts = [c for c in clips if c["kind"] == "cut" and "outs" in c]
-    fig, axes = plt.subplots(1, len(cuts), figsize=(6 * len(cuts), 4), squeeze=False)
-    from edgedenoise.evaluate import psnr_u8
-
-    for ax, c in zip(axes[0], cuts):
-        k = 20 if c["set"] == "video" else CUT_FRAMES // 2
-        styles = [("default fp32", "C0--"), ("default fp32 + blend", "C0-"), ("tiny fp32", "C1--"),
-                  ("tiny fp32 + blend", "C1-")]
-        styles += [(label, f"C{2 + i}-") for i, label in enumerate(x for x in c["outs"] if x not in dict(styles))]
+    cuts = [r for r in results if r["kind"] == "cut" and r.get("show")] or \
+        [r for r in results if r["kind"] == "cut" and r["set"] in ("Kodak24", "video")]
+    fig, axes = plt.subplots(1, len(cuts), figsize=(6 * len(cuts), 4.6), squeeze=False)
+    styles = [("default fp32", "C0--"), ("default fp32 + blend", "C0-"), ("tiny fp32", "C1--"),
+              ("tiny fp32 + blend", "C1-")]
+    recurrent = [m for m in cuts[0]["methods"] if m.endswith(" fp32") and "-" in m.split()[0]]
+    styles += [(label, f"C{2 + i}-") for i, label in enumerate(recurrent)]
+    for ax, r in zip(axes[0], cuts):
+        k = 20 if r["set"] == "video" else CUT_FRAMES // 2
         for label, style in styles:
-            ax.plot([psnr_u8(o, g) for o, g in zip(c["outs"][label], c["clean"])], style, marker=".", label=label)
+            ax.plot(r["methods"][label]["psnr"], style, marker=".", label=label)
         ax.axvline(k - 0.5, color="k", lw=0.8)
         ax.text(k - 0.3, 0.97, "cut", fontsize=10, va="top", transform=ax.get_xaxis_transform())
-        ax.set_title(c["name"], fontsize=11)
+        ax.set_title(r["clip"], fontsize=11)
         ax.set_xlabel("frame")
         ax.set_ylabel("PSNR dB")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()  # one legend, below the plots: it covers no curve
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9, frameon=False)
     fig.suptitle(f"PSNR per frame across a scene cut, sigma {SIGMA:g}: frame by frame (dashed), blend and "
                  f"recurrent models (solid)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     path = RESULTS / "temporal_cut.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
