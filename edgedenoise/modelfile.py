@@ -73,6 +73,21 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.json"))
 
 
+def recurrent_variant(name: str) -> str | None:
+    """The shipped recurrent model made from the shipped framewise model `name` (its files' stem plus
+    "-video": tiny -> tiny-video, default -> default-video, named as users know it), or None. Such a
+    model is the framewise one, untouched, with a learned fusion of its last output: what
+    `--temporal auto` runs on a stream (VideoDenoiser.load, `run`)."""
+    stem = ALIASES.get(str(name), str(name))
+    shipped = shipped_models()
+    if stem not in shipped or f"{stem}-video" not in shipped:
+        return None
+    if json.loads((MODELS_DIR / f"{stem}.json").read_text()).get("recurrent") or \
+            not json.loads((MODELS_DIR / f"{stem}-video.json").read_text()).get("recurrent"):
+        return None
+    return next((a for a, t in ALIASES.items() if t == f"{stem}-video"), f"{stem}-video")
+
+
 def resolve(spec: str | Path) -> ModelFiles:
     """Find the files of a model (no torch needed). Raises ModelError with what to do."""
     s = str(spec)

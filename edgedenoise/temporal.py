@@ -46,7 +46,8 @@ import cv2
 import numpy as np
 
 from .denoiser import Denoiser, Timing
-from .errors import DataError, ModelError
+from .errors import DataError, EdgeDenoiseError, ModelError
+from .modelfile import recurrent_variant
 from .tiling import tiled
 
 MODES = ("off", "blend", "model")
@@ -432,7 +433,7 @@ class VideoDenoiser:
     """A `Denoiser` with a memory: the frames of one video, in order.
 
         from edgedenoise import VideoDenoiser
-        vd = VideoDenoiser.load("default")          # the blend on top of the framewise model
+        vd = VideoDenoiser.load("default")          # default-video: default and its learned fusion
         for frame in frames:
             out = vd.denoise(frame, sigma=25)       # sigma=None: estimated per frame
         vd.reset()                                  # a new video (or a reconnect)
@@ -441,7 +442,8 @@ class VideoDenoiser:
     dropped on the first frame, a change of frame size or type, a detected scene cut, and `reset()`;
     `resets` counts the drops. `temporal`: `blend` (RecursiveBlend on the model's outputs), `model`
     (a recurrent model given its last output: RecurrentState; `tiny-video` is one), `off`
-    (framewise, as `Denoiser`), or `auto`: `model` for a recurrent model, else `blend`.
+    (framewise, as `Denoiser`), or `auto`: `model` for a recurrent model, else `blend` (`load` with
+    `auto` takes a shipped model's recurrent variant where one ships: default -> default-video).
     Not for several threads at once: the state belongs to one stream."""
 
     def __init__(self, denoiser: Denoiser, temporal: str = "auto", blend: RecursiveBlend | None = None):
@@ -457,7 +459,15 @@ class VideoDenoiser:
     def load(cls, model: str = "default", backend: str = "auto", threads: int | None = None,
              device: str | None = None, precision: str = "fp32", sigma_scale: float = 1.0,
              temporal: str = "auto") -> VideoDenoiser:
-        """As `Denoiser.load`, plus the temporal mode."""
+        """As `Denoiser.load`, plus the temporal mode. `auto` on a shipped framewise model that has a
+        recurrent variant (tiny-video, default-video) loads that variant, in `model` mode, where the
+        backend runs it; else the blend."""
+        variant = recurrent_variant(model) if temporal == "auto" and isinstance(model, str) else None
+        if variant:
+            try:
+                return cls(Denoiser.load(variant, backend, threads, device, precision, sigma_scale), "model")
+            except EdgeDenoiseError:  # a backend that runs no recurrent model (triton, tensorrt): the blend
+                pass
         den = Denoiser.load(model, backend, threads, device, precision, sigma_scale)
         try:
             return cls(den, temporal)

@@ -3,6 +3,7 @@ synthetic clips they are measured on. Real frames (CBSD68 images through clips.m
 `tiny` model on ONNX Runtime; nothing asserts on timing."""
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import cv2
@@ -31,7 +32,7 @@ def images(data_root) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def vd():
-    return VideoDenoiser.load("tiny", backend="onnxruntime", threads=2)
+    return VideoDenoiser.load("tiny", backend="onnxruntime", threads=2, temporal="blend")
 
 
 def _psnrs(outs, clean):
@@ -160,9 +161,16 @@ def test_video_denoiser_api(images):
     off = VideoDenoiser.load("tiny", temporal="off")
     frame = noisy_clip(make_clip(images[0], "still", 1), SIGMA)[0]
     assert np.array_equal(off.denoise(frame, SIGMA), off.den.denoise(frame, SIGMA))
-    vd = VideoDenoiser.load("tiny")
+    vd = VideoDenoiser.load("tiny", temporal="blend")
     out, timing = vd.denoise_timed(frame)  # sigma estimated
     assert out.shape == frame.shape and timing.total > 0 and vd.name == "tiny" and vd.mode == "blend"
+    auto = VideoDenoiser.load("tiny")  # auto: the shipped recurrent variant, the same model on a first frame
+    assert auto.name == "tiny-video" and auto.mode == "model"
+    assert np.array_equal(auto.denoise(frame, SIGMA), off.denoise(frame, SIGMA))
+    assert VideoDenoiser.load("tiny", backend="torch").mode == "model"
+    if importlib.util.find_spec("triton"):  # a backend that runs no recurrent model: the blend on tiny
+        tri = VideoDenoiser.load("tiny", backend="triton")
+        assert (tri.name, tri.mode) == ("tiny", "blend")
 
 
 def test_run_blends_a_video_by_default_and_counts_resets(images, tmp_path, capsys):
@@ -176,7 +184,7 @@ def test_run_blends_a_video_by_default_and_counts_resets(images, tmp_path, capsy
         wr.write(f)
     wr.release()
     outs = {}
-    for mode in ("auto", "off"):
+    for mode in ("blend", "off", "auto"):
         out, stats = tmp_path / f"frames_{mode}", tmp_path / f"stats_{mode}.json"
         rc = main(["run", "--source", str(path), "--sink", str(out), "--sigma", "25", "--model", "tiny",
                    "--backend", "onnxruntime", "--temporal", mode, "--stats", str(stats), "--quiet"])
@@ -185,13 +193,19 @@ def test_run_blends_a_video_by_default_and_counts_resets(images, tmp_path, capsy
         assert s["frames_in"] == s["frames_out"] == 8 and s["mode"] == "offline"
         outs[mode] = [cv2.imread(str(f)) for f in sorted(out.glob("*.png"))]
         assert len(outs[mode]) == 8
-        if mode == "auto":
+        if mode == "blend":
             assert s["temporal"] == "blend" and s["temporal_resets"] == 1 and s["stages"]["temporal"]["count"] == 8
-        else:
+            assert "temporal blend" in capsys.readouterr().err
+        elif mode == "off":
             assert s["temporal"] == "off" and s["temporal_resets"] == 0
-    gain = _psnrs(outs["auto"], clean) - _psnrs(outs["off"], clean)
+        else:  # auto on a video: tiny's shipped recurrent variant
+            assert s["temporal"] == "model" and s["model"] == "tiny-video" and s["temporal_resets"] == 1
+            assert "temporal auto: tiny-video" in capsys.readouterr().err
+    gain = _psnrs(outs["blend"], clean) - _psnrs(outs["off"], clean)
     assert gain[2:4].min() > 0.4 and gain[6:].min() > 0.4 and abs(gain[4]) < 0.05, gain.round(2)
-    assert "temporal blend" in capsys.readouterr().err
+    # the recurrent variant: tiny itself on each scene's first frame, then above it
+    model = _psnrs(outs["auto"], clean) - _psnrs(outs["off"], clean)
+    assert abs(model[0]) < 0.01 and abs(model[4]) < 0.05 and model[2:4].min() > 0.4, model.round(2)
 
 
 def test_temporal_model_and_single_image_blend_are_refused_in_one_line(images, tmp_path, capsys):

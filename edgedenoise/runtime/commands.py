@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from ..backends import CHOICES
-from ..errors import DataError
+from ..errors import DataError, EdgeDenoiseError
 from .stats import RunStats
 
 BACKENDS = CHOICES
@@ -103,7 +103,9 @@ def add_run(sub):
                         "outputs; where the scene holds still it averages over up to 8 frames), model (a recurrent "
                         "model given its last output, e.g. --model tiny-video), off (each frame alone); auto "
                         "(default): for video files, cameras, streams and the demo model if the model is "
-                        "recurrent, else blend; off for images")
+                        "recurrent or has a shipped recurrent variant (tiny -> tiny-video, default -> "
+                        "default-video; not where --model auto is timed against a live source), else blend; off "
+                        "for images")
     p.add_argument("--reconnect", type=int, default=10, help="tries to reopen a dropped camera or stream (default 10)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=cmd_run)
@@ -149,6 +151,26 @@ def temporal_mode(asked: str, source) -> str:
     if asked != "auto":
         return asked
     return "off" if isinstance(source, ImageSource) else "blend"
+
+
+def _recurrent_variant(den, why: str, backend: str, threads):
+    """--temporal auto on a stream: a shipped framewise model's recurrent variant (tiny -> tiny-video,
+    default -> default-video: the same model with a learned fusion of its last output, above the blend
+    on most clips, benchmarks/results/temporal_cpu.md) where one ships and the backend runs it; else
+    the blend. Not where auto chose the model against the frame period (realtime, --model auto): the
+    variant costs 10-35 % more. Returns (denoiser, why, temporal mode)."""
+    from ..denoiser import Denoiser
+    from ..modelfile import recurrent_variant
+
+    variant = recurrent_variant(den.name)
+    if variant is None:
+        return den, why, "blend"
+    try:
+        rec = Denoiser.load(variant, backend=backend, threads=threads, precision=den.precision)
+    except EdgeDenoiseError as e:
+        return den, f"{why}; {variant} not used ({e}): the blend", "blend"
+    den.close()
+    return rec, f"{why}; temporal auto: {variant}, the same model with a learned fusion of the frames before", "model"
 
 
 def cmd_run(a):
@@ -206,6 +228,8 @@ def cmd_run(a):
         den, why, ladder = chosen if adapt else (*chosen, None)
         if a.temporal == "auto" and temporal == "blend" and den.recurrent:
             temporal = "model"  # the best available: the model's own use of the frames before
+        elif a.temporal == "auto" and temporal == "blend" and not ladder and (mode == "offline" or a.model != "auto"):
+            den, why, temporal = _recurrent_variant(den, why, a.backend, a.threads)
         check_mode(temporal, den.name, den.recurrent)
         den.sigma_scale = a.sigma_scale
         sigma_desc = "auto (estimated, smoothed)" if a.sigma is None else f"{a.sigma:g}"
