@@ -26,10 +26,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .trainconfig import GATE_INPUTS
+
 # The noise-level map carries sigma (in [0,1] units) times this factor, so that
 # the map is of order one over the 0-75 (0-255 scale) range the models serve.
 SIGMA_MAP_SCALE = 255.0 / 50.0
-GATE_INPUTS = ("parts", "sums")  # what a recurrent model's gate branch is fed (ModelConfig.gate_in)
 
 
 def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:

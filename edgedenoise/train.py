@@ -517,9 +517,9 @@ def resume_or_init(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunCont
                 f"checkpoint {ck_path} is for widths {saved.get('widths')} depths {saved.get('depths')}, "
                 f"not model {cfg.model}: use another --out or the same --model"
             )
-        gate = (int(saved.get("gate", 0)), saved.get("gate_in", "parts") if saved.get("gate") else "parts")
-        if gate != (mcfg.gate, mcfg.gate_in) and mcfg.recurrent:
-            raise ModelError(f"checkpoint {ck_path} has gate {gate[0]} ({gate[1]}), not --gate {mcfg.gate} "
+        was = ModelConfig.from_dict(saved)  # its gate and gate_in, with the defaults of files before them
+        if (was.gate, was.gate_in) != (mcfg.gate, mcfg.gate_in) and mcfg.recurrent:
+            raise ModelError(f"checkpoint {ck_path} has gate {was.gate} ({was.gate_in}), not --gate {mcfg.gate} "
                              f"({mcfg.gate_in}): use another --out or the same --gate and --gate-in")
         if bool(saved.get("recurrent")) != mcfg.recurrent:
             kind = "a recurrent (--video)" if saved.get("recurrent") else "a framewise"

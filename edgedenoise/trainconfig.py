@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from .errors import DataError
 
+# what a recurrent model's gate branch may be fed (ModelConfig.gate_in, train --gate-in); here, torch-free,
+# so that a training run's values are checked before torch is imported
+GATE_INPUTS = ("parts", "sums")
+
 
 @dataclass
 class TrainConfig:
@@ -64,8 +68,8 @@ class TrainConfig:
                 raise bad(name, v, f"must be a whole number >= {low}")
         if self.gate and not self.video:
             raise bad("gate", self.gate, "needs --video (a recurrent model's gate branch)")
-        if self.gate_in not in ("parts", "sums"):
-            raise bad("gate_in", self.gate_in, "parts or sums (what a gate branch sees of the difference)")
+        if self.gate_in not in GATE_INPUTS:
+            raise bad("gate_in", self.gate_in, f"{' or '.join(GATE_INPUTS)} (what a gate branch sees)")
         if self.fusion_only and not self.video:
             raise bad("fusion_only", True, "needs --video (a recurrent model's fusion weights)")
         if self.video and (not isinstance(self.frames, int) or self.frames < 2):

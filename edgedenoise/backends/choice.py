@@ -36,7 +36,6 @@ ENGINES_ENV = "EDGEDENOISE_ENGINES"
 GPU_BACKENDS = ("tensorrt", "triton")  # torch is a GPU backend only on CUDA (Capabilities.torch_cuda)
 
 
-
 def x86_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
     """Whether this x86 Linux CPU has VNNI (AVX-512 VNNI or AVX-VNNI); None where it is not x86 or the
     flags cannot be read. Without it ONNX Runtime multiplies INT8's u8 x s8 pairs with a 16-bit sum
