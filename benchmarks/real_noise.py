@@ -106,7 +106,7 @@ def main() -> int:
 
     from edgedenoise.data import default_data_root, list_images
     from edgedenoise.denoiser import Denoiser
-    from edgedenoise.estimate import estimate_sigma, estimate_white_sigma
+    from edgedenoise.estimate import combine, estimate_parts, estimate_white_sigma
     from edgedenoise.modelfile import file_sha256
     from edgedenoise.nlm import nlm_denoise, nlm_h
 
@@ -122,13 +122,14 @@ def main() -> int:
     for f in tqdm(files, unit="img", desc="RNI15"):
         noisy = cv2.imread(str(f), cv2.IMREAD_COLOR)
         blocks = flat_blocks(noisy)
-        est = estimate_sigma(noisy)  # the default gain's level (NLM's h and the table; models use their own)
+        parts = estimate_parts(noisy)  # once per image: each model's level is combine(parts, its gain)
+        est = combine(parts)  # the default gain's level (NLM's h and the table; models use their own)
         before = estimate_white_sigma(noisy, weak_texture=False)
         outs = {"noisy": noisy}
         outs["OpenCV NLM"] = nlm_denoise(noisy, nlm_h(est))
         for label, den in methods.items():
             outs[f"{label}, estimate of before"] = den.denoise(noisy, before)
-            outs[f"{label}, blind"] = den.denoise(noisy, den.estimate(noisy))  # what denoise(noisy) does
+            outs[f"{label}, blind"] = den.denoise(noisy, combine(parts, den.blind_gain))  # den.estimate(noisy)
         rows.append({"image": f.name, "size": f"{noisy.shape[1]}x{noisy.shape[0]}", "estimate": est,
                      "estimate_before": before, "nlm_h": nlm_h(est), "flat_blocks": len(blocks),
                      "flat_noise": {k: flat_noise(v, blocks) for k, v in outs.items()}})
