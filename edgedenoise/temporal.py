@@ -429,6 +429,19 @@ class TemporalStep:
         return out, timing, time.perf_counter() - t3
 
 
+def load_recurrent_variant(model, load) -> tuple[Denoiser | None, str]:
+    """(the shipped recurrent variant of framewise model `model`, as `load(name)` gives it; None where
+    none ships or the backend runs no recurrent model (triton, tensorrt)), and what was done: what
+    `--temporal auto` runs on a stream (VideoDenoiser.load, `run`)."""
+    variant = recurrent_variant(model) if isinstance(model, str) else None
+    if variant is None:
+        return None, ""
+    try:
+        return load(variant), f"temporal auto: {variant}, the same model with a learned fusion of the frames before"
+    except EdgeDenoiseError as e:
+        return None, f"{variant} not used ({e}): the blend"
+
+
 class VideoDenoiser:
     """A `Denoiser` with a memory: the frames of one video, in order.
 
@@ -462,12 +475,11 @@ class VideoDenoiser:
         """As `Denoiser.load`, plus the temporal mode. `auto` on a shipped framewise model that has a
         recurrent variant (tiny-video, default-video) loads that variant, in `model` mode, where the
         backend runs it; else the blend."""
-        variant = recurrent_variant(model) if temporal == "auto" and isinstance(model, str) else None
-        if variant:
-            try:
-                return cls(Denoiser.load(variant, backend, threads, device, precision, sigma_scale), "model")
-            except EdgeDenoiseError:  # a backend that runs no recurrent model (triton, tensorrt): the blend
-                pass
+        if temporal == "auto":
+            rec, _ = load_recurrent_variant(model, lambda m: Denoiser.load(m, backend, threads, device, precision,
+                                                                           sigma_scale))
+            if rec is not None:
+                return cls(rec, "model")
         den = Denoiser.load(model, backend, threads, device, precision, sigma_scale)
         try:
             return cls(den, temporal)

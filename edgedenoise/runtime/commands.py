@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from ..backends import CHOICES
-from ..errors import DataError, EdgeDenoiseError
+from ..errors import DataError
 from .stats import RunStats
 
 BACKENDS = CHOICES
@@ -153,30 +153,11 @@ def temporal_mode(asked: str, source) -> str:
     return "off" if isinstance(source, ImageSource) else "blend"
 
 
-def _recurrent_variant(den, why: str, backend: str, threads):
-    """--temporal auto on a stream: a shipped framewise model's recurrent variant (tiny -> tiny-video,
-    default -> default-video: the same model with a learned fusion of its last output, above the blend
-    on most clips, benchmarks/results/temporal_cpu.md) where one ships and the backend runs it; else
-    the blend. Not where auto chose the model against the frame period (realtime, --model auto): the
-    variant costs 10-35 % more. Returns (denoiser, why, temporal mode)."""
-    from ..denoiser import Denoiser
-    from ..modelfile import recurrent_variant
-
-    variant = recurrent_variant(den.name)
-    if variant is None:
-        return den, why, "blend"
-    try:
-        rec = Denoiser.load(variant, backend=backend, threads=threads, precision=den.precision)
-    except EdgeDenoiseError as e:
-        return den, f"{why}; {variant} not used ({e}): the blend", "blend"
-    den.close()
-    return rec, f"{why}; temporal auto: {variant}, the same model with a learned fusion of the frames before", "model"
-
-
 def cmd_run(a):
+    from ..denoiser import Denoiser
     from ..errors import EdgeDenoiseError, Interrupted
     from ..outputs import OutputLock, guard, refuse_inputs
-    from ..temporal import check_mode
+    from ..temporal import check_mode, load_recurrent_variant
     from .autoselect import choose, rung_name
     from .pipeline import Pipeline, Signals
     from .sinks import parse_sink
@@ -229,7 +210,14 @@ def cmd_run(a):
         if a.temporal == "auto" and temporal == "blend" and den.recurrent:
             temporal = "model"  # the best available: the model's own use of the frames before
         elif a.temporal == "auto" and temporal == "blend" and not ladder and (mode == "offline" or a.model != "auto"):
-            den, why, temporal = _recurrent_variant(den, why, a.backend, a.threads)
+            # a shipped model's recurrent variant (not where auto timed the models against a live source:
+            # a variant costs 10-35 % more); else the blend
+            rec, note = load_recurrent_variant(den.name, lambda m: Denoiser.load(
+                m, backend=a.backend, threads=a.threads, precision=den.precision))
+            why += f"; {note}" if note else ""
+            if rec is not None:
+                den.close()
+                den, temporal = rec, "model"
         check_mode(temporal, den.name, den.recurrent)
         den.sigma_scale = a.sigma_scale
         sigma_desc = "auto (estimated, smoothed)" if a.sigma is None else f"{a.sigma:g}"
