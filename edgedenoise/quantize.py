@@ -129,6 +129,23 @@ def calibration_batches(folder: str | Path, count: int = 32, seed: int = 0, recu
     return feeds
 
 
+def unshuffle_convs(graph) -> list[str]:
+    """Names of the Conv nodes that only rearrange pixels: the export writes the model's
+    pixel-unshuffle as a Conv without a bias whose weights are the identity (model.unshuffle).
+    Quantized, they would only add a rounding step; they stay float."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    names = []
+    for n in graph.node:
+        if n.op_type != "Conv" or len(n.input) != 2 or n.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]])
+        if w.ndim == 4 and w.shape[0] == w[0].size and np.array_equal(w.reshape(w.shape[0], -1), np.eye(w.shape[0])):
+            names.append(n.name)
+    return names
+
+
 def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None = None, count: int = 32,
                    progress: bool = True, target: str = "onnxruntime") -> dict:
     """Write the INT8 (QDQ) variant of a model's ONNX export for `target` (onnxruntime or
@@ -195,12 +212,14 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
             onnx.save(proto, str(src))
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         out.parent.mkdir(parents=True, exist_ok=True)
+        graph = onnx.load(str(pre)).graph
+        layout = unshuffle_convs(graph)  # the pixel-unshuffle of the export: moves numbers, stays float
         if target == "onnxruntime":
-            kw = dict(activation_type=QuantType.QUInt8, extra_options={})
+            kw = dict(activation_type=QuantType.QUInt8, nodes_to_exclude=layout, extra_options={})
         else:
-            convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]  # in graph order
+            convs = [n.name for n in graph.node if n.op_type == "Conv" and n.name not in layout]  # in graph order
             kw = dict(activation_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
-                      nodes_to_exclude=[convs[0], convs[-1]], extra_options=dict(TRT_EXTRA))
+                      nodes_to_exclude=layout + [convs[0], convs[-1]], extra_options=dict(TRT_EXTRA))
         kw["extra_options"]["CalibPercentile"] = CALIB_PERCENTILE
         quantized = Path(tmp) / "int8.onnx"  # the output is only written, whole, at the end
         quantize_static(

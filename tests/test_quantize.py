@@ -11,7 +11,7 @@ from edgedenoise.errors import ModelError
 from edgedenoise.evaluate import psnr_u8
 from edgedenoise.modelfile import resolve
 from edgedenoise.noise import protocol_noisy
-from edgedenoise.quantize import qdq_problems, quantize_model
+from edgedenoise.quantize import qdq_problems, quantize_model, unshuffle_convs
 
 from .test_cli import ALLOWED_OPS  # the ops of the float graph TensorRT's parser takes
 
@@ -88,9 +88,12 @@ def test_tensorrt_qdq_graph_scores_as_todays_int8_and_is_symmetric(name, train_s
     # share one), head and tail in float
     dq_out = {n.output[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
     assert all(any(o in n.input for n in graph.graph.node if n.op_type == "Conv") for o in dq_out)
-    convs = [n for n in graph.graph.node if n.op_type == "Conv"]
+    layout = unshuffle_convs(graph.graph)  # the input's pixel-unshuffle, a one-hot Conv: float too
+    assert len(layout) == 1
+    convs = [n for n in graph.graph.node if n.op_type == "Conv" and n.name not in layout]
     assert not set(convs[0].input) & dq_out and not set(convs[-1].input) & dq_out
     assert all(set(c.input[:2]) <= dq_out for c in convs[1:-1])
+    assert not any(set(n.input) & dq_out for n in graph.graph.node if n.name in layout)
     meta = {p.key: p.value for p in graph.metadata_props}
     assert meta["precision"] == "int8" and "symmetric" in meta["quantization"] and "size_multiple" in meta
 
