@@ -56,6 +56,28 @@ def publish(name: str, doc: dict, markdown: str, out: Path | None = None, also=(
     return 0
 
 
+def find_ffmpeg() -> tuple[str, str] | None:
+    """(path, version line) of an ffmpeg binary for the anchors that are ffmpeg filters (hqdn3d,
+    fftdnoiz): the one on the PATH, else the static build of the imageio-ffmpeg package
+    (`pip install -e .[bench]`); None if neither is there."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        try:
+            import imageio_ffmpeg
+
+            exe = imageio_ffmpeg.get_ffmpeg_exe()
+        except (ImportError, RuntimeError):
+            return None
+    try:
+        out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (exe, out.stdout.splitlines()[0]) if out.returncode == 0 and out.stdout else None
+
+
 def cached(key: str, compute):
     """compute() once per key; the result (JSON-able) is kept in benchmarks/.cache/."""
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,10 @@ detected cut); OpenCV
 fastNlMeansDenoisingColored (quality.py's h for sigma 25, template 7, search 21) and
 fastNlMeansDenoisingColoredMulti (the same h, temporal window 5: two frames of look-ahead; at a
 clip's ends the window shrinks to the frames there are; not run on bigbuckbunny, where one frame
-takes seconds). ffmpeg's hqdn3d and fftdnoiz are the protocol's other anchors: run when an
-`ffmpeg` binary is on the PATH, else recorded as not run.
+takes seconds). ffmpeg's hqdn3d and fftdnoiz are the protocol's other anchors, each the best of a
+strength grid per clip (chosen with the clean clip: an oracle that favours the anchor), run in
+yuv444p with FFV1 in and out: by the `ffmpeg` on the PATH, else imageio-ffmpeg's static build
+(`pip install -e .[bench]`), else recorded as not run.
 
 Reported: PSNR and SSIM over all frames and over frames 5.., tPSNR (flicker), per clip kind and
 overall; the blend's time per 640x480 frame against `tiny`'s, on the built-in demo stream (a pan)
@@ -38,14 +40,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from common import RESULTS, ROOT, publish, stamp
+from common import RESULTS, ROOT, find_ffmpeg, publish, stamp
 from video import read_video, tpsnr  # benchmarks/ is on the path: the script's own folder
 
 SIGMA = 25.0
@@ -53,8 +54,11 @@ FRAMES = 12
 CUT_FRAMES = 16
 VIDEO_FRAMES = 40
 MOTIONS = ("still", "pan", "zoom", "shake", "objects", "drift")
-FFMPEG_GRIDS = {"hqdn3d": [f"hqdn3d={s}:{s * 0.75:g}:{s * 1.5:g}:{s * 1.1:g}" for s in (2, 4, 8, 16, 32)],
-                "fftdnoiz": [f"fftdnoiz=sigma={s}" for s in (8, 16, 32, 64, 100)]}
+# strength grids (BENCHMARK_PROTOCOL.md: the best setting should not sit on a grid's edge; fftdnoiz's
+# sigma stops at 100). fftdnoiz is given one frame before and one after (its temporal maximum: a
+# frame of look-ahead, as NLM multi has two); hqdn3d is causal, its temporal strengths beside the spatial.
+FFMPEG_GRIDS = {"hqdn3d": [f"hqdn3d={s}:{s * 0.75:g}:{s * 1.5:g}:{s * 1.1:g}" for s in (4, 8, 16, 32, 64)],
+                "fftdnoiz": [f"fftdnoiz=sigma={s}:prev=1:next=1" for s in (25, 50, 75, 100)]}
 
 
 def images(folder: Path, n: int) -> list[tuple[str, np.ndarray]]:
@@ -119,7 +123,7 @@ def nlm_multi(noisy: list[np.ndarray], h: float) -> list[np.ndarray]:
     return out
 
 
-def ffmpeg_filter(noisy: list[np.ndarray], flt: str, tmp: Path) -> list[np.ndarray]:
+def ffmpeg_filter(noisy: list[np.ndarray], flt: str, tmp: Path, exe: str = "ffmpeg") -> list[np.ndarray]:
     """An ffmpeg filter over the clip, in yuv444p, FFV1 in and out (the protocol's recipe)."""
     import subprocess
 
@@ -129,7 +133,7 @@ def ffmpeg_filter(noisy: list[np.ndarray], flt: str, tmp: Path) -> list[np.ndarr
     for f in noisy:
         wr.write(f)
     wr.release()
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(src), "-vf",
+    subprocess.run([exe, "-y", "-loglevel", "error", "-i", str(src), "-vf",
                     f"format=yuv444p,{flt},format=bgr0", "-c:v", "ffv1", str(dst)], check=True)
     cap = cv2.VideoCapture(str(dst))
     out = []
@@ -246,7 +250,7 @@ def main() -> int:
     videos = {f"{m} {p}": VideoDenoiser.load(m, backend="onnxruntime", precision=p, temporal="model")
               for m in recurrent for p in ("fp32", "int8")}
     h_nlm = nlm_h(SIGMA)
-    ffmpeg = shutil.which("ffmpeg")
+    ffmpeg = find_ffmpeg()  # (path, version) or None
     tmp = RESULTS.parent / ".cache" / "temporal"
     tmp.mkdir(parents=True, exist_ok=True)
     total = sum(len(c["clean"]) for c in clips)
@@ -268,7 +272,7 @@ def main() -> int:
             methods["OpenCV NLM multi (5 frames)"] = nlm_multi(noisy, h_nlm)
         if ffmpeg:  # each the best of its strength grid on this clip (an oracle choice: it favours the anchor)
             for name, grid in FFMPEG_GRIDS.items():
-                runs = [(flt, ffmpeg_filter(noisy, flt, tmp)) for flt in grid]
+                runs = [(flt, ffmpeg_filter(noisy, flt, tmp, ffmpeg[0])) for flt in grid]
                 flt, outs = max(runs, key=lambda fo: np.mean([psnr_u8(o, g) for o, g in zip(fo[1], clean)]))
                 methods[f"ffmpeg {name} (best of grid)"] = outs
                 ffmpeg_choice.setdefault(name, []).append(flt)
@@ -290,9 +294,10 @@ def main() -> int:
     cost = blend_cost(recurrent)
     pictures = [cut_plot(results), frames_picture(clips)]
     doc = {"stamp": stamp({"sigma": SIGMA, "nlm_h": h_nlm,
-                           "ffmpeg": ffmpeg_choice or "not found: hqdn3d and fftdnoiz not run"}),
+                           "ffmpeg": ffmpeg_choice or "not found: hqdn3d and fftdnoiz not run",
+                           **({"ffmpeg_version": ffmpeg[1]} if ffmpeg else {})}),
            "cost_640x480": cost, "results": results}
-    md = report(results, cost, h_nlm, ffmpeg, pictures)
+    md = report(results, cost, h_nlm, ffmpeg_choice or None, pictures)
     return publish("temporal_cpu", doc, md, also=pictures)
 
 
@@ -379,7 +384,8 @@ def report(results, cost, h_nlm, ffmpeg, pictures, cost_stamp: dict | None = Non
     lines += ["", (f"Sigma {SIGMA:g}, camera protocol, noise new in every frame; models told sigma 25. NLM h {h_nlm}, "
                    "template 7, search 21; NLM multi has two frames of look-ahead (not causal), not run on "
                    "bigbuckbunny.mp4 (seconds per frame). "
-                   + ("" if ffmpeg else "ffmpeg's hqdn3d and fftdnoiz not run: no ffmpeg on this machine. ")
+                   + (ffmpeg_note(ffmpeg) if ffmpeg else "ffmpeg's hqdn3d and fftdnoiz not run: no ffmpeg on this "
+                      "machine. ")
                    + "SSIM: mean over all frames. tPSNR: the PSNR of the frame-to-frame change against the clean "
                    "clip's (higher: less flicker). "
                    "Synthetic clips: edgedenoise.clips (tools/make_clips.py writes them). temporal_frames.png: a "
@@ -388,6 +394,16 @@ def report(results, cost, h_nlm, ffmpeg, pictures, cost_stamp: dict | None = Non
                    "frame."), ""]
     lines += [f"![{p.stem}]({p.name})" for p in pictures]
     return "\n".join(lines)
+
+
+def ffmpeg_note(choice: dict) -> str:
+    """What the ffmpeg anchors ran: each filter's grid setting chosen per clip, and how often."""
+    from collections import Counter
+
+    parts = [f"{name}: " + ", ".join(f"{flt.split('=', 1)[1]} x{n}" for flt, n in Counter(flts).most_common())
+             for name, flts in choice.items()]
+    return ("ffmpeg anchors: the best setting of each filter's grid per clip, chosen with the clean clip "
+            f"(yuv444p, FFV1 in and out; chosen per clip: {'; '.join(parts)}). ")
 
 
 def cut_plot(results) -> Path:
