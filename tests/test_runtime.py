@@ -482,13 +482,39 @@ def test_background_sigma_estimate_tracks_the_noise(den):
 
     src = DemoSource(15.0, size=(256, 192))
     src.open()
-    tr = SigmaTracker(None, background=True, every=0.0)
+    tr = SigmaTracker(None, background=True, every=0.0, every_steady=0.0)
     for _ in range(20):
         tr(src.read())
         tr.wait(60)  # the worker's estimate lands before the next frame, however busy the machine
     assert tr.estimates == 20 and abs(tr.value - 15.0) < 3, (tr.estimates, tr.value)
     tr.reset()
     assert tr.value is None and tr(src.read()) > 0  # the first frame after a reset is estimated at once
+
+
+def test_background_estimate_slows_down_once_settled_and_speeds_up_when_the_level_moves():
+    """Four estimates a second while the level settles, one a second after; a change of the noise
+    level brings the fast estimates back. A clock of the test's own: 25 frames a second of it."""
+    from edgedenoise.runtime.pipeline import SigmaTracker
+
+    now = [0.0]
+    tr = SigmaTracker(None, background=True, every=0.25, every_steady=1.0, clock=lambda: now[0])
+
+    def play(src, seconds):
+        n0 = tr.estimates
+        for _ in range(int(seconds * 25)):
+            tr(src.read())
+            tr.wait(60)  # each estimate lands before the next frame, however busy the machine
+            now[0] += 0.04
+        return tr.estimates - n0
+
+    quiet, loud = DemoSource(15.0, size=(256, 192)), DemoSource(40.0, size=(256, 192))
+    quiet.open()
+    loud.open()
+    assert play(quiet, 2.0) == SigmaTracker.SETTLE  # the first at once, then every 0.25 s
+    assert play(quiet, 4.0) <= 5  # settled: about one a second
+    assert abs(tr.value - 15.0) < 3
+    n = play(loud, 3.0)  # within a second an estimate sees the change, then they come fast again
+    assert n >= 6 and abs(tr.value - 40.0) < 6, (n, tr.value)
 
 
 def test_auto_model_choice():

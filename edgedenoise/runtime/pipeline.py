@@ -98,15 +98,24 @@ class SigmaTracker:
     reset is estimated at once; after that a worker thread re-estimates a copy of the newest
     frame's central crop every `every` seconds and the frames in between use the current
     value, so the estimate (22-43 ms for the crop on two cores) is off the frame's critical path.
+    It re-estimates every `every` seconds while the level settles (the first `SETTLE` estimates
+    after a start or reset, and again after one that moved the level by more than `MOVED`), else
+    every `every_steady` seconds: a camera's noise changes with its gain, not from frame to frame,
+    and four estimates a second would hold a sixth of one core of a two-core device for nothing.
 
     What it smooths are the estimate's two terms (estimate.gain_terms), not a level: the level is
     made from them with the blind gain of the model running now (`gain`, called at each read), so
     a model switch on the ladder (tiny 1.4, default 2.0) takes effect at once and exactly.
     """
 
+    SETTLE = 8  # fast estimates after a start, a reset or a change of level
+    MOVED = 0.15  # an estimate this far (relative) from the smoothed level: it is settling again
+
     def __init__(self, fixed: float | None, smoothing: float = 0.8, crop: int = 256, background: bool = False,
-                 every: float = 0.25, gain=None):
+                 every: float = 0.25, gain=None, every_steady: float = 1.0, clock=time.perf_counter):
         self.fixed, self.crop, self.background, self.every = fixed, crop, background, every
+        self.every_steady, self.clock = max(every, every_steady), clock
+        self._settle = self.SETTLE  # fast estimates still to come
         self.gain = gain or (lambda: CORRELATED_GAIN)  # () -> the running model's blind gain
         # fewer, wider-spaced estimates in the background: weigh each one more
         self.smoothing = 0.5 if background else smoothing
@@ -128,6 +137,7 @@ class SigmaTracker:
         with self._lock:
             self._terms = None
             self._generation += 1
+            self._settle = self.SETTLE
 
     def _patch(self, img: np.ndarray) -> np.ndarray:
         # noise is (near) stationary, so a central crop is enough: a quarter of the whole 640x480 frame's cost
@@ -143,6 +153,12 @@ class SigmaTracker:
             k, old = self.smoothing, self._terms
             self._terms = terms if old is None else (k * old[0] + (1 - k) * terms[0], k * old[1] + (1 - k) * terms[1])
             self.estimates += 1
+            if old is not None:
+                g = self.gain()
+                before, now = old[0] + g * old[1], terms[0] + g * terms[1]
+                if abs(now - before) > self.MOVED * max(before, 1.0):
+                    self._settle = self.SETTLE
+            self._settle = max(0, self._settle - 1)
 
     @staticmethod
     def _estimate(patch: np.ndarray) -> tuple[float, float]:
@@ -163,11 +179,11 @@ class SigmaTracker:
         if value is None or not self.background:
             self._update(self._estimate(self._patch(img)), generation)
             with self._lock:
-                self._t_last = time.perf_counter()
+                self._t_last = self.clock()
                 return self.value
-        now = time.perf_counter()
+        now = self.clock()
         with self._lock:
-            start = not self._busy and now - self._t_last >= self.every
+            start = not self._busy and now - self._t_last >= (self.every if self._settle else self.every_steady)
             if start:
                 self._busy, self._t_last = True, now
         if start:
