@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edgedenoise.atomic import write_atomic  # noqa: E402  (after the path: a checkout without installing)
+
 GAUSS = (15.0, 25.0, 50.0)
 
 
@@ -109,10 +111,11 @@ def main() -> int:
                   for c in names]
     print("\n".join(lines))
     if a.md:
-        Path(a.md).write_text("\n".join(lines) + "\n")
+        write_atomic(a.md, ("\n".join(lines) + "\n").encode(), what="report")
     if a.json:
-        Path(a.json).write_text(json.dumps({**stamp("python " + " ".join(sys.argv)), "data": str(data),
-                                            "images": [str(v.path.name) for v in val], "results": res}, indent=1))
+        doc = {**stamp("python " + " ".join(sys.argv)), "data": str(data),
+               "images": [str(v.path.name) for v in val], "results": res}
+        write_atomic(a.json, json.dumps(doc, indent=1).encode(), what="report")
     return 0
 
 
@@ -135,7 +138,7 @@ def clips(a) -> int:
             lines.append(f"| {m} {label} | " + " | ".join(f"{r[k]:.2f}" for k in (*cs.KINDS, "all")) + " |")
     print("\n".join(lines))
     if a.md:
-        Path(a.md).write_text("\n".join(lines) + "\n")
+        write_atomic(a.md, ("\n".join(lines) + "\n").encode(), what="report")
     return 0
 
 
