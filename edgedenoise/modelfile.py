@@ -69,6 +69,11 @@ class ModelFiles:
         return float(g)
 
 
+def known_as(name: str) -> str:
+    """The name users know a shipped model by: its alias where it has one (small -> default)."""
+    return next((a for a, t in ALIASES.items() if t == name), name)
+
+
 def shipped_models() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.json"))
 

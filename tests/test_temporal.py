@@ -236,3 +236,11 @@ def test_denoise_a_folder_of_frames_with_the_blend(images, tmp_path, capsys):
     gain = _psnrs(blend, clean) - _psnrs(off, clean)
     assert gain[0] == 0.0 and gain[3:].min() > 0.5, gain.round(2)
     assert "temporal blend" in capsys.readouterr().out
+
+
+def test_run_names_shipped_models_as_users_know_them():
+    from edgedenoise.modelfile import ALIASES, known_as
+
+    assert known_as("small") == "default" and known_as("small-video") == "default-video"
+    assert known_as("tiny") == "tiny" and known_as("my_run") == "my_run"
+    assert all(known_as(stem) == alias for alias, stem in ALIASES.items())

@@ -156,6 +156,7 @@ def temporal_mode(asked: str, source) -> str:
 def cmd_run(a):
     from ..denoiser import Denoiser
     from ..errors import EdgeDenoiseError, Interrupted
+    from ..modelfile import known_as
     from ..outputs import OutputLock, guard, refuse_inputs
     from ..temporal import check_mode, load_recurrent_variant
     from .autoselect import choose, rung_name
@@ -225,8 +226,9 @@ def cmd_run(a):
             sigma_desc += f", told x{a.sigma_scale:g}"
         if source.sigma is not None:
             sigma_desc += f"; source noise is sigma {source.sigma:g}"
-        print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {den.name} on {den.backend_name}"
-              f"{'' if den.precision == 'fp32' else ' ' + den.precision}, sigma {sigma_desc}, temporal {temporal}",
+        print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {known_as(den.name)} on "
+              f"{den.backend_name}{'' if den.precision == 'fp32' else ' ' + den.precision}, sigma {sigma_desc}, "
+              f"temporal {temporal}",
               file=sys.stderr)
         if a.model == "auto" or a.precision == "auto":
             print(f"auto: {why}" + ("; keeps adapting while the stream runs" if ladder else ""), file=sys.stderr)
