@@ -127,7 +127,7 @@ class SkipCase(Exception):
 def main() -> int:
     global DEVICE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="tiny,default")
+    ap.add_argument("--models", default="nano,tiny,default")
     ap.add_argument("--precisions", default="fp32,int8", help="CPU precisions (ONNX Runtime)")
     ap.add_argument("--resolution", default="640x480,1280x720,1920x1080")
     ap.add_argument("--frames", type=int, default=100, help="timed frames per case (default 100)")

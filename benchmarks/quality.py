@@ -139,7 +139,7 @@ def summarize(rows: list[dict], names: set | None = None) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="tiny,default", help="shipped models (default tiny,default)")
+    ap.add_argument("--models", default="nano,tiny,default", help="shipped models (default nano,tiny,default)")
     ap.add_argument("--precisions", default="fp32,int8")
     ap.add_argument("--cbm3d-images", type=int, default=8, help="CBSD68 images for CBM3D (Kodak24: half); 0 = none")
     ap.add_argument("--limit", type=int, help="first N images of each set only (a quick check, not a result)")

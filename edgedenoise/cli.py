@@ -38,7 +38,7 @@ def add_train(sub):
 
     p = sub.add_parser("train", help="train a denoising autoencoder on a folder of images")
     p.add_argument("--data", required=True, help="folder of clean training images (jpg/png/tif/bmp)")
-    p.add_argument("--model", default="small", help="model size: tiny, small or base (default small)")
+    p.add_argument("--model", default="small", help="model size: nano, tiny, small or base (default small)")
     p.add_argument("--out", required=True, help="run folder (resumed if it holds a checkpoint)")
     p.add_argument("--steps", type=int, default=10_000)
     p.add_argument("--gray", action="store_true", help="train a grayscale (1-channel) model")
@@ -295,7 +295,8 @@ def cmd_denoise(a):
 
 def add_info(sub):
     p = sub.add_parser("info", help="parameters and MACs per pixel of a model (measured by running it)")
-    p.add_argument("--model", default=None, help="model name or file, or a size (tiny/small/base); default: default")
+    p.add_argument("--model", default=None, help="model name or file, or a size (nano/tiny/small/base); "
+                   "default: default")
     p.add_argument("model_pos", nargs="?", metavar="MODEL", help=argparse.SUPPRESS)  # `info MODEL`, as before
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)

@@ -63,7 +63,7 @@ def test_a_bad_gain_is_refused_at_load(tmp_path, bad):
 
 
 def test_shipped_models_carry_a_calibrated_gain():
-    for name in ("tiny", "default"):
+    for name in ("nano", "tiny", "default"):
         den = Denoiser.load(name)
         assert 0.8 <= den.blind_gain <= 2.6, name  # the calibration grid
         den.close()

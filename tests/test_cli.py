@@ -85,7 +85,7 @@ def test_eval_writes_json_and_markdown(tmp_path, data_root):
     assert len(list((tmp_path / "pics" / "camera_sigma25").glob("*.png"))) == 2
 
 
-@pytest.mark.parametrize("size", ["tiny", "small", "base"])
+@pytest.mark.parametrize("size", ["nano", "tiny", "small", "base"])
 def test_info_measures_macs_within_budget(size):
     info = json.loads(run("info", size, "--json").stdout)
     assert 0 < info["macs_per_pixel"] <= MAC_BUDGETS[size]

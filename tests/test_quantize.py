@@ -37,7 +37,7 @@ def test_quantized_model_keeps_most_of_the_gain(train_subset, kodak_rgb, tmp_pat
     assert int8 - noisy >= 6.0 and fp32 - int8 <= 1.5, (noisy, fp32, int8)
 
 
-@pytest.mark.parametrize("name", ["tiny", "default"])
+@pytest.mark.parametrize("name", ["nano", "tiny", "default"])
 def test_shipped_int8_variants_load_and_denoise(name, kodak_rgb):
     noisy, fp32, int8 = _scores(Denoiser.load(name), Denoiser.load(name, precision="int8"), kodak_rgb[:160, :200])
     assert int8 - noisy >= 6.0 and fp32 - int8 <= 1.5, (noisy, fp32, int8)

@@ -30,9 +30,10 @@ import time
 import numpy as np
 
 # shipped models and precisions on the CPU, best quality first (on a GPU: each model in fp16)
-# (benchmarks/results/quality.md, CBSD68 sigma 25,
-# camera protocol: default fp32 30.48, default int8 30.04, tiny fp32 29.18 dB; tiny int8 below it)
-CANDIDATES = [("default", "fp32"), ("default", "int8"), ("tiny", "fp32"), ("tiny", "int8")]
+# (benchmarks/results/quality.md, CBSD68 sigma 25, camera protocol: default fp32 30.48, default
+# int8 30.04, tiny fp32 29.18 dB; tiny int8 below it; nano, the last rung for slow CPUs, below tiny)
+CANDIDATES = [("default", "fp32"), ("default", "int8"), ("tiny", "fp32"), ("tiny", "int8"),
+              ("nano", "fp32"), ("nano", "int8")]
 BUDGET_SHARE = 0.6
 # A candidate is kept only if it takes at most this share of the time of every better one timed before
 # it: one no faster only loses quality. INT8 on an x86 CPU without VNNI (AVX2 only) is such a case:
