@@ -526,6 +526,12 @@ def test_auto_model_choice():
     assert candidates("auto", "auto", "torch", gpu=False) == [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
     assert candidates("auto", "auto", "auto", gpu=True) == [("default", "fp16"), ("tiny", "fp16"), ("nano", "fp16")]
     assert candidates("default", "int8", "auto") == [("default", "int8")]
+    # on a CPU whose INT8 saturates (x86 without VNNI) auto tries no INT8; asked for, it is taken
+    fp32 = [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
+    assert candidates("auto", "auto", "onnxruntime", gpu=False, int8_fits=False) == fp32
+    assert candidates("auto", "auto", "onnxruntime", gpu=False, int8_fits=True) == [
+        ("default", "fp32"), ("default", "int8"), ("tiny", "fp32"), ("tiny", "int8"), ("nano", "fp32"),
+        ("nano", "int8")]
     den, why = choose("auto", "auto", "auto", None, "offline", (320, 240), 25.0)
     assert (den.name, den.precision) == ("small", "fp32") and "offline" in why
     den, why = choose("tiny", "fp32", "auto", None, "realtime", (320, 240), 25.0)
@@ -544,11 +550,13 @@ def test_auto_leaves_out_a_candidate_no_faster_than_a_better_one(monkeypatch):
     """A cheaper candidate that does not run at least CHEAPER x faster than a better one only loses
     quality (INT8 on an x86 CPU without VNNI): it is left out of the choice and of the ladder, and the
     reason says so. Times scripted per (model, precision); no clock in the test."""
+    from edgedenoise.backends import choice
     from edgedenoise.runtime import autoselect
 
     ms = {("small", "fp32"): 100, ("small", "int8"): 97, ("tiny", "fp32"): 40, ("tiny", "int8"): 39,
           ("nano", "fp32"): 20, ("nano", "int8"): 19}
     monkeypatch.setattr(autoselect, "_time", lambda den, frame: ms[(den.name, den.precision)] / 1e3)
+    monkeypatch.setattr(choice, "int8_saturates_here", lambda: False)  # a CPU with VNNI: INT8 is tried
     den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, ladder=True)
     assert (den.name, den.precision) == ("tiny", "fp32")
     assert [r[:2] for r in lad.rungs] == [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
@@ -557,6 +565,10 @@ def test_auto_leaves_out_a_candidate_no_faster_than_a_better_one(monkeypatch):
     ms[("tiny", "int8")] = 25  # a real speed-up stays a rung
     den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, ladder=True)
     assert [r[:2] for r in lad.rungs] == [("default", "fp32"), ("tiny", "fp32"), ("tiny", "int8"), ("nano", "fp32")]
+    monkeypatch.setattr(choice, "int8_saturates_here", lambda: True)  # without VNNI: none tried, whatever its time
+    den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, ladder=True)
+    assert [r[:2] for r in lad.rungs] == [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
+    assert "INT8 not tried: it saturates on this CPU" in why and "int8 " not in why.replace("INT8", "")
 
 
 def test_the_ladder_steps_down_when_frames_are_late_and_back_up_with_hysteresis():
