@@ -571,6 +571,30 @@ def test_auto_leaves_out_a_candidate_no_faster_than_a_better_one(monkeypatch):
     assert "INT8 not tried: it saturates on this CPU" in why and "int8 " not in why.replace("INT8", "")
 
 
+def test_when_nothing_keeps_up_the_stream_starts_on_the_bottom_rung(monkeypatch):
+    """With the blend, none fitting the budget: the stream starts on the cheapest model without the
+    blend (it dropped frames at the start before, until the ladder stepped down); the pipeline
+    begins with the blend off. Model times scripted; the blend's own time is measured."""
+    from edgedenoise.backends import choice
+    from edgedenoise.runtime import autoselect
+    from edgedenoise.runtime.autoselect import NO_BLEND
+
+    ms = {("small", "fp32"): 100, ("tiny", "fp32"): 40, ("nano", "fp32"): 20}
+    monkeypatch.setattr(autoselect, "_time", lambda den, frame: ms[(den.name, den.precision)] / 1e3)
+    monkeypatch.setattr(choice, "int8_saturates_here", lambda: True)
+    den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 100.0, temporal="blend",
+                                      ladder=True)
+    assert lad.current == ("nano", "fp32", NO_BLEND) and not lad.blend and den.name == "nano"
+    assert why.startswith("nano fp32 without the blend: none keeps up"), why
+    pipe = Pipeline(DemoSource(25.0, size=(64, 48)), open_sink("null"), den, mode="realtime", temporal="blend",
+                    ladder=lad)
+    assert pipe.temporal.blend_on is False
+    # a source slow enough for the rung above: chosen as before, the blend on
+    den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, temporal="blend",
+                                      ladder=True)
+    assert lad.current == ("tiny", "fp32") and lad.blend
+
+
 def test_the_ladder_steps_down_when_frames_are_late_and_back_up_with_hysteresis():
     """autoselect.Ladder, fed frame times (no clock in the test): at 25 fps (40 ms) a rung whose
     frames take 45 ms steps down within one window; a step up comes only after the hold, when the

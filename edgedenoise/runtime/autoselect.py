@@ -217,14 +217,18 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
     def load(m, p):
         return Denoiser.load(m, backend=backend, threads=threads, precision=p)
 
-    def result(den, m, p, why):
+    def result(den, m, p, why, bottom=False):
         if not ladder:
             return den, why
         rungs = list(kept)
         if extra:  # below the cheapest model: the same model without the blend, timed without it
             rungs.append((*kept[-1], NO_BLEND))
             times[rungs[-1]] = max(times[kept[-1]] - extra, 1e-6)
-        return den, why, Ladder(rungs, kept.index((m, p)), times, dens, fps, load)
+        # bottom: nothing fits, so the stream starts on the cheapest rung (without the blend where
+        # there is one) instead of dropping frames until the ladder steps down; it steps up from there
+        # when the rung above would fit
+        index = len(rungs) - 1 if bottom else kept.index((m, p))
+        return den, why, Ladder(rungs, index, times, dens, fps, load)
 
     chosen, kept = None, []
     for m, p in pairs:  # best first; with a ladder every rung is timed, for the ratios it steps up by
@@ -249,6 +253,10 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
                                  f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms = "
                                  f"{BUDGET_SHARE:.0%} of the frame period); {den.why}")
     t, den, m, p = fastest
+    if ladder and extra and (m, p) == kept[-1]:  # the ladder starts on its bottom rung: this model without the blend
+        return result(den, m, p, f"{m} {p} {NO_BLEND}: none keeps up with {fps:g} fps at {w}x{h} here with the blend, "
+                                 f"so the fastest without it (measured {', '.join(tried)}; budget {budget * 1e3:.0f} "
+                                 f"ms); it may drop frames; {den.why}", bottom=True)
     return result(den, m, p, f"{m} {p}: none keeps up with {fps:g} fps at {w}x{h} here, so the fastest "
                              f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms); expect dropped frames; "
                              f"{den.why}")

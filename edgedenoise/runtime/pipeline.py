@@ -259,6 +259,8 @@ class Pipeline:
         self.temporal = TemporalStep(temporal)  # its blend is off while the ladder is on its rung without it
         self.source, self.sink, self.den = source, sink, denoiser
         self.ladder = ladder if mode == "realtime" else None
+        if self.ladder is not None:  # it may start on its rung without the blend
+            self.temporal.set_blend(getattr(self.ladder, "blend", True))
         self.mode, self.max_frames, self.tile, self.overlap = mode, max_frames, tile, overlap
         self.reconnect, self.show_status = reconnect, status
         # the model's blind gain: through self.den, which the ladder may change
