@@ -253,7 +253,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
                                  f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms = "
                                  f"{BUDGET_SHARE:.0%} of the frame period); {den.why}")
     t, den, m, p = fastest
-    if ladder and extra and (m, p) == kept[-1]:  # the ladder starts on its bottom rung: this model without the blend
+    if ladder and extra:  # the ladder starts on its bottom rung: the fastest (kept last) without the blend
         return result(den, m, p, f"{m} {p} {NO_BLEND}: none keeps up with {fps:g} fps at {w}x{h} here with the blend, "
                                  f"so the fastest without it (measured {', '.join(tried)}; budget {budget * 1e3:.0f} "
                                  f"ms); it may drop frames; {den.why}", bottom=True)
