@@ -129,17 +129,22 @@ def ffmpeg_filter(noisy: list[np.ndarray], flt: str, tmp: Path, exe: str = "ffmp
 
     h, w = noisy[0].shape[:2]
     src, dst = tmp / "in.mkv", tmp / "out.mkv"
-    wr = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"FFV1"), 25, (w, h))
+    # OpenCV's writer stores even sizes only (it would cut a row or column off): the last one is
+    # repeated on the way in and cut off again on the way out
+    wr = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"FFV1"), 25, (w + w % 2, h + h % 2))
     for f in noisy:
-        wr.write(f)
+        wr.write(cv2.copyMakeBorder(f, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE))
     wr.release()
     subprocess.run([exe, "-y", "-loglevel", "error", "-i", str(src), "-vf",
                     f"format=yuv444p,{flt},format=bgr0", "-c:v", "ffv1", str(dst)], check=True)
     cap = cv2.VideoCapture(str(dst))
     out = []
     while (r := cap.read())[0]:
-        out.append(r[1])
+        out.append(np.ascontiguousarray(r[1][:h, :w]))
     cap.release()
+    if len(out) != len(noisy) or out[0].shape != noisy[0].shape:
+        raise RuntimeError(f"ffmpeg {flt}: {len(out)} frames of {out[0].shape if out else None} back for "
+                           f"{len(noisy)} of {noisy[0].shape}")
     return out
 
 
