@@ -31,7 +31,7 @@ def int8_note(cpuinfo: str = "/proc/cpuinfo") -> str:
     if vnni:
         return "; CPU int8: VNNI (fast)"
     return ("; CPU int8: no VNNI on this CPU, so int8 runs about as fast as fp32 and loses more quality: "
-            "prefer fp32 (`--model auto` leaves out what is no faster)")
+            "prefer fp32 (`--model auto` tries no int8 here)")
 
 
 def _torch() -> str:
