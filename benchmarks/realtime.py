@@ -44,9 +44,9 @@ def one_run(extra: list[str], tmp: Path, k: int) -> dict:
     s = json.loads(stats.read_text())
     first = s["model_choice"].split(":")[0]
     return {"frames_in": s["frames_in"], "frames_out": s["frames_out"], "kept": s["frames_out"] / s["frames_in"],
-            "fps": s["fps"], "psnr_db": s.get("psnr_denoised_db"), "first": first, "end": s["model_now"],
+            "fps": s["fps"], "psnr_db": s.get("psnr_denoised_db"), "first": first, "end": s.get("model_now", first),
             "switches": s["model_switches"], "temporal": s["temporal"],
-            "stages_p50_ms": {k: v["p50_ms"] for k, v in s["stages"].items()},
+            "stages_p50_ms": {name: v["p50_ms"] for name, v in s["stages"].items()},
             "events": [e for e in s.get("events", []) if "model" in e]}
 
 
