@@ -90,7 +90,7 @@ def recurrent_variant(name: str) -> str | None:
     if json.loads((MODELS_DIR / f"{stem}.json").read_text()).get("recurrent") or \
             not json.loads((MODELS_DIR / f"{stem}-video.json").read_text()).get("recurrent"):
         return None
-    return next((a for a, t in ALIASES.items() if t == f"{stem}-video"), f"{stem}-video")
+    return known_as(f"{stem}-video")
 
 
 def resolve(spec: str | Path) -> ModelFiles:
