@@ -123,18 +123,26 @@ def nlm_multi(noisy: list[np.ndarray], h: float) -> list[np.ndarray]:
     return out
 
 
-def ffmpeg_filter(noisy: list[np.ndarray], flt: str, tmp: Path, exe: str = "ffmpeg") -> list[np.ndarray]:
-    """An ffmpeg filter over the clip, in yuv444p, FFV1 in and out (the protocol's recipe)."""
-    import subprocess
-
+def ffv1_clip(noisy: list[np.ndarray], tmp: Path) -> Path:
+    """The clip as a lossless FFV1 file in `tmp`, the input of every ffmpeg filter run on it. OpenCV's
+    writer stores even sizes only (it would cut a row or column off): the last one is repeated here
+    and cut off again by ffmpeg_filter."""
     h, w = noisy[0].shape[:2]
-    src, dst = tmp / "in.mkv", tmp / "out.mkv"
-    # OpenCV's writer stores even sizes only (it would cut a row or column off): the last one is
-    # repeated on the way in and cut off again on the way out
+    src = tmp / "in.mkv"
     wr = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"FFV1"), 25, (w + w % 2, h + h % 2))
     for f in noisy:
         wr.write(cv2.copyMakeBorder(f, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE))
     wr.release()
+    return src
+
+
+def ffmpeg_filter(noisy: list[np.ndarray], flt: str, src: Path, exe: str = "ffmpeg") -> list[np.ndarray]:
+    """An ffmpeg filter over the clip `noisy` written to `src` (ffv1_clip), in yuv444p, FFV1 in and out
+    (the protocol's recipe)."""
+    import subprocess
+
+    h, w = noisy[0].shape[:2]
+    dst = src.with_name("out.mkv")
     subprocess.run([exe, "-y", "-loglevel", "error", "-i", str(src), "-vf",
                     f"format=yuv444p,{flt},format=bgr0", "-c:v", "ffv1", str(dst)], check=True)
     cap = cv2.VideoCapture(str(dst))
@@ -160,11 +168,10 @@ def shipped_recurrent() -> list[str]:
     """The names of the shipped models that are recurrent."""
     import json
 
-    from edgedenoise.modelfile import ALIASES, MODELS_DIR
+    from edgedenoise.modelfile import MODELS_DIR, known_as
 
-    known = {stem: name for name, stem in ALIASES.items()}  # small-video: default-video (its base: default)
-    return sorted(known.get(p.stem, p.stem) for p in MODELS_DIR.glob("*.json")
-                  if json.loads(p.read_text()).get("recurrent"))
+    # as users know them (small-video: default-video, whose base is default)
+    return sorted(known_as(p.stem) for p in MODELS_DIR.glob("*.json") if json.loads(p.read_text()).get("recurrent"))
 
 
 def blend_cost(recurrent: list[str] = ()) -> dict:
@@ -276,8 +283,9 @@ def main() -> int:
         if not c.get("no_multi"):
             methods["OpenCV NLM multi (5 frames)"] = nlm_multi(noisy, h_nlm)
         if ffmpeg:  # each the best of its strength grid on this clip (an oracle choice: it favours the anchor)
+            src = ffv1_clip(noisy, tmp)  # once per clip, for every filter setting
             for name, grid in FFMPEG_GRIDS.items():
-                runs = [(flt, ffmpeg_filter(noisy, flt, tmp, ffmpeg[0])) for flt in grid]
+                runs = [(flt, ffmpeg_filter(noisy, flt, src, ffmpeg[0])) for flt in grid]
                 flt, outs = max(runs, key=lambda fo: np.mean([psnr_u8(o, g) for o, g in zip(fo[1], clean)]))
                 methods[f"ffmpeg {name} (best of grid)"] = outs
                 ffmpeg_choice.setdefault(name, []).append(flt)
