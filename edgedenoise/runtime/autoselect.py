@@ -253,10 +253,12 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
                                  f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms = "
                                  f"{BUDGET_SHARE:.0%} of the frame period); {den.why}")
     t, den, m, p = fastest
-    if ladder and extra:  # the ladder starts on its bottom rung: the fastest (kept last) without the blend
-        return result(den, m, p, f"{m} {p} {NO_BLEND}: none keeps up with {fps:g} fps at {w}x{h} here with the blend, "
-                                 f"so the fastest without it (measured {', '.join(tried)}; budget {budget * 1e3:.0f} "
-                                 f"ms); it may drop frames; {den.why}", bottom=True)
-    return result(den, m, p, f"{m} {p}: none keeps up with {fps:g} fps at {w}x{h} here, so the fastest "
-                             f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms); expect dropped frames; "
-                             f"{den.why}")
+    # with the blend and a ladder, the stream starts on the bottom rung: the fastest (kept last) without the blend
+    bottom = bool(ladder and extra)
+    if bottom:
+        name, fits, pick = f"{m} {p} {NO_BLEND}", " with the blend", "the fastest without it"
+        drops = "it may drop frames"
+    else:
+        name, fits, pick, drops = f"{m} {p}", "", "the fastest", "expect dropped frames"
+    return result(den, m, p, f"{name}: none keeps up with {fps:g} fps at {w}x{h} here{fits}, so {pick} (measured "
+                             f"{', '.join(tried)}; budget {budget * 1e3:.0f} ms); {drops}; {den.why}", bottom=bottom)
