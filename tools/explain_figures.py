@@ -47,12 +47,14 @@ def update_numbers(key: str, value) -> None:
     path.write_text(json.dumps(d, indent=2, default=float) + "\n")
 
 
-def brief_model(name: str, mcfg: ModelConfig, retrain: bool, steps: int):
-    """The stored network `name`, trained the brief way first when missing (or --retrain)."""
+def brief_model(name: str, mcfg: ModelConfig, args):
+    """The stored network `name`, trained the brief way first when missing (or --retrain); its
+    progress bar unless --quiet."""
     stem = STORE / name
-    if retrain or not stem.with_suffix(".safetensors").exists():
+    steps = args.steps
+    if args.retrain or not stem.with_suffix(".safetensors").exists():
         t = time.time()
-        m = E.brief_train(mcfg, TRAIN, **{**BRIEF, "steps": steps}, desc=name)
+        m = E.brief_train(mcfg, TRAIN, **{**BRIEF, "steps": steps}, desc=name, progress=not args.quiet)
         save_model(m, stem, extra={"trained_on": "CBSD432", "brief": {**BRIEF, "steps": steps},
                                    "seconds": round(time.time() - t), "threads": torch.get_num_threads()},
                    half=True)
@@ -109,8 +111,8 @@ def part_toy(args):
 
 
 def part_biasfree(args):
-    normal = brief_model("tiny-s50", ModelConfig("tiny-s50", **TINY), args.retrain, args.steps)
-    bf = brief_model("tiny-bf-s50", ModelConfig("tiny-bf-s50", **TINY, bias=False), args.retrain, args.steps)
+    normal = brief_model("tiny-s50", ModelConfig("tiny-s50", **TINY), args)
+    bf = brief_model("tiny-bf-s50", ModelConfig("tiny-bf-s50", **TINY, bias=False), args)
     shipped = load_model("tiny")
     images = E.test_images(TEST, 3, N_TEST)
     sigmas = [10, 25, 40, 50, 60, 65, 70, 75]
@@ -152,11 +154,11 @@ def part_biasfree(args):
 
 def part_bottleneck(args):
     def brief(name, **kw):
-        return brief_model(name, ModelConfig(name, **TINY, **kw), args.retrain, args.steps)
+        return brief_model(name, ModelConfig(name, **TINY, **kw), args)
 
     nets = {
         "plain CNN (DnCNN-like)": brief_model("plain-cnn", ModelConfig("plain-cnn", widths=(24,), depths=(4,)),
-                                              args.retrain, args.steps),
+                                              args),
         "encoder-decoder, no skips, residual": brief("tiny-noskip-s50", skips=False),
         "encoder-decoder, no skips, output = decoder(code)": brief("tiny-noskip-nores-s50", skips=False,
                                                                    residual=False),
