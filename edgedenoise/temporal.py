@@ -197,10 +197,26 @@ class CameraMotion:
     def motion(self, prev: np.ndarray | None, g: np.ndarray | None) -> np.ndarray | None:
         if prev is None or g is None or prev.shape != g.shape:
             return None
-        a = self._fit(prev, g)
+        return self._confirm(prev, g, self._fit(prev, g))
+
+    def patch_motion(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+        """As `motion`, for a frame too small for blocks (a training patch, 64 px, at full resolution):
+        phase correlation of the whole frames (a shift), then the same refinement and check."""
+        if prev.shape != g.shape or min(g.shape) < 33:
+            return None
+        if self._hann is None or self._hann.shape != g.shape:
+            self._hann = cv2.createHanningWindow(g.shape[::-1], cv2.CV_32F)
+        (dx, dy), _ = cv2.phaseCorrelate(prev, g, self._hann)
+        if abs(dx) + abs(dy) < self.least:
+            return None
+        return self._confirm(prev, g, np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), shift_only=True)
+
+    def _confirm(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray | None,
+                 shift_only: bool = False) -> np.ndarray | None:
+        """`a` refined, if it explains the change between `prev` and `g`; else None."""
         if a is None:
             return None
-        a = self._refine(prev, g, a)
+        a = self._refine(prev, g, a, shift_only=shift_only)
         sh, sw = g.shape
         moved = cv2.warpAffine(prev, a, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         b = 8  # away from the borders the warp has to invent
@@ -238,7 +254,8 @@ class CameraMotion:
         return a.astype(np.float64)
 
 
-    def _refine(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray, steps: int = 2) -> np.ndarray:
+    def _refine(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray, steps: int = 2,
+                shift_only: bool = False) -> np.ndarray:
         """`a` made exact to about a tenth of a pixel by Gauss-Newton steps on the whole frame.
 
         Phase correlation's sub-pixel peak leans towards whole pixels: on pans of training images
@@ -250,7 +267,8 @@ class CameraMotion:
         out the pixels that differ by more than 3x the median (moving objects). Both frames are
         blurred first: noise left in the gradients biases each step towards zero. A step that is
         ill-posed (a flat frame) or jumps by more than 2 px keeps what it had. NumPy without BLAS
-        (einsum), so it stays on its thread."""
+        (einsum), so it stays on its thread. `shift_only`: the shift alone (a small frame, where a
+        zoom or turn would be fitted to texture, not to the camera)."""
         sh, sw = g.shape
         b = 8
         if sh <= 4 * b or sw <= 4 * b:
@@ -272,12 +290,14 @@ class CameraMotion:
             r = target - moved[sub]
             ar = np.abs(r)
             keep = (ar <= 3.0 * float(np.median(ar[::4, ::4])) + 1e-6).astype(np.float32)
-            jac = np.stack([mx * xs + my * ys, my * xs - mx * ys, mx, my]).reshape(4, -1)
+            jac = np.stack([mx, my] if shift_only else [mx * xs + my * ys, my * xs - mx * ys, mx, my]).reshape(
+                2 if shift_only else 4, -1)
             jw = jac * keep.reshape(1, -1)
             h = np.einsum("ij,kj->ik", jw, jac).astype(np.float64)
             if not np.isfinite(h).all() or np.linalg.cond(h) > 1e8:
                 break
-            da, db, dx, dy = np.linalg.solve(h, -np.einsum("ij,j->i", jw, r.reshape(-1)).astype(np.float64))
+            d = np.linalg.solve(h, -np.einsum("ij,j->i", jw, r.reshape(-1)).astype(np.float64))
+            da, db, dx, dy = (0.0, 0.0, *d) if shift_only else d
             if abs(dx) + abs(dy) + (abs(da) + abs(db)) * max(sw, sh) > 2.0:
                 break
             step = np.array([[1.0 + da, -db, dx - (da * cx - db * cy)],

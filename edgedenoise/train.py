@@ -87,6 +87,7 @@ def make_clip_batch(sampler, noise, cfg: TrainConfig, step: int, lo: int, hi: in
     new, from default_rng([seed, step, i, 2, t])."""
     clean = sampler.clips(step, lo, hi)
     n, frames = clean.shape[:2]
+    motion = clip_motions(clean) if cfg.video_align else None
     noisy = np.empty_like(clean)
     sigma = np.empty((n, frames), np.float32)
     for j, i in enumerate(range(lo, hi)):
@@ -99,12 +100,54 @@ def make_clip_batch(sampler, noise, cfg: TrainConfig, step: int, lo: int, hi: in
             if rounded:
                 noisy[j, t] = quantize(noisy[j, t])
             sigma[j, t] = s / 255.0
-    return torch.from_numpy(noisy), torch.from_numpy(clean), torch.from_numpy(sigma)
+    batch = torch.from_numpy(noisy), torch.from_numpy(clean), torch.from_numpy(sigma)
+    return batch if motion is None else (*batch, torch.from_numpy(motion))
+
+
+def clip_motions(clean: np.ndarray) -> np.ndarray:
+    """(N,T,2,3) float32: for each clip of (N,T,C,P,P) clean frames in [0, 1], the camera motion from
+    frame t-1 to frame t (dst = a @ src, pixels) as the runtime would follow it (temporal.CameraMotion,
+    on the gray frames: the refined shift where it explains the change), the identity where none does
+    (a still clip, a cut, moving objects on a still background) and for frame 0."""
+    from .temporal import CameraMotion
+
+    n, frames = clean.shape[:2]
+    out = np.zeros((n, frames, 2, 3), np.float32)
+    out[:, :, 0, 0] = out[:, :, 1, 1] = 1.0
+    gray = clean.mean(axis=2) * np.float32(255.0)
+    for j in range(n):
+        cam = CameraMotion()
+        for t in range(1, frames):
+            a = cam.patch_motion(gray[j, t - 1], gray[j, t])
+            if a is not None:
+                out[j, t] = a
+    return out
+
+
+def align_previous(prev: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """`prev` (N,C,H,W) moved by `motion` (N,2,3, pixels, dst = a @ src): bicubic, borders replicated,
+    differentiable (grid_sample), as RecurrentState moves the last output at run time; clips whose
+    motion is the identity pass unchanged (exactly)."""
+    n, _, h, w = prev.shape
+    m = torch.zeros((n, 3, 3), dtype=torch.float64, device=prev.device)
+    m[:, :2] = motion.to(torch.float64)
+    m[:, 2, 2] = 1.0
+    norm = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
+                        dtype=torch.float64, device=prev.device)
+    # affine_grid maps each output pixel (normalised) to where it samples the input: a^-1, in normalised units
+    theta = (norm @ torch.linalg.inv(m) @ torch.linalg.inv(norm))[:, :2].to(prev.dtype)
+    grid = F.affine_grid(theta, list(prev.shape), align_corners=False)
+    moved = F.grid_sample(prev, grid, mode="bicubic", padding_mode="border", align_corners=False)
+    eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=motion.device)
+    still = (motion == eye).flatten(1).all(1).view(n, 1, 1, 1)
+    return torch.where(still, prev, moved)
 
 
 class Unroll(nn.Module):
     """A recurrent model run over clips (N,T,C,H,W) frame by frame, each frame given the last output
-    as `previous` (the first frame none: the model then takes the frame itself, as at run time).
+    as `previous` (the first frame none: the model then takes the frame itself, as at run time),
+    moved with the camera first when `motion` (N,T,2,3; clip_motions) is given (--video-align), as
+    RecurrentState moves it at run time.
     The output passed on is clamped and rounded to uint8 levels as the runtime keeps it (the rounding
     with a straight-through gradient), and gradients flow back through it over the whole clip:
     truncated back-propagation through time, so the model learns to use its own outputs.
@@ -115,12 +158,14 @@ class Unroll(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, motion: torch.Tensor | None = None) -> torch.Tensor:
         outs, prev = [], None
         for t in range(noisy.shape[1]):
             x = noisy[:, t]
             if x.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
+            if prev is not None and motion is not None:
+                prev = align_previous(prev, motion[:, t])
             out = self.model(x, sigma[:, t], prev)
             outs.append(out)
             kept = out.float().clamp(0, 1)
@@ -657,8 +702,8 @@ class Trainer:
         self.t0 = time.time()
         step = self.start
         self.nets.model.train()
-        for noisy, clean, sigma in self.loader:
-            loss, mse, d_loss = self.train_step(noisy, clean, sigma)
+        for batch in self.loader:  # noisy, clean, sigma (and with --video-align each clip's motion)
+            loss, mse, d_loss = self.train_step(*batch)
             step += 1
             self.record(step, loss, mse, d_loss)
             stopping = step == cfg.stop_at
@@ -669,7 +714,8 @@ class Trainer:
             self.bar.close()
         return step
 
-    def train_step(self, noisy: torch.Tensor, clean: torch.Tensor, sigma: torch.Tensor):
+    def train_step(self, noisy: torch.Tensor, clean: torch.Tensor, sigma: torch.Tensor,
+                   motion: torch.Tensor | None = None):
         """One optimizer step on a batch: forward (autocast per --amp), reconstruction loss (plus
         --adv-weight times the hinge generator loss), backward, gradient clipping, the optimizer
         and schedule steps, then the discriminator's step. Returns (loss, MSE of the clamped
@@ -681,7 +727,8 @@ class Trainer:
         if device.type == "cpu" and noisy.dim() == 4:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            out_img = self.ddp_model(noisy, sigma)
+            out_img = self.ddp_model(noisy, sigma) if motion is None else \
+                self.ddp_model(noisy, sigma, motion.to(device, non_blocking=True))
         out_img = out_img.float()
         if out_img.dim() == 5:  # --video: every frame of every clip counts alike
             out_img, clean = out_img.flatten(0, 1), clean.flatten(0, 1)

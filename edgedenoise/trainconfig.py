@@ -52,6 +52,7 @@ class TrainConfig:
     fusion_only: bool = False  # --video: train only those weights; the framewise ones stay as --init gave them
     gate: int = 0  # --video: the gate from a branch of this width (ModelConfig.gate); 0: from the tail
     gate_in: str = "sums"  # --gate: what the branch sees of the difference: sums (per pixel, colours summed) or parts
+    video_align: bool = False  # --video: the last output moved with the camera before the model sees it, as at run time
     init: str = ""  # start from these weights (model name, run folder or .safetensors), fresh optimizer and schedule
     extra: dict = field(default_factory=dict)
 
@@ -70,6 +71,8 @@ class TrainConfig:
             raise bad("gate", self.gate, "needs --video (a recurrent model's gate branch)")
         if self.gate_in not in GATE_INPUTS:
             raise bad("gate_in", self.gate_in, f"{' or '.join(GATE_INPUTS)} (what a gate branch sees)")
+        if self.video_align and not self.video:
+            raise bad("video_align", True, "needs --video (a recurrent model's last output)")
         if self.fusion_only and not self.video:
             raise bad("fusion_only", True, "needs --video (a recurrent model's fusion weights)")
         if self.video and (not isinstance(self.frames, int) or self.frames < 2):

@@ -11,7 +11,7 @@ from edgedenoise.errors import DataError, ModelError
 from edgedenoise.model import ModelConfig, build_model, make_recurrent
 from edgedenoise.modelfile import load_model
 from edgedenoise.noise import AWGN, CameraSim, Mixture, for_clip, training_noise
-from edgedenoise.train import ClipValSet, Unroll, make_clip_batch, train
+from edgedenoise.train import ClipValSet, Unroll, align_previous, clip_motions, make_clip_batch, train
 from edgedenoise.trainconfig import TrainConfig
 from edgedenoise.videodata import ClipSampler, make_training_clip
 
@@ -84,6 +84,41 @@ def test_gradients_reach_the_fusion_weights_through_the_models_own_outputs():
     assert noisy.grad[:, 0].abs().sum() > 0 and noisy.grad[:, 1].abs().sum() > 0  # through time
     with torch.no_grad():  # frame 0 has no previous: the framewise result
         assert torch.allclose(out[:, 0], rec(noisy[:, 0], torch.full((2,), 0.1)), atol=1e-6)
+
+
+def test_video_align_moves_the_last_output_with_the_camera_as_the_runtime_does(train_subset):
+    import cv2
+
+    from edgedenoise.clips import _affine, _warp
+
+    img = cv2.imread(str(sorted(train_subset.iterdir())[0]), cv2.IMREAD_COLOR)
+    # a pan of (1.3, -0.6) px per frame, then a still frame: clip_motions finds the shift, then the identity
+    frames = [_warp(img, _affine(1.0, 0.0, 32, 32, 60 + 1.3 * t, 60 - 0.6 * t), (64, 64)) for t in range(3)]
+    frames.append(frames[-1])
+    clip = np.stack(frames).transpose(0, 3, 1, 2)[None].astype(np.float32) / 255
+    m = clip_motions(clip)[0]
+    assert np.array_equal(m[0], np.eye(2, 3)) and np.array_equal(m[3], np.eye(2, 3))
+    for t in (1, 2):  # dst = a @ src: the picture moves by minus the camera's motion
+        assert np.abs(m[t][:, 2] - (-1.3, 0.6)).max() < 0.1 and np.abs(m[t][:, :2] - np.eye(2)).max() < 0.01, m[t]
+    # the differentiable warp is OpenCV's bicubic warpAffine (replicated borders); the identity is exact
+    smooth = cv2.GaussianBlur(img[:64, :96].astype(np.float32), (0, 0), 1.0)
+    rot = cv2.getRotationMatrix2D((48, 32), 2.0, 1.01)
+    x = torch.from_numpy(smooth.transpose(2, 0, 1).copy())[None].repeat(2, 1, 1, 1).requires_grad_(True)
+    out = align_previous(x, torch.from_numpy(np.stack([rot, np.eye(2, 3)]).astype(np.float32)))
+    ref = cv2.warpAffine(smooth, rot, (96, 64), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    assert np.abs(out[0].detach().numpy().transpose(1, 2, 0) - ref)[4:-4, 4:-4].max() < 0.05
+    assert torch.equal(out[1], x[1])
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0  # back-propagation through time passes the warp
+
+
+def test_a_video_run_with_align_trains(train_subset, tmp_path):
+    c = cfg(train_subset, tmp_path / "aligned", video_align=True, patch=48)
+    res = train(c, progress=False)
+    assert res["step"] == 6 and res["val_video_psnr"] is not None
+    assert json.loads((tmp_path / "aligned" / "config.json").read_text())["video_align"] is True
+    with pytest.raises(DataError, match="--video-align"):
+        TrainConfig(data="d", out="o", video_align=True).check()
 
 
 def test_a_video_run_trains_a_recurrent_model_and_validates_it_on_clips(train_subset, tmp_path):
