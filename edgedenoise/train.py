@@ -135,9 +135,10 @@ def align_previous(prev: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
     norm = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
                         dtype=torch.float64, device=prev.device)
     # affine_grid maps each output pixel (normalised) to where it samples the input: a^-1, in normalised units
-    theta = (norm @ torch.linalg.inv(m) @ torch.linalg.inv(norm))[:, :2].to(prev.dtype)
-    grid = F.affine_grid(theta, list(prev.shape), align_corners=False)
-    moved = F.grid_sample(prev, grid, mode="bicubic", padding_mode="border", align_corners=False)
+    theta = (norm @ torch.linalg.inv(m) @ torch.linalg.inv(norm))[:, :2].to(torch.float32)
+    grid = F.affine_grid(theta, list(prev.shape), align_corners=False)  # float32 even under autocast
+    moved = F.grid_sample(prev.float(), grid, mode="bicubic", padding_mode="border",
+                          align_corners=False).to(prev.dtype)
     eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=motion.device)
     still = (motion == eye).flatten(1).all(1).view(n, 1, 1, 1)
     return torch.where(still, prev, moved)
