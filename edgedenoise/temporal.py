@@ -528,6 +528,11 @@ class TemporalStep:
         if self.state is not None:
             self.state.reset()
 
+    @property
+    def running(self) -> str:
+        """The temporal mode this frame gets: `mode`, or `off` while the blend is switched off."""
+        return "off" if self.mode == "blend" and not self.blend_on else self.mode
+
     def set_blend(self, on: bool) -> None:
         if self.blend is not None and on and not self.blend_on:
             self.blend.reset()  # its last frames are from before it was off: start afresh

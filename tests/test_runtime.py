@@ -696,13 +696,15 @@ def test_the_rung_without_the_blend_drops_the_blend_and_brings_it_back():
 
     pairs = []
     sink = SlowSink(0)
-    sink.write = lambda res: pairs.append((res.index, np.array_equal(res.noisy, res.denoised)))
+    sink.write = lambda res: pairs.append((res.index, np.array_equal(res.noisy, res.denoised), res.temporal))
     stats = Pipeline(Still(12, (16, 16, 3), fps=50.0), sink, Identity(), mode="realtime", sigma=SIGMA,
                      status=False, temporal="blend", ladder=DropBlendAtFifth()).run()
     assert stats.info["model_now"] == "tiny int8 without the blend"
-    blended = [same for i, same in pairs if 1 < i <= 4]  # after the first frame, before the switch
-    raw = [same for i, same in pairs if i > 5]
+    blended = [same for i, same, _ in pairs if 1 < i <= 4]  # after the first frame, before the switch
+    raw = [same for i, same, _ in pairs if i > 5]
     assert blended and not any(blended) and raw and all(raw)
+    # each frame's label (the video's "temporal ..." caption) says what it got
+    assert {t for i, _, t in pairs if i <= 4} == {"blend"} and {t for i, _, t in pairs if i > 5} == {"off"}
 
 
 def test_the_runtime_runs_without_torch_and_triton(tmp_path):

@@ -416,6 +416,7 @@ class Pipeline:
                 t1 = time.perf_counter()
                 out, (pre, net, _), blend_s = self.temporal(den, img, sigma, self.tile, self.overlap)
                 t4 = time.perf_counter()
+                got = self.temporal.running  # what this frame got (the ladder may switch the blend below)
                 # resets counted (cuts only counted: a stream may have thousands)
                 st.count("temporal_resets", self.temporal.resets - before)
                 t1, t2 = t1 + pre, t1 + pre + net  # the Denoiser's call split into its own stages
@@ -423,7 +424,7 @@ class Pipeline:
                 st.add("preprocess", t1 - t0)
                 st.add("inference", t2 - t1)
                 st.add("postprocess", t3 - t2)
-                if self.temporal.blend is not None:
+                if got == "blend":
                     st.add("temporal", t4 - t3)
                 if self.ladder is not None:
                     self._adapt(index, t4 - t0)
@@ -431,7 +432,8 @@ class Pipeline:
                     st.quality(sigma, psnr_u8(img, ref), psnr_u8(out, ref))
                 else:
                     st.quality(sigma)
-                ok, dropped = self.q_out.put(Result(index, img, out, sigma, t_cap, self.stats.info["temporal"]))
+                # the label says what this frame got: no blend on the ladder's rung without it
+                ok, dropped = self.q_out.put(Result(index, img, out, sigma, t_cap, got))
                 if not ok:
                     break
                 st.count("dropped_output", dropped)
