@@ -561,7 +561,7 @@ class TemporalStep:
         timing = Timing(timing.preprocess + t1 - t0, timing.inference, timing.postprocess)
         if self.state is not None:
             self.state.update(out)
-        if self.blend is None or not self.blend_on:
+        if self.running != "blend":
             return out, timing, 0.0
         t3 = time.perf_counter()
         out = self.blend(out, told)

@@ -115,8 +115,8 @@ def clip_motions(clean: np.ndarray) -> np.ndarray:
     out = np.zeros((n, frames, 2, 3), np.float32)
     out[:, :, 0, 0] = out[:, :, 1, 1] = 1.0
     gray = clean.mean(axis=2) * np.float32(255.0)
+    cam = CameraMotion()  # holds no state between calls but its window and grid, made once for the batch
     for j in range(n):
-        cam = CameraMotion()
         for t in range(1, frames):
             a = cam.patch_motion(gray[j, t - 1], gray[j, t])
             if a is not None:
