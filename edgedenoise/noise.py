@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .trainconfig import CAMERA_LEVELS
+
 
 def quantize(noisy: np.ndarray) -> np.ndarray:
     """Float image in [0,1] units -> clipped, rounded, back to float in [0,1] (uint8 levels)."""
@@ -145,12 +147,17 @@ class CameraSim:
     ``sample`` returns (noisy, level, target): target is the pipeline without noise (same colour
     rendition and demosaicing), level the RMS of noisy - target on the 0-255 scale times
     exp(map_jitter * N(0, 1)), so that a model learns to take a level that an estimate gets
-    only roughly right, as a blind estimate on a real camera will."""
+    only roughly right, as a blind estimate on a real camera will. With ``told="estimate"`` the
+    level is instead what blind mode tells a model for the noisy patch (estimate.estimate_sigma at
+    its default gain; no jitter: the estimate brings its own error), so that a model learns the
+    map blind mode gives it: the RMS counts what the model cannot remove as well (a daylight JPEG's
+    losses read 13 where the estimate reads 4 and the best level told is about 0)."""
 
     map_jitter: float = 0.15
     video_share: float | None = None  # None: camera.VIDEO_SHARE
     params: object = None  # a camera.CameraParams: this camera for every image (None: one drawn per image)
     level_gain: float = 1.0  # the level told is also multiplied by this (a clip's jitter, drawn once)
+    told: str = "true"  # the level told: "true" (the RMS, jittered) or "estimate" (blind mode's estimate)
 
     def fixed(self, rng: np.random.Generator) -> CameraSim:
         """One camera and one level jitter for every frame of a clip; only the noise is new per frame."""
@@ -159,7 +166,7 @@ class CameraSim:
         share = VIDEO_SHARE if self.video_share is None else self.video_share
         params = sample_params(rng, share)
         gain = float(np.exp(self.map_jitter * rng.standard_normal())) if self.map_jitter else 1.0
-        return CameraSim(map_jitter=0.0, video_share=share, params=params, level_gain=gain)
+        return CameraSim(map_jitter=0.0, video_share=share, params=params, level_gain=gain, told=self.told)
 
     def sample(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
         from .camera import VIDEO_SHARE, sample_params, simulate
@@ -177,9 +184,14 @@ class CameraSim:
         ref = ref.astype(np.float32) / 255.0
         if grey:
             noisy, ref = noisy.mean(axis=2, keepdims=True), ref.mean(axis=2, keepdims=True)
-        level = float(np.sqrt(np.mean((noisy - ref) ** 2))) * 255.0 * self.level_gain
-        if self.map_jitter:
-            level *= float(np.exp(self.map_jitter * rng.standard_normal()))
+        if self.told == "estimate":  # on the uint8 frame blind mode would see
+            from .estimate import estimate_sigma
+
+            level = estimate_sigma(np.round(noisy * 255.0).astype(np.uint8)) * self.level_gain
+        else:
+            level = float(np.sqrt(np.mean((noisy - ref) ** 2))) * 255.0 * self.level_gain
+            if self.map_jitter:
+                level *= float(np.exp(self.map_jitter * rng.standard_normal()))
 
         def back(a: np.ndarray) -> np.ndarray:
             a = np.moveaxis(a, -1, 0) if chw else (a[:, :, 0] if clean.ndim == 2 else a)
@@ -240,17 +252,20 @@ def make_noise(kind: str, sigma: float | None = None, sigma_range: tuple[float, 
 
 
 def training_noise(kind: str, sigma_range: tuple[float, float], jpeg: bool = False, sigma_power: float = 1.0,
-                   camera_sim: float = 0.0, map_jitter: float = 0.15):
+                   camera_sim: float = 0.0, map_jitter: float = 0.15, camera_level: str = "true"):
     """The noise of a training run: `kind` (make_noise), with a share `camera_sim` of the images
-    through the camera simulation instead (0: `kind` alone, and its random draws as before)."""
+    through the camera simulation instead (0: `kind` alone, and its random draws as before);
+    `camera_level` is the level those images tell the model (CameraSim.told: "true" or "estimate")."""
     if not 0.0 <= camera_sim <= 1.0:
         raise ValueError(f"camera_sim is a share of images in [0, 1], got {camera_sim}")
+    if camera_level not in CAMERA_LEVELS:
+        raise ValueError(f"camera_level is one of {CAMERA_LEVELS}, got {camera_level!r}")
     if kind == "camera-sim":
-        return CameraSim(map_jitter=map_jitter)
+        return CameraSim(map_jitter=map_jitter, told=camera_level)
     base = make_noise(kind, sigma_range=sigma_range, jpeg=jpeg, sigma_power=sigma_power)
     if camera_sim == 0.0:
         return base
-    return Mixture(base, CameraSim(map_jitter=map_jitter), camera_sim)
+    return Mixture(base, CameraSim(map_jitter=map_jitter, told=camera_level), camera_sim)
 
 
 def protocol_noisy(clean_u8: np.ndarray, sigma: float, index: int, protocol: str) -> np.ndarray:

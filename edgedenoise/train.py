@@ -52,7 +52,7 @@ class Batches(torch.utils.data.IterableDataset):
         self.sampler, self.cfg, self.start, self.lo, self.hi = sampler, cfg, start, lo, hi
         self.noise = training_noise(cfg.noise, sigma_range=(cfg.sigma_min, cfg.sigma_max), jpeg=cfg.jpeg,
                                     sigma_power=cfg.sigma_power, camera_sim=cfg.camera_sim,
-                                    map_jitter=cfg.map_jitter)
+                                    map_jitter=cfg.map_jitter, camera_level=cfg.camera_level)
 
     def __iter__(self):
         # With --workers N each loader process makes every N-th step (worker k: start + k, start + k + N,
@@ -236,9 +236,12 @@ def psnr(mse: float) -> float:
 class ValSet:
     """Whole validation images with fixed noise: BENCHMARK_PROTOCOL.md's camera protocol at
     `sigma`, and with `camera_sim` the same images through the camera simulation as well (image
-    i's camera drawn from seed i, as training draws them; the model told the true RMS level)."""
+    i's camera drawn from seed i, as training draws them; the model told the level training tells:
+    the true RMS level, or with `camera_level` "estimate" blind mode's estimate of the whole image)."""
 
-    def __init__(self, images: list[D.ImageInfo], channels: int, sigma: float, camera_sim: bool = False):
+    def __init__(self, images: list[D.ImageInfo], channels: int, sigma: float, camera_sim: bool = False,
+                 camera_level: str = "true"):
+        from .estimate import estimate_sigma
         from .noise import camera_sim_validation
 
         t = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0))).float()[None] / 255.0
@@ -249,6 +252,8 @@ class ValSet:
             self.items.append((t(noisy), t(clean), sigma / 255.0))
             if camera_sim:
                 cn, ref, level = camera_sim_validation(clean, i)
+                if camera_level == "estimate":
+                    level = estimate_sigma(cn)
                 self.camera_items.append((t(cn), t(ref), level / 255.0))
         self.sigma = sigma
 
@@ -660,7 +665,8 @@ class Trainer:
         self.amp_dtype, self.scaler = mixed_precision(cfg, run.device)
         self.loader = make_loader(cfg, run, train_imgs, start)
         with_cam = cfg.camera_sim > 0 or cfg.noise == "camera-sim"
-        self.valset = (ValSet(val_imgs, cfg.channels, cfg.val_sigma, camera_sim=with_cam)
+        self.valset = (ValSet(val_imgs, cfg.channels, cfg.val_sigma, camera_sim=with_cam,
+                              camera_level=cfg.camera_level)
                        if (run.main and val_imgs) else None)
         self.clipset = (ClipValSet(val_imgs, cfg.channels, cfg.val_sigma)
                         if (run.main and val_imgs and cfg.video) else None)

@@ -9,6 +9,8 @@ from .errors import DataError
 # what a recurrent model's gate branch may be fed (ModelConfig.gate_in, train --gate-in); here, torch-free,
 # so that a training run's values are checked before torch is imported
 GATE_INPUTS = ("parts", "sums")
+# what a camera-simulated training image tells the model (noise.CameraSim.told; torch-free, as above)
+CAMERA_LEVELS = ("true", "estimate")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class TrainConfig:
     jpeg: bool = False
     camera_sim: float = 0.0  # share of patches through the camera simulation (camera.py) instead of `noise`
     map_jitter: float = 0.15  # camera-sim patches: the level told is the true RMS times exp(this * N(0,1))
+    camera_level: str = "true"  # camera-sim patches tell: true (the RMS, jittered) or estimate (blind mode's)
     adv_weight: float = 0.0  # > 0 turns on the patch discriminator
     val_count: int = 8
     val_sigma: float = 25.0
@@ -69,6 +72,9 @@ class TrainConfig:
                 raise bad(name, v, f"must be a whole number >= {low}")
         if self.gate and not self.video:
             raise bad("gate", self.gate, "needs --video (a recurrent model's gate branch)")
+        if self.camera_level not in CAMERA_LEVELS:
+            raise bad("camera_level", self.camera_level, f"{' or '.join(CAMERA_LEVELS)} (the level a camera-simulated "
+                                                         f"image tells the model)")
         if self.gate_in not in GATE_INPUTS:
             raise bad("gate_in", self.gate_in, f"{' or '.join(GATE_INPUTS)} (what a gate branch sees)")
         if self.video_align and not self.video:

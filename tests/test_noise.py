@@ -88,6 +88,24 @@ def test_camera_sim_targets_the_pipeline_without_noise():
     assert grey.shape == gt.shape == (1, 64, 64)
 
 
+def test_camera_sim_can_tell_blind_modes_estimate():
+    """told="estimate": the level is blind mode's estimate of the uint8 patch (no jitter), the same
+    noise and target as told="true" draws; a daylight camera whose JPEG losses count in the RMS
+    reads far lower than its RMS."""
+    from edgedenoise.estimate import estimate_sigma
+    from edgedenoise.noise import CameraSim, training_noise
+
+    clean = _patch(size=112)
+    true = CameraSim(map_jitter=0.0).sample(clean, np.random.default_rng(3))
+    est = CameraSim(told="estimate").sample(clean, np.random.default_rng(3))
+    assert np.array_equal(true[0], est[0]) and np.array_equal(true[2], est[2])
+    u8 = np.round(np.moveaxis(est[0], 0, -1) * 255).astype(np.uint8)
+    assert est[1] == pytest.approx(estimate_sigma(u8)) and est[1] != true[1]
+    assert training_noise("awgn", (0, 75), camera_sim=0.5, camera_level="estimate").camera.told == "estimate"
+    with pytest.raises(ValueError, match="camera_level"):
+        training_noise("awgn", (0, 75), camera_sim=0.5, camera_level="rms")
+
+
 def test_training_noise_mixes_and_leaves_old_runs_alone():
     from edgedenoise.noise import AWGN, Mixture, training_noise
 

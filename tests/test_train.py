@@ -159,6 +159,30 @@ def test_camera_simulation_in_training_is_validated_too(train_subset, tmp_path):
     assert json.loads((run / "config.json").read_text())["camera_sim"] == 0.5
 
 
+def test_camera_level_estimate_tells_training_and_validation_blind_modes_level(train_subset, tmp_path):
+    """--camera-level estimate: camera-simulated patches tell the model blind mode's estimate, and the
+    camera validation tells each image its estimate too (what blind mode at run time will tell);
+    an unknown value is refused in one line."""
+    from edgedenoise import data as D
+    from edgedenoise.estimate import estimate_sigma
+    from edgedenoise.noise import camera_sim_validation
+    from edgedenoise.train import ValSet
+
+    run = tmp_path / "est"
+    train(cfg(train_subset, run, steps=4, val_every=4, ckpt_every=4, camera_sim=0.5, camera_level="estimate"),
+          progress=False)
+    assert json.loads((run / "config.json").read_text())["camera_level"] == "estimate"
+    assert 10 < float(rows(run)[-1]["val_camera_psnr"]) < 50
+    imgs = D.scan_images(train_subset)[:1]
+    vs = ValSet(imgs, 3, 25.0, camera_sim=True, camera_level="estimate")
+    clean = D.read_image(imgs[0].path, 3)
+    noisy, _, true = camera_sim_validation(clean, 0)
+    assert vs.camera_items[0][2] == pytest.approx(estimate_sigma(noisy) / 255.0)
+    assert ValSet(imgs, 3, 25.0, camera_sim=True).camera_items[0][2] == pytest.approx(true / 255.0)
+    with pytest.raises(DataError, match="--camera-level 'rms'"):
+        cfg(train_subset, run, camera_level="rms").check()
+
+
 def test_loader_workers_share_the_steps(train_subset, tmp_path):
     """--workers 2 makes each step once, in order: the same run, bit for bit, as --workers 0 (each
     loader process once yielded every step, so --steps 12 --workers 2 trained 24 steps)."""
