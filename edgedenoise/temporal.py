@@ -9,8 +9,10 @@ and, per pixel, how many frames that average holds (its age). For each new outpu
    phase correlation; a similarity transform (shift, rotation, zoom) is fitted to the blocks'
    shifts with RANSAC (blocks on moving objects are outliers), made exact to about a tenth of a
    pixel by two Gauss-Newton steps on the whole frame (CameraMotion._refine), and kept only if it
-   makes the two frames differ less. The average (bicubic; a pure translation by a separable
-   filter, `shift`) and the ages follow it; pixels that come into view start at age 0.
+   makes the two frames differ less. While the camera keeps moving, the last motion is refined
+   instead (three steps) and the blocks are measured again only when that does not converge.
+   The average (bicubic; a pure translation by a separable filter, `shift`) and the ages follow
+   it; pixels that come into view start at age 0.
 2. Agreement per pixel: m = 1 where y and the average differ by at most `t_low` x s, 0 beyond
    `t_high` x s, linear between; the difference is averaged over the channels and a 5x5 window
    (computed at half resolution), and s = 25 (sigma / 25) ** `power` grows with the noise level
@@ -101,6 +103,7 @@ class RecurrentState:
         if self._prev is not None:
             self.resets += 1
         self._prev = None
+        self._camera.forget()
 
     def previous(self, frame: np.ndarray, sigma: float) -> np.ndarray | None:
         p = self._prev
@@ -123,6 +126,7 @@ class RecurrentState:
         self._prev = out
 
 
+PREDICTED_STEP = 0.1  # half-resolution pixels: a refinement from the last motion converged if its last step was smaller
 CUT_HISTOGRAM = 0.3  # a cut: the 8x8-block-mean histograms (32 bins, each summing to 1) differ by more (L1)
 
 
@@ -185,19 +189,38 @@ def full_resolution(a: np.ndarray) -> np.ndarray:
 
 class CameraMotion:
     """The camera's motion between two frames (half_gray), as a 2x3 similarity, by phase correlation
-    of up to 6x4 blocks and a RANSAC fit (the module docstring). `motion(prev, g)` returns it only
-    when it explains the change (it lowers the frames' L1 difference by 3 % or more) and is worth a
-    resampling; else None."""
+    of up to 6x4 blocks and a RANSAC fit (the module docstring), or by refining the last motion it
+    found. `motion(prev, g)` returns it only when it explains the change (it lowers the frames' L1
+    difference by 3 % or more) and is worth a resampling; else None. `forget()` at a new scene."""
 
     def __init__(self, least: float = 0.05):
         self.least = least  # a motion smaller than this (half-resolution pixels, summed) is no motion
         self._hann = None
         self._grid = None  # _refine's pixel coordinates, per frame shape
+        self._last = None  # the last motion `motion` found (None: none, or not moving)
 
     def motion(self, prev: np.ndarray | None, g: np.ndarray | None) -> np.ndarray | None:
+        """The motion from `prev` to `g`. A camera keeps moving as it moved: the last motion found is
+        tried first, as the start of a refinement of three steps, and kept if that converges (its
+        last step under PREDICTED_STEP) and the result explains the change; only otherwise are the
+        blocks phase-correlated again (_fit, 1.25 ms of the blend's 7.9 on the demo's pan). On pans
+        of 12 CBSD432 images (sigma 15-50, `tiny`'s outputs) the error fell from 0.076 to 0.061 px
+        (median; 0.18 to 0.12 at the 90th percentile), and no pan frame went unfollowed (3 of 396
+        before)."""
         if prev is None or g is None or prev.shape != g.shape:
+            self._last = None
             return None
-        return self._confirm(prev, g, self._fit(prev, g))
+        a = None
+        if self._last is not None:
+            a = self._confirm(prev, g, self._last, predicted=True)
+        if a is None:
+            a = self._confirm(prev, g, self._fit(prev, g))
+        self._last = a
+        return a
+
+    def forget(self) -> None:
+        """Drop the last motion (a new scene: the next one is measured afresh)."""
+        self._last = None
 
     def patch_motion(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
         """As `motion`, for a frame too small for blocks (a training patch, 64 px, at full resolution):
@@ -212,11 +235,15 @@ class CameraMotion:
         return self._confirm(prev, g, np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), shift_only=True)
 
     def _confirm(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray | None,
-                 shift_only: bool = False) -> np.ndarray | None:
-        """`a` refined, if it explains the change between `prev` and `g`; else None."""
+                 shift_only: bool = False, predicted: bool = False) -> np.ndarray | None:
+        """`a` refined, if it explains the change between `prev` and `g`; else None. `predicted`:
+        `a` is a guess (the last frame's motion), kept only if the refinement converged from it
+        (its last step under PREDICTED_STEP pixels)."""
         if a is None:
             return None
-        a = self._refine(prev, g, a, shift_only=shift_only)
+        a, last_step = self._refine(prev, g, a, steps=3 if predicted else 2, shift_only=shift_only)
+        if predicted and last_step > PREDICTED_STEP:
+            return None
         sh, sw = g.shape
         moved = cv2.warpAffine(prev, a, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         b = 8  # away from the borders the warp has to invent
@@ -254,8 +281,10 @@ class CameraMotion:
         return a.astype(np.float64)
 
     def _refine(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray, steps: int = 2,
-                shift_only: bool = False) -> np.ndarray:
-        """`a` made exact to about a tenth of a pixel by Gauss-Newton steps on the whole frame.
+                shift_only: bool = False) -> tuple[np.ndarray, float]:
+        """`a` made exact to about a tenth of a pixel by Gauss-Newton steps on the whole frame, and
+        the size of its last step (pixels, summed over the corner-scaled parameters; inf where a
+        step was refused).
 
         Phase correlation's sub-pixel peak leans towards whole pixels: on pans of training images
         (12 CBSD432 images, sigma 15-50, `tiny`'s outputs) it was 0.31 px off (full resolution,
@@ -271,7 +300,7 @@ class CameraMotion:
         sh, sw = g.shape
         b = 8
         if sh <= 4 * b or sw <= 4 * b:
-            return a
+            return a, np.inf
         if self._grid is None or self._grid[0] != g.shape:
             ys, xs = np.mgrid[b:sh - b:2, b:sw - b:2].astype(np.float32)
             self._grid = (g.shape, xs - np.float32((sw - 1) / 2), ys - np.float32((sh - 1) / 2))
@@ -282,6 +311,7 @@ class CameraMotion:
         gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)[sub]
         target = g[sub]
         cx, cy = (sw - 1) / 2, (sh - 1) / 2
+        last = np.inf
         for _ in range(steps):
             moved = cv2.warpAffine(prev, a, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             mx = 0.5 * (gx + cv2.Sobel(moved, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)[sub])
@@ -294,16 +324,20 @@ class CameraMotion:
             jw = jac * keep.reshape(1, -1)
             h = np.einsum("ij,kj->ik", jw, jac).astype(np.float64)
             if not np.isfinite(h).all() or np.linalg.cond(h) > 1e8:
+                last = np.inf
                 break
             d = np.linalg.solve(h, -np.einsum("ij,j->i", jw, r.reshape(-1)).astype(np.float64))
             da, db, dx, dy = (0.0, 0.0, *d) if shift_only else d
-            if abs(dx) + abs(dy) + (abs(da) + abs(db)) * max(sw, sh) > 2.0:
+            size = abs(dx) + abs(dy) + (abs(da) + abs(db)) * max(sw, sh)
+            if size > 2.0:
+                last = np.inf
                 break
             step = np.array([[1.0 + da, -db, dx - (da * cx - db * cy)],
                              [db, 1.0 + da, dy - (db * cx + da * cy)],
                              [0.0, 0.0, 1.0]])
             a = (step @ np.vstack([a, [0.0, 0.0, 1.0]]))[:2]
-        return a
+            last = size
+        return a, last
 
 
 def warp(img: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -435,6 +469,7 @@ class RecursiveBlend:
         self._avg = y
         self._age = np.ones(self._state_size(y), np.float32)
         self._gray = half_gray(y) if self.align else None
+        self._camera.forget()
         self._key = key
         self.agreement = 0.0 if self.frames > 1 else 1.0
         return frame.copy()

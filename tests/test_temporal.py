@@ -117,6 +117,40 @@ def test_camera_motion_is_measured_to_a_tenth_of_a_pixel(images):
     assert cam.motion(half_gray(img), half_gray(img)) is None  # still: no resampling
 
 
+def test_a_steady_pan_is_followed_from_the_last_motion(images):
+    """While the camera keeps moving, the last motion is refined instead of measuring the blocks
+    again: a pan of 6 frames, its speed changing by up to 0.4 px a frame, is phase-correlated once
+    and followed to 0.1 px; after forget() (a new scene) the blocks are measured again; a jump the
+    refinement cannot reach from the last motion falls back to them."""
+    from edgedenoise.temporal import CameraMotion, full_resolution, half_gray
+
+    img = images[0].astype(np.float32)
+    h, w = img.shape[:2]
+    cam = CameraMotion()
+    fits = []
+    fit = cam._fit
+    cam._fit = lambda *a: fits.append(1) or fit(*a)  # counts the block measurements; the same result
+    frames, pos = [img], np.zeros(2)
+    steps = [(2.3, 0.8), (2.6, 0.5), (2.4, 0.9), (2.7, 0.7), (2.5, 1.1)]
+    for dx, dy in steps:
+        pos += (dx, dy)
+        a = np.array([[1.0, 0.0, pos[0]], [0.0, 1.0, pos[1]]])
+        frames.append(cv2.warpAffine(img, a, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101))
+    grays = [half_gray(f) for f in frames]
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], float).T
+
+    def off(m, dx, dy):  # the worst error at the corners, full-resolution pixels
+        return np.abs(full_resolution(m) @ corners - (corners[:2] + np.array([[dx], [dy]]))).max()
+
+    for (dx, dy), g0, g1 in zip(steps, grays, grays[1:]):
+        assert off(cam.motion(g0, g1), dx, dy) < 0.15
+    assert len(fits) == 1
+    cam.forget()
+    assert cam.motion(grays[0], grays[1]) is not None and len(fits) == 2
+    back = cam.motion(grays[5], grays[0])  # 12.5 px back at once: the blocks measured again
+    assert len(fits) == 3 and off(back, -pos[0], -pos[1]) < 0.15
+
+
 def test_shift_is_opencvs_bicubic_warp_at_a_quarter_of_its_cost(images):
     from edgedenoise.temporal import shift, warp
 
