@@ -559,15 +559,17 @@ def test_auto_leaves_out_a_candidate_no_faster_than_a_better_one(monkeypatch):
     monkeypatch.setattr(choice, "int8_saturates_here", lambda: False)  # a CPU with VNNI: INT8 is tried
     den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, ladder=True)
     assert (den.name, den.precision) == ("tiny", "fp32")
-    assert [r[:2] for r in lad.rungs] == [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
+    assert lad.rungs[-1] == ("nano", "fp32", autoselect.HALF)  # the last rung: the cheapest at half resolution
+    assert [r[:2] for r in lad.rungs[:-1]] == [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
     assert "default int8 97 ms (no faster than a better one: left out)" in why and "tiny int8 39 ms (no" in why
     assert "nano int8 19 ms (no" in why
     ms[("tiny", "int8")] = 25  # a real speed-up stays a rung
     den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, ladder=True)
-    assert [r[:2] for r in lad.rungs] == [("default", "fp32"), ("tiny", "fp32"), ("tiny", "int8"), ("nano", "fp32")]
+    assert [r[:2] for r in lad.rungs[:-1]] == [("default", "fp32"), ("tiny", "fp32"), ("tiny", "int8"),
+                                               ("nano", "fp32")]
     monkeypatch.setattr(choice, "int8_saturates_here", lambda: True)  # without VNNI: none tried, whatever its time
     den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, ladder=True)
-    assert [r[:2] for r in lad.rungs] == [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
+    assert [r[:2] for r in lad.rungs[:-1]] == [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
     assert "INT8 not tried: it saturates on this CPU" in why and "int8 " not in why.replace("INT8", "")
 
 
@@ -622,6 +624,50 @@ def test_the_ladder_steps_down_when_frames_are_late_and_back_up_with_hysteresis(
         lad.observe(0.045)
     assert lad.current == ("default", "int8") and lad.hold_after_down == 2 * Ladder.HOLD and lad.hold > Ladder.HOLD
     assert lad.switches == 3 and loaded == [("default", "int8")]  # each rung loaded once
+
+
+def test_the_last_rung_denoises_at_half_resolution_and_steps_back_up(monkeypatch):
+    """Below the cheapest model without the blend, the ladder's last rung runs it at half
+    resolution (HalfResolution: 2x2 means, scaled back): stepped down to when its frames are late,
+    never started on, and left for full resolution once that would take UP_FROM_HALF of the period.
+    Frame times fed in (no clock in the test); the model is the real nano."""
+    from edgedenoise.runtime import autoselect
+    from edgedenoise.runtime.autoselect import HALF, NO_BLEND, UP_FROM_HALF, HalfResolution, Ladder
+
+    ms = {("small", "fp32"): 100, ("tiny", "fp32"): 40, ("nano", "fp32"): 20}
+    real_time = autoselect._time
+    monkeypatch.setattr(autoselect, "_time", lambda den, frame: (ms[(den.name, den.precision)] / 1e3 if not
+                                                                  isinstance(den, HalfResolution) else
+                                                                  real_time(den, frame)))
+    monkeypatch.setattr("edgedenoise.backends.choice.int8_saturates_here", lambda: True)
+    den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (128, 96), 100.0, temporal="blend",
+                                      ladder=True)
+    assert lad.rungs[-2:] == [("nano", "fp32", NO_BLEND), ("nano", "fp32", NO_BLEND, HALF)]
+    assert lad.current == ("nano", "fp32", NO_BLEND) and not lad.half  # nothing fits: it starts one above
+    assert 0 < lad.times[lad.rungs[-1]] < 1.0  # measured at the start, on the source's size
+    late = [lad.observe(0.012) for _ in range(Ladder.WINDOW)]  # 12 ms a frame at 100 fps: late
+    half = late[-1]
+    assert isinstance(half, HalfResolution) and half.den is den and lad.half and "at half resolution" in lad.last
+    assert (half.name, half.precision, half.blind_gain) == (den.name, den.precision, den.blind_gain)
+    # the frame at full size, denoised (less well than at full resolution, far better than noisy)
+    clean = cv2.resize(cv2.imread(str(Path(__file__).resolve().parent.parent / "edgedenoise" / "samples" /
+                                      "astronaut.jpg")), (640, 480), interpolation=cv2.INTER_AREA)
+    noisy = protocol_noisy(clean, SIGMA, 0, "camera")
+    out = half.denoise(noisy, SIGMA)
+    assert out.shape == noisy.shape and out.dtype == np.uint8
+    p_noisy, p_half, p_full = (psnr_u8(x, clean) for x in (noisy, out, den.denoise(noisy, SIGMA)))
+    assert p_half > p_noisy + 4 and p_half < p_full, (p_noisy, p_half, p_full)
+    for shape in [(96, 128), (96, 128, 1), (96, 128, 4), (31, 200, 3)]:  # gray, one channel, BGRA, too small to halve
+        f = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+        assert half.denoise(f, SIGMA).shape == shape
+    # back up once full resolution would fit in UP_FROM_HALF of the 10 ms period, after the hold
+    ratio = lad.times[lad.rungs[-2]] / lad.times[lad.rungs[-1]]
+    fits = UP_FROM_HALF * 0.010 / ratio * 0.9
+    n, got = 0, None
+    while got is None and n < Ladder.HOLD + Ladder.WINDOW:
+        got, n = lad.observe(fits), n + 1
+    assert got is den and n >= Ladder.HOLD - 1 and lad.current == ("nano", "fp32", NO_BLEND) and not lad.half
+    assert f"within {UP_FROM_HALF:.0%} of the 10 ms frame period" in lad.last
 
 
 def test_the_model_a_ladder_hands_over_denoises_the_next_frames():

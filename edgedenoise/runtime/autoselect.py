@@ -22,6 +22,12 @@ the window's median times the ratio of the two rungs' times, all measured at the
 same conditions, so that the prediction holds however busy the machine is) it steps back up, but only after
 `Ladder.HOLD` frames since the last step down (doubled after each step up that had to be taken
 back), so that it does not flap. Every switch is an event in the run's stats.
+
+Below the cheapest model the rungs are: that model without the blend (a blending stream), then the
+same at half resolution (`HalfResolution`, about a quarter of its time, 2-3 dB less): the stream
+never starts there, the ladder steps down to it when even the cheapest model's frames are late (a
+slow CPU with a core taken by another process) and back up as soon as full resolution would take
+`UP_FROM_HALF` of the period.
 """
 from __future__ import annotations
 
@@ -101,12 +107,63 @@ def blend_cost(frame: np.ndarray) -> float:
     return float(np.median(times))
 
 
-NO_BLEND = "without the blend"  # the third item of the bottom rung when the stream blends: the cheapest way on
+NO_BLEND = "without the blend"  # the third item of the rung below the cheapest model when the stream blends
+HALF = "at half resolution"  # the last item of the ladder's last rung (HalfResolution)
+# The step up from the half-resolution rung: taken when the rung above would take at most this share
+# of the frame period (not BUDGET_SHARE): the half-resolution frames lose 2-3 dB, so full resolution
+# is tried again as soon as it would likely keep up; HOLD and its doubling keep it from flapping.
+UP_FROM_HALF = 0.8
 
 
 def rung_name(rung: tuple) -> str:
-    """'tiny int8', or 'tiny int8 without the blend' for the rung below the cheapest model."""
+    """'tiny int8', 'tiny int8 without the blend' for the rung below the cheapest model, and
+    '... at half resolution' for the last rung."""
     return " ".join(rung)
+
+
+class HalfResolution:
+    """A Denoiser run on the frame at half resolution (2x2 means) and scaled back (bicubic): the
+    realtime ladder's last rung, for a machine on which even the cheapest model drops frames (on the
+    2-core AMD EPYC without VNNI with one core taken, `nano` fp32 kept 74-78 % of the demo's frames).
+    It costs about a quarter of the model's time and loses detail: on the demo's frames (sigma 25)
+    `nano` gives 29.7 dB against 32.3 at full resolution (noisy 21.1). The model is told 0.6 x the
+    level: 2x2 means halve white noise, and on those frames 15 did best (12.5: 29.73, 15: 29.76,
+    18: 29.23 dB). Everything else (name, precision, blind gain, close) is the model's."""
+
+    SIGMA = 0.6
+    MIN_SIDE = 32  # frames smaller than this (either side) are denoised at full resolution
+
+    def __init__(self, den):
+        self.den = den
+
+    def __getattr__(self, name):
+        return getattr(self.den, name)
+
+    def warm_up(self, width: int, height: int, calls: int = 2) -> float:
+        if min(width, height) < 2 * self.MIN_SIDE:
+            return self.den.warm_up(width, height, calls)
+        return self.den.warm_up(width // 2, height // 2, calls)
+
+    def denoise(self, frame: np.ndarray, sigma: float | None = None) -> np.ndarray:
+        return self.denoise_timed(frame, sigma)[0]
+
+    def denoise_timed(self, frame: np.ndarray, sigma: float | None = None):
+        import cv2
+
+        from ..denoiser import Timing
+
+        h, w = frame.shape[:2]
+        if min(h, w) < 2 * self.MIN_SIDE:
+            return self.den.denoise_timed(frame, sigma)
+        t0 = time.perf_counter()
+        small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA).reshape(
+            (h // 2, w // 2) + frame.shape[2:])
+        t1 = time.perf_counter()
+        out, timing = self.den.denoise_timed(small, None if sigma is None else sigma * self.SIGMA)
+        t2 = time.perf_counter()
+        full = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC).reshape(frame.shape)
+        t3 = time.perf_counter()
+        return full, Timing(timing.preprocess + t1 - t0, timing.inference, timing.postprocess + t3 - t2)
 
 
 class Ladder:
@@ -142,6 +199,11 @@ class Ladder:
         """Whether the current rung keeps the temporal blend (every rung but a NO_BLEND one)."""
         return NO_BLEND not in self.current
 
+    @property
+    def half(self) -> bool:
+        """Whether the current rung denoises at half resolution (HalfResolution)."""
+        return HALF in self.current
+
     def observe(self, seconds: float):
         """One frame's processing time (capture excluded); the Denoiser to switch to, or None."""
         self.frames += 1
@@ -161,9 +223,10 @@ class Ladder:
             better, now = self.rungs[self.index - 1], self.current
             if better in self.times and self.times.get(now):
                 predicted = med * self.times[better] / self.times[now]
-                if predicted <= BUDGET_SHARE * period:
+                share = UP_FROM_HALF if self.half else BUDGET_SHARE
+                if predicted <= share * period:
                     return self._switch(self.index - 1, f"{rung_name(better)} would take about "
-                                                        f"{predicted * 1e3:.0f} ms here now, within {BUDGET_SHARE:.0%}"
+                                                        f"{predicted * 1e3:.0f} ms here now, within {share:.0%}"
                                                         f" of the {period * 1e3:.0f} ms frame period")
         return None
 
@@ -172,7 +235,7 @@ class Ladder:
         old = self.current
         self.index = index
         rung = self.current
-        key = rung[:2]  # the rung without the blend runs the model of the rung above it
+        key = rung[:2]  # the rungs without the blend or at half resolution run the model of the rung above
         if key not in self.dens:
             self.dens[key] = self.load(*key)
         self.window = []
@@ -182,7 +245,7 @@ class Ladder:
         else:
             self.hold = self.hold_after_down
         self.last = f"{'up' if up else 'down'} from {rung_name(old)} to {rung_name(rung)}: {why}"
-        return self.dens[key]
+        return HalfResolution(self.dens[key]) if self.half else self.dens[key]
 
 
 def choose(model: str, precision: str, backend: str, threads: int | None, mode: str,
@@ -224,10 +287,13 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
         if extra:  # below the cheapest model: the same model without the blend, timed without it
             rungs.append((*kept[-1], NO_BLEND))
             times[rungs[-1]] = max(times[kept[-1]] - extra, 1e-6)
-        # bottom: nothing fits, so the stream starts on the cheapest rung (without the blend where
-        # there is one) instead of dropping frames until the ladder steps down; it steps up from there
-        # when the rung above would fit
+        # bottom: nothing fits, so the stream starts on the cheapest rung at full resolution (without
+        # the blend where there is one) instead of dropping frames until the ladder steps down; it
+        # steps up from there when the rung above would fit
         index = len(rungs) - 1 if bottom else kept.index((m, p))
+        # last: that rung at half resolution, only stepped down to when its frames are late
+        rungs.append((*rungs[-1], HALF))
+        times[rungs[-1]] = _time(HalfResolution(dens[kept[-1]]), noisy[0])
         return den, why, Ladder(rungs, index, times, dens, fps, load)
 
     chosen, kept = None, []
@@ -253,7 +319,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
                                  f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms = "
                                  f"{BUDGET_SHARE:.0%} of the frame period); {den.why}")
     t, den, m, p = fastest
-    # with the blend and a ladder, the stream starts on the bottom rung: the fastest (kept last) without the blend
+    # with the blend and a ladder, the stream starts on the fastest (kept last) without the blend
     bottom = bool(ladder and extra)
     if bottom:
         name, fits, pick = f"{m} {p} {NO_BLEND}", " with the blend", "the fastest without it"

@@ -228,7 +228,7 @@ def cmd_run(a):
             sigma_desc += f"; source noise is sigma {source.sigma:g}"
         print(f"run: {source.describe()} -> {sink.name}, {mode} mode, model {known_as(den.name)} on "
               f"{den.backend_name}{'' if den.precision == 'fp32' else ' ' + den.precision}, sigma {sigma_desc}, "
-              f"temporal {temporal}" + (" (off on the ladder's bottom rung, where it starts)"
+              f"temporal {temporal}" + (" (off on the ladder's rung without it, where it starts)"
                                         if ladder is not None and not ladder.blend else ""),
               file=sys.stderr)
         if a.model == "auto" or a.precision == "auto":
