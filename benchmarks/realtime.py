@@ -46,7 +46,7 @@ def one_run(extra: list[str], tmp: Path, k: int) -> dict:
     return {"frames_in": s["frames_in"], "frames_out": s["frames_out"], "kept": s["frames_out"] / s["frames_in"],
             "fps": s["fps"], "psnr_db": s.get("psnr_denoised_db"), "first": first, "end": s.get("model_now", first),
             "switches": s["model_switches"], "temporal": s["temporal"],
-            "stages_p50_ms": {name: v["p50_ms"] for name, v in s["stages"].items()},
+            "stages_p50_ms": {name: v["p50_ms"] for name, v in s["stages"].items() if "p50_ms" in v},
             "events": [e for e in s.get("events", []) if "model" in e]}
 
 

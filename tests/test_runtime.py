@@ -628,8 +628,9 @@ def test_the_ladder_steps_down_when_frames_are_late_and_back_up_with_hysteresis(
 
 def test_the_last_rung_denoises_at_half_resolution_and_steps_back_up(monkeypatch):
     """Below the cheapest model without the blend, the ladder's last rung runs it at half
-    resolution (HalfResolution: 2x2 means, scaled back): stepped down to when its frames are late,
-    never started on, and left for full resolution once that would take UP_FROM_HALF of the period.
+    resolution (HalfResolution: 2x2 means, scaled back): stepped down to when its frames take longer
+    than the period (DOWN_TO_HALF), never started on, and left for full resolution once that would
+    take UP_FROM_HALF of the period.
     Frame times fed in (no clock in the test); the model is the real nano."""
     from edgedenoise.runtime import autoselect
     from edgedenoise.runtime.autoselect import HALF, NO_BLEND, UP_FROM_HALF, HalfResolution, Ladder
@@ -645,8 +646,10 @@ def test_the_last_rung_denoises_at_half_resolution_and_steps_back_up(monkeypatch
     assert lad.rungs[-2:] == [("nano", "fp32", NO_BLEND), ("nano", "fp32", NO_BLEND, HALF)]
     assert lad.current == ("nano", "fp32", NO_BLEND) and not lad.half  # nothing fits: it starts one above
     assert 0 < lad.times[lad.rungs[-1]] < 1.0  # measured at the start, on the source's size
-    late = [lad.observe(0.012) for _ in range(Ladder.WINDOW)]  # 12 ms a frame at 100 fps: late
-    half = late[-1]
+    # 9.5 ms a frame at 100 fps: past Ladder.DOWN of the period but within it: no step to half resolution
+    assert [lad.observe(0.0095) for _ in range(2 * Ladder.WINDOW)] == [None] * (2 * Ladder.WINDOW)
+    late = [lad.observe(0.012) for _ in range(Ladder.WINDOW)]  # 12 ms a frame: frames surely dropped
+    half = next(x for x in late if x is not None)
     assert isinstance(half, HalfResolution) and half.den is den and lad.half and "at half resolution" in lad.last
     assert (half.name, half.precision, half.blind_gain) == (den.name, den.precision, den.blind_gain)
     # the frame at full size, denoised (less well than at full resolution, far better than noisy)
@@ -666,7 +669,8 @@ def test_the_last_rung_denoises_at_half_resolution_and_steps_back_up(monkeypatch
     n, got = 0, None
     while got is None and n < Ladder.HOLD + Ladder.WINDOW:
         got, n = lad.observe(fits), n + 1
-    assert got is den and n >= Ladder.HOLD - 1 and lad.current == ("nano", "fp32", NO_BLEND) and not lad.half
+    assert got is den and n >= Ladder.HOLD - Ladder.WINDOW  # the hold counts from the step down
+    assert lad.current == ("nano", "fp32", NO_BLEND) and not lad.half
     assert f"within {UP_FROM_HALF:.0%} of the 10 ms frame period" in lad.last
 
 

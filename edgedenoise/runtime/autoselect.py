@@ -25,9 +25,9 @@ back), so that it does not flap. Every switch is an event in the run's stats.
 
 Below the cheapest model the rungs are: that model without the blend (a blending stream), then the
 same at half resolution (`HalfResolution`, about a quarter of its time, 2-3 dB less): the stream
-never starts there, the ladder steps down to it when even the cheapest model's frames are late (a
-slow CPU with a core taken by another process) and back up as soon as full resolution would take
-`UP_FROM_HALF` of the period.
+never starts there, the ladder steps down to it only when even the cheapest model's frames take
+longer than the frame period (`DOWN_TO_HALF`: a slow CPU with a core taken by another process) and
+back up as soon as full resolution would take `UP_FROM_HALF` of the period.
 """
 from __future__ import annotations
 
@@ -113,6 +113,11 @@ HALF = "at half resolution"  # the last item of the ladder's last rung (HalfReso
 # of the frame period (not BUDGET_SHARE): the half-resolution frames lose 2-3 dB, so full resolution
 # is tried again as soon as it would likely keep up; HOLD and its doubling keep it from flapping.
 UP_FROM_HALF = 0.8
+# The step down onto it: only when the window's median passes the whole frame period (not Ladder.DOWN),
+# i.e. frames are surely being dropped. At DOWN (90 %) an idle run of the main job on the 2-core AMD
+# EPYC without VNNI stepped down at frame 20 (a median of 36 ms: nano's first frames, beside the
+# noise estimate's start-up rate) and lost 1.4 dB for the rest of the run.
+DOWN_TO_HALF = 1.0
 
 
 def rung_name(rung: tuple) -> str:
@@ -216,11 +221,12 @@ class Ladder:
         self.window = self.window[-self.WINDOW:]
         med = float(np.median(self.window))
         period = 1.0 / self.fps
-        if med > self.DOWN * period and self.index < len(self.rungs) - 1:
+        down = DOWN_TO_HALF if self.index + 1 < len(self.rungs) and HALF in self.rungs[self.index + 1] else self.DOWN
+        if med > down * period and self.index < len(self.rungs) - 1:
             if self.last_up_at is not None and self.frames - self.last_up_at <= 2 * self.WINDOW:
                 self.hold_after_down *= 2  # the step up was taken back at once: wait longer next time
             return self._switch(self.index + 1, f"median {med * 1e3:.0f} ms over {self.WINDOW} frames > "
-                                                f"{self.DOWN:.0%} of the {period * 1e3:.0f} ms frame period")
+                                                f"{down:.0%} of the {period * 1e3:.0f} ms frame period")
         if self.index > 0 and self.hold == 0:
             better, now = self.rungs[self.index - 1], self.current
             if better in self.times and self.times.get(now):
