@@ -130,8 +130,8 @@ class HalfResolution:
     """A Denoiser run on the frame at half resolution (2x2 means) and scaled back (bicubic): the
     realtime ladder's last rung, for a machine on which even the cheapest model drops frames (on the
     2-core AMD EPYC without VNNI with one core taken, `nano` fp32 kept 74-78 % of the demo's frames).
-    It costs about a quarter of the model's time and loses detail: on the demo's frames (sigma 25)
-    `nano` gives 29.7 dB against 32.3 at full resolution (noisy 21.1); on the 8 validation images
+    It costs about a quarter of the model's time and loses detail: in the main job (the demo stream,
+    sigma 25) `nano` gave 32.0 dB against 33.4 at full resolution (noisy 20.9); on the 8 validation images
     of CBSD432 (more fine texture) 25.5 against 28.7 (noisy 20.5) at sigma 25, and on their camera
     simulation 23.8 against 24.7 (noisy 23.5). The model is told half the level, as 2x2 means halve
     white noise (on those images 0.5 x did best of 0.5-0.85 x at Gaussian sigma 15, 25, 50 and on the
