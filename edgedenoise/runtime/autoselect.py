@@ -24,7 +24,7 @@ same conditions, so that the prediction holds however busy the machine is) it st
 back), so that it does not flap. Every switch is an event in the run's stats.
 
 Below the cheapest model the rungs are: that model without the blend (a blending stream), then the
-same at half resolution (`HalfResolution`, about a quarter of its time, 2-3 dB less): the stream
+same at half resolution (`HalfResolution`, about a quarter of its time, 1.4-3 dB less): the stream
 never starts there, the ladder steps down to it only when even the cheapest model's frames take
 longer than the frame period (`DOWN_TO_HALF`: a slow CPU with a core taken by another process) and
 back up as soon as full resolution would take `UP_FROM_HALF` of the period.
@@ -110,13 +110,14 @@ def blend_cost(frame: np.ndarray) -> float:
 NO_BLEND = "without the blend"  # the third item of the rung below the cheapest model when the stream blends
 HALF = "at half resolution"  # the last item of the ladder's last rung (HalfResolution)
 # The step up from the half-resolution rung: taken when the rung above would take at most this share
-# of the frame period (not BUDGET_SHARE): the half-resolution frames lose 2-3 dB, so full resolution
+# of the frame period (not BUDGET_SHARE): the half-resolution frames lose 1.4-3 dB, so full resolution
 # is tried again as soon as it would likely keep up; HOLD and its doubling keep it from flapping.
 UP_FROM_HALF = 0.8
 # The step down onto it: only when the window's median passes the whole frame period (not Ladder.DOWN),
 # i.e. frames are surely being dropped. At DOWN (90 %) an idle run of the main job on the 2-core AMD
 # EPYC without VNNI stepped down at frame 20 (a median of 36 ms: nano's first frames, beside the
-# noise estimate's start-up rate) and lost 1.4 dB for the rest of the run.
+# noise estimate's start-up rate) and lost 1.4 dB for the rest of the run. With it, 2 idle runs of 10 still
+# stepped down (medians of 40-41 ms: there nano at full resolution only just keeps up).
 DOWN_TO_HALF = 1.0
 
 
