@@ -674,6 +674,34 @@ def test_the_last_rung_denoises_at_half_resolution_and_steps_back_up(monkeypatch
     assert f"within {UP_FROM_HALF:.0%} of the 10 ms frame period" in lad.last
 
 
+def test_frames_at_half_resolution_say_so_in_their_caption():
+    """After the ladder hands over its half-resolution rung, each frame's Result says so and the
+    video's caption reads 'denoised at half resolution'; the frames keep their size."""
+    from edgedenoise.runtime.autoselect import HalfResolution
+    from edgedenoise.runtime.sinks import compose
+
+    den = Denoiser.load("nano", backend="onnxruntime")
+
+    class HalfAtThird:
+        current, last = ("nano", "fp32", "at half resolution"), "down: test"
+
+        def __init__(self):
+            self.n = 0
+
+        def observe(self, seconds):
+            self.n += 1
+            return HalfResolution(den) if self.n == 3 else None
+
+    got = []
+    sink = SlowSink(0)
+    sink.write = lambda res: got.append(res)
+    Pipeline(ListSource(8, (128, 160, 3), fps=50.0), sink, den, mode="realtime", sigma=SIGMA, status=False,
+             ladder=HalfAtThird()).run()
+    assert got and not got[0].half and got[-1].half and all(r.denoised.shape == r.noisy.shape for r in got)
+    assert [r.half for r in got] == sorted(r.half for r in got)  # full resolution, then half
+    assert compose(got[-1]).shape[:2] == (128, 2 * 160 + 4)  # noisy | denoised, captioned
+
+
 def test_the_model_a_ladder_hands_over_denoises_the_next_frames():
     """The pipeline takes the denoiser the ladder returns for the frames after the switch (it kept
     calling the one it started with), and records the switch."""

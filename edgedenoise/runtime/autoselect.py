@@ -144,11 +144,16 @@ class HalfResolution:
     def __init__(self, den):
         self.den = den
 
+    def halves(self, frame: np.ndarray) -> bool:
+        """Whether `frame` is denoised at half resolution (not when it is too small; the pipeline
+        asks, to caption the frame)."""
+        return min(frame.shape[:2]) >= 2 * self.MIN_SIDE
+
     def __getattr__(self, name):
         return getattr(self.den, name)
 
     def warm_up(self, width: int, height: int, calls: int = 2) -> float:
-        if min(width, height) < 2 * self.MIN_SIDE:
+        if min(width, height) < 2 * self.MIN_SIDE:  # as halves() says for a frame of that size
             return self.den.warm_up(width, height, calls)
         return self.den.warm_up(width // 2, height // 2, calls)
 
@@ -161,7 +166,7 @@ class HalfResolution:
         from ..denoiser import Timing
 
         h, w = frame.shape[:2]
-        if min(h, w) < 2 * self.MIN_SIDE:
+        if not self.halves(frame):
             return self.den.denoise_timed(frame, sigma)
         t0 = time.perf_counter()
         small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA).reshape(

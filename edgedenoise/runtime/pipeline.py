@@ -433,7 +433,9 @@ class Pipeline:
                 else:
                     st.quality(sigma)
                 # the label says what this frame got: no blend on the ladder's rung without it
-                ok, dropped = self.q_out.put(Result(index, img, out, sigma, t_cap, got))
+                half = getattr(den, "halves", None)  # the ladder's half-resolution rung
+                ok, dropped = self.q_out.put(Result(index, img, out, sigma, t_cap, got,
+                                                    bool(half is not None and half(img))))
                 if not ok:
                     break
                 st.count("dropped_output", dropped)

@@ -44,6 +44,7 @@ class Result:
     sigma: float
     t_captured: float  # time.perf_counter() when capture finished
     temporal: str = "off"  # the temporal mode that made `denoised` (run --temporal)
+    half: bool = False  # denoised at half resolution (the realtime ladder's last rung)
 
 
 def compose(res: Result, status: str = "", max_width: int = 0) -> np.ndarray:
@@ -56,7 +57,8 @@ def compose(res: Result, status: str = "", max_width: int = 0) -> np.ndarray:
         f = max_width / pic.shape[1]
         pic = cv2.resize(pic, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
     w = pic.shape[1]
-    label = f"denoised (sigma {res.sigma:.1f}" + (f", temporal {res.temporal})" if res.temporal != "off" else ")")
+    label = (f"denoised{' at half resolution' if res.half else ''} (sigma {res.sigma:.1f}"
+             + (f", temporal {res.temporal})" if res.temporal != "off" else ")"))
     for text, org in (("noisy", (8, 22)), (label, (w // 2 + 8, 22)),
                       (status, (8, pic.shape[0] - 10))):
         draw_label(pic, text, org, 0.55)
