@@ -166,6 +166,8 @@ class CameraSim:
         share = VIDEO_SHARE if self.video_share is None else self.video_share
         params = sample_params(rng, share)
         gain = float(np.exp(self.map_jitter * rng.standard_normal())) if self.map_jitter else 1.0
+        if self.told == "estimate":  # drawn all the same, so the clip's later draws stay as they were
+            gain = 1.0  # the estimate brings its own error (the class docstring)
         return CameraSim(map_jitter=0.0, video_share=share, params=params, level_gain=gain, told=self.told)
 
     def sample(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
@@ -179,15 +181,16 @@ class CameraSim:
             u8 = np.repeat(u8, 3, axis=2)
         share = VIDEO_SHARE if self.video_share is None else self.video_share
         params = self.params if self.params is not None else sample_params(rng, share)
-        noisy, ref, info = simulate(np.ascontiguousarray(u8), rng, params=params)
-        noisy = noisy.astype(np.float32) / 255.0
+        noisy_u8, ref, info = simulate(np.ascontiguousarray(u8), rng, params=params)
+        noisy = noisy_u8.astype(np.float32) / 255.0
         ref = ref.astype(np.float32) / 255.0
         if grey:
             noisy, ref = noisy.mean(axis=2, keepdims=True), ref.mean(axis=2, keepdims=True)
         if self.told == "estimate":  # on the uint8 frame blind mode would see
             from .estimate import estimate_sigma
 
-            level = estimate_sigma(np.round(noisy * 255.0).astype(np.uint8)) * self.level_gain
+            seen = np.round(noisy * 255.0).astype(np.uint8) if grey else noisy_u8
+            level = estimate_sigma(seen) * self.level_gain
         else:
             level = float(np.sqrt(np.mean((noisy - ref) ** 2))) * 255.0 * self.level_gain
             if self.map_jitter:

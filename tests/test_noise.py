@@ -101,6 +101,8 @@ def test_camera_sim_can_tell_blind_modes_estimate():
     assert np.array_equal(true[0], est[0]) and np.array_equal(true[2], est[2])
     u8 = np.round(np.moveaxis(est[0], 0, -1) * 255).astype(np.uint8)
     assert est[1] == pytest.approx(estimate_sigma(u8)) and est[1] != true[1]
+    clip = CameraSim(told="estimate").fixed(np.random.default_rng(3))  # a clip's camera: no jitter on top
+    assert clip.told == "estimate" and clip.level_gain == 1.0
     assert training_noise("awgn", (0, 75), camera_sim=0.5, camera_level="estimate").camera.told == "estimate"
     with pytest.raises(ValueError, match="camera_level"):
         training_noise("awgn", (0, 75), camera_sim=0.5, camera_level="rms")
