@@ -144,16 +144,16 @@ class HalfResolution:
     def __init__(self, den):
         self.den = den
 
-    def halves(self, frame: np.ndarray) -> bool:
-        """Whether `frame` is denoised at half resolution (not when it is too small; the pipeline
-        asks, to caption the frame)."""
-        return min(frame.shape[:2]) >= 2 * self.MIN_SIDE
+    def halves(self, shape: tuple) -> bool:
+        """Whether a frame of this shape (rows, columns, ...) is denoised at half resolution (not
+        when it is too small; the pipeline asks, to caption the frame)."""
+        return min(shape[:2]) >= 2 * self.MIN_SIDE
 
     def __getattr__(self, name):
         return getattr(self.den, name)
 
     def warm_up(self, width: int, height: int, calls: int = 2) -> float:
-        if min(width, height) < 2 * self.MIN_SIDE:  # as halves() says for a frame of that size
+        if not self.halves((height, width)):
             return self.den.warm_up(width, height, calls)
         return self.den.warm_up(width // 2, height // 2, calls)
 
@@ -166,7 +166,7 @@ class HalfResolution:
         from ..denoiser import Timing
 
         h, w = frame.shape[:2]
-        if not self.halves(frame):
+        if not self.halves(frame.shape):
             return self.den.denoise_timed(frame, sigma)
         t0 = time.perf_counter()
         small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA).reshape(
@@ -227,8 +227,9 @@ class Ladder:
         self.window = self.window[-self.WINDOW:]
         med = float(np.median(self.window))
         period = 1.0 / self.fps
-        down = DOWN_TO_HALF if self.index + 1 < len(self.rungs) and HALF in self.rungs[self.index + 1] else self.DOWN
-        if med > down * period and self.index < len(self.rungs) - 1:
+        below = self.rungs[self.index + 1] if self.index + 1 < len(self.rungs) else None
+        down = DOWN_TO_HALF if below is not None and HALF in below else self.DOWN
+        if below is not None and med > down * period:
             if self.last_up_at is not None and self.frames - self.last_up_at <= 2 * self.WINDOW:
                 self.hold_after_down *= 2  # the step up was taken back at once: wait longer next time
             return self._switch(self.index + 1, f"median {med * 1e3:.0f} ms over {self.WINDOW} frames > "

@@ -435,7 +435,7 @@ class Pipeline:
                 # the label says what this frame got: no blend on the ladder's rung without it
                 half = getattr(den, "halves", None)  # the ladder's half-resolution rung
                 ok, dropped = self.q_out.put(Result(index, img, out, sigma, t_cap, got,
-                                                    bool(half is not None and half(img))))
+                                                    bool(half is not None and half(img.shape))))
                 if not ok:
                     break
                 st.count("dropped_output", dropped)
