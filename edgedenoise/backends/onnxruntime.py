@@ -6,6 +6,7 @@ import numpy as np
 from ..errors import ModelError
 from ..modelfile import ModelFiles
 from . import Backend
+from .ortgraph import cpu_graph
 
 
 class OnnxRuntimeBackend(Backend):
@@ -38,8 +39,12 @@ class OnnxRuntimeBackend(Backend):
         # 80 or 103 ms from one run to the next with spinning, a steady 82-87 ms without.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
+        providers = providers or ["CPUExecutionProvider"]
+        graph, self.rewritten = None, 0  # the float graph's pixel-shuffles as ConvTranspose (ortgraph.py)
+        if precision == "fp32" and providers == ["CPUExecutionProvider"]:
+            graph, self.rewritten = cpu_graph(path)
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path) if graph is None else graph, so, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             msg = str(e).splitlines()[0][:200]
             if "edgedenoise:" in msg and "not a registered" in msg:  # the custom ops Ingest/Egest

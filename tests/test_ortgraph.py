@@ -1,0 +1,49 @@
+"""The CPU provider's float graph: pixel-shuffles as one-hot ConvTranspose (backends/ortgraph.py)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from edgedenoise.modelfile import resolve
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-video"])
+def test_rewritten_graph_computes_what_the_file_does(name):
+    from edgedenoise.backends.ortgraph import cpu_graph
+
+    path = resolve(name).onnx
+    graph, n = cpu_graph(path)
+    assert graph is not None and n == (4 if name == "tiny-video" else 3)  # up x2, tail (+ the gate)
+    ops = [node.op_type for node in onnx.load_from_string(graph).graph.node]
+    assert "DepthToSpace" not in ops and ops.count("ConvTranspose") == n
+    rng = np.random.default_rng(0)
+    feed = {"noisy": rng.random((1, 3, 48, 80), dtype=np.float32), "sigma": np.full((1,), 25 / 255, np.float32)}
+    if name == "tiny-video":
+        feed["previous"] = np.clip(feed["noisy"] + rng.normal(0, 0.02, feed["noisy"].shape), 0, 1).astype(np.float32)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    got = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    # the same rearrangement: the numbers are moved, never summed with others
+    assert np.array_equal(got, want)
+
+
+def test_only_the_cpu_float_graph_is_rewritten(tmp_path, monkeypatch):
+    from edgedenoise.backends.onnxruntime import OnnxRuntimeBackend
+    from edgedenoise.backends.ortgraph import cpu_graph
+    from edgedenoise.errors import ModelError
+
+    files = resolve("tiny")
+    assert OnnxRuntimeBackend(files, threads=1).rewritten == 3
+    monkeypatch.setenv("EDGEDENOISE_ORT_GRAPH", "file")  # the file as it is, as without the onnx package
+    assert OnnxRuntimeBackend(files, threads=1).rewritten == 0
+    monkeypatch.delenv("EDGEDENOISE_ORT_GRAPH")
+    assert OnnxRuntimeBackend(files, threads=1, precision="int8").rewritten == 0  # its DepthToSpace runs on uint8
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    assert cpu_graph(bad) == (None, 0)  # ONNX Runtime's own load says what is wrong
+    with pytest.raises(ModelError, match="cannot load ONNX model"):
+        OnnxRuntimeBackend(dataclasses.replace(files, onnx=bad), threads=1)
