@@ -385,8 +385,16 @@ def shift(img: np.ndarray, tx: float, ty: float) -> np.ndarray:
         return padded[py + iy:py + iy + h, px + ix:px + ix + w].copy()
     # taps at -1..2 around each whole-pixel source: a window one pixel wider on each side, cut after
     win = padded[py + iy - 1:py + iy + h + 2, px + ix - 1:px + ix + w + 2]
-    out = cv2.sepFilter2D(win, -1, _cubic_taps(fx), _cubic_taps(fy), anchor=(1, 1), borderType=cv2.BORDER_REPLICATE)
-    return out[1:h + 1, 1:w + 1].reshape(img.shape)
+    # into float32 whatever the frame's type: OpenCV's uint8 -> uint8 filter took twice as long
+    # (1.7 against 0.8 ms for a 640x480 BGR frame, with the rounding below); the cubic's overshoots
+    # below 0 are cut before convertScaleAbs, which would mirror them
+    out = cv2.sepFilter2D(win, cv2.CV_32F, _cubic_taps(fx), _cubic_taps(fy), anchor=(1, 1),
+                          borderType=cv2.BORDER_REPLICATE)[1:h + 1, 1:w + 1]
+    if img.dtype == np.uint8:
+        out = cv2.convertScaleAbs(cv2.threshold(out, 0.0, 0.0, cv2.THRESH_TOZERO)[1])  # rounded, saturated
+    elif img.dtype != np.float32:
+        out = np.clip(np.rint(out), np.iinfo(img.dtype).min, np.iinfo(img.dtype).max).astype(img.dtype)
+    return out.reshape(img.shape)
 
 
 class RecursiveBlend:

@@ -168,6 +168,13 @@ def test_shift_is_opencvs_bicubic_warp_at_a_quarter_of_its_cost(images):
         u8 = shift(images[0], tx, ty)
         ref8 = cv2.warpAffine(images[0], a, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         assert u8.dtype == np.uint8 and np.abs(u8.astype(int) - ref8).max() <= 1  # rounding only
+        u16 = shift(images[0].astype(np.uint16) * 257, tx, ty)
+        assert u16.dtype == np.uint16 and np.abs(u16.astype(int) - ref8.astype(int) * 257).max() <= 257
+    # a frame of noise, whose cubic overshoots leave 0-255: saturated, never mirrored
+    noise = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    a = np.array([[1.0, 0.0, 0.7], [0.0, 1.0, -0.4]])
+    ref8 = cv2.warpAffine(noise, a, (80, 64), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    assert np.abs(shift(noise, 0.7, -0.4).astype(int) - ref8)[2:-2, 2:-2].max() <= 2
     gray = img[:, :, 0]
     assert shift(gray, 0.5, 0.5).shape == gray.shape and shift(gray[:, :, None], 0.5, 0.5).shape == (h, w, 1)
     rot = cv2.getRotationMatrix2D((w / 2, h / 2), 1.0, 1.0)  # not a translation: warpAffine itself
