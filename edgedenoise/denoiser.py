@@ -89,6 +89,9 @@ class Denoiser:
                 self.why += ("; note: this x86 CPU has no VNNI, where INT8 saturates: no faster than fp32 and "
                              "0.3-1.7 dB further below it (edgedenoise doctor)")
         self.backend = backends.create(self.backend_name, files, threads, device, self.precision, self.engine_path)
+        if getattr(self.backend, "rewritten", 0):  # backends/ortgraph.py: timings depend on it, so it is said
+            self.why += (f"; its {self.backend.rewritten} pixel-shuffles run as transposed convolutions "
+                         "(ONNX Runtime's DepthToSpace is slow on CPUs; EDGEDENOISE_ORT_GRAPH=file: as in the file)")
         if self.backend_name == "tensorrt":
             self.precision = getattr(self.backend, "precision", self.precision)
         self.warmed: set = set()  # (height, width) sizes warm_up ran at

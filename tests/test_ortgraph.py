@@ -34,10 +34,12 @@ def test_rewritten_graph_computes_what_the_file_does(name):
 def test_only_the_cpu_float_graph_is_rewritten(tmp_path, monkeypatch):
     from edgedenoise.backends.onnxruntime import OnnxRuntimeBackend
     from edgedenoise.backends.ortgraph import cpu_graph
+    from edgedenoise.denoiser import Denoiser
     from edgedenoise.errors import ModelError
 
     files = resolve("tiny")
     assert OnnxRuntimeBackend(files, threads=1).rewritten == 3
+    assert "3 pixel-shuffles run as transposed convolutions" in Denoiser.load("tiny", backend="onnxruntime").why
     monkeypatch.setenv("EDGEDENOISE_ORT_GRAPH", "file")  # the file as it is, as without the onnx package
     assert OnnxRuntimeBackend(files, threads=1).rewritten == 0
     monkeypatch.delenv("EDGEDENOISE_ORT_GRAPH")

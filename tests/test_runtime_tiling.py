@@ -64,6 +64,7 @@ def test_bench_writes_a_table_and_json(tmp_path, capsys):
     r = doc["results"][0]
     assert r["count"] == 3 and r["backend"] == "onnxruntime" and r["nlm_p50_ratio"] > 0
     assert {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "fps"} <= set(r)
+    assert "transposed convolutions" in r["backend_choice"]  # what the timing depends on (backends/ortgraph.py)
     assert doc["anchors"][0]["method"] == "opencv-nlm"
     assert doc["machine"]["cpu"] and doc["versions"]["onnxruntime"]
 

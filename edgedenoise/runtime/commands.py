@@ -342,7 +342,7 @@ def cmd_bench(a):
     for w, h in sizes:
         clean, noisy = bench_frames(w, h, a.sigma)
         for b, den in dens.items():
-            base = {"backend": den.backend_name, "requested": b, "resolution": f"{w}x{h}"}
+            base = {"backend": den.backend_name, "requested": b, "resolution": f"{w}x{h}", "backend_choice": den.why}
             try:
                 times, out = time_calls(lambda f, den=den: den.denoise(f, a.sigma), noisy, a.frames, a.warmup)
             except (EdgeDenoiseError, RuntimeError) as e:  # e.g. a frame outside an engine's profile
