@@ -61,16 +61,17 @@ def _rebase(old, src):
     return new
 
 
-def clip_score(net) -> float:
-    """A recurrent network's PSNR on the clips `edgedenoise train --video` validates on (those of
-    `tools/compare_val.py --clips`: 8 held-out CBSD432 images, still, pan, objects, cut; sigma 25)."""
+def clip_scores(*nets) -> list[float]:
+    """Recurrent networks' PSNR on the clips `edgedenoise train --video` validates on (those of
+    `tools/compare_val.py --clips`: 8 held-out CBSD432 images, still, pan, objects, cut; sigma 25),
+    the clips made once for all of them."""
     import torch
 
     from edgedenoise.data import default_data_root, scan_images, split
     from edgedenoise.train import ClipValSet
 
     cs = ClipValSet(split(scan_images(default_data_root() / "train" / "CBSD432"), 8)[1], 3, 25.0)
-    return float(cs.evaluate(net, torch.device("cpu"), "model")["all"])
+    return [float(cs.evaluate(net, torch.device("cpu"), "model")["all"]) for net in nets]
 
 
 def main() -> int:
@@ -83,26 +84,26 @@ def main() -> int:
 
     from edgedenoise.data import default_data_root
     from edgedenoise.export import export_onnx
-    from edgedenoise.modelfile import MODELS_DIR, resolve, save_model
+    from edgedenoise.modelfile import MODELS_DIR, load_model, resolve, save_model
     from edgedenoise.quantize import quantize_model
 
     files = resolve(a.model)
     base = a.base or files.config["name"].removesuffix("-video")
-    net = rebased(a.model, base)
+    base_config = resolve(base).config
+    old = load_model(a.model)
+    net = _rebase(old, load_model(base))
     stem = files.weights.stem
-    net.config.extra["framewise_from"] = {"model": base, "training": resolve(base).config.get("extra", {}).get(
-        "training", {}), "command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    net.config.extra["framewise_from"] = {"model": base, "training": base_config.get("extra", {}).get("training", {}),
+                                          "command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
     work = Path(tempfile.mkdtemp(prefix=f".rebase-{stem}-", dir=MODELS_DIR))
     try:
         stage = work / stem
         save_model(net, stage, half=True)
         doc = json.loads(stage.with_suffix(".json").read_text())
-        doc["blind"] = resolve(base).config.get("blind", files.config.get("blind"))  # blind mode: the base's gain
+        doc["blind"] = base_config.get("blind", files.config.get("blind"))  # blind mode: the base's gain
         stage.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
         if a.check:
-            from edgedenoise.modelfile import load_model
-
-            before, after = clip_score(load_model(a.model)), clip_score(net)
+            before, after = clip_scores(old, net)
             print(f"validation clips, mean PSNR: {a.model} {before:.3f} dB, rebased on {base} {after:.3f} dB")
             if after < before - TOLERANCE:
                 print(f"rebase_video: the rebased model is {before - after:.2f} dB below the shipped one on the "
