@@ -3,7 +3,7 @@
 with a no-reference measure of the noise each method leaves and before/after pictures.
 
     python benchmarks/real_noise.py                       # the shipped tiny and default, and NLM
-    python benchmarks/real_noise.py --before old/small.onnx  # also a model of before, for the pictures
+    python benchmarks/real_noise.py --before "default before=old/small.onnx"  # a model of before beside them
 
 Writes benchmarks/results/real_noise.{json,md} and real_noise_<image>.png (crops: noisy | each
 method). Takes about a minute on 2 cores.
@@ -28,10 +28,13 @@ BLOCK = 16
 FLAT_SHARE = 0.25
 # the crops of the pictures: (image, x, y) top-left of a CROP x CROP square, chosen to hold both
 # flat areas and texture; the pictures are scaled 2x so the noise is visible
-CROPS = (("Boy.png", 420, 40), ("Singer.png", 70, 120), ("Window.png", 120, 200), ("Dog.png", 60, 40))
+CROPS = (("Boy.png", 420, 40), ("Singer.png", 70, 120), ("Window.png", 120, 200), ("Dog.png", 60, 40),
+         ("Glass.png", 20, 420))
 CROP = 160
-# what the pictures show, in a 2 x 3 grid (those present): what users had, and what they get
-PANELS = ("noisy", "OpenCV NLM", "tiny before, estimate of before", "default, estimate of before", "tiny, blind",
+# what the pictures show, in a 2 x 3 grid (those present): what users had (the models trained on
+# Gaussian noise alone, `--before "default before=..."`, told the estimate of before), the same
+# model with today's estimate, and today's models (trained on camera noise too) blind
+PANELS = ("noisy", "OpenCV NLM", "default before, estimate of before", "default before, blind", "tiny, blind",
           "default, blind")
 
 
@@ -127,9 +130,12 @@ def main() -> int:
         before = estimate_white_sigma(noisy, weak_texture=False)
         outs = {"noisy": noisy}
         outs["OpenCV NLM"] = nlm_denoise(noisy, nlm_h(est))
+        told = {"noisy": None, "OpenCV NLM": f"h {nlm_h(est):.1f}"}  # what each panel's label says it was given
         for label, den in methods.items():
             outs[f"{label}, estimate of before"] = den.denoise(noisy, before)
-            outs[f"{label}, blind"] = den.denoise(noisy, combine(parts, den.blind_gain))  # den.estimate(noisy)
+            level = combine(parts, den.blind_gain)  # as den.estimate(noisy), the parts measured once
+            outs[f"{label}, blind"] = den.denoise(noisy, level)
+            told[f"{label}, estimate of before"], told[f"{label}, blind"] = f"sigma {before:.1f}", f"sigma {level:.1f}"
         rows.append({"image": f.name, "size": f"{noisy.shape[1]}x{noisy.shape[0]}", "estimate": est,
                      "estimate_before": before, "nlm_h": nlm_h(est), "flat_blocks": len(blocks),
                      "flat_noise": {k: flat_noise(v, blocks) for k, v in outs.items()}})
@@ -138,8 +144,7 @@ def main() -> int:
                 for k in (k for k in PANELS if k in outs):
                     c = cv2.resize(outs[k][y:y + CROP, x:x + CROP], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
                     fn = rows[-1]["flat_noise"][k]
-                    level = (f"h {nlm_h(est):.1f}" if k == "OpenCV NLM" else f"sigma {before:.1f}" if "before" in k
-                             else f"sigma {est:.1f}" if k != "noisy" else name)
+                    level = told[k] or name
                     crops[name].append((k, f"{level}, flat Y {fn['luma']:.1f} C {fn['chroma']:.1f}", c))
     pictures = []
     for name, panels in crops.items():

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 KEYS = ("steps", "batch", "patch", "lr", "lr_min", "loss", "noise", "sigma_min", "sigma_max", "sigma_power",
         "camera_fraction", "camera_sim", "map_jitter", "camera_level", "amp", "seed", "video", "frames", "fusion_lr",
-        "fusion_only", "gate", "gate_in", "video_align")
+        "fusion_only", "gate", "gate_in", "video_align", "stop_at")
 
 
 def training_record(run: Path) -> dict:
