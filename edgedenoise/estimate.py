@@ -98,7 +98,7 @@ def _channel_variance(ch: np.ndarray, rng: np.random.Generator, clip_lo: float, 
         var = _unclipped_variance(var, x[sel].mean(axis=1), clip_lo, clip_hi, censored)
     n = int(sel.sum()) if sel.dtype == bool else len(sel)
     if by_level and not censored:
-        var, n = max((var, n), _by_level(x, energy, need, clip_lo, clip_hi, censored), key=lambda v: v[0])
+        var, n = max((var, n), _by_level(x, energy, need, clip_lo, clip_hi), key=lambda v: v[0])
     return var, n
 
 
@@ -122,12 +122,12 @@ def _weak_texture(x: np.ndarray, energy: np.ndarray, need: int) -> tuple[float, 
     return var, sel, forced
 
 
-def _by_level(x: np.ndarray, energy: np.ndarray, need: int, clip_lo: float, clip_hi: float,
-              censored: bool) -> tuple[float, int]:
+def _by_level(x: np.ndarray, energy: np.ndarray, need: int, clip_lo: float,
+              clip_hi: float) -> tuple[float, int]:
     """The noise variance of the flat areas at every brightness (module docstring, step 1b): the
     weak-texture estimate within each of LEVEL_CLASSES classes of patch mean (equal patch counts),
     averaged over the classes with flat patches of their own, weighted by those patches; (0, 0)
-    where no class has enough."""
+    where no class has enough. Only for patches with no clipped pixel (truncated noise, not censored)."""
     means = x.mean(axis=1)
     edges = np.quantile(means, np.linspace(0.0, 1.0, LEVEL_CLASSES + 1)[1:-1])
     cls = np.searchsorted(edges, means, side="right")
@@ -142,7 +142,7 @@ def _by_level(x: np.ndarray, energy: np.ndarray, need: int, clip_lo: float, clip
         if forced:  # a class of texture only: no flat area at this brightness
             continue
         if np.isfinite(clip_hi) and var > 0:
-            var = _unclipped_variance(var, xc[sel].mean(axis=1), clip_lo, clip_hi, censored)
+            var = _unclipped_variance(var, xc[sel].mean(axis=1), clip_lo, clip_hi, False)
         total += var * int(sel.sum())
         count += int(sel.sum())
     return (total / count, count) if count >= need else (0.0, 0)

@@ -39,8 +39,6 @@ def rebased(video: str, base: str):
 
 
 def _rebase(old, src):
-    import torch
-
     from edgedenoise.model import make_recurrent
 
     cfg = old.config
@@ -51,11 +49,7 @@ def _rebase(old, src):
         raise SystemExit(f"rebase_video: {src.config.name} ({src.config.widths}, {src.config.depths}) is not the "
                          f"network {cfg.name} was made from ({cfg.widths}, {cfg.depths})")
     new = make_recurrent(src, gate=cfg.gate, gate_in=cfg.gate_in)
-    gate = {k: v for k, v in old.state_dict().items() if k.startswith("gate.")}
-    with torch.no_grad():
-        for k, v in new.state_dict().items():
-            if k.startswith("gate."):
-                v.copy_(gate[k])
+    new.gate.load_state_dict(old.gate.state_dict())
     new.config.name, new.config.extra = cfg.name, dict(cfg.extra)
     new.eval()
     return new

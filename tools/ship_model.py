@@ -33,6 +33,8 @@ def training_record(run: Path) -> dict:
     """The run's settings; for a fine-tune, also what it started from, back to the first run."""
     tc = json.loads((run / "config.json").read_text())
     rec = {k: tc[k] for k in KEYS if k in tc}
+    if not rec.get("stop_at"):  # 0: the run went to its --steps; only an early stop is worth recording
+        rec.pop("stop_at", None)
     init = tc.get("init")
     if init:
         rec["init"] = init
