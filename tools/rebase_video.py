@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,10 +74,9 @@ def main() -> int:
     ap.add_argument("--out", help="write the files into this folder instead of the shipped models'")
     a = ap.parse_args()
 
-    from edgedenoise.data import default_data_root
-    from edgedenoise.export import export_onnx
+    from staging import export_and_quantize, move_into, staging
+
     from edgedenoise.modelfile import MODELS_DIR, load_model, resolve, save_model
-    from edgedenoise.quantize import quantize_model
 
     files = resolve(a.model)
     base = a.base or files.config["name"].removesuffix("-video")
@@ -89,8 +86,7 @@ def main() -> int:
     stem = files.weights.stem
     net.config.extra["framewise_from"] = {"model": base, "training": base_config.get("extra", {}).get("training", {}),
                                           "command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
-    work = Path(tempfile.mkdtemp(prefix=f".rebase-{stem}-", dir=MODELS_DIR))
-    try:
+    with staging(MODELS_DIR, f"rebase-{stem}") as work:
         stage = work / stem
         save_model(net, stage, half=True)
         doc = json.loads(stage.with_suffix(".json").read_text())
@@ -103,17 +99,8 @@ def main() -> int:
                 print(f"rebase_video: the rebased model is {before - after:.2f} dB below the shipped one on the "
                       "validation clips: not shipped (retrain its gate on the new base)", file=sys.stderr)
                 return 1
-        r = export_onnx(stage.with_suffix(".safetensors"), stage.with_suffix(".onnx"), half_weights=True)
-        print(f"export onnx: {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
-        q = quantize_model(stage.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432")
-        print(f"quantize int8: {q['bytes'] / 1e6:.2f} MB")
-        dest = Path(a.out) if a.out else MODELS_DIR
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in sorted(work.iterdir()):
-            shutil.move(f, dest / f.name)
-            print(f"{'written' if a.out else 'shipped'}: {dest / f.name}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        export_and_quantize(stage)
+        move_into(work, Path(a.out) if a.out else MODELS_DIR, verb="written" if a.out else "shipped")
     return 0
 
 

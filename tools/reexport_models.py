@@ -14,10 +14,8 @@ models and moved into place together; a failed check leaves the shipped files as
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +61,9 @@ def main() -> int:
     ap.add_argument("names", nargs="*", help="shipped models (default: every one with an ONNX export)")
     a = ap.parse_args()
 
-    from edgedenoise.data import default_data_root
-    from edgedenoise.export import export_onnx
+    from staging import export_and_quantize, move_into, staging
+
     from edgedenoise.modelfile import ALIASES
-    from edgedenoise.quantize import quantize_model
 
     models = ROOT / "edgedenoise" / "models"
     stems = [ALIASES.get(n, n) for n in a.names] or sorted(p.name[:-len(".onnx")] for p in models.glob("*.onnx")
@@ -77,23 +74,18 @@ def main() -> int:
             return 2
     failed = 0
     for stem in stems:
-        work = Path(tempfile.mkdtemp(prefix=f".reexport-{stem}-", dir=models))
-        try:
+        with staging(models, f"reexport-{stem}") as work:
             for ext in ("json", "safetensors"):
                 shutil.copy2(models / f"{stem}.{ext}", work / f"{stem}.{ext}")
-            export_onnx(work / f"{stem}.safetensors", work / f"{stem}.onnx", half_weights=True)
-            quantize_model(work / f"{stem}.onnx", default_data_root() / "train" / "CBSD432", progress=False)
+            export_and_quantize(work / stem, progress=False, quiet=True)
             diffs = {ext: max_difference(models / f"{stem}.{ext}", work / f"{stem}.{ext}") for ext in TOL}
             line = ", ".join(f"{ext} max difference {d:.1e} (allowed {TOL[ext]:.1e})" for ext, d in diffs.items())
             if any(d > TOL[ext] for ext, d in diffs.items()):
                 print(f"{stem}: NOT replaced: {line}")
                 failed += 1
                 continue
-            for ext in TOL:
-                os.replace(work / f"{stem}.{ext}", models / f"{stem}.{ext}")
+            move_into(work, models, [f"{stem}.{ext}" for ext in TOL], verb=None)
             print(f"{stem}: replaced {stem}.onnx and {stem}.int8.onnx: {line}")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
     return 1 if failed else 0
 
 

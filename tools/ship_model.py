@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,12 +56,11 @@ def main() -> int:
     a = ap.parse_args()
 
     from calibrate_blind import calibrate, write_gain
+    from staging import export_and_quantize, move_into, staging
 
     from edgedenoise.data import default_data_root
     from edgedenoise.evaluate import evaluate, markdown_table
-    from edgedenoise.export import export_onnx
     from edgedenoise.modelfile import load_model, save_model
-    from edgedenoise.quantize import quantize_model
     from edgedenoise.runtime.stats import stamp
 
     run = Path(a.run)
@@ -72,27 +68,17 @@ def main() -> int:
     net = load_model(run)
     net.config.name = a.name
     net.config.extra.update(trained_on="CBSD432 (BSDS500 outside CBSD68)", training=training_record(run))
-    # Every file is made in a folder of its own first (the shipped model's files are inputs that
-    # export and quantize refuse to overwrite), then moved into place together: a failure leaves
-    # the shipped model as it was.
-    work = Path(tempfile.mkdtemp(prefix=f".ship-{a.name}-", dir=models))
-    try:
+    # made in a folder of its own, then moved into place together (tools/staging.py)
+    with staging(models, f"ship-{a.name}") as work:
         stage = work / a.name
         # weights stored as float16: half the files, under the repository's 5 MiB per file
         save_model(net, stage, half=True)
-        r = export_onnx(stage.with_suffix(".safetensors"), stage.with_suffix(".onnx"), half_weights=True)
-        print(f"export onnx: {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
-        q = quantize_model(stage.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432")
-        print(f"quantize int8: {q['bytes'] / 1e6:.2f} MB")
+        export_and_quantize(stage)
         # blind mode's gain for this model (tools/calibrate_blind.py), into the JSON before it ships
         gain, res, table = calibrate(str(stage.with_suffix(".safetensors")), default_data_root() / "train" / "CBSD432")
         write_gain(stage.with_suffix(".json"), gain, res, f"python tools/calibrate_blind.py {a.name}")
         print(f"blind gain {gain:g}: {table}")
-        for f in sorted(work.iterdir()):
-            os.replace(f, models / f.name)
-            print(f"shipped: {models / f.name}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        move_into(work, models)
 
     data = default_data_root() / "test"
     reports = [evaluate(a.name, data / s, a.sigma, pr) for s in a.sets for pr in ("camera", "paper")]

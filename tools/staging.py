@@ -1,0 +1,64 @@
+"""Making a shipped model's files in a folder of their own and moving them into place together, for
+tools/ship_model.py, tools/rebase_video.py and tools/reexport_models.py: the shipped model's files
+are inputs that export and quantize refuse to overwrite, and a failure part way (an export that does
+not match PyTorch, a quantization that fails) must leave the shipped model as it was.
+
+    with staging(MODELS_DIR, "ship-small") as work:
+        save_model(net, work / "small", half=True)
+        export_and_quantize(work / "small")
+        move_into(work, MODELS_DIR)          # or nothing, to ship nothing
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def staging(models: Path, what: str):
+    """A private folder inside `models` (the same file system: the moves are renames), removed at the
+    end with whatever was not moved out of it, on success or failure."""
+    work = Path(tempfile.mkdtemp(prefix=f".{what}-", dir=models))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def export_and_quantize(stage: Path, progress: bool = True, quiet: bool = False) -> tuple[dict, dict]:
+    """`stage`.onnx (float16 weights, checked against PyTorch) and `stage`.int8.onnx (calibrated on the
+    training images) from `stage`.safetensors; returns export_onnx's and quantize_model's summaries."""
+    from edgedenoise.data import default_data_root
+    from edgedenoise.export import export_onnx
+    from edgedenoise.quantize import quantize_model
+
+    r = export_onnx(stage.with_suffix(".safetensors"), stage.with_suffix(".onnx"), half_weights=True)
+    if not quiet:
+        print(f"export onnx: {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
+    q = quantize_model(stage.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432", progress=progress)
+    if not quiet:
+        print(f"quantize int8: {q['bytes'] / 1e6:.2f} MB")
+    return r, q
+
+
+def move_into(work: Path, dest: Path, names: list[str] | None = None, verb: str | None = "shipped") -> list[Path]:
+    """The files of `work` (all, or those `names`) moved into `dest`, each replacing its namesake by a
+    rename (a copy and a rename where `dest` is on another file system: no reader sees half a file).
+    Prints `verb: path` per file unless `verb` is None; returns the new paths."""
+    dest.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for f in sorted(work / n for n in names) if names else sorted(work.iterdir()):
+        target = dest / f.name
+        try:
+            os.replace(f, target)
+        except OSError:  # another file system: copy beside the target, then rename over it
+            tmp = dest / f".{f.name}.part"
+            shutil.copy2(f, tmp)
+            os.replace(tmp, target)
+        moved.append(target)
+        if verb:
+            print(f"{verb}: {target}")
+    return moved
