@@ -11,6 +11,8 @@ and, per pixel, how many frames that average holds (its age). For each new outpu
    pixel by two Gauss-Newton steps on the whole frame (CameraMotion._refine), and kept only if it
    makes the two frames differ less. While the camera keeps moving, the last motion is refined
    instead (three steps) and the blocks are measured again only when that does not converge.
+   While the camera holds still, one refinement step from no motion stands in for the blocks
+   (CameraMotion._identity_step).
    The average (bicubic; a pure translation by a separable filter, `shift`) and the ages follow
    it; pixels that come into view start at age 0.
 2. Agreement per pixel: m = 1 where y and the average differ by at most `t_low` x s, 0 beyond
@@ -126,6 +128,8 @@ class RecurrentState:
         self._prev = out
 
 
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # no motion, as a 2x3 transform
+QUIET_RISE = 1.5  # a still camera's frames may differ by this much more than its last still frames did
 PREDICTED_STEP = 0.1  # half-resolution pixels: a refinement from the last motion converged if its last step was smaller
 CUT_HISTOGRAM = 0.3  # a cut: the 8x8-block-mean histograms (32 bins, each summing to 1) differ by more (L1)
 
@@ -209,6 +213,8 @@ class CameraMotion:
         self._grid = None  # _refine's pixel coordinates, per frame shape
         self._last = None  # the last motion `motion` found (None: none, or not moving)
         self._ready: list = []  # (frame, _prepared(frame)) of the last two frames
+        self._quiet = None  # while the camera holds still: how much its last two frames differed
+        self._residual = np.inf  # the mean absolute difference _refine's last step started from
 
     def motion(self, prev: np.ndarray | None, g: np.ndarray | None) -> np.ndarray | None:
         """The motion from `prev` to `g`. A camera keeps moving as it moved: the last motion found is
@@ -220,19 +226,41 @@ class CameraMotion:
         demo's pan, whose speed changes every frame: the third step costs about what the blocks
         did (1.25 ms)."""
         if prev is None or g is None or prev.shape != g.shape:
-            self._last = None
+            self._last = self._quiet = None
             return None
-        a = None
+        a = step = None
         if self._last is not None:
             a = self._confirm(prev, g, self._last, predicted=True)
+        elif self._quiet is not None:
+            step, residual = self._identity_step(prev, g)
+            if step < self.least and residual <= QUIET_RISE * self._quiet:
+                self._quiet = residual  # still as it was: no blocks to measure
+                return None
         if a is None:
             a = self._confirm(prev, g, self._fit(prev, g))
+        if a is None:  # the camera holds still: how much two of its frames differ then
+            self._quiet = (self._identity_step(prev, g) if step is None else (step, residual))[1]
+        else:
+            self._quiet = None
         self._last = a
         return a
 
+    def _identity_step(self, prev: np.ndarray, g: np.ndarray) -> tuple[float, float]:
+        """One refinement step from no motion: its size (pixels, as _refine's) and the mean absolute
+        difference of the blurred frames on its grid.
+
+        A still camera would otherwise have its blocks phase-correlated every frame, a third of the
+        blend's time on a still 640x480 stream (1.1 ms). After a frame where the blocks found no
+        motion, the next is taken as still without them when this step is under `least` and the
+        frames differ by no more than QUIET_RISE times what the still frames before differed: a
+        camera that starts to move shows in one or the other (a motion beyond the step's reach, a
+        few pixels, still changes the difference)."""
+        _, step = self._refine(prev, g, IDENTITY, steps=1)
+        return step, self._residual
+
     def forget(self) -> None:
         """Drop the last motion (a new scene: the next one is measured afresh)."""
-        self._last = None
+        self._last = self._quiet = None
 
     def patch_motion(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
         """As `motion`, for a frame too small for blocks (a training patch, 64 px, at full resolution):
@@ -346,14 +374,18 @@ class CameraMotion:
         last = np.inf
         for _ in range(steps):
             inv = cv2.invertAffineTransform(a)  # moved(x) = prev(inv @ x), as warpAffine(prev, a) has it
-            mapx = np.float32(inv[0, 0]) * px + np.float32(inv[0, 1]) * py + np.float32(inv[0, 2])
-            mapy = np.float32(inv[1, 0]) * px + np.float32(inv[1, 1]) * py + np.float32(inv[1, 2])
-            moved = cv2.remap(source, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            if np.array_equal(a, IDENTITY):
+                moved = source[sub]
+            else:
+                mapx = np.float32(inv[0, 0]) * px + np.float32(inv[0, 1]) * py + np.float32(inv[0, 2])
+                mapy = np.float32(inv[1, 0]) * px + np.float32(inv[1, 1]) * py + np.float32(inv[1, 2])
+                moved = cv2.remap(source, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             sx, sy = moved[:, :, 1], moved[:, :, 2]  # prev's gradients at the source points, turned below
             mx = 0.5 * (gx + np.float32(inv[0, 0]) * sx + np.float32(inv[1, 0]) * sy)
             my = 0.5 * (gy + np.float32(inv[0, 1]) * sx + np.float32(inv[1, 1]) * sy)
             r = target - moved[:, :, 0]
             ar = np.abs(r)
+            self._residual = float(ar.mean())
             few = ar[::4, ::4].ravel()
             keep = (ar <= 3.0 * float(np.partition(few, few.size // 2)[few.size // 2]) + 1e-6).astype(np.float32)
             jac = np.stack([mx, my] if shift_only else [mx * xs + my * ys, my * xs - mx * ys, mx, my]).reshape(

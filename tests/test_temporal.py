@@ -151,6 +151,35 @@ def test_a_steady_pan_is_followed_from_the_last_motion(images):
     assert len(fits) == 3 and off(back, -pos[0], -pos[1]) < 0.15
 
 
+def test_a_still_camera_is_not_measured_in_blocks_every_frame_and_a_pan_from_rest_is_followed(images):
+    """A still camera: after the first frames the blocks are no longer phase-correlated (one refinement
+    step from no motion says still); a pan that starts after 5 still frames, slow or beyond the
+    step's reach (0.4 and 6 px a frame), is followed from its first frame to 0.15 px."""
+    from edgedenoise.temporal import CameraMotion, full_resolution, half_gray
+
+    img = cv2.GaussianBlur(images[0], (0, 0), 1.0).astype(np.float32)  # a denoised output's smoothness
+    h, w = img.shape[:2]
+    rng = np.random.default_rng(5)
+    for speed in (0.4, 6.0):
+        cam = CameraMotion()
+        fits = []
+        fit = cam._fit
+        cam._fit = lambda *a: fits.append(1) or fit(*a)  # counts the block measurements; the same result
+        frames = []
+        for t in range(10):
+            dx = max(0, t - 5) * speed
+            a = np.array([[1.0, 0.0, dx], [0.0, 1.0, 0.0]])
+            moved = cv2.warpAffine(img, a, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+            frames.append(half_gray(moved + rng.normal(0, 1.0, moved.shape).astype(np.float32)))  # what it leaves
+        found = [cam.motion(g0, g1) for g0, g1 in zip(frames, frames[1:])]
+        assert all(m is None for m in found[:5]), speed  # still
+        assert len(fits) <= 2, (speed, len(fits))  # the first still frame or two, then no more blocks
+        for m in found[5:]:
+            assert m is not None, speed
+            full = full_resolution(m)
+            assert abs(full[0, 2] - speed) < 0.15 and abs(full[1, 2]) < 0.15, (speed, full)
+
+
 def test_shift_is_opencvs_bicubic_warp_at_a_quarter_of_its_cost(images):
     from edgedenoise.temporal import shift, warp
 
