@@ -47,8 +47,10 @@ unchanged; on the validation clips `tiny` + blend 29.55 -> 29.74 dB and `tiny-vi
 NumPy and OpenCV only, so it runs wherever the runtime runs. Cost per 640x480 frame on the two-core
 development machine (benchmarks/temporal.py, 2026-12-04): 2.5 ms for a still camera, 4.5 ms when
 the camera moves, against 21 ms for `tiny` int8 in the same run. On the slower machine of
-2026-12-05 with OpenCV on one thread: 3.6 ms still, 7.3 ms for a sub-pixel pan (the refinement
-~1.5 ms, the shift 1.1 ms where warpAffine's bicubic took 3.7), 9.6 ms for a zoom.
+2026-12-05/06: 3.3-5.2 ms still, 7.2-9.0 ms for the demo's sub-pixel pan, against 33.5-37 ms for
+`tiny` fp32 (that machine's speed moves by 10-20 % from run to run); 9.6 ms for a zoom with OpenCV
+on one thread. The refinement sampled at its grid points and the still camera's single step
+(2026-12-06) took 8 % (pan) and 14 % (still) off, old and new timed in turns in one process.
 """
 from __future__ import annotations
 
