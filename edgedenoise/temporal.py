@@ -171,10 +171,10 @@ def _scene_cut(a: np.ndarray, b: np.ndarray, sigma: float) -> bool:
     return float(np.abs(ha - hb).sum()) > CUT_HISTOGRAM
 
 
-def _quartile(x: np.ndarray) -> float:
-    """np.percentile(x, 25) (linear between the order statistics) by a partial sort: a tenth of its time."""
+def _quantile(x: np.ndarray, q: float) -> float:
+    """np.quantile(x, q) (linear between the order statistics) by a partial sort: a tenth of its time."""
     v = x.ravel()
-    k = 0.25 * (v.size - 1)
+    k = q * (v.size - 1)
     lo = int(k)
     hi = min(lo + 1, v.size - 1)
     part = np.partition(v, (lo, hi))
@@ -216,7 +216,6 @@ class CameraMotion:
         self._last = None  # the last motion `motion` found (None: none, or not moving)
         self._ready: list = []  # (frame, _prepared(frame)) of the last two frames
         self._quiet = None  # while the camera holds still: how much its last two frames differed
-        self._residual = np.inf  # the mean absolute difference _refine's last step started from
 
     def motion(self, prev: np.ndarray | None, g: np.ndarray | None) -> np.ndarray | None:
         """The motion from `prev` to `g`. A camera keeps moving as it moved: the last motion found is
@@ -241,7 +240,9 @@ class CameraMotion:
         if a is None:
             a = self._confirm(prev, g, self._fit(prev, g))
         if a is None:  # the camera holds still: how much two of its frames differ then
-            self._quiet = (self._identity_step(prev, g) if step is None else (step, residual))[1]
+            if step is None:
+                step, residual = self._identity_step(prev, g)
+            self._quiet = residual
         else:
             self._quiet = None
         self._last = a
@@ -257,8 +258,8 @@ class CameraMotion:
         frames differ by no more than QUIET_RISE times what the still frames before differed: a
         camera that starts to move shows in one or the other (a motion beyond the step's reach, a
         few pixels, still changes the difference)."""
-        _, step = self._refine(prev, g, IDENTITY, steps=1)
-        return step, self._residual
+        _, step, residual = self._refine(prev, g, IDENTITY, steps=1)
+        return step, residual
 
     def forget(self) -> None:
         """Drop the last motion (a new scene: the next one is measured afresh)."""
@@ -283,7 +284,7 @@ class CameraMotion:
         (its last step under PREDICTED_STEP pixels)."""
         if a is None:
             return None
-        a, last_step = self._refine(prev, g, a, steps=3 if predicted else 2, shift_only=shift_only)
+        a, last_step, _ = self._refine(prev, g, a, steps=3 if predicted else 2, shift_only=shift_only)
         if predicted and last_step > PREDICTED_STEP:
             return None
         sh, sw = g.shape
@@ -337,10 +338,11 @@ class CameraMotion:
         return ready
 
     def _refine(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray, steps: int = 2,
-                shift_only: bool = False) -> tuple[np.ndarray, float]:
-        """`a` made exact to about a tenth of a pixel by Gauss-Newton steps on the whole frame, and
-        the size of its last step (pixels, summed over the corner-scaled parameters; inf where a
-        step was refused).
+                shift_only: bool = False) -> tuple[np.ndarray, float, float]:
+        """`a` made exact to about a tenth of a pixel by Gauss-Newton steps on the whole frame, the
+        size of its last step (pixels, summed over the corner-scaled parameters; inf where a step was
+        refused) and the mean absolute difference of the blurred frames that step started from (inf
+        for a frame too small to refine).
 
         Phase correlation's sub-pixel peak leans towards whole pixels: on pans of training images
         (12 CBSD432 images, sigma 15-50, `tiny`'s outputs) it was 0.31 px off (full resolution,
@@ -363,7 +365,7 @@ class CameraMotion:
         sh, sw = g.shape
         b = 8
         if sh <= 4 * b or sw <= 4 * b:
-            return a, np.inf
+            return a, np.inf, np.inf
         cx, cy = (sw - 1) / 2, (sh - 1) / 2
         if self._grid is None or self._grid[0] != g.shape:
             py, px = np.mgrid[b:sh - b:2, b:sw - b:2].astype(np.float32)
@@ -373,7 +375,7 @@ class CameraMotion:
         source = self._prepared(prev)  # (prev first: the frame asked for last is kept for the next call)
         ready = self._prepared(g)
         target, gx, gy = ready[sub + (0,)], ready[sub + (1,)], ready[sub + (2,)]
-        last = np.inf
+        last, ar = np.inf, None
         for _ in range(steps):
             inv = cv2.invertAffineTransform(a)  # moved(x) = prev(inv @ x), as warpAffine(prev, a) has it
             if np.array_equal(a, IDENTITY):
@@ -387,9 +389,7 @@ class CameraMotion:
             my = 0.5 * (gy + np.float32(inv[0, 1]) * sx + np.float32(inv[1, 1]) * sy)
             r = target - moved[:, :, 0]
             ar = np.abs(r)
-            self._residual = float(ar.mean())
-            few = ar[::4, ::4].ravel()
-            keep = (ar <= 3.0 * float(np.partition(few, few.size // 2)[few.size // 2]) + 1e-6).astype(np.float32)
+            keep = (ar <= 3.0 * _quantile(ar[::4, ::4], 0.5) + 1e-6).astype(np.float32)
             jac = np.stack([mx, my] if shift_only else [mx * xs + my * ys, my * xs - mx * ys, mx, my]).reshape(
                 2 if shift_only else 4, -1)
             jw = jac * keep.reshape(1, -1)
@@ -417,7 +417,7 @@ class CameraMotion:
                              [0.0, 0.0, 1.0]])
             a = (step @ np.vstack([a, [0.0, 0.0, 1.0]]))[:2]
             last = size
-        return a, last
+        return a, last, np.inf if ar is None else float(ar.mean())
 
 
 def warp(img: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -594,7 +594,7 @@ class RecursiveBlend:
         k = max(1, (self.window + 1) // 2 if half else self.window)
         d = cv2.blur(d, (k, k), borderType=cv2.BORDER_REFLECT101)
         if self.floor:  # no looser than the output's own frame-to-frame error allows (module docstring)
-            s = max(min(s, _quartile(d[::4, ::4]) * self.floor), 1e-3)
+            s = max(min(s, _quantile(d[::4, ::4], 0.25) * self.floor), 1e-3)
         lo, hi = self.t_low * s, self.t_high * s
         return np.clip((np.float32(hi) - d) * np.float32(1.0 / (hi - lo)), 0.0, 1.0)
 
