@@ -505,6 +505,7 @@ class RecursiveBlend:
         self._gray: np.ndarray | None = None  # the last output, gray, half resolution (for the motion)
         self._key = None
         self._camera = CameraMotion()
+        self._ones: np.ndarray | None = None  # blendLinear's weight of the new output
 
     def reset(self) -> None:
         """Forget the past: the next frame starts a new average."""
@@ -543,12 +544,14 @@ class RecursiveBlend:
             self.resets += 1
             return self._start(y, key, frame)
         age = np.minimum(m * self._age, np.float32(self.max_age - 1))
-        w_new = np.float32(1.0) / (age + np.float32(1.0))
         self._age = age + np.float32(1.0)
         h, w = y.shape[:2]
-        if w_new.shape != (h, w):
-            w_new = cv2.resize(w_new, (w, h), interpolation=cv2.INTER_LINEAR)
-        self._avg = cv2.blendLinear(self._avg, y, np.float32(1.0) - w_new, w_new).reshape(y.shape)
+        if age.shape != (h, w):
+            age = cv2.resize(age, (w, h), interpolation=cv2.INTER_LINEAR)
+        # blendLinear divides by the weights' sum: (age x average + 1 x y) / (age + 1), one pass
+        if self._ones is None or self._ones.shape != (h, w):
+            self._ones = np.ones((h, w), np.float32)
+        self._avg = cv2.blendLinear(self._avg, y, age, self._ones).reshape(y.shape)
         return self._emit(frame, alpha)
 
     # -- steps

@@ -257,6 +257,25 @@ def test_blend_keeps_shape_dtype_and_alpha(images, kind):
     assert blend.resets == 0
 
 
+def test_a_still_pixel_becomes_the_mean_of_the_last_max_age_outputs(images):
+    """The recursion's arithmetic: where every output agrees, the average is the plain mean of the
+    outputs so far, and of the last `max_age` once that many have come (as the module docstring says:
+    age <- min(age, max_age - 1) + 1, average <- ((age - 1) average + y) / age)."""
+    base = make_clip(images[0], "still", 1)[0].astype(np.float32) / 255
+    offsets = np.array([0.0, 0.3, -0.2, 0.5, 0.1, -0.4, 0.2], np.float32) / 255  # far below any threshold
+    frames = [np.clip(base + o, 0, 1) for o in offsets]
+    # tolerance: blendLinear divides by the weights' sum plus 1e-5 (0.005 of a level here)
+    blend = RecursiveBlend(max_age=4, align=False)
+    outs = [blend(f, SIGMA) for f in frames]
+    for n in range(1, 5):  # the mean of all outputs so far
+        np.testing.assert_allclose(outs[n - 1], np.mean(frames[:n], axis=0), atol=2e-5)
+    expect = np.mean(frames[:4], axis=0)
+    for y in frames[4:]:  # then each output weighs a quarter: an exponential average
+        expect = 0.75 * expect + 0.25 * y
+    np.testing.assert_allclose(outs[-1], expect, atol=2e-5)
+    assert blend.resets == 0 and blend.agreement == 1.0
+
+
 def test_a_new_frame_size_starts_a_new_state(images):
     blend = RecursiveBlend()
     a = make_clip(images[0], "still", 3)
