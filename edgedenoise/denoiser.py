@@ -16,6 +16,10 @@ cropped back.
 This module imports neither torch nor triton: the backends (edgedenoise/backends/, one
 contract for all) import their libraries only when one is built; the `onnxruntime` backend is
 the runtime default.
+
+Making a Denoiser keeps freed memory in the process for the next frame (memory.py: glibc's malloc
+thresholds raised once per process; EDGEDENOISE_MALLOC=system declines): a stream's arrays then
+reuse the last frame's pages instead of mapping fresh ones each frame.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import numpy as np
 from .errors import DataError, ModelError
 from .estimate import estimate_sigma
 from .frames import to_channels
+from .memory import keep_freed_memory
 from .modelfile import ModelFiles, resolve
 
 GRAY_SIGMA_GAIN = 3 ** 0.5
@@ -76,6 +81,7 @@ class Denoiser:
                  engine_path: Path | None = None, precision: str = "fp32", sigma_scale: float = 1.0):
         from . import backends
 
+        keep_freed_memory()  # a frame's arrays reuse the last frame's memory (memory.py)
         self.files = files
         choice = backends.pick(backend, files, precision) if engine_path is None else None
         self.engine_path = engine_path or choice.engine
