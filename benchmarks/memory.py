@@ -34,6 +34,7 @@ FRAMES, WARM, SIGMA = 110, 10, 25.0
 def child(model: str, precision: str, temporal: str) -> dict:
     from edgedenoise.memory import keep_freed_memory
     from edgedenoise.runtime.sources import DemoSource
+    from edgedenoise.runtime.stats import summarize
     from edgedenoise.temporal import VideoDenoiser
 
     demo = DemoSource(SIGMA)
@@ -49,9 +50,8 @@ def child(model: str, precision: str, temporal: str) -> dict:
         if i >= WARM:
             times.append(time.perf_counter() - t)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"p50_ms": 1e3 * float(np.median(times)), "mean_ms": 1e3 * float(np.mean(times)),
-            "faults_per_frame": (usage.ru_minflt - faults) / (FRAMES - WARM), "peak_rss_mb": usage.ru_maxrss / 1024,
-            "kept": keep_freed_memory()}
+    return {**summarize(times), "faults_per_frame": (usage.ru_minflt - faults) / (FRAMES - WARM),
+            "peak_rss_mb": usage.ru_maxrss / 1024, "kept": keep_freed_memory()}
 
 
 def run_case(case: tuple, setting: str) -> dict:

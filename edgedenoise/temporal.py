@@ -50,7 +50,9 @@ the camera moves, against 21 ms for `tiny` int8 in the same run. On the slower m
 2026-12-05/06: 3.3-5.2 ms still, 7.2-9.0 ms for the demo's sub-pixel pan, against 33.5-37 ms for
 `tiny` fp32 (that machine's speed moves by 10-20 % from run to run); 9.6 ms for a zoom with OpenCV
 on one thread. The refinement sampled at its grid points and the still camera's single step
-(2026-12-06) took 8 % (pan) and 14 % (still) off, old and new timed in turns in one process.
+(2026-12-06) took 8 % (pan) and 14 % (still) off, old and new timed in turns in one process. On a
+faster 2-core machine with VNNI and freed memory kept (memory.py; `benchmarks/temporal.py
+--cost-only`, 2026-12-06): 2.1 ms still, 4.4 ms on the pan, against 14.0 ms for `tiny` fp32.
 """
 from __future__ import annotations
 

@@ -32,11 +32,17 @@ print(json.dumps({"kept": memory.keep_freed_memory(), "faults": faults}))
 """
 
 
-def _stream(setting: str | None) -> dict:
+def _env(setting: str | None) -> dict:
+    """This process's environment with EDGEDENOISE_MALLOC set to `setting` (None: unset)."""
     env = {k: v for k, v in os.environ.items() if k != "EDGEDENOISE_MALLOC"}
     if setting:
         env["EDGEDENOISE_MALLOC"] = setting
-    out = subprocess.run([sys.executable, "-c", STREAM], env=env, capture_output=True, text=True, timeout=300)
+    return env
+
+
+def _stream(setting: str | None) -> dict:
+    out = subprocess.run([sys.executable, "-c", STREAM], env=_env(setting), capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -54,10 +60,8 @@ def test_keep_freed_memory_is_once_per_process_and_can_be_declined():
     code = ("import json; from edgedenoise.memory import keep_freed_memory as k; "
             "print(json.dumps([k(), k()]))")
     for setting in ("system", None):
-        env = {k: v for k, v in os.environ.items() if k != "EDGEDENOISE_MALLOC"}
-        if setting:
-            env["EDGEDENOISE_MALLOC"] = setting
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        out = subprocess.run([sys.executable, "-c", code], env=_env(setting), capture_output=True, text=True,
+                             timeout=60)
         first, again = json.loads(out.stdout)
         assert first == again
         if setting == "system":
