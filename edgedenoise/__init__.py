@@ -9,10 +9,9 @@
 
 Importing the package imports neither torch nor triton.
 """
-__version__ = "0.1.0"
-
-from .denoiser import Denoiser  # noqa: E402
-from .errors import DataError, EdgeDenoiseError, ModelError  # noqa: E402
-from .temporal import VideoDenoiser  # noqa: E402
+from .denoiser import Denoiser
+from .errors import DataError, EdgeDenoiseError, ModelError
+from .temporal import VideoDenoiser
+from .version import __version__
 
 __all__ = ["Denoiser", "VideoDenoiser", "DataError", "EdgeDenoiseError", "ModelError", "__version__"]

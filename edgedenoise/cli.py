@@ -8,9 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
 from .backends import CHOICES as BACKEND_CHOICES
 from .errors import EdgeDenoiseError
+from .version import __version__
 
 
 def _floats(s: str) -> list[float]:

@@ -120,7 +120,7 @@ class Denoiser:
         torch on CUDA, an engine); auto (fp16 on a GPU, fp32 on the CPU). sigma_scale: multiplies the level
         told to the model (see the module docstring)."""
         if str(model).endswith(".engine"):
-            from .engine import read_sidecar
+            from .trt.sidecar import read_sidecar  # not .engine: it imports the builder, which imports this module
 
             meta = read_sidecar(Path(model))
             return cls(resolve(meta["onnx"]), "tensorrt", threads, device, engine_path=Path(model),

@@ -15,12 +15,36 @@ planning and graph preparation are pure Python and tested everywhere.
 """
 from __future__ import annotations
 
-from .trt import EngineError
+from pathlib import Path
+
+from .errors import ModelError
+from .trt import EngineError, load_tensorrt
+from .trt import build as _build
 from .trt.auto import AUTO_FRAME, TOLERANCE, build_auto, time_engine
-from .trt.build import DEFAULT_PROFILE, build_engine, frame_native_onnx
+from .trt.build import DEFAULT_PROFILE, frame_native_onnx
 from .trt.graph import plain_weights
 from .trt.sidecar import check_sidecar, read_sidecar, sidecar_path, this_machine
 
 __all__ = ["AUTO_FRAME", "DEFAULT_PROFILE", "TOLERANCE", "EngineError", "build_auto", "build_engine",
            "check_sidecar", "frame_native_onnx", "plain_weights", "read_sidecar", "sidecar_path", "this_machine",
            "time_engine"]
+
+
+def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16", calib: str | None = None,
+                 profile: dict | None = None, timing_cache: str | Path | None = None, workspace_gb: float = 2.0,
+                 kernels: str = "native", kernels_dir: str | Path | None = None, plugins: str = "auto",
+                 log=print) -> dict:
+    """Build and serialize an engine plus its sidecar (`edgedenoise build`); returns the sidecar dict.
+    kernels `native` or `triton`: trt.build.build_engine (its docstring says what each builds);
+    `auto`: both, checked against ONNX Runtime, the faster kept (trt.auto.build_auto). The choice is
+    made here, not in trt/build.py, which auto.py builds with: no import circle between the two."""
+    if kernels not in ("native", "triton", "auto"):
+        raise EngineError(f"unknown --kernels {kernels!r}: native, triton or auto")
+    if kernels == "auto":
+        load_tensorrt()  # as a single build: no TensorRT, or no model file, is one line before any work
+        if not Path(onnx_path).exists():
+            raise ModelError(f"ONNX model not found: {onnx_path}")
+        return build_auto(Path(onnx_path), Path(out), precision, calib, profile, timing_cache, workspace_gb,
+                          kernels_dir, plugins, log)
+    return _build.build_engine(onnx_path, out, precision, calib, profile, timing_cache, workspace_gb, kernels,
+                               kernels_dir, plugins, log)

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import __version__
 from .atomic import temp_beside
 from .errors import ModelError
 from .modelfile import load_model, resolve
 from .onnxweights import halve_weights
 from .outputs import guard
+from .version import __version__
 
 OPSET = 17
 

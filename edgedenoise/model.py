@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .trainconfig import GATE_INPUTS
+from .trainconfig import GATE_INPUTS, size_multiple
 
 # The noise-level map carries sigma (in [0,1] units) times this factor, so that
 # the map is of order one over the 0-75 (0-255 scale) range the models serve.
@@ -257,8 +257,6 @@ class ModelConfig:
 
     @property
     def size_multiple(self) -> int:
-        from .modelfile import size_multiple
-
         return size_multiple({"unshuffle": self.unshuffle, "widths": self.widths})
 
     def to_dict(self) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .atomic import temp_beside, usual_mode, write_atomic
 from .errors import ModelError
+from .trainconfig import size_multiple  # noqa: F401  (its home is torch-free and imports neither model module)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 ALIASES = {"default": "small", "default-video": "small-video"}  # the names users know: the files' stems
@@ -25,12 +26,6 @@ ALIASES = {"default": "small", "default-video": "small-video"}  # the names user
 # file endings of a model's files -> the variant they hold (longest first: ".trt.int8.onnx" before ".int8.onnx")
 VARIANT_ENDINGS = {".trt.int8.onnx": "trt.int8", ".int8.onnx": "int8", ".frame.onnx": "frame", ".onnx": "",
                    ".safetensors": "", ".json": ""}
-
-
-def size_multiple(config: dict) -> int:
-    """What a model's input H and W must be multiples of: the pixel-unshuffle factor times 2 per
-    downsampling level (the one formula; ModelConfig and ModelFiles both ask it)."""
-    return int(config.get("unshuffle", 2)) * 2 ** (len(config["widths"]) - 1)
 
 
 @dataclass

@@ -13,6 +13,13 @@ GATE_INPUTS = ("parts", "sums")
 CAMERA_LEVELS = ("true", "estimate")
 
 
+def size_multiple(config: dict) -> int:
+    """What a model's input H and W must be multiples of: the pixel-unshuffle factor times 2 per
+    downsampling level (the one formula; model.ModelConfig and modelfile.ModelFiles both ask it,
+    from here: torch-free, and neither of them, so that they do not import each other)."""
+    return int(config.get("unshuffle", 2)) * 2 ** (len(config["widths"]) - 1)
+
+
 @dataclass
 class TrainConfig:
     data: str = ""

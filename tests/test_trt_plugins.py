@@ -413,7 +413,7 @@ def test_ipluginv3_plugins_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
     trt = fake_tensorrt()
     drv = FakeDriver()
     monkeypatch.setitem(plugins._STATE, "kernels", lp.KernelSet(aot_dir, "8.7", driver=drv))
-    _, _, IngestCreator, EgestCreator = ipluginv3.v3_classes(trt)
+    _, _, IngestCreator, EgestCreator = ipluginv3.v3_classes(trt, plugins.registered_kernels)
     ic, ec = IngestCreator(), EgestCreator()
     assert (ic.name, ic.plugin_namespace, ec.name) == ("Ingest", "edgedenoise", "Egest")
     assert [f.name for f in ic.field_names] == ["multiple", "width", "half"]
@@ -562,9 +562,9 @@ def test_triton_engine_matches_onnxruntime(device_kernels, frame_native_onnx, tm
 
 @pytest.mark.slow
 def test_auto_keeps_one_engine_and_says_which(device_kernels, tmp_path):
+    from edgedenoise.engine import build_engine  # kernels auto: the facade chooses, trt.build builds one
     from edgedenoise.modelfile import resolve
     from edgedenoise.trt.auto import TOLERANCE
-    from edgedenoise.trt.build import build_engine
     from edgedenoise.trt.sidecar import read_sidecar
 
     said = []

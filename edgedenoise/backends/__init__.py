@@ -10,7 +10,8 @@
 (* fp16 on CUDA only.) `--backend auto` is decided in `choice.py`: a TensorRT engine built for the
 model here, else triton on a GPU, else torch on a GPU, else ONNX Runtime on the CPU.
 
-The contract (`Backend` below) is what `Denoiser` relies on, and all a new backend implements:
+The contract (`Backend`, in base.py: the submodules import it from there, not from this package,
+which imports them) is what `Denoiser` relies on, and all a new backend implements:
 
 - **What it takes and returns.** A float backend (`frame_native = False`) implements
   `infer(x, sigma)`: x is float32 NCHW RGB in [0, 1], H and W multiples of `size_multiple`
@@ -39,36 +40,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ModelError
 from ..modelfile import ModelFiles
+from .base import Backend
 
 NAMES = ["onnxruntime", "torch", "triton", "tensorrt"]
 CHOICES = ["auto", *NAMES]  # what the CLI's --backend takes
 RECURRENT = ("onnxruntime", "torch")  # the backends that carry a recurrent model's `previous` input
 # what each backend computes in (torch fp16 on CUDA only; a TensorRT engine's is the one it was built with)
 PRECISIONS = {"onnxruntime": ("fp32", "int8"), "torch": ("fp32", "fp16"), "triton": ("fp32", "fp16")}
-
-
-class Backend:
-    """The contract above; subclasses set `name` and `frame_native` and implement one call."""
-
-    name = "backend"
-    frame_native = False
-    precision = "fp32"
-    size_multiple = 1
-
-    def infer(self, x: np.ndarray, sigma: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-        """x (N,C,H,W) float32 in [0,1], sigma (N,) in [0,1] units; `previous` (laid out as x) only
-        for a recurrent model, which every backend that runs one requires."""
-        raise ModelError(f"the {self.name} backend takes uint8 BGR frames: call infer_frames")
-
-    def infer_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
-        raise ModelError(f"the {self.name} backend takes float NCHW input: call infer")
-
-    def close(self) -> None:
-        pass
 
 
 def pick(backend: str, files: ModelFiles, precision: str = "fp32"):

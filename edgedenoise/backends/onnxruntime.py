@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..modelfile import ModelFiles
-from . import Backend
+from .base import Backend
 from .ortgraph import cpu_graph
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from .. import cuda
 from ..trt import EngineError, load_tensorrt
 from ..trt.sidecar import DEFAULT_PRECISION, check_sidecar, read_sidecar, this_machine
-from . import Backend
+from .base import Backend
 
 
 class TensorRTBackend(Backend):

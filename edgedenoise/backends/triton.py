@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..modelfile import ModelFiles
-from . import Backend
+from .base import Backend
 
 log = logging.getLogger("edgedenoise")
 MAX_GRAPHS = 4  # frame shapes whose CUDA graphs are kept (a stream has one; a resize makes two)

@@ -94,7 +94,7 @@ def versions() -> dict:
 
     import cv2
 
-    from .. import __version__
+    from ..version import __version__
 
     out = {"edgedenoise": __version__, "opencv": cv2.__version__, "numpy": np.__version__}
     for name, dist in (("onnxruntime", "onnxruntime"), ("onnxruntime-gpu", "onnxruntime-gpu"), ("torch", "torch"),

@@ -32,22 +32,18 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
 
     kernels: `native` (the float graph, TensorRT's own kernels), `triton` (the frame-native graph,
     boundary layers as the AOT Triton kernels in `kernels_dir`, as plugins of flavour `plugins`:
-    auto, qdp or ipluginv3) or `auto` (both; keeps one that matches ONNX Runtime, the faster on a
-    1280x720 frame: auto.build_auto). `triton` takes the frame-native ONNX, or the float one: then
-    it exports the frame-native graph beside the engine (torch needed) or uses `<stem>.frame.onnx`
-    beside it. precision int8 (native only) builds from the symmetric Q/DQ graph: the ONNX given
-    if it is one, else made from `calib` (a folder of clean images), else `<stem>.trt.int8.onnx`."""
+    auto, qdp or ipluginv3); `auto` (both, keeping one) is edgedenoise.engine.build_engine's, which
+    calls auto.build_auto, which builds each with this function. `triton` takes the frame-native
+    ONNX, or the float one: then it exports the frame-native graph beside the engine (torch needed)
+    or uses `<stem>.frame.onnx` beside it. precision int8 (native only) builds from the symmetric
+    Q/DQ graph: the ONNX given if it is one, else made from `calib` (a folder of clean images), else
+    `<stem>.trt.int8.onnx`."""
     trt = load_tensorrt()
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.exists():
         raise ModelError(f"ONNX model not found: {onnx_path}")
-    if kernels == "auto":
-        from .auto import build_auto
-
-        return build_auto(onnx_path, out, precision, calib, profile, timing_cache, workspace_gb, kernels_dir,
-                          plugins, log)
-    if kernels not in ("native", "triton"):
-        raise EngineError(f"unknown --kernels {kernels!r}: native, triton or auto")
+    if kernels not in ("native", "triton"):  # `auto` is engine.build_engine's (auto.py builds with this)
+        raise EngineError(f"unknown --kernels {kernels!r}: native or triton (auto: edgedenoise.engine.build_engine)")
     profile = profile or DEFAULT_PROFILE
     t0 = time.time()
     extra, flow = {}, "weakly-typed"  # fp16/fp32: precision from the builder flags

@@ -6,8 +6,10 @@ ones >= 10.9), so `Ingest` and `Egest` are Python `IPluginV3` classes with their
 kernel set and launches it on TensorRT's stream with the planned grid and packed arguments
 (launch.py). Feature maps are channel-last (plugins.py says in which formats).
 
-The classes are built on the tensorrt module given (`v3_classes(trt)`), so that a stand-in for
-it can check them where TensorRT is not installed.
+The classes are built on the tensorrt module given (`v3_classes(trt, kernels)`), so that a stand-in
+for it can check them where TensorRT is not installed; `kernels` is the function that returns the
+registered kernel set (plugins.registered_kernels, passed in: this module does not import plugins.py,
+which imports it).
 """
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ import numpy as np
 
 from .aot_kernels import NAMESPACE, PLUGIN_IO, PLUGIN_NAMES, KernelsError
 from .launch import egest_launch, half_grid, ingest_launch
-from .plugins import registered_kernels
 
 
-def v3_classes(trt):
-    """The IPluginV3 plugin and IPluginCreatorV3One classes, built on the given tensorrt module."""
+def v3_classes(trt, kernels):
+    """The IPluginV3 plugin and IPluginCreatorV3One classes, built on the given tensorrt module;
+    `kernels()` returns the KernelSet their enqueue launches from."""
     DT, TF = trt.DataType, trt.TensorFormat
 
     class _Boundary(trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime):
@@ -76,7 +78,7 @@ def v3_classes(trt):
             return self.clone()
 
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
-            ks = registered_kernels()
+            ks = kernels()
             k = ks.kernel(self.kind, self.fields["width"], self.dtype)
             ptrs = dict(zip(PLUGIN_IO[self.kind][0], inputs)) | dict(zip(PLUGIN_IO[self.kind][1], outputs))
             ks.launch(k, self._launch(k, input_desc, output_desc, ptrs), stream)
@@ -152,10 +154,10 @@ def v3_classes(trt):
     return IngestPlugin, EgestPlugin, creator(IngestPlugin), creator(EgestPlugin)
 
 
-def register(trt) -> list:
-    """Register both creators with TensorRT's plugin registry; returns them (keep them alive: the
-    registry does not keep the Python objects)."""
-    _, _, ingest_creator, egest_creator = v3_classes(trt)
+def register(trt, kernels) -> list:
+    """Register both creators with TensorRT's plugin registry (`kernels()`: the KernelSet to launch
+    from); returns them (keep them alive: the registry does not keep the Python objects)."""
+    _, _, ingest_creator, egest_creator = v3_classes(trt, kernels)
     registry = trt.get_plugin_registry()
     keep = []
     for cls in (ingest_creator, egest_creator):

@@ -68,7 +68,7 @@ def register_plugins(trt, kernels_dir=DEFAULT_KERNELS_DIR, prefer: str = "auto",
             from .qdp import register
         else:
             from .ipluginv3 import register
-        _STATE["keep"].extend(register(trt))
+        _STATE["keep"].extend(register(trt, registered_kernels))  # passed: qdp/ipluginv3 do not import this module
         _STATE["flavour"] = flavour
     return flavour
 

@@ -13,7 +13,6 @@ the decorated functions as objects.
 """
 from .aot_kernels import NAMESPACE, BoundaryKernel
 from .launch import eval_grid
-from .plugins import registered_kernels
 
 
 def qdp_kernel(trtp, kernel: BoundaryKernel, scalars: dict):
@@ -27,8 +26,10 @@ def qdp_kernel(trtp, kernel: BoundaryKernel, scalars: dict):
     return kernel.function.encode(), kernel.qdp_ptx(), launch, extra
 
 
-def register(trt) -> list:
-    """Describe Ingest and Egest to tensorrt.plugin; returns the decorated functions."""
+def register(trt, kernels) -> list:
+    """Describe Ingest and Egest to tensorrt.plugin (`kernels()`: the registered KernelSet, which
+    aot_impl takes each kernel's PTX from; passed in by plugins.py, not imported from it); returns
+    the decorated functions."""
     import tensorrt.plugin as trtp
 
     def dtypes(half: int) -> tuple[str, str]:
@@ -48,7 +49,7 @@ def register(trt) -> list:
 
     @trtp.aot_impl(f"{NAMESPACE}::Ingest")
     def ingest_aot(frame, wp, bias, sigma, multiple, width, half, outputs, tactic):
-        k = registered_kernels().kernel("ingest", int(width), "fp16" if half else "fp32")
+        k = kernels().kernel("ingest", int(width), "fp16" if half else "fp32")
         out = outputs[0].shape_expr
         scalars = {"N": frame.shape_expr[0], "H": frame.shape_expr[1], "W": frame.shape_expr[2], "HH": out[2],
                    "WH": out[3], "CO": int(width)}
@@ -66,7 +67,7 @@ def register(trt) -> list:
 
     @trtp.aot_impl(f"{NAMESPACE}::Egest")
     def egest_aot(h, wp, bias, frame, width, half, outputs, tactic):
-        k = registered_kernels().kernel("egest", int(width), "fp16" if half else "fp32")
+        k = kernels().kernel("egest", int(width), "fp16" if half else "fp32")
         f = frame.shape_expr
         scalars = {"N": f[0], "H": f[1], "W": f[2], "HH": h.shape_expr[2], "WH": h.shape_expr[3], "CI": int(width)}
         return qdp_kernel(trtp, k, scalars)

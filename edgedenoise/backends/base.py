@@ -1,0 +1,28 @@
+"""The backend contract's base class (the package docstring, backends/__init__.py, writes the
+contract down). Here, not in the package: the backend modules import it, and the package imports
+them."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError
+
+
+class Backend:
+    """The contract of the package docstring; subclasses set `name` and `frame_native` and implement one call."""
+
+    name = "backend"
+    frame_native = False
+    precision = "fp32"
+    size_multiple = 1
+
+    def infer(self, x: np.ndarray, sigma: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """x (N,C,H,W) float32 in [0,1], sigma (N,) in [0,1] units; `previous` (laid out as x) only
+        for a recurrent model, which every backend that runs one requires."""
+        raise ModelError(f"the {self.name} backend takes uint8 BGR frames: call infer_frames")
+
+    def infer_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
+        raise ModelError(f"the {self.name} backend takes float NCHW input: call infer")
+
+    def close(self) -> None:
+        pass
