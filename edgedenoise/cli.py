@@ -377,7 +377,8 @@ def add_quantize(sub):
     p = sub.add_parser("quantize", help="INT8 Q/DQ variant of a model: for CPUs (ONNX Runtime) or for TensorRT")
     p.add_argument("--model", default="default", help="model with an ONNX export (name, run folder or .onnx)")
     p.add_argument("--calib", required=True, help="folder of clean images to calibrate on (training images)")
-    p.add_argument("--count", type=int, default=32, help="calibration crops (default 32)")
+    p.add_argument("--count", type=int, default=64,
+                   help="calibration crops, half through the camera simulation (default 64: quantize.CALIB_COUNT)")
     p.add_argument("--for", dest="target", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
                    help="onnxruntime: INT8 for CPUs, <model>.int8.onnx (uint8 activations); tensorrt: the symmetric "
                         "int8 Q/DQ graph edgedenoise build --precision int8 takes, <model>.trt.int8.onnx "
