@@ -73,8 +73,9 @@ def test_tensorrt_qdq_graph_scores_as_todays_int8_and_is_symmetric(name, train_s
     Kodak24 crops (sigma 25, camera), calibrated like today's INT8 on the same training images:
     it loses at most 0.2 dB against it (measured: tiny +0.06 dB, default -0.14 dB, 2026-12-06, since
     today's INT8 also keeps its head and tail float and calibrates on camera noise too; against the
-    INT8 of before, whose head and tail were quantized: tiny +0.12, default -0.07). Every op is one TensorRT's parser takes and every zero point is
-    int8 0, which today's graph (uint8 activations) fails."""
+    INT8 of before, whose head and tail were quantized: tiny +0.12, default -0.07). Every op is one
+    TensorRT's parser takes and every zero point is int8 0, which today's graph (uint8 activations)
+    fails."""
     from edgedenoise.data import list_images, read_image
 
     src = resolve(name).onnx
