@@ -107,3 +107,19 @@ def test_tensorrt_qdq_graph_scores_as_todays_int8_and_is_symmetric(name, train_s
         scores[k] = float(np.mean([psnr_u8(den.denoise(protocol_noisy(c, 25, i, "camera"), 25), c)
                                    for i, c in enumerate(crops)]))
     assert scores["trt"] - scores["cpu"] >= -0.2 and scores["trt"] < scores["fp32"], scores
+
+
+def test_the_convolutions_that_write_the_output_stay_float():
+    """The tail (and a recurrent model's gate branch's last conv) reach the output through no other
+    conv: output_convs finds them, and the shipped INT8 graphs keep them and the head float."""
+    from edgedenoise.quantize import output_convs
+
+    for name, want in (("tiny", ["/net/tail/Conv"]), ("tiny-video", ["/net/tail/Conv", "/net/gate/gate.4/Conv"])):
+        files = resolve(name)
+        assert sorted(output_convs(onnx.load(str(files.onnx)).graph)) == sorted(want)
+        q = onnx.load(str(files.onnx_int8)).graph
+        dq_out = {n.output[0] for n in q.node if n.op_type == "DequantizeLinear"}
+        convs = {n.name: n for n in q.node if n.op_type == "Conv"}
+        for conv in want:  # a float conv: its weights are the float initializer, not dequantized int8
+            assert convs[conv].input[1] not in dq_out and not convs[conv].input[1].endswith("_DequantizeLinear_Output")
+        assert any(c.input[1] in dq_out for c in convs.values())  # while the others run in int8
