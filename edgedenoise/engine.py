@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ModelError
-from .trt import EngineError, load_tensorrt
+from .trt import EngineError
 from .trt import build as _build
 from .trt.auto import AUTO_FRAME, TOLERANCE, build_auto, time_engine
 from .trt.build import DEFAULT_PROFILE, frame_native_onnx
@@ -41,10 +40,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     if kernels not in ("native", "triton", "auto"):
         raise EngineError(f"unknown --kernels {kernels!r}: native, triton or auto")
     if kernels == "auto":
-        load_tensorrt()  # as a single build: no TensorRT, or no model file, is one line before any work
-        if not Path(onnx_path).exists():
-            raise ModelError(f"ONNX model not found: {onnx_path}")
-        return build_auto(Path(onnx_path), Path(out), precision, calib, profile, timing_cache, workspace_gb,
+        _, onnx_path = _build.ready(onnx_path)  # as a single build: no TensorRT or no file, one line first
+        return build_auto(onnx_path, Path(out), precision, calib, profile, timing_cache, workspace_gb,
                           kernels_dir, plugins, log)
     return _build.build_engine(onnx_path, out, precision, calib, profile, timing_cache, workspace_gb, kernels,
                                kernels_dir, plugins, log)

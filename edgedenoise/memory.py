@@ -35,6 +35,11 @@ TRIM_THRESHOLD = 256 << 20
 _applied: bool | None = None
 
 
+def glibc() -> bool:
+    """Whether this process's malloc is glibc's (where mallopt exists)."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc malloc's mmap and trim thresholds (the module docstring), once per process.
     Returns whether they are raised: False where malloc is not glibc's, where mallopt refused (a
@@ -45,7 +50,7 @@ def keep_freed_memory() -> bool:
     _applied = False
     if os.environ.get("EDGEDENOISE_MALLOC", "").strip().lower() == "system":
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not glibc():
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .atomic import temp_beside, usual_mode, write_atomic
 from .errors import ModelError
-from .trainconfig import size_multiple  # noqa: F401  (its home is torch-free and imports neither model module)
+from .trainconfig import size_multiple  # torch-free, and neither model module: they must not import each other
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 ALIASES = {"default": "small", "default-video": "small-video"}  # the names users know: the files' stems

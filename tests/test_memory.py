@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
 
-glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+from edgedenoise import memory
+
+glibc = pytest.mark.skipif(not memory.glibc(),
                            reason="mallopt is glibc's; elsewhere keep_freed_memory does nothing (returns False)")
 
 STREAM = """
@@ -67,4 +68,4 @@ def test_keep_freed_memory_is_once_per_process_and_can_be_declined():
         if setting == "system":
             assert first is False
         else:
-            assert first is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+            assert first is memory.glibc()

@@ -24,6 +24,16 @@ from .sidecar import this_machine, write_sidecar
 DEFAULT_PROFILE = {"min": (256, 256), "opt": (720, 1280), "max": (1088, 1920)}  # (H, W)
 
 
+def ready(onnx_path: str | Path):
+    """TensorRT and the ONNX file a build starts from: (tensorrt module, Path), or the one-line error
+    that stops a build before any work (no TensorRT, no such file)."""
+    trt = load_tensorrt()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.exists():
+        raise ModelError(f"ONNX model not found: {onnx_path}")
+    return trt, onnx_path
+
+
 def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16", calib: str | None = None,
                  profile: dict | None = None, timing_cache: str | Path | None = None, workspace_gb: float = 2.0,
                  kernels: str = "native", kernels_dir: str | Path | None = None, plugins: str = "auto",
@@ -38,10 +48,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     or uses `<stem>.frame.onnx` beside it. precision int8 (native only) builds from the symmetric
     Q/DQ graph: the ONNX given if it is one, else made from `calib` (a folder of clean images), else
     `<stem>.trt.int8.onnx`."""
-    trt = load_tensorrt()
-    onnx_path, out = Path(onnx_path), Path(out)
-    if not onnx_path.exists():
-        raise ModelError(f"ONNX model not found: {onnx_path}")
+    trt, onnx_path = ready(onnx_path)
+    out = Path(out)
     if kernels not in ("native", "triton"):  # `auto` is engine.build_engine's (auto.py builds with this)
         raise EngineError(f"unknown --kernels {kernels!r}: native or triton (auto: edgedenoise.engine.build_engine)")
     profile = profile or DEFAULT_PROFILE
