@@ -294,17 +294,19 @@ def plot(doc: dict, name: str):
         x = np.arange(len(settings))
         for k, (lab, v) in enumerate(bars):
             b = ax.bar(x + (k - (len(bars) - 1) / 2) * w, v, w, label=lab)
-            ax.bar_label(b, fmt="%.1f", fontsize=7, padding=1)
+            ax.bar_label(b, fmt="%.1f", fontsize=7, padding=2, rotation=90)  # upright, neighbours overlapped
         ax.set_xticks(x, settings)
         ax.set_title(f"{st} through the camera simulation")
         ax.grid(axis="y", alpha=0.3)
-        lo = min(min(v) for _, v in bars)
-        ax.set_ylim(lo - 2, None)
+        lo, hi = min(min(v) for _, v in bars), max(max(v) for _, v in bars)
+        ax.set_ylim(lo - 2, hi + 1.2)  # room for the upright labels
     np.atleast_1d(axes)[0].set_ylabel("PSNR (dB) against the noise-free pipeline")
-    np.atleast_1d(axes)[-1].legend(fontsize=8, loc="upper right")
+    # below the panels: inside one it covered the labels of the tallest bars
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels), frameon=False)
     fig.suptitle(f"camera noise: blind denoising vs NLM ({doc['stamp']['date'][:10]}, "
                  f"{doc['stamp']['machine']['cpu']})", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(png, dpi=110)
     return png
 
