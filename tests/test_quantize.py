@@ -109,6 +109,24 @@ def test_tensorrt_qdq_graph_scores_as_todays_int8_and_is_symmetric(name, train_s
     assert scores["trt"] - scores["cpu"] >= -0.2 and scores["trt"] < scores["fp32"], scores
 
 
+def test_tensorrt_qdq_graph_of_a_recurrent_model_keeps_every_output_conv_float(train_subset, tmp_path):
+    """A recurrent model's gate branch ends in a conv that comes after the tail in graph order and
+    also writes the output: `quantize --for tensorrt` keeps it float beside the tail and the head,
+    as the ONNX Runtime graph does (it once kept only the first and last conv in graph order)."""
+    from edgedenoise.quantize import output_convs
+
+    src = resolve("tiny-video").onnx
+    trt = quantize_model(src, train_subset, tmp_path / "trt.onnx", count=4, progress=False, target="tensorrt")
+    graph = onnx.load(trt["path"]).graph
+    assert qdq_problems(onnx.load(trt["path"])) == []
+    dq_out = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    layout = unshuffle_convs(graph)
+    convs = [n for n in graph.node if n.op_type == "Conv" and n.name not in layout]
+    floats = {c.name for c in convs if not set(c.input[:2]) & dq_out}
+    assert floats == {convs[0].name, *output_convs(graph)} and len(floats) == 3, floats
+    assert all(set(c.input[:2]) <= dq_out for c in convs if c.name not in floats)
+
+
 def test_the_convolutions_that_write_the_output_stay_float():
     """The tail (and a recurrent model's gate branch's last conv) reach the output through no other
     conv: output_convs finds them, and the shipped INT8 graphs keep them and the head float."""
