@@ -53,7 +53,8 @@ on one thread. The refinement sampled at its grid points and the still camera's 
 (2026-12-06) took 8 % (pan) and 14 % (still) off, old and new timed in turns in one process. On a
 faster 2-core machine with VNNI and freed memory kept (memory.py; `benchmarks/temporal.py
 --cost-only`, 2026-12-06): 2.1 ms still, 4.4 ms on the pan, against 14.0 ms for `tiny` fp32; later
-that day 1.5 and 3.2 against 14.2.
+that day 1.5 and 3.2 against 14.2, and after the refinement's inner loop was rewritten (CameraMotion.
+_refine; `benchmarks/temporal.py` in full) 1.41 and 3.09 against 15.04 (9 % and 21 %).
 """
 from __future__ import annotations
 
