@@ -353,7 +353,7 @@ class CameraMotion:
         (12 CBSD432 images, sigma 15-50, `tiny`'s outputs) it was 0.31 px off (full resolution,
         median; 0.81 at the 90th percentile), after these two steps 0.08 (0.18). The residual and
         the gradients are taken on every second pixel of the inner frame: each step samples `prev`
-        and its gradients where `a` maps those pixels from (one bilinear remap of three channels;
+        and its gradients where `a` maps those pixels from (one bilinear warp of three channels;
         the gradients turned into `g`'s frame by `a`), linearises g(x) ~ moved(x) - grad(x) . d(x)
         for a small similarity d about the frame's centre (grad: the mean of both frames'
         gradients, which converges in fewer steps) and solves for d by least squares, leaving out
