@@ -267,13 +267,12 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
         convs = [n.name for n in graph.node if n.op_type == "Conv" and n.name not in layout]  # in graph order
         # head and tail float (CALIB_CAMERA_SHARE's comment); the tail: every conv that writes the output
         # (a recurrent model's gate branch ends in one too, and comes after the tail in graph order)
-        tails = [c for c in output_convs(graph) if c not in layout]
+        floats = layout + [convs[0], *(c for c in output_convs(graph) if c not in layout)]
         if target == "onnxruntime":
-            kw = dict(activation_type=QuantType.QUInt8, nodes_to_exclude=layout + [convs[0], *tails],
-                      extra_options={})
+            kw = dict(activation_type=QuantType.QUInt8, nodes_to_exclude=floats, extra_options={})
         else:
-            kw = dict(activation_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
-                      nodes_to_exclude=layout + [convs[0], *tails], extra_options=dict(TRT_EXTRA))
+            kw = dict(activation_type=QuantType.QInt8, op_types_to_quantize=["Conv"], nodes_to_exclude=floats,
+                      extra_options=dict(TRT_EXTRA))
         kw["extra_options"]["CalibPercentile"] = CALIB_PERCENTILE
         quantized = Path(tmp) / "int8.onnx"  # the output is only written, whole, at the end
         quantize_static(
