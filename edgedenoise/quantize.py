@@ -11,14 +11,16 @@ and metadata, so everything else stays the same.
 
 - `--for onnxruntime` (the default): INT8 for CPUs, `<model>.int8.onnx` beside the model's
   `.onnx` (or `--out`). Activations per tensor in uint8 (asymmetric), Q/DQ around every op ONNX
-  Runtime quantizes but the first (head) and last (tail; with a recurrent model's gate branch,
-  its last too) convolutions, which stay float. The Denoiser loads it with `precision="int8"`
+  Runtime quantizes but the first (head) and last (tail) convolutions, which stay float, as does
+  what a recurrent model adds after its framewise network (its gate branch and the fusion with the
+  previous output). The Denoiser loads it with `precision="int8"`
   (`--precision int8`).
 - `--for tensorrt`: the explicit Q/DQ graph `edgedenoise build --precision int8` builds from,
   `<model>.trt.int8.onnx`. TensorRT quantizes symmetrically only (int8, zero point 0), so the
   activations are int8 and symmetric, the bias stays float, and Q/DQ pairs sit only on the
   inputs of the convolutions (TensorRT's recommended placement; it fuses each with the conv
-  that reads it), the first (head) and last (tail) convolutions left in float. ONNX Runtime
+  that reads it), the first (head) and last (tail) convolutions and a recurrent model's gate
+  branch left in float. ONNX Runtime
   runs it too, which is how its PSNR is checked on the CPU (tests/test_quantize.py).
 
 Needs only onnxruntime and onnx (no torch). What INT8 costs in PSNR and gains in speed is
@@ -52,6 +54,12 @@ CALIB_SIGMA = (0.0, 60.0)
 # A recurrent model's gate branch's last conv stays float too (output_convs): still clips, frames
 # 4-8, Gaussian 25 / low light, INT8 minus fp32: tiny-video -0.68 / -0.21 with it quantized, -0.44 /
 # -0.13 float (-0.87 / -0.57 with the calibration of before); default-video -0.47 / -0.11, -0.34 / -0.11.
+# And so does everything after the framewise network (fusion_nodes: the gate branch, the fusion with
+# the previous output): ONNX Runtime ran that frame-sized elementwise work as QLinear ops between
+# Q/DQ pairs, slower than in float. Float (2026-12-06, benchmarks/results/int8_val.md; 640x480, 2
+# threads, in turns in one process): tiny-video INT8 15.96 -> 14.27 ms a frame (tiny INT8 9.82),
+# default-video 26.80 -> 25.03 (default 20.86); INT8 minus fp32 unchanged or better: tiny-video
+# -0.47 / -0.22 -> -0.47 / -0.21, default-video -0.34 / -0.11 -> -0.32 / -0.10.
 CALIB_CAMERA_SHARE = 0.5
 CALIB_TOLD = (1.0, 2.0)
 CALIB_COUNT = 64
@@ -178,6 +186,26 @@ def unshuffle_convs(graph) -> list[str]:
     return names
 
 
+def fusion_nodes(graph) -> list[str]:
+    """Names of the nodes that do not lead to the tail conv (the first conv in graph order that
+    output_convs finds): what a recurrent model adds after its framewise network (the gate branch,
+    the fusion of the previous output with the model's own estimate), and in any model the
+    residual's subtraction and the clamp after the tail. Frame-sized elementwise work that stays
+    float (CALIB_CAMERA_SHARE's comment)."""
+    outputs = set(output_convs(graph))
+    tail = next((n for n in graph.node if n.name in outputs), None)
+    if tail is None:
+        return []
+    producer = {o: n for n in graph.node for o in n.output}
+    leads, todo = set(), [tail]
+    while todo:  # the tail and everything it reads from
+        n = todo.pop()
+        if n.name not in leads:
+            leads.add(n.name)
+            todo.extend(producer[i] for i in n.input if i in producer)
+    return [n.name for n in graph.node if n.name not in leads]
+
+
 def output_convs(graph) -> list[str]:
     """Names of the Conv nodes whose output reaches a graph output through no other Conv: the tail
     (and a recurrent model's gate branch's last conv, which also writes what the output is made of)."""
@@ -268,6 +296,7 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
         # head and tail float (CALIB_CAMERA_SHARE's comment); the tail: every conv that writes the output
         # (a recurrent model's gate branch ends in one too, and comes after the tail in graph order)
         floats = layout + [convs[0], *(c for c in output_convs(graph) if c not in layout)]
+        floats += [n for n in fusion_nodes(graph) if n not in floats]
         if target == "onnxruntime":
             kw = dict(activation_type=QuantType.QUInt8, nodes_to_exclude=floats, extra_options={})
         else:
@@ -292,14 +321,16 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
                    f"{CALIB_CAMERA_SHARE:.0%} random cameras told {CALIB_TOLD[0]:g}-{CALIB_TOLD[1]:g}x their RMS")
     if target == "onnxruntime":
         scheme = {"weights": "int8 per channel", "activations": "uint8 per tensor",
-                  "float": "the head and tail convolutions"}
+                  "float": "the head and tail convolutions" + (", the gate branch and the fusion with the previous "
+                                                               "output" if files.recurrent else "")}
     else:
         problems = qdq_problems(m)
         if problems:  # onnxruntime's options did not give what TensorRT takes
             raise ModelError(f"the TensorRT Q/DQ graph {out} is not symmetric int8: {'; '.join(problems[:3])}")
         scheme = {"for": "tensorrt", "weights": "int8 per channel, symmetric",
                   "activations": "int8 per tensor, symmetric (zero point 0)",
-                  "placement": "inputs of the convolutions; head and tail convolutions in float"}
+                  "placement": "inputs of the convolutions; head and tail convolutions"
+                               + (" and the gate branch" if files.recurrent else "") + " in float"}
     props["quantization"] = json.dumps({"format": "QDQ", **scheme, "calibration": calibration,
                                         "method": f"percentile {CALIB_PERCENTILE:g}"})
     del m.metadata_props[:]

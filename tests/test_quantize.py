@@ -112,8 +112,9 @@ def test_tensorrt_qdq_graph_scores_as_todays_int8_and_is_symmetric(name, train_s
 def test_tensorrt_qdq_graph_of_a_recurrent_model_keeps_every_output_conv_float(train_subset, tmp_path):
     """A recurrent model's gate branch ends in a conv that comes after the tail in graph order and
     also writes the output: `quantize --for tensorrt` keeps it float beside the tail and the head,
-    as the ONNX Runtime graph does (it once kept only the first and last conv in graph order)."""
-    from edgedenoise.quantize import output_convs
+    as the ONNX Runtime graph does (it once kept only the first and last conv in graph order), and
+    the rest of the gate branch with it; every other conv reads int8."""
+    from edgedenoise.quantize import fusion_nodes, output_convs
 
     src = resolve("tiny-video").onnx
     trt = quantize_model(src, train_subset, tmp_path / "trt.onnx", count=4, progress=False, target="tensorrt")
@@ -123,8 +124,30 @@ def test_tensorrt_qdq_graph_of_a_recurrent_model_keeps_every_output_conv_float(t
     layout = unshuffle_convs(graph)
     convs = [n for n in graph.node if n.op_type == "Conv" and n.name not in layout]
     floats = {c.name for c in convs if not set(c.input[:2]) & dq_out}
-    assert floats == {convs[0].name, *output_convs(graph)} and len(floats) == 3, floats
+    gate = {c.name for c in convs if "/gate/" in c.name}
+    assert len(gate) == 3 and gate <= set(fusion_nodes(graph))
+    assert floats == {convs[0].name, *output_convs(graph), *gate} and len(floats) == 5, floats
     assert all(set(c.input[:2]) <= dq_out for c in convs if c.name not in floats)
+
+
+def test_a_recurrent_models_fusion_stays_float_in_its_int8_graph():
+    """What a recurrent model adds after its framewise network (the gate branch, the fusion with the
+    previous output) runs in float in the shipped ONNX Runtime INT8 graphs: none of its results is
+    quantized and no QLinear op computes it (it may read the noise-level map as the framewise network
+    quantized it); the framewise network runs in int8."""
+    from edgedenoise.quantize import fusion_nodes
+
+    for name in ("tiny-video", "default-video"):
+        q = onnx.load(str(resolve(name).onnx_int8)).graph
+        fusion = set(fusion_nodes(q))
+        assert any("/gate/" in n for n in fusion) and any(n.startswith("/net/Mul") for n in fusion), name
+        qdq = {n.name for n in q.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+        dq_out = {n.output[0] for n in q.node if n.op_type == "DequantizeLinear"}
+        made = {o for n in q.node if n.name in fusion for o in n.output}
+        assert not fusion & qdq, sorted(fusion & qdq)[:5]
+        assert not [n.name for n in q.node if n.op_type == "QuantizeLinear" and n.input[0] in made]
+        assert not [n.op_type for n in q.node if n.op_type.startswith("QLinear")]
+        assert sum(n.op_type == "Conv" and bool(set(n.input[:2]) & dq_out) for n in q.node) >= 8, name
 
 
 def test_the_convolutions_that_write_the_output_stay_float():
