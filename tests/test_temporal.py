@@ -211,6 +211,28 @@ def test_shift_is_opencvs_bicubic_warp_at_a_quarter_of_its_cost(images):
     assert np.array_equal(warp(img, rot), ref)
 
 
+def test_the_uint8_paths_of_the_cut_test_and_the_motions_gray_match_the_float_ones(images):
+    """A uint8 frame's 8x8 block means come from its integral image (exact: the float computation's
+    to float rounding) and its half-resolution gray from OpenCV's integer path (rounded to whole
+    levels: within half a level of the float one), for BGR, BGRA and gray frames of any size; the
+    block means' histogram equals np.histogram's for means in range."""
+    from edgedenoise.temporal import _block_means, _histogram, half_gray
+
+    img = images[0]
+    h, w = img.shape[:2]  # odd: the block means leave the last partial row and column of blocks out
+    for frame in (img, cv2.cvtColor(img, cv2.COLOR_BGR2BGRA), img[:, :, 1], img[:, :, 1:2]):
+        as_float = frame.astype(np.float32)
+        whole = as_float[:h // 8 * 8, :w // 8 * 8]
+        assert _block_means(frame).shape == (h // 8, w // 8)
+        assert np.abs(_block_means(frame) - _block_means(whole, units=1.0)).max() < 1e-3
+        g8, gf = half_gray(frame), half_gray(as_float)
+        assert g8.dtype == np.float32 and g8.shape == gf.shape == (h // 2, w // 2)
+        assert np.abs(g8 - gf).max() <= 0.5 + 1e-4
+    b = _block_means(img)
+    assert np.allclose(_histogram(b), np.histogram(b, 32, (0.0, 256.0))[0] / b.size)
+    assert _histogram(np.array([-3.0, 255.9, 300.0])).tolist()[0::31] == [1 / 3, 2 / 3]  # out of range: edge bins
+
+
 def test_a_still_scene_of_fine_texture_is_averaged_not_cut(data_root, vd):
     # a training image of layered rock: tiny's outputs differ from frame to frame by more than the
     # agreement's thresholds on two thirds of it, which once made every frame a "cut" (gain 0)
