@@ -34,9 +34,10 @@ CLIP_FRAMES, CLIP_FROM, CLIP_CROP = 8, 3, (320, 480)
 
 
 def validation_images(data: Path) -> list[np.ndarray]:
-    from edgedenoise.data import read_image, scan_images, split
+    from edgedenoise.data import read_image
+    from edgedenoise.data import validation_images as held_out
 
-    return [read_image(i.path, 3) for i in split(scan_images(data, channels=3), 8)[1]]
+    return [read_image(i.path, 3) for i in held_out(data)]
 
 
 def noisy(kind: str, img: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, float | None]:

@@ -60,12 +60,12 @@ def main() -> int:
     from tqdm import tqdm
 
     from edgedenoise.camera import SETTINGS, simulate
-    from edgedenoise.data import default_data_root, read_image, scan_images, split
+    from edgedenoise.data import default_data_root, read_image, validation_images
     from edgedenoise.frames import psnr_u8
     from edgedenoise.modelfile import load_model
     from edgedenoise.noise import camera_sim_validation
 
-    val = split(scan_images(default_data_root() / "train" / "CBSD432"), 8)[1]
+    val = validation_images(default_data_root() / "train" / "CBSD432")
     cases = []
     for i, info in enumerate(val):
         clean = read_image(info.path, 3)

@@ -60,11 +60,11 @@ def cbm3d(noisy_rgb: np.ndarray, sigma: float) -> np.ndarray:
 
 def tune_nlm_h(data_root) -> dict:
     """h per sigma that maximises PSNR on one training image (camera protocol)."""
-    from edgedenoise.data import read_image, scan_images, split
+    from edgedenoise.data import read_image, validation_images
     from edgedenoise.evaluate import psnr_u8
     from edgedenoise.noise import protocol_noisy
 
-    _, val = split(scan_images(data_root / "train" / "CBSD432", min_size=64, channels=3), 8)
+    val = validation_images(data_root / "train" / "CBSD432", min_size=64)
     clean = read_image(val[0].path, 3)
     best = {}
     for s in SIGMAS:

@@ -101,6 +101,17 @@ def split(items: list, val_count: int) -> tuple[list, list]:
     return train, val
 
 
+VAL_COUNT = 8  # the images `edgedenoise train` holds out for validation by default (--val-count)
+
+
+def validation_images(folder: str | os.PathLike, count: int = VAL_COUNT, min_size: int = 0,
+                      channels: int = 3) -> list[ImageInfo]:
+    """The images of `folder` that `edgedenoise train --data folder --val-count count` holds out for
+    validation (`split` of `scan_images`): where tools and benchmarks tune and decide, never on a
+    test set. `min_size`: as train's --patch; the same images whenever every image is that large."""
+    return split(scan_images(folder, min_size=min_size, channels=channels), count)[1]
+
+
 def augment(patch: np.ndarray, k: int) -> np.ndarray:
     """One of the 8 dihedral transforms (flips and 90-degree rotations), k in 0..7."""
     if k & 4:

@@ -64,6 +64,17 @@ def test_split_is_deterministic_and_disjoint():
         split(items[:3], 3)
 
 
+def test_validation_images_are_the_ones_train_holds_out(train_subset):
+    """What tools and benchmarks tune on (data.validation_images) is train's validation split."""
+    from edgedenoise.data import validation_images
+    from edgedenoise.train import load_images
+    from edgedenoise.trainconfig import TrainConfig
+
+    held = load_images(TrainConfig(data=str(train_subset), val_count=3, patch=64))[1]
+    assert [i.path for i in validation_images(train_subset, 3, min_size=64)] == [i.path for i in held]
+    assert len(held) == 3
+
+
 def test_patches_depend_only_on_seed_and_step(train_subset):
     imgs = scan_images(train_subset, min_size=32)
     s = PatchSampler(imgs, 32, 3, seed=5)

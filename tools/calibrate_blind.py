@@ -92,9 +92,9 @@ def measure(model: str, items: list, progress: bool = True) -> dict:
 def calibrate(model: str, data: Path, val_count: int = 8, cameras: int = 8,
               progress: bool = True) -> tuple[float, dict, str]:
     """(the gain, the results by group, a markdown table) for `model` on data's validation split."""
-    from edgedenoise.data import scan_images, split
+    from edgedenoise.data import validation_images
 
-    val = split(scan_images(data), val_count)[1]
+    val = validation_images(data, val_count)
     res = measure(model, cases(val, cameras), progress=progress)
     cols = [f"gain {g:g}" for g in GRID]
     from edgedenoise.estimate import CORRELATED_GAIN

@@ -71,13 +71,13 @@ def main() -> int:
     from tqdm import tqdm
 
     from edgedenoise import Denoiser
-    from edgedenoise.data import default_data_root, scan_images, split
+    from edgedenoise.data import default_data_root, validation_images
     from edgedenoise.estimate import combine, estimate_parts
     from edgedenoise.frames import psnr_u8
     from edgedenoise.runtime.stats import stamp
 
     data = Path(a.data) if a.data else default_data_root() / "train" / "CBSD432"
-    val = split(scan_images(data), a.val_count)[1]
+    val = validation_images(data, a.val_count)
     items = cases(val)
     parts = [estimate_parts(np.ascontiguousarray(n[:, :, ::-1])) for _, n, _, _ in items]
     names = list(dict.fromkeys(c for c, *_ in items))
@@ -122,12 +122,12 @@ def main() -> int:
 def clips(a) -> int:
     import torch
 
-    from edgedenoise.data import default_data_root, scan_images, split
+    from edgedenoise.data import default_data_root, validation_images
     from edgedenoise.modelfile import load_model
     from edgedenoise.train import ClipValSet
 
     data = Path(a.data) if a.data else default_data_root() / "train" / "CBSD432"
-    cs = ClipValSet(split(scan_images(data), a.val_count)[1], 3, 25.0)
+    cs = ClipValSet(validation_images(data, a.val_count), 3, 25.0)
     lines = [f"validation clips of {data} (sigma 25), PSNR dB", "| model | " + " | ".join(cs.KINDS) + " | all |",
              "|---|" + "---|" * (len(cs.KINDS) + 1)]
     for m in a.models:

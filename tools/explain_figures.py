@@ -117,7 +117,7 @@ def part_biasfree(args):
     images = E.test_images(TEST, 3, N_TEST)
     sigmas = [10, 25, 40, 50, 60, 65, 70, 75]
     models = {"normal (biases + σ map), σ 0-50": normal, "bias-free (blind), σ 0-50": bf,
-              "shipped tiny, σ 0-75 (24 k steps + 45 k camera fine-tune)": shipped}
+              "shipped tiny, σ 0-75 (Gaussian, then camera-noise fine-tunes)": shipped}
     table = E.psnr_table(models, images, sigmas, progress=not args.quiet)
     noisy = E.psnr_noisy(images, sigmas)
     # the identity and the linear share on the page's image

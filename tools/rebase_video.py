@@ -59,10 +59,10 @@ def clip_scores(*nets) -> list[float]:
     the clips made once for all of them."""
     import torch
 
-    from edgedenoise.data import default_data_root, scan_images, split
+    from edgedenoise.data import default_data_root, validation_images
     from edgedenoise.train import ClipValSet
 
-    cs = ClipValSet(split(scan_images(default_data_root() / "train" / "CBSD432"), 8)[1], 3, 25.0)
+    cs = ClipValSet(validation_images(default_data_root() / "train" / "CBSD432"), 3, 25.0)
     return [float(cs.evaluate(net, torch.device("cpu"), "model")["all"]) for net in nets]
 
 
