@@ -518,6 +518,35 @@ def test_background_estimate_slows_down_once_settled_and_speeds_up_when_the_leve
     assert n >= 6 and abs(tr.value - 40.0) < 6, (n, tr.value)
 
 
+def test_offline_estimate_follows_the_streams_timeline_and_is_reproducible():
+    """Offline mode with the stream's frame rate: the blind estimate runs in line on realtime mode's
+    schedule in frames (the first at once, then every 0.25 s of video while settling, every 1 s
+    after), the same values run after run; without a frame rate every frame is estimated."""
+    from edgedenoise.runtime.pipeline import SigmaTracker
+
+    def play(fps, frames=80):
+        src = DemoSource(20.0, size=(256, 192))
+        src.open()
+        tr = SigmaTracker(None, fps=fps)
+        return [tr(src.read()) for _ in range(frames)], tr.estimates
+
+    values, n = play(25.0)
+    # settling: frames 0, 6, 12, ..., 42 (SETTLE estimates, every round(0.25 x 25) frames), then every 25
+    assert n == SigmaTracker.SETTLE + 1, n
+    assert play(25.0) == (values, n)  # reproducible
+    assert abs(values[-1] - 20.0) < 3 and all(v == values[0] for v in values[1:6])
+    every, m = play(None, 12)
+    assert m == 12 and abs(every[-1] - 20.0) < 3
+
+
+def test_offline_run_reports_how_often_it_estimated(den):
+    src = DemoSource(SIGMA, size=(256, 192))  # 25 frames a second of its own timeline
+    src.open()
+    s = Pipeline(src, SlowSink(0), den, mode="offline", sigma=None, max_frames=30, status=False).run().summary()
+    assert s["frames_out"] == 30 and s["sigma_estimates"] == 5  # frames 0, 6, 12, 18, 24
+    assert abs(s["sigma_mean"] - SIGMA) < 4
+
+
 def test_auto_model_choice():
     from edgedenoise.runtime.autoselect import candidates, choose
 
