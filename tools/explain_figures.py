@@ -117,7 +117,7 @@ def part_biasfree(args):
     images = E.test_images(TEST, 3, N_TEST)
     sigmas = [10, 25, 40, 50, 60, 65, 70, 75]
     models = {"normal (biases + σ map), σ 0-50": normal, "bias-free (blind), σ 0-50": bf,
-              "shipped tiny, σ 0-75 (Gaussian, then camera-noise fine-tunes)": shipped}
+              "shipped tiny, σ 0-75 (+ camera noise)": shipped}
     table = E.psnr_table(models, images, sigmas, progress=not args.quiet)
     noisy = E.psnr_noisy(images, sigmas)
     # the identity and the linear share on the page's image
@@ -139,7 +139,7 @@ def part_biasfree(args):
         ax.set_xlabel("noise σ (0-255)"), ax.set_ylabel(f"PSNR (dB), CBSD68 first {N_TEST}, 256² crops")
         ax.set_title("beyond the training range (σ > 50)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")  # the curves fall to the right: room above them
 
     panels = crop_panel({"normal σ 0-50": normal, "bias-free σ 0-50": bf}, images[3], 70.0, 3, (64, 64, 128))
     draw_panels(panels, FIG / "biasfree.png", "bias-free vs normal network, both trained the same brief way on σ 0-50, "
