@@ -179,8 +179,8 @@ COST_BLOCK = 10  # blend_cost: frames a case runs before the next case's turn
 
 def blend_cost(recurrent: list[str] = ()) -> dict:
     """p50 ms per 640x480 frame: tiny and default, fp32 and int8, the blend on the demo's pan and on a
-    still camera, and each recurrent model (fp32, int8) with its state. The cases take turns frame by
-    frame (each with its own session and state), so that a machine whose speed drifts within a run
+    still camera, and each recurrent model (fp32, int8) with its state. The cases take turns (each
+    with its own session and state), so that a machine whose speed drifts within a run
     (these 2-core machines by 10-40 % from minute to minute) moves every case alike and the ratios
     hold; run one after another, `default-video`'s cost over `default` read +14 % in one run and
     +21 % in the next. The turns are blocks of COST_BLOCK frames, the first two of each untimed:
