@@ -249,6 +249,12 @@ def cmd_denoise(a):
     from .temporal import TemporalStep, check_mode
 
     step = TemporalStep(check_mode(a.temporal, den.name, den.recurrent))
+    tracker = None  # frames of one video (--temporal): the level as `run` keeps it offline, not per frame
+    if step.mode != "off" and a.sigma is None:
+        from .runtime.pipeline import SigmaTracker
+        from .runtime.sources import FOLDER_FPS
+
+        tracker = SigmaTracker(None, fps=FOLDER_FPS, gain=lambda: den.blind_gain)
 
     from tqdm import tqdm
 
@@ -260,6 +266,7 @@ def cmd_denoise(a):
             notes.add(text)
             bar.write(f"note: {text}", file=sys.stderr)
 
+    shape, resets = None, 0
     for f, dest in bar:
         img = read_frame(f)
         t = time.perf_counter()
@@ -270,7 +277,15 @@ def cmd_denoise(a):
                  f"denoised scaled by {stretch} to the full 16-bit range and written back at its own scale")
             img = img * np.uint16(stretch)
         # one noise level for the whole image, also when it is denoised in tiles
-        sigma = a.sigma * stretch if a.sigma is not None else den.estimate(img)
+        if a.sigma is not None:
+            sigma = a.sigma * stretch
+        elif tracker is not None:  # the stream's level, started again at a new size and after a cut
+            if img.shape != shape or step.resets != resets:
+                tracker.reset()
+            shape, resets = img.shape, step.resets
+            sigma = tracker(img)
+        else:
+            sigma = den.estimate(img)
         out = step(den, img, sigma, a.tile[::-1] if a.tile else None, a.overlap)[0]
         dt = time.perf_counter() - t
         if stretch > 1:

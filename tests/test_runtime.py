@@ -547,6 +547,27 @@ def test_offline_run_reports_how_often_it_estimated(den):
     assert abs(s["sigma_mean"] - SIGMA) < 4
 
 
+def test_offline_run_estimates_each_image_of_a_folder_unless_they_are_frames(den, tmp_path):
+    """A folder may hold unrelated pictures: offline mode estimates each one, unless a temporal mode
+    says the images are frames of one video (then run's schedule)."""
+    from edgedenoise.runtime.sources import ImageSource
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    demo = DemoSource(SIGMA, size=(256, 192))
+    demo.open()
+    for i in range(8):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), demo.read())
+    counts = {}
+    for temporal in ("off", "blend"):
+        src = ImageSource(sorted(folder.iterdir()), "imgs", folder=folder)
+        src.open()
+        s = Pipeline(src, SlowSink(0), den, mode="offline", sigma=None, status=False,
+                     temporal=temporal).run().summary()
+        counts[temporal] = (s["frames_out"], s["sigma_estimates"])
+    assert counts == {"off": (8, 8), "blend": (8, 2)}, counts  # blend: frames 0 and 6
+
+
 def test_auto_model_choice():
     from edgedenoise.runtime.autoselect import candidates, choose
 

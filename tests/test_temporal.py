@@ -395,6 +395,24 @@ def test_denoise_a_folder_of_frames_with_the_blend(images, tmp_path, capsys):
     assert "temporal blend" in capsys.readouterr().out
 
 
+def test_a_folder_of_frames_keeps_one_noise_level_as_run_does(images, tmp_path, capsys):
+    """`denoise --temporal` on a folder of frames, blind: the level of the stream, estimated on
+    offline `run`'s schedule (the first frame, then every 0.25 s of a 25 fps timeline while it
+    settles) and smoothed, not each frame's own estimate."""
+    import re
+
+    clean = make_clip(images[0], "still", 8)
+    src = tmp_path / "frames"
+    src.mkdir()
+    for i, f in enumerate(noisy_clip(clean, SIGMA, seed=4)):
+        cv2.imwrite(str(src / f"{i:03d}.png"), f)
+    capsys.readouterr()
+    assert main(["denoise", str(src), str(tmp_path / "out"), "--model", "tiny", "--temporal", "blend"]) == 0
+    levels = [float(v) for v in re.findall(r"sigma estimated ([0-9.]+)", capsys.readouterr().out)]
+    assert len(levels) == 8 and len(set(levels[:6])) == 1 and levels[6] != levels[5], levels  # frames 0, 6
+    assert all(abs(v - SIGMA) < 4 for v in levels), levels
+
+
 def test_run_names_shipped_models_as_users_know_them():
     from edgedenoise.modelfile import ALIASES, known_as
 

@@ -281,7 +281,11 @@ class Pipeline:
         self.mode, self.max_frames, self.tile, self.overlap = mode, max_frames, tile, overlap
         self.reconnect, self.show_status = reconnect, status
         # the model's blind gain: through self.den, which the ladder may change
-        self.sigma = SigmaTracker(sigma, background=mode == "realtime", fps=getattr(source, "fps", None),
+        # offline, the estimate's schedule runs in frames of one video's timeline; a folder of images
+        # that no temporal mode calls frames of one video may hold unrelated pictures: each is estimated
+        one_video = getattr(source, "sequence", True) or temporal != "off"
+        self.sigma = SigmaTracker(sigma, background=mode == "realtime",
+                                  fps=getattr(source, "fps", None) if one_video else None,
                                   gain=lambda: getattr(self.den, "blind_gain", CORRELATED_GAIN))
         self.stats = stats or RunStats()
         self.stats.info["temporal"] = temporal

@@ -73,6 +73,10 @@ class Source:
     realtime = False  # the default mode: realtime for live streams and the demo, offline for files
     fps: float | None = None
     sigma: float | None = None  # the known noise level (demo only)
+    # the frames are one video's (a camera, a stream, a file), so one noise level holds from frame to
+    # frame; False for a folder of images, which may be unrelated pictures (offline mode then
+    # estimates each, unless a temporal mode says they are frames of one video)
+    sequence = True
 
     def open(self) -> None:
         pass
@@ -175,10 +179,15 @@ class CaptureSource(Source):
             self.cap = None
 
 
+FOLDER_FPS = 25.0  # the frame rate a folder of frames is taken to have (its timeline: stats, schedules)
+
+
 class ImageSource(Source):
     """Still images in sorted order, read unchanged (gray, BGR, BGRA, 16-bit kept as they are)."""
 
-    def __init__(self, paths: list[Path], name: str, fps: float = 25.0, folder: Path | None = None):
+    sequence = False
+
+    def __init__(self, paths: list[Path], name: str, fps: float = FOLDER_FPS, folder: Path | None = None):
         self.paths, self.name, self.fps, self.folder = paths, name, fps, folder
         self.i = 0
 
