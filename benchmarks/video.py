@@ -46,6 +46,12 @@ WARMUP = 5
 
 def read_video(path: Path) -> list[np.ndarray]:
     """Every frame of a video file, through the runtime's own source (its errors for a bad file)."""
+    return read_video_fps(path)[0]
+
+
+def read_video_fps(path: Path) -> tuple[list[np.ndarray], float | None]:
+    """read_video's frames and the frame rate the file declares (None where it declares none), as
+    `run`'s source reads them, from one opening of the file."""
     from edgedenoise.runtime.sources import open_source
 
     src = open_source(str(path))
@@ -53,17 +59,7 @@ def read_video(path: Path) -> list[np.ndarray]:
     while (f := src.read()) is not None:
         frames.append(f)
     src.close()
-    return frames
-
-
-def video_fps(path: Path) -> float | None:
-    """The frame rate a video file declares (None where it declares none), as `run`'s source reads it."""
-    from edgedenoise.runtime.sources import open_source
-
-    src = open_source(str(path))  # opened
-    fps = src.fps
-    src.close()
-    return fps
+    return frames, src.fps
 
 
 def tpsnr(out: list[np.ndarray], clean: list[np.ndarray]) -> float:
@@ -144,10 +140,10 @@ def main() -> int:
     rows, pictures = [], []
     bar = tqdm(total=len(a.videos.split(",")) * (len(dens) + 2), unit="case", desc="video")
     for video in a.videos.split(","):
-        clean = read_video(Path(a.data) / "video" / video)
+        clean, fps = read_video_fps(Path(a.data) / "video" / video)
         noisy = [protocol_noisy(f, SIGMA, i, "camera") for i, f in enumerate(clean)]
         hh, ww = clean[0].shape[:2]
-        tracker = SigmaTracker(None, fps=video_fps(Path(a.data) / "video" / video))  # offline `run`'s schedule
+        tracker = SigmaTracker(None, fps=fps)  # offline `run`'s schedule
         cases = [(f"{m} {p}", "25", lambda f, d=d: d.denoise(f, SIGMA)) for (m, p), d in dens.items()]
         cases.append(("default fp32", "auto", lambda f, t=tracker: dens["default", "fp32"].denoise(f, t(f))))
         cases.append(("OpenCV NLM", "25", lambda f: nlm_denoise(f, h_nlm)))
