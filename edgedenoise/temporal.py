@@ -254,7 +254,8 @@ class CameraMotion:
         always until 2026-12-06): a steady pan converges in two, one step (0.25 ms at 640x480)
         saved; the demo's pan, whose speed changes every frame, needed the third in 40 of 62
         frames. Blend gains on 216 tuning clips (12 other CBSD432 training images, six motions,
-        sigma 15, 25, 50, `tiny`) the same to 0.003 dB (pan +1.270 -> +1.273)."""
+        sigma 15, 25, 50, `tiny`; `python tools/blend_tuning.py`) the same to 0.003 dB (pan +1.270
+        -> +1.273)."""
         if prev is None or g is None or prev.shape != g.shape:
             self._last = self._quiet = None
             return None
