@@ -11,10 +11,10 @@ and metadata, so everything else stays the same.
 
 - `--for onnxruntime` (the default): INT8 for CPUs, `<model>.int8.onnx` beside the model's
   `.onnx` (or `--out`). Activations per tensor in uint8 (asymmetric), Q/DQ around every op ONNX
-  Runtime quantizes but the first (head) and last (tail) convolutions, which stay float, as does
-  what a recurrent model adds after its framewise network (its gate branch and the fusion with the
-  previous output). The Denoiser loads it with `precision="int8"`
-  (`--precision int8`).
+  Runtime quantizes but the first (head) and last (tail) convolutions, which stay float, as do
+  what the head reads (the frame, the noise map, their concatenation) and what a recurrent model
+  adds after its framewise network (its gate branch and the fusion with the previous output). The
+  Denoiser loads it with `precision="int8"` (`--precision int8`).
 - `--for tensorrt`: the explicit Q/DQ graph `edgedenoise build --precision int8` builds from,
   `<model>.trt.int8.onnx`. TensorRT quantizes symmetrically only (int8, zero point 0), so the
   activations are int8 and symmetric, the bias stays float, and Q/DQ pairs sit only on the
@@ -60,6 +60,15 @@ CALIB_SIGMA = (0.0, 60.0)
 # threads, in turns in one process): tiny-video INT8 15.96 -> 14.27 ms a frame (tiny INT8 9.82),
 # default-video 26.80 -> 25.03 (default 20.86); INT8 minus fp32 unchanged or better: tiny-video
 # -0.47 / -0.22 -> -0.47 / -0.21, default-video -0.34 / -0.11 -> -0.32 / -0.10.
+# And what the head reads stays float (head_inputs): ONNX Runtime had quantized the concatenation of
+# the frame and the noise map that the float head takes, re-rounding the uint8 frame onto a grid of
+# another step. Float (2026-12-06, `python benchmarks/int8_val.py --int8-from OLD`; Gaussian 25 told
+# / low light / very low light, INT8 minus fp32): tiny -0.44 / -0.22 / -0.19 -> -0.22 / -0.13 / -0.08,
+# default -0.39 / -0.20 / -0.13 -> -0.37 / -0.15 / -0.11, tiny-video -0.47 / -0.21 -> -0.13 / -0.12,
+# default-video -0.32 / -0.10 -> -0.34 / -0.07; and faster (640x480, 2 threads, in turns in one
+# process, p50): tiny 10.0 -> 9.4 ms, tiny-video 14.8 -> 14.0, default 21.5 -> 21.5. Where `default`
+# loses the rest was looked for by keeping one conv at a time float: none gains more than 0.05 dB
+# (the last, dec.2's second); the loss is spread over the network.
 CALIB_CAMERA_SHARE = 0.5
 CALIB_TOLD = (1.0, 2.0)
 CALIB_COUNT = 64
@@ -206,6 +215,22 @@ def fusion_nodes(graph) -> list[str]:
     return [n.name for n in graph.node if n.name not in leads]
 
 
+def head_inputs(graph, head: str) -> list[str]:
+    """Names of the nodes the head conv `head` reads from (the pixel-unshuffle, the noise map and
+    their concatenation): the frame and the map as the head takes them. Quantized, the uint8 frame
+    went to the head re-rounded onto a per-tensor grid of other steps than its own 1/255 (the
+    percentile range), a rounding error the network never saw (CALIB_CAMERA_SHARE's comment)."""
+    producer = {o: n for n in graph.node for o in n.output}
+    node = next(n for n in graph.node if n.name == head)
+    found, todo = set(), [producer[i] for i in node.input if i in producer]
+    while todo:
+        n = todo.pop()
+        if n.name not in found:
+            found.add(n.name)
+            todo.extend(producer[i] for i in n.input if i in producer)
+    return [n.name for n in graph.node if n.name in found]
+
+
 def output_convs(graph) -> list[str]:
     """Names of the Conv nodes whose output reaches a graph output through no other Conv: the tail
     (and a recurrent model's gate branch's last conv, which also writes what the output is made of)."""
@@ -296,7 +321,7 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
         # head and tail float (CALIB_CAMERA_SHARE's comment); the tail: every conv that writes the output
         # (a recurrent model's gate branch ends in one too, and comes after the tail in graph order)
         floats = layout + [convs[0], *(c for c in output_convs(graph) if c not in layout)]
-        floats += [n for n in fusion_nodes(graph) if n not in floats]
+        floats += [n for n in fusion_nodes(graph) + head_inputs(graph, convs[0]) if n not in floats]
         if target == "onnxruntime":
             kw = dict(activation_type=QuantType.QUInt8, nodes_to_exclude=floats, extra_options={})
         else:

@@ -164,3 +164,23 @@ def test_the_convolutions_that_write_the_output_stay_float():
         for conv in want:  # a float conv: its weights are the float initializer, not dequantized int8
             assert convs[conv].input[1] not in dq_out and not convs[conv].input[1].endswith("_DequantizeLinear_Output")
         assert any(c.input[1] in dq_out for c in convs.values())  # while the others run in int8
+
+
+def test_the_head_reads_the_frame_and_noise_map_unquantized():
+    """In the shipped ONNX Runtime INT8 graphs nothing the head conv reads from is quantized: the
+    uint8 frame reaches the float head as it is, not re-rounded onto a per-tensor grid of another
+    step (quantize.head_inputs), while the network after the head runs in int8."""
+    from edgedenoise.quantize import head_inputs
+
+    for name in ("nano", "tiny", "default", "tiny-video", "default-video"):
+        q = onnx.load(str(resolve(name).onnx_int8)).graph
+        producer = {o: n for n in q.node for o in n.output}
+        convs = [n for n in q.node if n.op_type == "Conv"]
+        head = next(c for c in convs if c.name.endswith("head.0/Conv"))
+        feeding = set(head_inputs(q, head.name))
+        ops = {n.op_type for n in q.node if n.name in feeding}
+        assert ops and not ops & {"QuantizeLinear", "DequantizeLinear"}, (name, ops)
+        assert producer[head.input[0]].op_type != "DequantizeLinear", name
+        assert not [n for n in q.node if n.op_type == "QuantizeLinear" and n.input[0] in {i.name for i in q.input}]
+        dq_out = {n.output[0] for n in q.node if n.op_type == "DequantizeLinear"}
+        assert sum(bool(set(c.input[:2]) & dq_out) for c in convs) >= 4, name
