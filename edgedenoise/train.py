@@ -595,6 +595,21 @@ def resume_or_init(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunCont
     return start
 
 
+def quantization_aware(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunContext) -> None:
+    """--qat: INT8's rounding simulated in the model from here on (qat.py), its activation ranges
+    calibrated on the --init weights (a resumed run gets the same ranges) over --data's crops, as
+    `edgedenoise quantize` calibrates. Validation then scores the simulated INT8 model."""
+    from .qat import attach
+
+    start = build_model(mcfg).to(run.device)
+    init_weights(start, cfg.init, mcfg)
+    attach(nets.model, start, cfg.data)
+    cfg.extra.setdefault("qat", "weights for the INT8 file: int8 weights per channel and uint8 activations "
+                                "simulated while fine-tuning (edgedenoise.qat)")
+    if run.main:
+        log.info("quantization-aware: %s's INT8 rounding simulated, validation scores it", cfg.init)
+
+
 def wrap_for_devices(nets: Nets, run: RunContext, video: bool = False) -> tuple[nn.Module, nn.Module | None]:
     """Channels-last weights on CPU; with --video the model unrolled over clips (Unroll); under
     several processes, DistributedDataParallel wrappers of the model and discriminator. Returns
@@ -866,6 +881,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     train_imgs, val_imgs = load_images(cfg)
     nets = build_nets(cfg, mcfg, run, len(train_imgs), len(val_imgs))
     start = resume_or_init(cfg, mcfg, nets, run)
+    if cfg.qat:
+        quantization_aware(cfg, mcfg, nets, run)
     trainer = Trainer(cfg, run, nets, start, train_imgs, val_imgs)
     step = trainer.run_loop(progress)
     leave_process_group(run)

@@ -64,6 +64,7 @@ class TrainConfig:
     gate_in: str = "sums"  # --gate: what the branch sees of the difference: sums (per pixel, colours summed) or parts
     video_align: bool = False  # --video: the last output moved with the camera before the model sees it, as at run time
     init: str = ""  # start from these weights (model name, run folder or .safetensors), fresh optimizer and schedule
+    qat: bool = False  # quantization-aware fine-tune of --init for its INT8 file (qat.py): INT8's rounding simulated
     extra: dict = field(default_factory=dict)
 
     def check(self) -> TrainConfig:
@@ -88,6 +89,11 @@ class TrainConfig:
             raise bad("video_align", True, "needs --video (a recurrent model's last output)")
         if self.fusion_only and not self.video:
             raise bad("fusion_only", True, "needs --video (a recurrent model's fusion weights)")
+        if self.qat and not self.init:
+            raise bad("qat", True, "fine-tunes trained weights for INT8: give them with --init")
+        if self.qat and (self.video or self.adv_weight):
+            raise bad("qat", True, "fine-tunes a framewise model on the reconstruction loss (no --video, "
+                                   "no --adv-weight)")
         if self.video and (not isinstance(self.frames, int) or self.frames < 2):
             raise bad("frames", self.frames, "a clip needs at least 2 frames (the model learns from its last output)")
         for name in ("stop_at", "warmup", "threads", "seed", "workers", "keep_every", "gate"):

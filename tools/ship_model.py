@@ -7,6 +7,12 @@ stored weights. Also writes the INT8 variant (`<name>.int8.onnx`, calibrated on 
 that `--precision int8` loads.
 
     python tools/ship_model.py runs/small --name small
+    python tools/ship_model.py runs/tiny-qat --name tiny --int8-only   # a `train --qat` run: INT8 alone
+
+`--int8-only` ships only `<name>.int8.onnx`, quantized from the run's weights (a quantization-aware
+fine-tune of the shipped model, `edgedenoise train --init NAME --qat`); the float model stays as it is
+and the INT8 file keeps its config (blind gain, training record) with the fine-tune's record added.
+`python benchmarks/int8_val.py --int8-from OLD` then says what it changed.
 
 Writes benchmarks/results/quality_<name>.json and .md (stamped with machine, versions,
 date and the command).
@@ -23,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 KEYS = ("steps", "batch", "patch", "lr", "lr_min", "loss", "noise", "sigma_min", "sigma_max", "sigma_power",
         "camera_fraction", "camera_sim", "map_jitter", "camera_level", "amp", "seed", "video", "frames", "fusion_lr",
-        "fusion_only", "gate", "gate_in", "video_align", "stop_at")
+        "fusion_only", "gate", "gate_in", "video_align", "stop_at", "qat")
 
 
 def training_record(run: Path) -> dict:
@@ -47,13 +53,42 @@ def training_record(run: Path) -> dict:
     return rec
 
 
+def ship_int8(run: Path, name: str) -> int:
+    """The INT8 file of shipped model `name` made from `run`'s weights (see the module docstring)."""
+    from staging import export_and_quantize, move_into, staging
+
+    from edgedenoise.modelfile import load_model, save_model
+
+    models = ROOT / "edgedenoise" / "models"
+    shipped, tuned = load_model(name), load_model(run)
+    if (list(tuned.config.widths), list(tuned.config.depths), tuned.config.recurrent) != \
+            (list(shipped.config.widths), list(shipped.config.depths), shipped.config.recurrent):
+        print(f"ship_model: {run} is not a fine-tune of {name} (widths, depths or recurrence differ)", file=sys.stderr)
+        return 2
+    record = training_record(run)
+    if not json.loads((run / "config.json").read_text()).get("qat"):
+        print(f"ship_model: note: {run} was not trained with --qat", file=sys.stderr)
+    shipped.load_state_dict(tuned.state_dict())
+    shipped.config.extra["int8_weights"] = {"qat": True, **record}
+    with staging(models, f"ship-{name}-int8") as work:
+        stage = work / name
+        save_model(shipped, stage, half=True)
+        export_and_quantize(stage)
+        move_into(work, models, names=[f"{name}.int8.onnx"])
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="run folder written by `edgedenoise train`")
     ap.add_argument("--name", required=True, help="shipped model name (tiny, small, base)")
     ap.add_argument("--sigma", type=float, nargs="+", default=[15, 25, 50])
     ap.add_argument("--sets", nargs="+", default=["CBSD68", "Kodak24"])
+    ap.add_argument("--int8-only", action="store_true",
+                    help="ship only the INT8 file made from the run's weights (a `train --qat` run)")
     a = ap.parse_args()
+    if a.int8_only:
+        return ship_int8(Path(a.run), a.name)
 
     from calibrate_blind import calibrate, write_gain
     from staging import export_and_quantize, move_into, staging
