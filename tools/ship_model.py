@@ -11,7 +11,9 @@ that `--precision int8` loads.
 
 `--int8-only` ships only `<name>.int8.onnx`, quantized from the run's weights (a quantization-aware
 fine-tune of the shipped model, `edgedenoise train --init NAME --qat`); the float model stays as it is
-and the INT8 file keeps its config (blind gain, training record) with the fine-tune's record added.
+and the INT8 file keeps its config (blind gain, training record) with the fine-tune's record added. A
+recurrent model (`--name tiny-video`) takes a fine-tune of its framewise model (`tiny`: the same
+weights) and keeps its own gate branch.
 `python benchmarks/int8_val.py --int8-from OLD` then says what it changed.
 
 Writes benchmarks/results/quality_<name>.json and .md (stamped with machine, versions,
@@ -61,14 +63,18 @@ def ship_int8(run: Path, name: str) -> int:
 
     models = ROOT / "edgedenoise" / "models"
     shipped, tuned = load_model(name), load_model(run)
-    if (list(tuned.config.widths), list(tuned.config.depths), tuned.config.recurrent) != \
-            (list(shipped.config.widths), list(shipped.config.depths), shipped.config.recurrent):
-        print(f"ship_model: {run} is not a fine-tune of {name} (widths, depths or recurrence differ)", file=sys.stderr)
+    state, weights = shipped.state_dict(), tuned.state_dict()
+    # a recurrent model takes the run's framewise weights (they are its framewise model's) and keeps its gate
+    kept = [k for k in state if k not in weights]
+    if (list(tuned.config.widths), list(tuned.config.depths)) != \
+            (list(shipped.config.widths), list(shipped.config.depths)) or set(weights) - set(state) \
+            or any(not k.startswith("gate.") for k in kept):
+        print(f"ship_model: {run} is not a fine-tune of {name} or of its framewise model", file=sys.stderr)
         return 2
     record = training_record(run)
     if not json.loads((run / "config.json").read_text()).get("qat"):
         print(f"ship_model: note: {run} was not trained with --qat", file=sys.stderr)
-    shipped.load_state_dict(tuned.state_dict())
+    shipped.load_state_dict({**state, **weights})
     shipped.config.extra["int8_weights"] = {"qat": True, **record}
     with staging(models, f"ship-{name}-int8") as work:
         stage = work / name
