@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -107,3 +108,37 @@ def test_qat_needs_trained_weights_and_a_framewise_model(train_subset, tmp_path)
         train(cfg(train_subset, tmp_path / "r", qat=True), progress=False)
     with pytest.raises(DataError, match="--qat"):
         train(cfg(train_subset, tmp_path / "r", qat=True, init="tiny", video=True), progress=False)
+
+
+def test_ship_int8_only_makes_the_int8_file_of_a_qat_run(train_subset, kodak_rgb, tmp_path, capsys):
+    """tools/ship_model.py --int8-only: the INT8 file of `tiny` (and of `tiny-video`, which takes the
+    framewise weights and keeps its gate) from a --qat run, the float model's files untouched; a run
+    of another model is refused."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from ship_model import ship_int8
+
+    run = tmp_path / "run"
+    train(cfg(train_subset, run, init="tiny", qat=True, lr=1e-5, steps=2, val_every=2, ckpt_every=2), progress=False)
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("tiny", "tiny-video"):
+        assert ship_int8(run, name, models) == 0
+        files = resolve(name)
+        for f in (files.onnx, files.onnx.with_suffix(".json")):
+            shutil.copy(f, models / f.name)
+    assert sorted(p.name for p in models.iterdir() if p.name.endswith(".int8.onnx")) == \
+        ["tiny-video.int8.onnx", "tiny.int8.onnx"]
+    props = {p.key: p.value for p in onnx.load(str(models / "tiny.int8.onnx")).metadata_props}
+    assert props["precision"] == "int8" and json.loads(props["config"])["extra"]["int8_weights"]["qat"]
+    bgr = np.ascontiguousarray(kodak_rgb[:160, :200, ::-1])
+    noisy = protocol_noisy(bgr, 25, 0, "camera")
+    fp32 = psnr_u8(Denoiser.load("tiny").denoise(noisy, 25), bgr)
+    int8 = psnr_u8(Denoiser.load(models / "tiny.onnx", precision="int8").denoise(noisy, 25), bgr)
+    assert fp32 - int8 < 0.6, (fp32, int8)
+    other = tmp_path / "small"
+    train(cfg(train_subset, other, model="small", patch=32, steps=1, val_every=1, ckpt_every=1), progress=False)
+    assert ship_int8(other, "tiny", models) == 2
+    assert "not a fine-tune of tiny" in capsys.readouterr().err

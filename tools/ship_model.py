@@ -55,13 +55,13 @@ def training_record(run: Path) -> dict:
     return rec
 
 
-def ship_int8(run: Path, name: str) -> int:
-    """The INT8 file of shipped model `name` made from `run`'s weights (see the module docstring)."""
+def ship_int8(run: Path, name: str, models: Path = ROOT / "edgedenoise" / "models") -> int:
+    """The INT8 file of shipped model `name` made from `run`'s weights, into `models` (see the module
+    docstring); 2 (with a line on stderr) when the run is not a fine-tune of that model."""
     from staging import export_and_quantize, move_into, staging
 
     from edgedenoise.modelfile import load_model, save_model
 
-    models = ROOT / "edgedenoise" / "models"
     shipped, tuned = load_model(name), load_model(run)
     state, weights = shipped.state_dict(), tuned.state_dict()
     # a recurrent model takes the run's framewise weights (they are its framewise model's) and keeps its gate
