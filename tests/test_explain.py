@@ -145,3 +145,30 @@ def test_explain_refuses_bad_input(small_image, tmp_path, capsys):
     assert "cannot decode" in capsys.readouterr().err
     assert main(["explain", str(small_image), "--pixel", "3;4", "--out", str(tmp_path / "d"), "--quiet"]) == 2
     assert "x,y" in capsys.readouterr().err
+
+
+def test_the_video_part_draws_the_gate_of_the_products_own_path(kodak_rgb):
+    """docs/how-it-denoises.md part 7: tools/explain_figures.video_gates runs the shipped tiny-video in
+    PyTorch with the product's state and reads its gate; its outputs are VideoDenoiser's (ONNX
+    Runtime) to a level's rounding, its gate is 0 on a scene's first frame and takes the last output
+    in where a still scene agrees."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from explain_figures import video_gates
+
+    from edgedenoise.clips import make_clip, noisy_clip
+    from edgedenoise.temporal import VideoDenoiser
+
+    bgr = np.ascontiguousarray(kodak_rgb[:256, :320, ::-1])
+    noisy = noisy_clip(make_clip(bgr, "still", 4, margin=16), 25.0, seed=1)
+    outs, gates = video_gates(load_model("tiny-video").eval(), noisy, 25.0)
+    vd = VideoDenoiser.load("tiny-video", backend="onnxruntime")
+    for f, out in zip(noisy, outs):
+        ref = vd.denoise(f, 25.0)
+        diff = np.abs(ref.astype(int) - out)
+        assert diff.max() <= 2 and (diff > 0).mean() < 0.05, (diff.max(), (diff > 0).mean())
+    assert gates[0].shape == noisy[0].shape[:2] and not gates[0].any()
+    assert all(g.min() >= 0 and g.max() <= 1 for g in gates)
+    assert all(g.mean() > 0.3 for g in gates[1:]), [float(g.mean()) for g in gates]

@@ -4,7 +4,8 @@
     python tools/explain_figures.py --only biasfree bottleneck --retrain
 
 Parts: filters (1 and 3: `edgedenoise explain` on Kodak24 kodim23), toy (5), biasfree (2), bottleneck (4),
-gan (6). The briefly trained networks of parts 2, 4 and 6 are stored under edgedenoise/models/explain/
+gan (6), video (7: the shipped tiny-video's gate on a clip made from kodim23 and kodim03). The
+briefly trained networks of parts 2, 4 and 6 are stored under edgedenoise/models/explain/
 (float16 safetensors) and trained here when missing or with --retrain (minutes each on one core).
 Figures go to docs/figures/, the numbers to docs/figures/numbers.json (each part updates its own key).
 """
@@ -224,8 +225,124 @@ def part_gan(args):
         print(n, {s: (round(v["psnr"], 2), round(v["ssim"], 4)) for s, v in per.items()}, sharp[n])
 
 
+VIDEO_SECOND = DATA / "test" / "Kodak24" / "kodim03.png"  # the scene after part 7's cut (the same size)
+VIDEO_FRAMES, VIDEO_CUT, VIDEO_SIGMA = 16, 10, 25.0  # frames, the first frame of the second scene, noise
+
+
+def video_gates(net, frames: list[np.ndarray], sigma: float):
+    """A recurrent model (PyTorch) through noisy BGR `frames` as the product runs it (its state:
+    temporal.RecurrentState, the last uint8 output aligned with the camera, dropped at a cut): the
+    outputs (uint8 BGR) and, per frame, the gate g in [0, 1] that took the previous output in
+    (0 where there was none: out = own + g (previous - own), model.DenoiseUNet.forward)."""
+    import torch.nn.functional as F
+
+    from edgedenoise.temporal import RecurrentState
+    from edgedenoise.train import denoise_tensor
+
+    def rgb(a):
+        return torch.from_numpy(np.ascontiguousarray(a[:, :, ::-1])).permute(2, 0, 1)[None].float() / 255.0
+
+    seen = []
+    hook = net.gate.register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    state, outs, gates = RecurrentState(), [], []
+    try:
+        with torch.no_grad():
+            for f in frames:
+                prev = state.previous(f, sigma)
+                seen.clear()
+                y = denoise_tensor(net, rgb(f), torch.tensor([sigma / 255.0]), None if prev is None else rgb(prev))
+                out = np.round(y[0].permute(1, 2, 0).numpy()[:, :, ::-1] * 255).astype(np.uint8)
+                state.update(out)
+                h, w = f.shape[:2]
+                g = F.pixel_shuffle(seen[-1], net.config.unshuffle).clamp(0, 1)[0, 0, :h, :w].numpy()
+                # the first frame of a scene: previous is the frame itself, and the fusion is off
+                gates.append(np.zeros((h, w), np.float32) if prev is None else g)
+                outs.append(out)
+    finally:
+        hook.remove()
+    return outs, gates
+
+
+def part_video(args):
+    """7: what the shipped video model takes from the last frame: its gate on a clip with moving
+    objects on a still background, then a cut to another scene."""
+    from edgedenoise.clips import make_clip, noisy_clip
+    from edgedenoise.denoiser import Denoiser
+    from edgedenoise.frames import psnr_u8
+    from edgedenoise.temporal import RecursiveBlend
+
+    first = cv2.imread(str(IMAGE), cv2.IMREAD_COLOR)
+    second = cv2.imread(str(VIDEO_SECOND), cv2.IMREAD_COLOR)
+    clean = (make_clip(first, "objects", VIDEO_CUT, seed=3)
+             + make_clip(second, "objects", VIDEO_FRAMES - VIDEO_CUT, seed=4))
+    noisy = noisy_clip(clean, VIDEO_SIGMA, seed=7)
+    own = [Denoiser.load("tiny", backend="onnxruntime").denoise(f, VIDEO_SIGMA) for f in noisy]
+    blend = RecursiveBlend()
+    blended = [blend(o, VIDEO_SIGMA) for o in own]
+    outs, gates = video_gates(load_model("tiny-video").eval(), noisy, VIDEO_SIGMA)
+    # where the scene moved since the last frame (the clean clip, gray, dilated by the gate's reach)
+    moved = [np.zeros(clean[0].shape[:2], bool)]
+    for a, b in zip(clean, clean[1:]):
+        d = cv2.absdiff(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.cvtColor(b, cv2.COLOR_BGR2GRAY)) > 2
+        moved.append(cv2.dilate(d.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    rows = {"tiny, frame by frame": own, "tiny + blend": blended, "tiny-video": outs}
+    psnr = {k: [psnr_u8(o, c) for o, c in zip(v, clean)] for k, v in rows.items()}
+    still_gate = [float(g[~m].mean()) if (~m).any() else float("nan") for g, m in zip(gates, moved)]
+    moving_gate = [float(g[m].mean()) if m.any() else float("nan") for g, m in zip(gates, moved)]
+    plt = E._plt()
+    shown = [1, 5, VIDEO_CUT - 1, VIDEO_CUT, VIDEO_CUT + 2]
+    fig, axes = plt.subplots(len(shown), 4, figsize=(13.2, 2.2 * len(shown) + 0.6), squeeze=False)
+    for r, t in enumerate(shown):
+        cells = [(f"frame {t + 1}: noisy", noisy[t][:, :, ::-1], None),
+                 (f"tiny alone {psnr['tiny, frame by frame'][t]:.2f} dB", own[t][:, :, ::-1], None),
+                 ("gate: the last output's weight" if r == 0 else "gate", gates[t], "gray"),
+                 (f"tiny-video {psnr['tiny-video'][t]:.2f} dB", outs[t][:, :, ::-1], None)]
+        for ax, (title, im, cmap) in zip(axes[r], cells):
+            ax.imshow(im, cmap=cmap, vmin=0, vmax=1 if cmap else None, interpolation="nearest")
+            ax.set_title(title, fontsize=10)
+            ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle(f"tiny-video on moving objects over a still background, σ {VIDEO_SIGMA:g}, a cut to another "
+                 f"scene at frame {VIDEO_CUT + 1} (gate: black 0 = its own estimate, white 1 = the last output)",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(FIG / "video_gate.png", dpi=80)
+    plt.close(fig)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 3.8))
+    x = np.arange(1, len(clean) + 1)
+    for k, v in psnr.items():
+        a1.plot(x, v, marker="o", ms=3, label=k)
+    a2.plot(x, still_gate, marker="o", ms=3, label="where the scene stood still")
+    a2.plot(x, moving_gate, marker="o", ms=3, label="where it moved since the last frame")
+    for ax, yl in ((a1, "PSNR dB"), (a2, "mean gate")):
+        ax.axvline(VIDEO_CUT + 0.5, color="gray", ls=":", lw=1)
+        ax.set_xlabel(f"frame (the cut before frame {VIDEO_CUT + 1})")
+        ax.set_ylabel(yl)
+        ax.legend(fontsize=9)
+        ax.grid(alpha=0.3)
+    a2.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(FIG / "video_curve.png", dpi=85)
+    plt.close(fig)
+    scene = slice(1, VIDEO_CUT)  # the first scene's frames after its first
+    numbers = {
+        "psnr": {k: [round(p, 3) for p in v] for k, v in psnr.items()},
+        "gate_still": [round(g, 4) for g in still_gate], "gate_moving": [round(g, 4) for g in moving_gate],
+        "first_scene_mean": {"gate_still": float(np.mean(still_gate[scene])),
+                             "gate_moving": float(np.nanmean(moving_gate[scene])),
+                             **{k: float(np.mean(v[scene])) for k, v in psnr.items()}},
+        "clip": {"first": IMAGE.name, "second": VIDEO_SECOND.name, "frames": VIDEO_FRAMES, "cut_at": VIDEO_CUT + 1,
+                 "sigma": VIDEO_SIGMA, "kind": "objects", "size": list(clean[0].shape[:2])},
+        "stamp": E.stamp(),
+    }
+    update_numbers("video", numbers)
+    print(json.dumps(numbers["first_scene_mean"], indent=1))
+    print("after the cut, frames", VIDEO_CUT + 1, "..:", {k: [round(p, 2) for p in v[VIDEO_CUT:VIDEO_CUT + 3]]
+                                                        for k, v in psnr.items()},
+          "gate", [round(g, 3) for g in still_gate[VIDEO_CUT:VIDEO_CUT + 3]])
+
+
 PARTS = {"filters": part_filters, "toy": part_toy, "biasfree": part_biasfree, "bottleneck": part_bottleneck,
-         "gan": part_gan}
+         "gan": part_gan, "video": part_video}
 
 
 def main() -> None:
