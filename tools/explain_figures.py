@@ -326,7 +326,9 @@ def part_video(args):
     scene = slice(1, VIDEO_CUT)  # the first scene's frames after its first
     numbers = {
         "psnr": {k: [round(p, 3) for p in v] for k, v in psnr.items()},
-        "gate_still": [round(g, 4) for g in still_gate], "gate_moving": [round(g, 4) for g in moving_gate],
+        # (null: no such pixel in that frame: nothing moved in the first, nothing stood still at the cut)
+        "gate_still": [None if np.isnan(g) else round(g, 4) for g in still_gate],
+        "gate_moving": [None if np.isnan(g) else round(g, 4) for g in moving_gate],
         "first_scene_mean": {"gate_still": float(np.mean(still_gate[scene])),
                              "gate_moving": float(np.nanmean(moving_gate[scene])),
                              **{k: float(np.mean(v[scene])) for k, v in psnr.items()}},
