@@ -11,7 +11,7 @@ for small, tiny-video, small-video; REV a commit with the same float weights, as
 INT8 calibrated on Gaussian noise alone: an INT8 file carries its own weights.)
 Writes benchmarks/results/int8_val.{json,md}.
 
-Framewise models (`tiny`, `default`): the 8 images `edgedenoise train` holds out of CBSD432 (data.split),
+Framewise models (`nano`, `tiny`, `default`): the 8 images `edgedenoise train` holds out of CBSD432 (data.split),
 whole; Gaussian noise sigma 25 (camera protocol, seeded by image) told its level, and the camera
 simulation's low-light and very-low-light settings (seeded by image) blind. Recurrent models
 (`tiny-video`, `default-video`): a still clip of 8 frames of each image's top-left 320x480, new
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from common import publish, stamp  # noqa: E402  (common puts the checkout on sys.path)
 
-FRAMEWISE = ("tiny", "default")
+FRAMEWISE = ("nano", "tiny", "default")
 RECURRENT = ("tiny-video", "default-video")
 CLIP_FRAMES, CLIP_FROM, CLIP_CROP = 8, 3, (320, 480)
 
