@@ -96,8 +96,11 @@ class Denoiser:
                              "0.3-1.7 dB further below it (edgedenoise doctor)")
         self.backend = backends.create(self.backend_name, files, threads, device, self.precision, self.engine_path)
         if getattr(self.backend, "rewritten", 0):  # backends/ortgraph.py: timings depend on it, so it is said
-            self.why += (f"; its {self.backend.rewritten} pixel-shuffles run as transposed convolutions "
-                         "(ONNX Runtime's DepthToSpace is slow on CPUs; EDGEDENOISE_ORT_GRAPH=file: as in the file)")
+            n = self.backend.rewritten
+            float_ones = "float " if self.precision == "int8" else ""
+            self.why += (f"; its {n} {float_ones}pixel-shuffle{'s' if n > 1 else ''} run{'' if n > 1 else 's'} as "
+                         f"{'transposed convolutions' if n > 1 else 'a transposed convolution'} (ONNX Runtime's "
+                         "DepthToSpace is slow on CPUs; EDGEDENOISE_ORT_GRAPH=file: as in the file)")
         if self.backend_name == "tensorrt":
             self.precision = getattr(self.backend, "precision", self.precision)
         self.warmed: set = set()  # (height, width) sizes warm_up ran at

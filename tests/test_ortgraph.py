@@ -43,12 +43,33 @@ def test_only_the_cpu_float_graph_is_rewritten(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEDENOISE_ORT_GRAPH", "file")  # the file as it is, as without the onnx package
     assert OnnxRuntimeBackend(files, threads=1).rewritten == 0
     monkeypatch.delenv("EDGEDENOISE_ORT_GRAPH")
-    assert OnnxRuntimeBackend(files, threads=1, precision="int8").rewritten == 0  # its DepthToSpace runs on uint8
+    # INT8: the decoder's DepthToSpace run on uint8 and stay; the one after the float tail is rewritten
+    assert OnnxRuntimeBackend(files, threads=1, precision="int8").rewritten == 1
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx file")
     assert cpu_graph(bad) == (None, 0)  # ONNX Runtime's own load says what is wrong
     with pytest.raises(ModelError, match="cannot load ONNX model"):
         OnnxRuntimeBackend(dataclasses.replace(files, onnx=bad), threads=1)
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-video"])
+def test_an_int8_graph_keeps_its_uint8_pixel_shuffles_and_computes_what_the_file_does(name):
+    from edgedenoise.backends.ortgraph import cpu_graph
+
+    path = resolve(name).onnx_int8
+    graph, n = cpu_graph(path)
+    g = onnx.load_from_string(graph).graph
+    producer = {o: node for node in g.node for o in node.output}
+    kept = [node for node in g.node if node.op_type == "DepthToSpace"]
+    assert n == (2 if name == "tiny-video" else 1) and len(kept) == 2  # the tail's (and the gate's) rewritten
+    assert all(producer[node.input[0]].op_type == "DequantizeLinear" for node in kept)
+    rng = np.random.default_rng(1)
+    feed = {"noisy": rng.random((1, 3, 48, 80), dtype=np.float32), "sigma": np.full((1,), 25 / 255, np.float32)}
+    if name == "tiny-video":
+        feed["previous"] = np.clip(feed["noisy"] + rng.normal(0, 0.02, feed["noisy"].shape), 0, 1).astype(np.float32)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    got = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert np.array_equal(got, want)
 
 
 def test_the_rewrite_does_not_import_the_onnx_package():

@@ -40,8 +40,8 @@ class OnnxRuntimeBackend(Backend):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         providers = providers or ["CPUExecutionProvider"]
-        graph, self.rewritten = None, 0  # the float graph's pixel-shuffles as ConvTranspose (ortgraph.py)
-        if precision == "fp32" and providers == ["CPUExecutionProvider"]:
+        graph, self.rewritten = None, 0  # the float pixel-shuffles as ConvTranspose (ortgraph.py)
+        if providers == ["CPUExecutionProvider"]:
             graph, self.rewritten = cpu_graph(path)
         try:
             self.session = ort.InferenceSession(str(path) if graph is None else graph, so, providers=providers)
