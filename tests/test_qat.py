@@ -1,5 +1,6 @@
 """Quantization-aware fine-tuning (edgedenoise.qat, `train --qat`): the simulated rounding is the
-INT8 graph's, it leaves the saved weights plain, and a --qat run resumes exactly."""
+INT8 graph's, it leaves the saved weights plain, a --qat run learns the float model's output and
+resumes exactly, and `tools/ship_model.py --int8-only` makes the INT8 file from it."""
 import json
 import shutil
 
