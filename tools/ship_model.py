@@ -8,6 +8,7 @@ that `--precision int8` loads.
 
     python tools/ship_model.py runs/small --name small
     python tools/ship_model.py runs/tiny-qat --name tiny --int8-only   # a `train --qat` run: INT8 alone
+    python tools/ship_model.py - --name tiny-video --score-only         # score a shipped model again
 
 `--int8-only` ships only `<name>.int8.onnx`, quantized from the run's weights (a quantization-aware
 fine-tune of the shipped model, `edgedenoise train --init NAME --qat`); the float model stays as it is
@@ -84,6 +85,31 @@ def ship_int8(run: Path, name: str, models: Path = ROOT / "edgedenoise" / "model
     return 0
 
 
+def ship(run: Path, name: str, models: Path) -> None:
+    """`run`'s weights as shipped model `name`: weights, config, ONNX, INT8 and blind gain, made in a
+    folder of their own and moved into place together (tools/staging.py)."""
+    from calibrate_blind import calibrate, write_gain
+    from staging import export_and_quantize, move_into, staging
+
+    from edgedenoise.data import default_data_root
+    from edgedenoise.modelfile import load_model, save_model
+
+    net = load_model(run)
+    net.config.name = name
+    net.config.extra.update(trained_on="CBSD432 (BSDS500 outside CBSD68)", training=training_record(run))
+    with staging(models, f"ship-{name}") as work:
+        stage = work / name
+        # weights stored as float16: half the files, under the repository's 5 MiB per file
+        save_model(net, stage, half=True)
+        export_and_quantize(stage)
+        # blind mode's gain for this model (tools/calibrate_blind.py), into the JSON before it ships
+        gain, res, table = calibrate(str(stage.with_suffix(".safetensors")), default_data_root() / "train" / "CBSD432")
+        write_gain(stage.with_suffix(".json"), gain, res, f"python tools/calibrate_blind.py {name}")
+        print(f"blind gain {gain:g}: {table}")
+        move_into(work, models)
+
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="run folder written by `edgedenoise train`")
@@ -92,34 +118,20 @@ def main() -> int:
     ap.add_argument("--sets", nargs="+", default=["CBSD68", "Kodak24"])
     ap.add_argument("--int8-only", action="store_true",
                     help="ship only the INT8 file made from the run's weights (a `train --qat` run)")
+    ap.add_argument("--score-only", action="store_true",
+                    help="ship nothing: score the shipped NAME again (RUN is ignored; give -) into quality_NAME")
     a = ap.parse_args()
     if a.int8_only:
         return ship_int8(Path(a.run), a.name)
 
-    from calibrate_blind import calibrate, write_gain
-    from staging import export_and_quantize, move_into, staging
-
     from edgedenoise.data import default_data_root
     from edgedenoise.evaluate import evaluate, markdown_table
-    from edgedenoise.modelfile import load_model, save_model
     from edgedenoise.runtime.stats import stamp
 
     run = Path(a.run)
     models = ROOT / "edgedenoise" / "models"
-    net = load_model(run)
-    net.config.name = a.name
-    net.config.extra.update(trained_on="CBSD432 (BSDS500 outside CBSD68)", training=training_record(run))
-    # made in a folder of its own, then moved into place together (tools/staging.py)
-    with staging(models, f"ship-{a.name}") as work:
-        stage = work / a.name
-        # weights stored as float16: half the files, under the repository's 5 MiB per file
-        save_model(net, stage, half=True)
-        export_and_quantize(stage)
-        # blind mode's gain for this model (tools/calibrate_blind.py), into the JSON before it ships
-        gain, res, table = calibrate(str(stage.with_suffix(".safetensors")), default_data_root() / "train" / "CBSD432")
-        write_gain(stage.with_suffix(".json"), gain, res, f"python tools/calibrate_blind.py {a.name}")
-        print(f"blind gain {gain:g}: {table}")
-        move_into(work, models)
+    if not a.score_only:
+        ship(run, a.name, models)
 
     data = default_data_root() / "test"
     reports = [evaluate(a.name, data / s, a.sigma, pr) for s in a.sets for pr in ("camera", "paper")]
