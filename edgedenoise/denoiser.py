@@ -97,10 +97,11 @@ class Denoiser:
         self.backend = backends.create(self.backend_name, files, threads, device, self.precision, self.engine_path)
         if getattr(self.backend, "rewritten", 0):  # backends/ortgraph.py: timings depend on it, so it is said
             n = self.backend.rewritten
-            float_ones = "float " if self.precision == "int8" else ""
-            self.why += (f"; its {n} {float_ones}pixel-shuffle{'s' if n > 1 else ''} run{'' if n > 1 else 's'} as "
-                         f"{'transposed convolutions' if n > 1 else 'a transposed convolution'} (ONNX Runtime's "
-                         "DepthToSpace is slow on CPUs; EDGEDENOISE_ORT_GRAPH=file: as in the file)")
+            what = ("pixel-shuffles run as transposed convolutions" if n > 1 else
+                    "pixel-shuffle runs as a transposed convolution")
+            kind = "float " if self.precision == "int8" else ""  # an INT8 graph's uint8 ones stay (ortgraph.py)
+            self.why += (f"; its {n} {kind}{what} (ONNX Runtime's DepthToSpace is slow on CPUs; "
+                         "EDGEDENOISE_ORT_GRAPH=file: as in the file)")
         if self.backend_name == "tensorrt":
             self.precision = getattr(self.backend, "precision", self.precision)
         self.warmed: set = set()  # (height, width) sizes warm_up ran at

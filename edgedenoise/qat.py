@@ -57,6 +57,18 @@ def activation_points(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
     return points
 
 
+def _on(module: nn.Module, where: str, fn):
+    """A hook calling fn(tensor) on `module`'s output ("output") or first input ("input"); what fn
+    returns replaces that tensor (None: it stays)."""
+    if where == "output":
+        return module.register_forward_hook(lambda _m, _i, out: fn(out))
+
+    def pre(_m, args):
+        new = fn(args[0])
+        return None if new is None else (new, *args[1:])
+    return module.register_forward_pre_hook(pre)
+
+
 def fake_quant(x: torch.Tensor, lo: float, hi: float, levels: int = ACT_LEVELS) -> torch.Tensor:
     """x rounded onto `levels` + 1 steps over [lo, hi] (lo <= 0 <= hi, zero exact, as a uint8 zero
     point gives), values outside clipped; the gradient passes straight through inside the range
@@ -114,14 +126,8 @@ def calibrate(model: nn.Module, data: str | Path, count: int = CALIB_COUNT, seed
     minimum and maximum where they are nearer zero; on `tiny` it gave the ranges of the shipped INT8
     file to within 1e-6)."""
     seen = {name: _Histogram() for name, _, _ in activation_points(model)}
-    hooks = []
-    for name, m, where in activation_points(model):
-        def keep(t, name=name):
-            seen[name].add(t.detach().float().cpu().numpy().ravel())
-        if where == "output":
-            hooks.append(m.register_forward_hook(lambda _m, _i, out, keep=keep: keep(out)))
-        else:
-            hooks.append(m.register_forward_pre_hook(lambda _m, args, keep=keep: keep(args[0])))
+    hooks = [_on(m, where, lambda t, name=name: seen[name].add(t.detach().float().cpu().numpy().ravel()))
+             for name, m, where in activation_points(model)]
     was = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -145,12 +151,7 @@ class FakeQuant:
         self._hooks, self._convs = [], []
         for name, m, where in activation_points(model):
             lo, hi = self.ranges[name]
-            if where == "output":
-                self._hooks.append(m.register_forward_hook(
-                    lambda _m, _i, out, lo=lo, hi=hi: fake_quant(out, lo, hi)))
-            else:
-                self._hooks.append(m.register_forward_pre_hook(
-                    lambda _m, args, lo=lo, hi=hi: (fake_quant(args[0], lo, hi), *args[1:])))
+            self._hooks.append(_on(m, where, lambda t, lo=lo, hi=hi: fake_quant(t, lo, hi)))
         for conv in quantized_convs(model):
             conv.forward = (lambda x, c=conv: c._conv_forward(x, fake_quant_weight(c.weight), c.bias))
             self._convs.append(conv)

@@ -211,13 +211,7 @@ def fusion_nodes(graph) -> list[str]:
     tail = next((n for n in graph.node if n.name in outputs), None)
     if tail is None:
         return []
-    producer = {o: n for n in graph.node for o in n.output}
-    leads, todo = set(), [tail]
-    while todo:  # the tail and everything it reads from
-        n = todo.pop()
-        if n.name not in leads:
-            leads.add(n.name)
-            todo.extend(producer[i] for i in n.input if i in producer)
+    leads = _upstream(graph, [tail])  # the tail and everything it reads from
     return [n.name for n in graph.node if n.name not in leads]
 
 
@@ -228,13 +222,20 @@ def head_inputs(graph, head: str) -> list[str]:
     percentile range), a rounding error the network never saw (CALIB_CAMERA_SHARE's comment)."""
     producer = {o: n for n in graph.node for o in n.output}
     node = next(n for n in graph.node if n.name == head)
-    found, todo = set(), [producer[i] for i in node.input if i in producer]
+    found = _upstream(graph, [producer[i] for i in node.input if i in producer])
+    return [n.name for n in graph.node if n.name in found]
+
+
+def _upstream(graph, nodes) -> set[str]:
+    """Names of `nodes` and of every node they read from, however far back."""
+    producer = {o: n for n in graph.node for o in n.output}
+    found, todo = set(), list(nodes)
     while todo:
         n = todo.pop()
         if n.name not in found:
             found.add(n.name)
             todo.extend(producer[i] for i in n.input if i in producer)
-    return [n.name for n in graph.node if n.name in found]
+    return found
 
 
 def output_convs(graph) -> list[str]:

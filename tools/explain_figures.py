@@ -276,7 +276,8 @@ def part_video(args):
     clean = (make_clip(first, "objects", VIDEO_CUT, seed=3)
              + make_clip(second, "objects", VIDEO_FRAMES - VIDEO_CUT, seed=4))
     noisy = noisy_clip(clean, VIDEO_SIGMA, seed=7)
-    own = [Denoiser.load("tiny", backend="onnxruntime").denoise(f, VIDEO_SIGMA) for f in noisy]
+    tiny = Denoiser.load("tiny", backend="onnxruntime")
+    own = [tiny.denoise(f, VIDEO_SIGMA) for f in noisy]
     blend = RecursiveBlend()
     blended = [blend(o, VIDEO_SIGMA) for o in own]
     outs, gates = video_gates(load_model("tiny-video").eval(), noisy, VIDEO_SIGMA)

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "edgedenoise" / "models"
 
 
 KEYS = ("steps", "batch", "patch", "lr", "lr_min", "loss", "noise", "sigma_min", "sigma_max", "sigma_power",
@@ -56,7 +57,7 @@ def training_record(run: Path) -> dict:
     return rec
 
 
-def ship_int8(run: Path, name: str, models: Path = ROOT / "edgedenoise" / "models") -> int:
+def ship_int8(run: Path, name: str, models: Path = MODELS) -> int:
     """The INT8 file of shipped model `name` made from `run`'s weights, into `models` (see the module
     docstring); 2 (with a line on stderr) when the run is not a fine-tune of that model."""
     from staging import export_and_quantize, move_into, staging
@@ -76,7 +77,7 @@ def ship_int8(run: Path, name: str, models: Path = ROOT / "edgedenoise" / "model
     if not json.loads((run / "config.json").read_text()).get("qat"):
         print(f"ship_model: note: {run} was not trained with --qat", file=sys.stderr)
     shipped.load_state_dict({**state, **weights})
-    shipped.config.extra["int8_weights"] = {"qat": True, **record}
+    shipped.config.extra["int8_weights"] = record  # (its "qat" says whether the run was one)
     with staging(models, f"ship-{name}-int8") as work:
         stage = work / name
         save_model(shipped, stage, half=True)
@@ -128,10 +129,8 @@ def main() -> int:
     from edgedenoise.evaluate import evaluate, markdown_table
     from edgedenoise.runtime.stats import stamp
 
-    run = Path(a.run)
-    models = ROOT / "edgedenoise" / "models"
     if not a.score_only:
-        ship(run, a.name, models)
+        ship(Path(a.run), a.name, MODELS)
 
     data = default_data_root() / "test"
     reports = [evaluate(a.name, data / s, a.sigma, pr) for s in a.sets for pr in ("camera", "paper")]
