@@ -236,7 +236,8 @@ class Denoiser:
             # +7 to +10 dB against +4.5 dB with sigma as is.
             sigma *= GRAY_SIGMA_GAIN
         if self.backend.frame_native:
-            return self._run_frame_native(frame, img, alpha, sigma)
+            prev = None if previous is None else previous[:, :, :3] if alpha is not None else previous
+            return self._run_frame_native(frame, img, alpha, sigma, prev)
         x = self._to_input(img, scale)
         p = None
         if previous is not None:
@@ -277,8 +278,9 @@ class Denoiser:
             x = planes.transpose(2, 0, 1)[:, None]  # (C,1,H,W)
         return x.astype(np.float32) * np.float32(1.0 / scale)
 
-    def _run_frame_native(self, frame, img, alpha, sigma):
-        """Backends that take uint8 BGR frames directly (the fused boundary kernels)."""
+    def _run_frame_native(self, frame, img, alpha, sigma, previous=None):
+        """Backends that take uint8 BGR frames directly (the fused boundary kernels); `previous`: a
+        recurrent model's last output, laid out as `img` (None: a scene's first frame)."""
         if frame.dtype != np.uint8:
             raise DataError(f"the {self.backend_name} backend takes 8-bit frames; {frame.dtype} needs onnxruntime "
                             "or torch")
@@ -287,8 +289,9 @@ class Denoiser:
         if (-h) % m >= h or (-w) % m >= w:
             raise DataError(f"frame {w}x{h} is too small for the {self.backend_name} backend (pads by reflection)")
         bgr = np.ascontiguousarray(to_channels(img, 3))
+        state = () if previous is None else (np.ascontiguousarray(to_channels(previous, 3)),)
         t0 = time.perf_counter()
-        out = self.backend.infer_frames(bgr, sigma)
+        out = self.backend.infer_frames(bgr, sigma, *state)
         times = (t0, time.perf_counter())
         if img.ndim == 2 or img.shape[2] == 1:
             out = np.round(out.mean(axis=2)).astype(np.uint8).reshape(img.shape)

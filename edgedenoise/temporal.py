@@ -738,7 +738,7 @@ class TemporalStep:
 
 def load_recurrent_variant(model, load) -> tuple[Denoiser | None, str]:
     """(the shipped recurrent variant of framewise model `model`, as `load(name)` gives it; None where
-    none ships or the backend runs no recurrent model (triton, tensorrt)), and what was done: what
+    none ships or the backend runs no recurrent model (tensorrt)), and what was done: what
     `--temporal auto` runs on a stream (VideoDenoiser.load, `run`)."""
     variant = recurrent_variant(model) if isinstance(model, str) else None
     if variant is None:

@@ -107,3 +107,98 @@ def egest_conv_kernel(
     val = tl.minimum(tl.maximum(src - noise, 0.0), 1.0)
     q = tl.floor(val * 255.0 + 0.5)  # round half up; the reference does the same
     tl.store(out_ptr + off, q.to(tl.uint8), mask=keep)
+
+
+# ------------------------------------------------- a recurrent model's gate branch (model.gate, gate_in "sums")
+#
+# The framewise network runs as above up to the tail; then, with `prev` the stream's last output
+# (N, H, W, 3) uint8 BGR (the frame itself on a scene's first frame):
+#   own  = frame/255 - pixel_shuffle(tail conv)                  the model's own estimate
+#   e    = prev/255 - own
+#   gin  = [avgpool2(sum_c relu(e)), avgpool2(sum_c relu(-e)), sigma map]   (N, Hh, Wh, 3)
+#   g    = relu(conv3x3(relu(conv3x3(gin))))                     (conv2d_nhwc)
+#   gate = clamp(pixel_shuffle(conv1x1(g) to r*r = 4), 0, 1) * known,  known: prev != frame in any colour
+#   out  = round(clamp(own + gate (prev/255 - own), 0, 1) * 255)
+# egest_gate_kernel: the tail conv, the noise stored (N, Hh, Wh, 12) fp32, and gin. The padded grid
+# reads frame and prev by reflection, as the model is run on frames padded by reflection.
+# fuse_egest_kernel: the 1x1 conv (its 4 columns repeated for each colour: wp is (CI, 12), column
+# k = the gate logit k % 4 of sub-pixel (dy, dx)) and the fusion, uint8 out, cropped to H x W.
+
+
+@triton.jit
+def egest_gate_kernel(
+    h_ptr, wp_ptr, b_ptr, frame_ptr, prev_ptr, smap_ptr, noise_ptr, gin_ptr,
+    N, H, W, HH, WH, CI,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    co = tl.arange(0, 16)
+    mask_n = co < 12
+    mask_m, n, y, x = unflatten_pixels(offs_m, N, HH, WH)
+    acc = tl.zeros((BLOCK_M, 16), dtype=tl.float32)
+    for kh in range(3):
+        yy = y - 1 + kh
+        for kw in range(3):
+            xx = x - 1 + kw
+            inside = mask_m & (yy >= 0) & (yy < HH) & (xx >= 0) & (xx < WH)
+            pix = tl.where(inside, (n * HH + yy) * WH + xx, 0)
+            acc = accumulate_tap(acc, h_ptr, wp_ptr, pix, inside, kh * 3 + kw, CI, 12, co, mask_n, BLOCK_K, IEEE)
+    noise = acc + tl.load(b_ptr + co, mask=mask_n, other=0.0)[None, :]
+    both = mask_m[:, None] & mask_n[None, :]
+    tl.store(noise_ptr + offs_m[:, None] * 12 + co[None, :], noise, mask=both)
+    c = co // 4
+    fy = _reflect(2 * y[:, None] + ((co // 2) % 2)[None, :], H)
+    fx = _reflect(2 * x[:, None] + (co % 2)[None, :], W)
+    off = ((n[:, None] * H + fy) * W + fx) * 3 + (2 - c[None, :])
+    src = tl.load(frame_ptr + off, mask=both, other=0).to(tl.float32) * (1.0 / 255.0)
+    prv = tl.load(prev_ptr + off, mask=both, other=0).to(tl.float32) * (1.0 / 255.0)
+    e = tl.where(both, prv - (src - noise), 0.0)
+    # the 2 x 2 pixels' colour sums, averaged: each half-res pixel owns exactly its 12 values
+    pos = tl.sum(tl.maximum(e, 0.0), axis=1) * 0.25
+    neg = tl.sum(tl.maximum(-e, 0.0), axis=1) * 0.25
+    sig = tl.load(smap_ptr + n, mask=mask_m, other=0.0)
+    dt = gin_ptr.dtype.element_ty
+    tl.store(gin_ptr + offs_m * 3, pos.to(dt), mask=mask_m)
+    tl.store(gin_ptr + offs_m * 3 + 1, neg.to(dt), mask=mask_m)
+    tl.store(gin_ptr + offs_m * 3 + 2, sig.to(dt), mask=mask_m)
+
+
+@triton.jit
+def fuse_egest_kernel(
+    g_ptr, wp_ptr, b_ptr, noise_ptr, frame_ptr, prev_ptr, out_ptr,
+    N, H, W, HH, WH, CI,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    co = tl.arange(0, 16)
+    mask_n = co < 12
+    mask_m, n, y, x = unflatten_pixels(offs_m, N, HH, WH)
+    acc = tl.zeros((BLOCK_M, 16), dtype=tl.float32)
+    acc = accumulate_tap(acc, g_ptr, wp_ptr, offs_m, mask_m, 0, CI, 12, co, mask_n, BLOCK_K, IEEE)
+    gate = tl.minimum(tl.maximum(acc + tl.load(b_ptr + co, mask=mask_n, other=0.0)[None, :], 0.0), 1.0)
+    both = mask_m[:, None] & mask_n[None, :]
+    noise = tl.load(noise_ptr + offs_m[:, None] * 12 + co[None, :], mask=both, other=0.0)
+    c = co // 4
+    fy = 2 * y[:, None] + ((co // 2) % 2)[None, :]
+    fx = 2 * x[:, None] + (co % 2)[None, :]
+    keep = both & (fy < H) & (fx < W)
+    base = ((n[:, None] * H + fy) * W + fx) * 3
+    off = base + (2 - c[None, :])
+    src = tl.load(frame_ptr + off, mask=keep, other=0).to(tl.float32) * (1.0 / 255.0)
+    prv = tl.load(prev_ptr + off, mask=keep, other=0).to(tl.float32) * (1.0 / 255.0)
+    # known: the previous output differs from the frame in some colour of this pixel (a scene's first
+    # frame is its own previous: no fusion there)
+    known = tl.zeros((BLOCK_M, 16), dtype=tl.int1)
+    for k in range(3):
+        a = tl.load(frame_ptr + base + k, mask=keep, other=0)
+        b = tl.load(prev_ptr + base + k, mask=keep, other=0)
+        known = known | (a != b)
+    own = src - noise
+    val = own + tl.where(known, gate, 0.0) * (prv - own)
+    val = tl.minimum(tl.maximum(val, 0.0), 1.0)
+    q = tl.floor(val * 255.0 + 0.5)
+    tl.store(out_ptr + off, q.to(tl.uint8), mask=keep)

@@ -2,6 +2,7 @@
 this machine's probe, the precisions each backend takes, and the warm-up before a stream's clock."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -49,10 +50,15 @@ def test_a_gpu_runs_the_engine_then_triton_then_torch(tmp_path):
 
 
 def test_what_a_model_cannot_run_on_is_passed_over():
-    video = resolve("tiny-video")  # recurrent: ONNX Runtime or torch only
-    assert decide(video, "auto", GPU)[:2] == ("torch", "fp16")
-    engines = Capabilities(gpu=1, torch=True, torch_cuda=True, tensorrt=True, engines=(("x.engine", "fp16"),))
-    assert decide(video, "auto", engines).backend == "torch"
+    video = resolve("tiny-video")  # recurrent: no TensorRT engine runs it yet; triton does
+    assert decide(video, "auto", GPU)[:2] == ("triton", "fp16")
+    engines = Capabilities(gpu=1, torch=True, torch_cuda=True, tensorrt=True, triton=True,
+                           engines=(("x.engine", "fp16"),))
+    assert decide(video, "auto", engines).backend == "triton"
+    # a recurrent model whose gate comes from its tail (no gate branch): not one the fused kernels compute
+    tailed = dataclasses.replace(video, config={**video.config, "gate": 0})
+    c = decide(tailed, "auto", GPU)
+    assert c[:2] == ("torch", "fp16") and "not triton: triton runs recurrent models with a gate branch" in c.why
 
 
 def test_a_named_backend_is_taken_as_named_and_its_auto_precision_resolved():

@@ -68,3 +68,75 @@ def test_egest_matches_reference(n, h, w, dtype):
     assert diff.max() <= 1 and (diff > 0).float().mean() < EGEST_SHARE[dtype], \
         f"max {diff.max()} levels, {int((diff > 0).sum())} of {diff.numel()} values differ"
     assert (ref.int() - fr.int()).abs().float().mean() > 1, "the test's noise estimate changes nothing"
+
+
+# ---- a recurrent model's gate branch: egest_gate (tail + the branch's input), fuse_egest (gate + fusion)
+# Tolerances: gin (sums of 12 differences of values in [0, 1], then averaged) as ingest's; the noise
+# stored fp32 as egest's; fuse_egest's uint8 out as egest's (one level on under 1 % / 5 % of values).
+
+
+def previous_of(fr, seed, moved=0.3):
+    """A previous output: the frame where it held still, other values where it moved (a share
+    `moved` of the pixels), and pixels equal to the frame in every colour (a first frame's)."""
+    g = torch.Generator().manual_seed(seed)
+    n, h, w, _ = fr.shape
+    near = (fr.int() + torch.randint(-6, 7, fr.shape, generator=g)).clamp(0, 255)
+    far = torch.randint(0, 256, fr.shape, generator=g)
+    where = torch.rand(n, h, w, 1, generator=g)
+    p = torch.where(where < moved, far, near)
+    return torch.where(where > 0.9, fr.int(), p).to(torch.uint8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,h,w", SIZES)
+def test_egest_gate_matches_reference(n, h, w, dtype):
+    from edgedenoise_kernels.boundary import egest_gate, egest_gate_reference
+
+    g = torch.Generator().manual_seed(4)
+    hh, wh = half_grid(h, w, MULT)
+    feats = torch.randn(n, hh, wh, WIDTH, generator=g).relu().to(DTYPES[dtype])
+    weight = (torch.randn(12, WIDTH, 3, 3, generator=g) * 0.02).to(DTYPES[dtype])
+    bias = torch.randn(12, generator=g) * 0.01
+    smap = torch.rand(n, generator=g)
+    fr = frames(n, h, w, seed=5)
+    prev = previous_of(fr, 6)
+    noise, gin = egest_gate(feats.to(DEVICE), pack_weight(weight).to(DEVICE), bias.to(DEVICE), fr.to(DEVICE),
+                            prev.to(DEVICE), smap.to(DEVICE))
+    rn, rg = egest_gate_reference(feats, weight, bias, fr, prev, smap)
+    assert noise.shape == rn.shape == (n, hh, wh, 12) and gin.shape == rg.shape == (n, hh, wh, 3)
+    assert gin.dtype == DTYPES[dtype] and noise.dtype == torch.float32
+    err_n = (noise.cpu() - rn).abs().max().item()
+    assert err_n <= (1e-5 if dtype == "fp32" else 2e-3), f"noise differs by {err_n:.3g}"
+    atol, rtol = INGEST_TOL[dtype]
+    err = (gin.float().cpu() - rg).abs()
+    bad = err > atol + rtol * rg.abs()
+    assert not bad.any(), f"{int(bad.sum())} of {err.numel()} gate inputs differ; max error {err.max():.3g}"
+    assert rg[..., 0].mean() > 0.05 and rg[..., 1].mean() > 0.05, "the test's previous output adds nothing"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,h,w", SIZES)
+def test_fuse_egest_matches_reference(n, h, w, dtype):
+    from edgedenoise_kernels.boundary import fuse_egest, fuse_egest_reference, pack_gate_logits
+
+    g = torch.Generator().manual_seed(7)
+    hh, wh = half_grid(h, w, MULT)
+    gw = 12  # the shipped gate branches' width
+    feats = torch.randn(n, hh, wh, gw, generator=g).relu().to(DTYPES[dtype])
+    weight = (torch.randn(4, gw, 1, 1, generator=g) * 0.5).to(DTYPES[dtype])  # gates across 0..1, clamped
+    bias = torch.randn(4, generator=g) * 0.3
+    noise = torch.randn(n, hh, wh, 12, generator=g) * 0.03
+    fr = frames(n, h, w, seed=8)
+    prev = previous_of(fr, 9)
+    got = fuse_egest(feats.to(DEVICE), pack_gate_logits(weight).to(DEVICE), bias.to(DEVICE), noise.to(DEVICE),
+                     fr.to(DEVICE), prev.to(DEVICE)).cpu()
+    ref = fuse_egest_reference(feats, weight, bias, noise, fr, prev)
+    assert got.shape == fr.shape and got.dtype == torch.uint8
+    diff = (got.int() - ref.int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < EGEST_SHARE[dtype], \
+        f"max {diff.max()} levels, {int((diff > 0).sum())} of {diff.numel()} values differ"
+    # the fusion did something, and nothing where the previous output is the frame (a first frame)
+    own = fuse_egest_reference(feats, weight * 0, bias * 0, noise, fr, prev)
+    assert (ref.int() - own.int()).abs().float().mean() > 1
+    same = (fr == prev).all(dim=-1)
+    assert same.any() and torch.equal(got[same], own[same])

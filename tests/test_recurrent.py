@@ -101,9 +101,10 @@ def test_bad_states_and_backends_are_refused_in_one_line(models, clip):
     with pytest.raises(DataError, match="no previous frame"):
         Denoiser.load("tiny").denoise(noisy[1], SIGMA, noisy[0])
     files = resolve(models["live"])
-    for name in ("triton", "tensorrt"):
-        with pytest.raises(ModelError, match="cannot run a recurrent model") as e:
-            create(name, files)
+    for name, why in (("triton", "runs recurrent models with a gate branch fed colour sums"),
+                      ("tensorrt", "cannot run a recurrent model")):
+        with pytest.raises(ModelError, match=why) as e:
+            create(name, files)  # (this model's gate comes from its tail: not one the fused kernels compute)
         assert "\n" not in str(e.value)
     with pytest.raises(ModelError, match="--frame-native does not take a recurrent model"):
         from edgedenoise.export import export_onnx

@@ -17,9 +17,10 @@ which imports them) is what `Denoiser` relies on, and all a new backend implemen
   `infer(x, sigma)`: x is float32 NCHW RGB in [0, 1], H and W multiples of `size_multiple`
   (the `Denoiser` pads by reflection and crops back), sigma float32 of shape (N,) in [0, 1]
   units; it returns the denoised float32 NCHW. A frame-native backend (`frame_native = True`)
-  implements `infer_frames(frames, sigma)`: uint8 BGR NHWC frames of any H and W the model's
+  implements `infer_frames(frames, sigma, previous=None)`: uint8 BGR NHWC frames of any H and W the model's
   padding can reach, sigma on the 0-255 scale; it returns uint8 BGR NHWC frames. The frame then
-  stays uint8 all the way to the device and back.
+  stays uint8 all the way to the device and back; a recurrent model's `previous` (its last outputs)
+  is uint8 BGR NHWC like the frames.
 - **`size_multiple`**: what H and W of `infer` must be multiples of; it is the model's (one
   formula, `ModelFiles.size_multiple`).
 - **Timings.** Every call is synchronous: it returns host arrays, with any device work finished
@@ -42,11 +43,10 @@ from pathlib import Path
 
 from ..errors import ModelError
 from ..modelfile import ModelFiles
-from .base import Backend
+from .base import RECURRENT, Backend, fused_gate
 
 NAMES = ["onnxruntime", "torch", "triton", "tensorrt"]
 CHOICES = ["auto", *NAMES]  # what the CLI's --backend takes
-RECURRENT = ("onnxruntime", "torch")  # the backends that carry a recurrent model's `previous` input
 # what each backend computes in (torch fp16 on CUDA only; a TensorRT engine's is the one it was built with)
 PRECISIONS = {"onnxruntime": ("fp32", "int8"), "torch": ("fp32", "fp16"), "triton": ("fp32", "fp16")}
 
@@ -66,6 +66,9 @@ def create(name: str, files: ModelFiles, threads: int | None = None, device: str
     if files.recurrent and name not in RECURRENT:
         raise ModelError(f"the {name} backend cannot run a recurrent model ({files.name} takes a previous frame) "
                          f"yet: use {' or '.join(RECURRENT)}")
+    if files.recurrent and name == "triton" and not fused_gate(files.config):
+        raise ModelError(f"the triton backend runs recurrent models with a gate branch fed colour sums (tiny-video, "
+                         f"default-video), not {files.name}: use onnxruntime or torch")
     backend = _create(name, files, threads, device, precision, engine_path)
     backend.size_multiple = files.size_multiple
     return backend

@@ -7,6 +7,15 @@ import numpy as np
 
 from ..errors import ModelError
 
+RECURRENT = ("onnxruntime", "torch", "triton")  # the backends that carry a recurrent model's `previous` input
+
+
+def fused_gate(config: dict) -> bool:
+    """Whether the triton backend's kernels compute this recurrent model's fusion: a gate branch fed
+    colour sums at pixel-shuffle 2 (tiny-video, default-video); other recurrent variants run on
+    onnxruntime or torch."""
+    return bool(config.get("gate")) and config.get("gate_in", "parts") == "sums" and config.get("unshuffle", 2) == 2
+
 
 class Backend:
     """The contract of the package docstring; subclasses set `name` and `frame_native` and implement one call."""
@@ -21,7 +30,7 @@ class Backend:
         for a recurrent model, which every backend that runs one requires."""
         raise ModelError(f"the {self.name} backend takes uint8 BGR frames: call infer_frames")
 
-    def infer_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
+    def infer_frames(self, frames: np.ndarray, sigma: float, previous: np.ndarray | None = None) -> np.ndarray:
         raise ModelError(f"the {self.name} backend takes float NCHW input: call infer")
 
     def close(self) -> None:

@@ -5,8 +5,8 @@ triton backend on a CUDA GPU; else torch on the GPU; else ONNX Runtime on the CP
 CPU when the model has no ONNX export or ONNX Runtime is missing). The precision asked narrows
 it: int8 runs on an int8 engine or ONNX Runtime; fp16 on an engine, triton or torch on CUDA;
 `auto` is fp16 on a GPU (the fused kernels in half precision differ from fp32 by one level on
-4-5 % of pixels) and fp32 on the CPU. A recurrent model runs on ONNX Runtime or torch only, a
-gray one not on triton.
+4-5 % of pixels) and fp32 on the CPU. A recurrent model runs on ONNX Runtime, torch or triton (not
+yet in a TensorRT engine), a gray one not on triton.
 
 Two steps, so that the decision can be tested without the hardware: `probe` looks at what this
 machine has, cheaply (the CUDA driver is asked for a device through ctypes, so a machine without
@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from ..errors import ModelError
 from ..modelfile import ModelFiles, file_sha256
+from .base import RECURRENT, fused_gate
 
 ENGINES_ENV = "EDGEDENOISE_ENGINES"
 GPU_BACKENDS = ("tensorrt", "triton")  # torch is a GPU backend only on CUDA (Capabilities.torch_cuda)
@@ -169,8 +170,10 @@ def find_engines(files: ModelFiles) -> tuple[tuple, tuple]:
 
 def _ok_for(files: ModelFiles, backend: str) -> str | None:
     """Why `files` cannot run on `backend` (None: it can)."""
-    if files.recurrent and backend not in ("onnxruntime", "torch"):
-        return "a recurrent model runs on onnxruntime or torch"
+    if files.recurrent and backend not in RECURRENT:
+        return f"a recurrent model runs on {', '.join(RECURRENT)}"
+    if files.recurrent and backend == "triton" and not fused_gate(files.config):
+        return "triton runs recurrent models with a gate branch fed colour sums only"
     if backend == "triton" and files.channels != 3:
         return "triton runs colour models only"
     if backend in ("torch", "triton") and files.weights is None:

@@ -98,8 +98,10 @@ class TensorRTBackend(Backend):
         x, sigma = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(sigma, np.float32)
         return self._run({"noisy": x, "sigma": sigma}, "denoised", np.empty_like(x))
 
-    def infer_frames(self, frames: np.ndarray, sigma: float) -> np.ndarray:
+    def infer_frames(self, frames: np.ndarray, sigma: float, previous: np.ndarray | None = None) -> np.ndarray:
         """(N,H,W,3) or (H,W,3) uint8 BGR -> the same, denoised; sigma on the 0-255 scale."""
+        if previous is not None:
+            raise EngineError("a TensorRT engine runs framewise models only: it takes no previous frame")
         if not self.frame_native:
             raise EngineError("this engine takes float NCHW input (built with --kernels native): "
                               "call it with (x, sigma)")
