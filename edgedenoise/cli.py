@@ -279,9 +279,11 @@ def cmd_denoise(a):
         # one noise level for the whole image, also when it is denoised in tiles
         if a.sigma is not None:
             sigma = a.sigma * stretch
-        elif tracker is not None:  # the stream's level, started again at a new size and after a cut
-            if img.shape != shape or step.resets != resets:
+        elif tracker is not None:  # the stream's level, started again at a new size, measured afresh after a cut
+            if img.shape != shape:
                 tracker.reset()
+            elif step.resets != resets:
+                tracker.new_scene()
             shape, resets = img.shape, step.resets
             sigma = tracker(img)
         else:

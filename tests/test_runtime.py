@@ -539,6 +539,37 @@ def test_offline_estimate_follows_the_streams_timeline_and_is_reproducible():
     assert m == 12 and abs(every[-1] - 20.0) < 3
 
 
+def test_a_new_scene_is_measured_afresh_without_waiting_in_realtime():
+    """After a cut (new_scene) the next estimate replaces the level instead of joining its average:
+    offline, the next frame is estimated in line and reads the new scene's level; in realtime mode
+    the old level stands until the worker's estimate lands, then the new scene's alone."""
+    from edgedenoise.runtime.pipeline import SigmaTracker
+
+    quiet, loud = DemoSource(15.0, size=(256, 192)), DemoSource(40.0, size=(256, 192))
+    quiet.open()
+    loud.open()
+    tr = SigmaTracker(None, fps=25.0)
+    for _ in range(60):
+        tr(quiet.read())
+    n = tr.estimates
+    tr(loud.read())
+    assert tr.estimates == n  # between two estimates of the schedule: the level stays
+    tr.new_scene()
+    v = tr(loud.read())
+    assert tr.estimates == n + 1 and abs(v - 40.0) < 6, (tr.estimates, v)  # the new scene's level alone
+    now = [0.0]
+    rt = SigmaTracker(None, background=True, every=0.25, every_steady=1.0, clock=lambda: now[0])
+    for _ in range(50):
+        rt(quiet.read())
+        rt.wait(60)
+        now[0] += 0.04
+    before = rt.value
+    rt.new_scene()
+    assert rt(loud.read()) == before  # no estimate in line: the frame gets the old level
+    rt.wait(60)
+    assert abs(rt.value - 40.0) < 6, rt.value
+
+
 def test_offline_run_reports_how_often_it_estimated(den):
     src = DemoSource(SIGMA, size=(256, 192))  # 25 frames a second of its own timeline
     src.open()

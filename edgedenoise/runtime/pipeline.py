@@ -16,6 +16,7 @@ Live sources that drop are reopened with exponential backoff.
 from __future__ import annotations
 
 import collections
+import math
 import signal
 import sys
 import threading
@@ -131,6 +132,7 @@ class SigmaTracker:
         # fewer, wider-spaced estimates (in the background, or on a schedule): weigh each one more
         self.smoothing = 0.5 if background or self.fps else smoothing
         self._terms: tuple[float, float] | None = None
+        self._fresh = False  # new_scene: the next estimate replaces the terms
         self.estimates = 0
         self._lock = threading.Lock()
         self._busy = False
@@ -150,6 +152,20 @@ class SigmaTracker:
             self._generation += 1
             self._settle = self.SETTLE
 
+    def new_scene(self) -> None:
+        """A scene cut: the next frame's estimate replaces the level instead of joining its average
+        (the new scene may be lit, or filmed, otherwise), and the estimates come fast again; until
+        it arrives the old level stands, so realtime mode waits on no estimate (`reset`, for a new
+        frame size, estimates the next frame in line)."""
+        with self._lock:
+            if self._terms is None:
+                return
+            self._fresh = True
+            self._generation += 1  # an estimate of the old scene still running is dropped
+            self._settle = self.SETTLE
+            self._t_last = -math.inf
+            self._since = 1 << 30  # offline on a schedule: the next frame is estimated
+
     def _patch(self, img: np.ndarray) -> np.ndarray:
         # noise is (near) stationary, so a central crop is enough: a quarter of the whole 640x480 frame's cost
         h, w = img.shape[:2]
@@ -161,7 +177,8 @@ class SigmaTracker:
         with self._lock:
             if generation != self._generation:
                 return
-            k, old = self.smoothing, self._terms
+            k, old = self.smoothing, None if self._fresh else self._terms
+            self._fresh = False
             self._terms = terms if old is None else (k * old[0] + (1 - k) * terms[0], k * old[1] + (1 - k) * terms[1])
             self.estimates += 1
             if old is not None:
@@ -440,6 +457,8 @@ class Pipeline:
                 got = self.temporal.running  # what this frame got (the ladder may switch the blend below)
                 # resets counted (cuts only counted: a stream may have thousands)
                 st.count("temporal_resets", self.temporal.resets - before)
+                if self.temporal.resets != before:  # a cut or a reconnect: the level is measured afresh
+                    self.sigma.new_scene()
                 t1, t2 = t1 + pre, t1 + pre + net  # the Denoiser's call split into its own stages
                 t3 = t4 - blend_s
                 st.add("preprocess", t1 - t0)
