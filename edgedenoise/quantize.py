@@ -353,7 +353,8 @@ def quantize_model(model: str | Path, calib: str | Path, out: str | Path | None 
                    f"{CALIB_CAMERA_SHARE:.0%} random cameras told {CALIB_TOLD[0]:g}-{CALIB_TOLD[1]:g}x their RMS")
     if target == "onnxruntime":
         scheme = {"weights": "int8 per channel", "activations": "uint8 per tensor",
-                  "float": "the head and tail convolutions" + (", the gate branch and the fusion with the previous "
+                  "float": "the frame and noise map on their way to the head (head_inputs), the head and tail "
+                           "convolutions" + (", the gate branch and the fusion with the previous "
                                                                "output" if files.recurrent else "")}
     else:
         problems = qdq_problems(m)
