@@ -76,18 +76,21 @@ def ingest_conv_kernel(
 
 
 @triton.jit
-def egest_conv_kernel(
-    h_ptr, wp_ptr, b_ptr, frame_ptr, out_ptr,
-    N, H, W, HH, WH, CI,
-    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-    IEEE: tl.constexpr,
-):
-    # 12 output channels padded to a 16-wide tile: one program owns BLOCK_M half-res pixels.
-    pid_m = tl.program_id(0)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+def twelve_channel_tile(N, HH, WH, BLOCK_M: tl.constexpr):
+    """This program's BLOCK_M half-res pixels and the 12 unshuffled channels (r = 2, RGB) in a 16-wide
+    tile: (offs_m, mask_m, n, y, x, co, mask_n)."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     co = tl.arange(0, 16)
-    mask_n = co < 12
     mask_m, n, y, x = unflatten_pixels(offs_m, N, HH, WH)
+    return offs_m, mask_m, n, y, x, co, co < 12
+
+
+@triton.jit
+def tail_noise(h_ptr, wp_ptr, b_ptr, N, HH, WH, CI, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+               IEEE: tl.constexpr):
+    """The tail conv3x3 to 12 channels (padded to a 16-wide tile) for this program's BLOCK_M half-res
+    pixels: (offs_m, mask_m, n, y, x, co, mask_n, the predicted noise (BLOCK_M, 16) fp32)."""
+    offs_m, mask_m, n, y, x, co, mask_n = twelve_channel_tile(N, HH, WH, BLOCK_M)
     acc = tl.zeros((BLOCK_M, 16), dtype=tl.float32)
     for kh in range(3):
         yy = y - 1 + kh
@@ -97,6 +100,19 @@ def egest_conv_kernel(
             pix = tl.where(inside, (n * HH + yy) * WH + xx, 0)
             acc = accumulate_tap(acc, h_ptr, wp_ptr, pix, inside, kh * 3 + kw, CI, 12, co, mask_n, BLOCK_K, IEEE)
     noise = acc + tl.load(b_ptr + co, mask=mask_n, other=0.0)[None, :]
+    return offs_m, mask_m, n, y, x, co, mask_n, noise
+
+
+@triton.jit
+def egest_conv_kernel(
+    h_ptr, wp_ptr, b_ptr, frame_ptr, out_ptr,
+    N, H, W, HH, WH, CI,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    # one program owns BLOCK_M half-res pixels (tail_noise)
+    offs_m, mask_m, n, y, x, co, mask_n, noise = tail_noise(h_ptr, wp_ptr, b_ptr, N, HH, WH, CI, BLOCK_M, BLOCK_K,
+                                                            IEEE)
     # Epilogue: pixel-shuffle index arithmetic, residual from the uint8 frame, clamp, round, crop.
     c = co // 4
     fy = 2 * y[:, None] + ((co // 2) % 2)[None, :]
@@ -132,20 +148,8 @@ def egest_gate_kernel(
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
     IEEE: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    co = tl.arange(0, 16)
-    mask_n = co < 12
-    mask_m, n, y, x = unflatten_pixels(offs_m, N, HH, WH)
-    acc = tl.zeros((BLOCK_M, 16), dtype=tl.float32)
-    for kh in range(3):
-        yy = y - 1 + kh
-        for kw in range(3):
-            xx = x - 1 + kw
-            inside = mask_m & (yy >= 0) & (yy < HH) & (xx >= 0) & (xx < WH)
-            pix = tl.where(inside, (n * HH + yy) * WH + xx, 0)
-            acc = accumulate_tap(acc, h_ptr, wp_ptr, pix, inside, kh * 3 + kw, CI, 12, co, mask_n, BLOCK_K, IEEE)
-    noise = acc + tl.load(b_ptr + co, mask=mask_n, other=0.0)[None, :]
+    offs_m, mask_m, n, y, x, co, mask_n, noise = tail_noise(h_ptr, wp_ptr, b_ptr, N, HH, WH, CI, BLOCK_M, BLOCK_K,
+                                                            IEEE)
     both = mask_m[:, None] & mask_n[None, :]
     tl.store(noise_ptr + offs_m[:, None] * 12 + co[None, :], noise, mask=both)
     c = co // 4
@@ -172,11 +176,7 @@ def fuse_egest_kernel(
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
     IEEE: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    co = tl.arange(0, 16)
-    mask_n = co < 12
-    mask_m, n, y, x = unflatten_pixels(offs_m, N, HH, WH)
+    offs_m, mask_m, n, y, x, co, mask_n = twelve_channel_tile(N, HH, WH, BLOCK_M)
     acc = tl.zeros((BLOCK_M, 16), dtype=tl.float32)
     acc = accumulate_tap(acc, g_ptr, wp_ptr, offs_m, mask_m, 0, CI, 12, co, mask_n, BLOCK_K, IEEE)
     gate = tl.minimum(tl.maximum(acc + tl.load(b_ptr + co, mask=mask_n, other=0.0)[None, :], 0.0), 1.0)
