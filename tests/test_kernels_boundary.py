@@ -52,14 +52,19 @@ def test_ingest_matches_reference(n, h, w, dtype):
                            f"first at (n,h,w,c)={bad.nonzero()[0].tolist()}")
 
 
+def tail_inputs(g, n, h, w, dtype):
+    """Features on the half-resolution grid and a tail conv (12, WIDTH, 3, 3) that predicts noise of a
+    few levels, with its bias."""
+    hh, wh = half_grid(h, w, MULT)
+    feats = torch.randn(n, hh, wh, WIDTH, generator=g).relu().to(DTYPES[dtype])
+    weight = (torch.randn(12, WIDTH, 3, 3, generator=g) * 0.02).to(DTYPES[dtype])
+    return feats, weight, torch.randn(12, generator=g) * 0.01
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,h,w", SIZES)
 def test_egest_matches_reference(n, h, w, dtype):
-    g = torch.Generator().manual_seed(2)
-    hh, wh = half_grid(h, w, MULT)
-    feats = torch.randn(n, hh, wh, WIDTH, generator=g).relu().to(DTYPES[dtype])
-    weight = (torch.randn(12, WIDTH, 3, 3, generator=g) * 0.02).to(DTYPES[dtype])  # noise of a few levels
-    bias = torch.randn(12, generator=g) * 0.01
+    feats, weight, bias = tail_inputs(torch.Generator().manual_seed(2), n, h, w, dtype)
     fr = frames(n, h, w, seed=3)
     got = egest(feats.to(DEVICE), pack_weight(weight).to(DEVICE), bias.to(DEVICE), fr.to(DEVICE)).cpu()
     ref = egest_reference(feats, weight, bias, fr)
@@ -94,9 +99,7 @@ def test_egest_gate_matches_reference(n, h, w, dtype):
 
     g = torch.Generator().manual_seed(4)
     hh, wh = half_grid(h, w, MULT)
-    feats = torch.randn(n, hh, wh, WIDTH, generator=g).relu().to(DTYPES[dtype])
-    weight = (torch.randn(12, WIDTH, 3, 3, generator=g) * 0.02).to(DTYPES[dtype])
-    bias = torch.randn(12, generator=g) * 0.01
+    feats, weight, bias = tail_inputs(g, n, h, w, dtype)
     smap = torch.rand(n, generator=g)
     fr = frames(n, h, w, seed=5)
     prev = previous_of(fr, 6)
