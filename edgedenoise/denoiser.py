@@ -229,6 +229,8 @@ class Denoiser:
         sigma = self.told(sigma)
 
         img = frame[:, :, :3] if alpha is not None else frame
+        if previous is not None and alpha is not None:
+            previous = previous[:, :, :3]  # laid out as img
         if gray_in and self.channels == 3:
             # A gray frame replicated to three channels carries the same noise in each, which a
             # colour model (trained on independent channel noise) reads as structure. Telling it
@@ -236,12 +238,11 @@ class Denoiser:
             # +7 to +10 dB against +4.5 dB with sigma as is.
             sigma *= GRAY_SIGMA_GAIN
         if self.backend.frame_native:
-            prev = None if previous is None else previous[:, :, :3] if alpha is not None else previous
-            return self._run_frame_native(frame, img, alpha, sigma, prev)
+            return self._run_frame_native(frame, img, alpha, sigma, previous)
         x = self._to_input(img, scale)
         p = None
         if previous is not None:
-            p = self._to_input(previous[:, :, :3] if alpha is not None else previous, scale)
+            p = self._to_input(previous, scale)
         elif self.recurrent:
             p = x  # a scene's first frame: the model is given the frame itself
         y, times = self._run(x, sigma, p)

@@ -220,9 +220,7 @@ def head_inputs(graph, head: str) -> list[str]:
     their concatenation): the frame and the map as the head takes them. Quantized, the uint8 frame
     went to the head re-rounded onto a per-tensor grid of other steps than its own 1/255 (the
     percentile range), a rounding error the network never saw (CALIB_CAMERA_SHARE's comment)."""
-    producer = {o: n for n in graph.node for o in n.output}
-    node = next(n for n in graph.node if n.name == head)
-    found = _upstream(graph, [producer[i] for i in node.input if i in producer])
+    found = _upstream(graph, [n for n in graph.node if n.name == head]) - {head}
     return [n.name for n in graph.node if n.name in found]
 
 

@@ -7,7 +7,7 @@ A recurrent model with a gate branch (model.gate, gate_in "sums") ends instead i
 
     noise, gin = egest_gate(h, pack_weight(w_tail), b_tail, frame_u8, prev_u8, smap)
     g = ... the branch's two 3x3 convs on gin (conv.conv2d_nhwc, ReLU) ...
-    out = fuse_egest(g, pack_gate_logits(w_gate_1x1), b_gate_1x1, noise, frame_u8, prev_u8)
+    out = fuse_egest(g, *pack_gate_logits(w_gate_1x1, b_gate_1x1), noise, frame_u8, prev_u8)
 
 Weights come packed (conv.pack_weight, in the features' dtype): a caller packs them once.
 
@@ -89,31 +89,32 @@ def egest_gate(hfeat: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor, frame:
     return noise, gin
 
 
-def pack_gate_logits(weight: torch.Tensor) -> torch.Tensor:
-    """The gate branch's last conv (4, CI, 1, 1) -> (CI, 12): column k holds logit k % 4 (sub-pixel
-    (dy, dx) of every colour k // 4), so the kernel's 12 columns line up with the unshuffled noise."""
-    if tuple(weight.shape[2:]) != (1, 1) or weight.shape[0] != 4:
+def pack_gate_logits(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gate branch's last conv (4, CI, 1, 1) and its bias (4,) -> a weight (CI, 12) and a bias (12,)
+    fp32: column k holds logit k % 4 (sub-pixel (dy, dx) of every colour k // 4), so the kernel's 12
+    columns line up with the unshuffled noise. Packed once, as pack_weight packs the convs."""
+    if tuple(weight.shape[2:]) != (1, 1) or weight.shape[0] != 4 or tuple(bias.shape) != (4,):
         raise ValueError(f"the gate's last conv must be 1x1 to 4 logits, not {tuple(weight.shape)}")
-    w = weight[:, :, 0, 0].t()  # (CI, 4)
-    return w[:, torch.arange(12, device=w.device) % 4].contiguous()
+    cols = torch.arange(12, device=weight.device) % 4
+    return weight[:, :, 0, 0].t()[:, cols].contiguous(), bias.float()[cols.to(bias.device)].contiguous()
 
 
 def fuse_egest(g: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor, noise: torch.Tensor, frame: torch.Tensor,
                prev: torch.Tensor, block_m: int = 64) -> torch.Tensor:
-    """The gate logits (1x1 conv of g, wp from pack_gate_logits, bias the 4 logits' bias) and the
-    fusion: uint8 BGR (N, H, W, 3)."""
+    """The gate logits (1x1 conv of g; wp and bias from pack_gate_logits) and the fusion: uint8 BGR
+    (N, H, W, 3)."""
     from .boundary_kernels import fuse_egest_kernel
 
     n, hh, wh, ci = g.shape
-    if wp.shape != (ci, 12):
-        raise ValueError(f"fuse_egest expects the gate logits packed as ({ci}, 12), not {tuple(wp.shape)}")
+    if wp.shape != (ci, 12) or bias.shape != (12,):
+        raise ValueError(f"fuse_egest expects the gate logits packed as ({ci}, 12) and (12,) (pack_gate_logits), "
+                         f"not {tuple(wp.shape)} and {tuple(bias.shape)}")
     if noise.shape != (n, hh, wh, 12) or prev.shape != frame.shape:
         raise ValueError("fuse_egest: noise, frame and prev do not match the gate's grid")
     out = torch.empty_like(frame)
-    b12 = bias.float()[torch.arange(12, device=bias.device) % 4].contiguous()
     _, bk = conv_blocks(ci, 12)
     fuse_egest_kernel[(cdiv(n * hh * wh, block_m),)](
-        g, wp.to(g.dtype), b12, noise, frame, prev, out,
+        g, wp.to(g.dtype), bias, noise, frame, prev, out,
         n, frame.shape[1], frame.shape[2], hh, wh, ci,
         BLOCK_M=block_m, BLOCK_K=bk, IEEE=g.dtype == torch.float32,
     )

@@ -131,7 +131,8 @@ def test_fuse_egest_matches_reference(n, h, w, dtype):
     noise = torch.randn(n, hh, wh, 12, generator=g) * 0.03
     fr = frames(n, h, w, seed=8)
     prev = previous_of(fr, 9)
-    got = fuse_egest(feats.to(DEVICE), pack_gate_logits(weight).to(DEVICE), bias.to(DEVICE), noise.to(DEVICE),
+    wp, b12 = pack_gate_logits(weight, bias)
+    got = fuse_egest(feats.to(DEVICE), wp.to(DEVICE), b12.to(DEVICE), noise.to(DEVICE),
                      fr.to(DEVICE), prev.to(DEVICE)).cpu()
     ref = fuse_egest_reference(feats, weight, bias, noise, fr, prev)
     assert got.shape == fr.shape and got.dtype == torch.uint8

@@ -110,7 +110,6 @@ def ship(run: Path, name: str, models: Path) -> None:
         move_into(work, models)
 
 
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="run folder written by `edgedenoise train`")

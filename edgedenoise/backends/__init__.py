@@ -43,7 +43,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from ..modelfile import ModelFiles
-from .base import RECURRENT, Backend, fused_gate
+from .base import RECURRENT, Backend, fused_gate, unfused_gate
 
 NAMES = ["onnxruntime", "torch", "triton", "tensorrt"]
 CHOICES = ["auto", *NAMES]  # what the CLI's --backend takes
@@ -67,8 +67,7 @@ def create(name: str, files: ModelFiles, threads: int | None = None, device: str
         raise ModelError(f"the {name} backend cannot run a recurrent model ({files.name} takes a previous frame) "
                          f"yet: use {' or '.join(RECURRENT)}")
     if files.recurrent and name == "triton" and not fused_gate(files.config):
-        raise ModelError(f"the triton backend runs recurrent models with a gate branch fed colour sums (tiny-video, "
-                         f"default-video), not {files.name}: use onnxruntime or torch")
+        raise ModelError(unfused_gate(files.name))
     backend = _create(name, files, threads, device, precision, engine_path)
     backend.size_multiple = files.size_multiple
     return backend

@@ -17,6 +17,12 @@ def fused_gate(config: dict) -> bool:
     return bool(config.get("gate")) and config.get("gate_in", "parts") == "sums" and config.get("unshuffle", 2) == 2
 
 
+def unfused_gate(name: str) -> str:
+    """What the triton backend says of a recurrent model `name` whose fusion it does not compute (fused_gate)."""
+    return (f"the triton backend runs recurrent models with a gate branch fed colour sums (tiny-video, "
+            f"default-video), not {name}: use onnxruntime or torch")
+
+
 class Backend:
     """The contract of the package docstring; subclasses set `name` and `frame_native` and implement one call."""
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..modelfile import ModelFiles
-from .base import Backend, fused_gate
+from .base import Backend, fused_gate, unfused_gate
 
 log = logging.getLogger("edgedenoise")
 MAX_GRAPHS = 4  # frame shapes whose CUDA graphs are kept (a stream has one; a resize makes two)
@@ -68,8 +68,7 @@ class TritonBackend(Backend):
                              "use --backend torch or onnxruntime")
         cfg = net.config
         if cfg.recurrent and not fused_gate(cfg.to_dict()):
-            raise ModelError(f"the triton backend runs recurrent models with a gate branch fed colour sums "
-                             f"(tiny-video, default-video), not {files.name}: use --backend onnxruntime or torch")
+            raise ModelError(unfused_gate(files.name))
         self.cfg = net.config
         self.recurrent = cfg.recurrent
         self.map_scale = SIGMA_MAP_SCALE
@@ -97,7 +96,8 @@ class TritonBackend(Backend):
             from edgedenoise_kernels.boundary import pack_gate_logits
 
             last = conv(net.gate[4], "none")
-            last["wp"] = pack_gate_logits(last["w"]).to(self.dtype)
+            wp, last["b"] = pack_gate_logits(last["w"], last["b"])  # the 4 logits' columns, once per colour
+            last["wp"] = wp.to(self.dtype)
             self.gate.append(last)
         self.graphs = graphs and self.device.type == "cuda"
         self._graphs: OrderedDict = OrderedDict()  # (N,H,W,C) -> (graph, static frame, map, out, previous)
