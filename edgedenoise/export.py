@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import temp_beside
+from .backends.base import fused_gate
 from .errors import ModelError
 from .modelfile import load_model, resolve
 from .onnxweights import halve_weights
@@ -56,6 +57,40 @@ class _EgestOp(torch.autograd.Function):
         return g.op("edgedenoise::Egest", h, weight, bias, frame)
 
 
+class _EgestGateOp(torch.autograd.Function):
+    """A recurrent model's tail (features NCHW, uint8 frame and previous output, the scaled noise
+    map) -> (the predicted noise (N, 12, Hh, Wh) fp32, the gate branch's input (N, 3, Hh, Wh) fp32).
+    In the graph: one node edgedenoise::EgestGate with two outputs (kernels/boundary.py egest_gate)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, frame, previous, smap):
+        from edgedenoise_kernels.boundary import egest_gate_reference
+
+        noise, gin = egest_gate_reference(h.permute(0, 2, 3, 1), weight, bias, frame, previous, smap)
+        return noise.permute(0, 3, 1, 2).contiguous(), gin.permute(0, 3, 1, 2).contiguous()
+
+    @staticmethod
+    def symbolic(g, h, weight, bias, frame, previous, smap):
+        return g.op("edgedenoise::EgestGate", h, weight, bias, frame, previous, smap, outputs=2)
+
+
+class _FuseEgestOp(torch.autograd.Function):
+    """The gate branch's features (NCHW), its 1x1 conv to the gate logits, the noise, the frame and
+    the previous output -> the fused uint8 BGR frame. In the graph: one node edgedenoise::FuseEgest
+    (kernels/boundary.py fuse_egest)."""
+
+    @staticmethod
+    def forward(ctx, g, weight, bias, noise, frame, previous):
+        from edgedenoise_kernels.boundary import fuse_egest_reference
+
+        return fuse_egest_reference(g.permute(0, 2, 3, 1), weight, bias, noise.permute(0, 2, 3, 1), frame,
+                                    previous).contiguous()
+
+    @staticmethod
+    def symbolic(g, gfeat, weight, bias, noise, frame, previous):
+        return g.op("edgedenoise::FuseEgest", gfeat, weight, bias, noise, frame, previous)
+
+
 class _FrameNative(nn.Module):
     """frame (N,H,W,3) uint8 BGR, sigma (N,) in [0,1] units -> denoised (N,H,W,3) uint8 BGR."""
 
@@ -69,6 +104,22 @@ class _FrameNative(nn.Module):
         n = self.net
         h = _IngestOp.apply(frame, sigma, n.head[0].weight, n.head[0].bias, n.config.size_multiple, self.scale)
         return _EgestOp.apply(n.body(h), n.tail.weight, n.tail.bias, frame)
+
+
+class _FrameNativeRecurrent(_FrameNative):
+    """A recurrent model with a gate branch fed colour sums (tiny-video, default-video): frame,
+    sigma and previous (N,H,W,3) uint8 BGR, the stream's last output (the frame itself on a
+    scene's first frame) -> denoised. Ingest and the body as the framewise graph; EgestGate (the
+    tail and the branch's input), the branch's two 3x3 convs as plain ONNX Conv + Relu, FuseEgest
+    (its 1x1 conv and the fusion). The noise map reaches EgestGate scaled (a Mul in the graph)."""
+
+    def forward(self, frame, sigma, previous):
+        n = self.net
+        h = _IngestOp.apply(frame, sigma, n.head[0].weight, n.head[0].bias, n.config.size_multiple, self.scale)
+        noise, gin = _EgestGateOp.apply(n.body(h), n.tail.weight, n.tail.bias, frame, previous, sigma * self.scale)
+        gfeat = n.gate[:4](gin)
+        last = n.gate[4]
+        return _FuseEgestOp.apply(gfeat, last.weight, last.bias, noise, frame, previous)
 
 
 class _Exported(nn.Module):
@@ -96,10 +147,14 @@ def _export_to(net, files, tmp: Path, frame_native: bool, half_weights: bool, ch
     s = torch.full((1,), 25 / 255)
     if frame_native:
         frame = torch.randint(0, 256, (1, 3 * m + 3, 4 * m + 5, 3), dtype=torch.uint8)
+        image = {0: "N", 1: "H", 2: "W"}
+        inputs, names, axes = (frame, s), ["frame", "sigma"], {"frame": image, "sigma": {0: "N"}, "denoised": image}
+        if recurrent:
+            inputs, names = (frame, s, torch.randint(0, 256, frame.shape, dtype=torch.uint8)), names + ["previous"]
+            axes = {**axes, "previous": image}
         torch.onnx.export(
-            _FrameNative(net).eval(), (frame, s), str(tmp), dynamo=False, opset_version=OPSET,
-            input_names=["frame", "sigma"], output_names=["denoised"],
-            dynamic_axes={"frame": {0: "N", 1: "H", 2: "W"}, "sigma": {0: "N"}, "denoised": {0: "N", 1: "H", 2: "W"}},
+            (_FrameNativeRecurrent if recurrent else _FrameNative)(net).eval(), inputs, str(tmp), dynamo=False,
+            opset_version=OPSET, input_names=names, output_names=["denoised"], dynamic_axes=axes,
             custom_opsets={"edgedenoise": 1}, do_constant_folding=True,
         )
     else:
@@ -172,8 +227,11 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
 
     frame_native: uint8 (N,H,W,3) BGR `frame` in, uint8 `denoised` out, any H and W, with the
     fused boundary kernels as custom ops edgedenoise::Ingest / edgedenoise::Egest (what
-    TensorRT builds from, with the kernels as plugins). ONNX Runtime runs it only with those
-    ops registered (tests/test_frame_native.py does, with onnxruntime-extensions)."""
+    TensorRT builds from, with the kernels as plugins); a recurrent model with a gate branch fed
+    colour sums also takes uint8 `previous` (the stream's last output) and ends in
+    edgedenoise::EgestGate, its gate convs and edgedenoise::FuseEgest instead of Egest. ONNX
+    Runtime runs it only with those ops registered (tests/test_frame_native.py does, with
+    onnxruntime-extensions)."""
     t0 = time.time()
     files = resolve(model_spec)
     guard(out, [files.onnx, files.weights], what="export output")  # before the model is even loaded
@@ -187,9 +245,9 @@ def export_onnx(model_spec: str | Path, out: str | Path, check: bool = True, fra
     recurrent = net.config.recurrent
     if frame_native and net.config.channels != 3:
         raise ModelError("--frame-native exports colour (3-channel) models only")
-    if frame_native and recurrent:
-        raise ModelError("--frame-native does not take a recurrent model yet (its ingest kernel would need the "
-                         "previous frame): export it without --frame-native")
+    if frame_native and recurrent and not fused_gate(net.config.to_dict()):
+        raise ModelError(f"--frame-native exports recurrent models with a gate branch fed colour sums (tiny-video, "
+                         f"default-video), not {files.name}: export it without --frame-native")
     tmp = temp_beside(out)  # a new hidden file beside the output (O_EXCL), renamed over it when complete
     try:
         slimmed = _export_to(net, files, tmp, frame_native, half_weights, check)

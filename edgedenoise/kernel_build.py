@@ -5,21 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def family_variants(sizes: list[str] | None = None, dtypes=("fp16", "fp32")) -> list:
+def family_variants(sizes: list[str] | None = None, dtypes=("fp16", "fp32"), gates: list[int] | None = None) -> list:
     """One ConvVariant per distinct convolution (window, stride, padding, activation, blocks)
-    of the given model sizes (default: all)."""
+    of the given model sizes (default: all), and their boundary kernels: ingest and egest, and
+    for a size whose shipped recurrent model the kernels fuse (tiny -> tiny-video, small ->
+    default-video) egest_gate and fuse_egest (fp32 only: the plugins feed it fp32); `gates`: the
+    gate branch widths of other recurrent models to build them for (tools/jetson_deploy.py passes
+    its model's)."""
     import torch.nn as nn
     from edgedenoise_kernels.aot import BoundaryVariant, ConvVariant
     from edgedenoise_kernels.blocks import conv_blocks
 
+    from .backends.base import fused_gate
     from .model import SIZES, build_model
+    from .modelfile import recurrent_variant, resolve
 
     seen = []
     for size in sizes or list(SIZES):
         net = build_model(size)
-        for dt in dtypes:
-            for kind in ("ingest", "egest"):
-                v = BoundaryVariant(kind, net.config.widths[0], dt)
+        video = recurrent_variant(size)
+        shipped = resolve(video).config if video else {}
+        widths = sorted({*([int(shipped["gate"])] if fused_gate(shipped) else []), *(gates or [])})
+        kinds = [("ingest", net.config.widths[0], dtypes), ("egest", net.config.widths[0], dtypes)]
+        if widths:
+            kinds += [("egest_gate", net.config.widths[0], dtypes)] + [("fuse_egest", g, ("fp32",)) for g in widths]
+        for kind, width, dts in kinds:
+            for dt in dts:
+                v = BoundaryVariant(kind, width, dt)
                 if v not in seen:
                     seen.append(v)
         for name, m in net.named_modules():
@@ -37,7 +49,8 @@ def family_variants(sizes: list[str] | None = None, dtypes=("fp16", "fp32")) -> 
     return seen
 
 
-def build_kernels(targets: str, out: str | Path, sizes: list[str] | None = None) -> dict:
+def build_kernels(targets: str, out: str | Path, sizes: list[str] | None = None,
+                  gates: list[int] | None = None) -> dict:
     import os
 
     from tqdm import tqdm
@@ -50,7 +63,7 @@ def build_kernels(targets: str, out: str | Path, sizes: list[str] | None = None)
     from edgedenoise_kernels.aot import build, parse_targets
 
     ccs = parse_targets(targets)
-    variants = family_variants(sizes)
+    variants = family_variants(sizes, gates=gates)
     bar = tqdm(total=len(ccs) * len(variants), unit="kernel", desc="kernels build")
 
     def step(entry):

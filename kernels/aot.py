@@ -48,9 +48,12 @@ class ConvVariant:
 @dataclass(frozen=True)
 class BoundaryVariant:
     """The ingest (uint8 frame -> head conv) or egest (tail conv -> uint8 frame) kernel for one
-    model width: `width` is the head's output / the tail's input channel count."""
+    model width: `width` is the head's output / the tail's input channel count. A recurrent model
+    with a gate branch ends in egest_gate (the tail conv, width as egest's; dtype the features',
+    its two outputs fp32) and fuse_egest (width: the gate branch's; fp32 in, as the TensorRT
+    plugins feed it)."""
 
-    kind: str  # ingest | egest
+    kind: str  # ingest | egest | egest_gate | fuse_egest
     width: int
     dtype: str  # fp16 | fp32
 
@@ -87,7 +90,13 @@ def boundary_signature(kind: str, dtype: str) -> dict:
         sig.update({k: "i32" for k in ("N", "H", "W", "HH", "WH", "CO")})
         sig.update({k: "constexpr" for k in ("CIN", "BLOCK_M", "BLOCK_N", "BLOCK_K", "IEEE")})
     else:
-        sig = {"h_ptr": p, "wp_ptr": p, "b_ptr": "*fp32", "frame_ptr": "*u8", "out_ptr": "*u8"}
+        sig = {
+            "egest": {"h_ptr": p, "wp_ptr": p, "b_ptr": "*fp32", "frame_ptr": "*u8", "out_ptr": "*u8"},
+            "egest_gate": {"h_ptr": p, "wp_ptr": p, "b_ptr": "*fp32", "frame_ptr": "*u8", "prev_ptr": "*u8",
+                           "smap_ptr": "*fp32", "noise_ptr": "*fp32", "gin_ptr": "*fp32"},
+            "fuse_egest": {"g_ptr": p, "wp_ptr": p, "b_ptr": "*fp32", "noise_ptr": "*fp32", "frame_ptr": "*u8",
+                           "prev_ptr": "*u8", "out_ptr": "*u8"},
+        }[kind]
         sig.update({k: "i32" for k in ("N", "H", "W", "HH", "WH", "CI")})
         sig.update({k: "constexpr" for k in ("BLOCK_M", "BLOCK_K", "IEEE")})
     return sig
@@ -96,7 +105,7 @@ def boundary_signature(kind: str, dtype: str) -> dict:
 def _spec(v):
     """(jit function, signature, constants, grid description) of a variant."""
     from .blocks import conv_blocks
-    from .boundary_kernels import egest_conv_kernel, ingest_conv_kernel
+    from .boundary_kernels import egest_conv_kernel, egest_gate_kernel, fuse_egest_kernel, ingest_conv_kernel
     from .conv_kernels import conv2d_nhwc_kernel
 
     if isinstance(v, ConvVariant):
@@ -110,7 +119,8 @@ def _spec(v):
             "(cdiv(N*HH*WH, BLOCK_M), cdiv(CO, BLOCK_N), 1)"
     _, bk = conv_blocks(v.width, 12)
     consts = dict(BLOCK_M=BLOCK_M, BLOCK_K=bk, IEEE=v.dtype == "fp32")
-    return egest_conv_kernel, boundary_signature("egest", v.dtype), consts, "(cdiv(N*HH*WH, BLOCK_M), 1, 1)"
+    fn = {"egest": egest_conv_kernel, "egest_gate": egest_gate_kernel, "fuse_egest": fuse_egest_kernel}[v.kind]
+    return fn, boundary_signature(v.kind, v.dtype), consts, "(cdiv(N*HH*WH, BLOCK_M), 1, 1)"
 
 
 def build(variants: list, targets: list[int], out_dir: str | Path, progress=None) -> dict:

@@ -50,11 +50,11 @@ def test_a_gpu_runs_the_engine_then_triton_then_torch(tmp_path):
 
 
 def test_what_a_model_cannot_run_on_is_passed_over():
-    video = resolve("tiny-video")  # recurrent: no TensorRT engine runs it yet; triton does
+    video = resolve("tiny-video")  # recurrent: triton runs it, and an engine built from its graph
     assert decide(video, "auto", GPU)[:2] == ("triton", "fp16")
     engines = Capabilities(gpu=1, torch=True, torch_cuda=True, tensorrt=True, triton=True,
                            engines=(("x.engine", "fp16"),))
-    assert decide(video, "auto", engines).backend == "triton"
+    assert decide(video, "auto", engines)[:2] == ("tensorrt", "fp16")
     # a recurrent model whose gate comes from its tail (no gate branch): not one the fused kernels compute
     tailed = dataclasses.replace(video, config={**video.config, "gate": 0})
     c = decide(tailed, "auto", GPU)

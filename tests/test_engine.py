@@ -143,8 +143,18 @@ class FakeTensorRT:
     BuilderFlag = SimpleNamespace(FP16="FP16", INT8="INT8")
 
     def __init__(self):
-        self.seen = {"flags": set(), "calibrator": None}
+        self.seen = {"flags": set(), "calibrator": None, "profile": {}}
         seen = self.seen
+
+        class Network:
+            inputs: list = []  # the parsed graph's input names
+
+            @property
+            def num_inputs(self):
+                return len(self.inputs)
+
+            def get_input(self, i):
+                return SimpleNamespace(shape=(1, 3, -1, -1), name=self.inputs[i])
 
         class Config:
             def set_memory_pool_limit(self, pool, size): pass
@@ -161,17 +171,23 @@ class FakeTensorRT:
             def __init__(self, logger): pass
             def create_network(self, flags):
                 seen["network_flags"] = flags
-                return SimpleNamespace(get_input=lambda i: SimpleNamespace(shape=(1, 3, -1, -1)))
+                return Network()
             def create_builder_config(self): return Config()
-            def create_optimization_profile(self): return SimpleNamespace(set_shape=lambda *a: None)
+            def create_optimization_profile(self):
+                return SimpleNamespace(set_shape=lambda name, *shapes: seen["profile"].update({name: shapes}))
             def build_serialized_network(self, network, config): return b"plan"
 
         class OnnxParser:
             num_errors = 0
 
-            def __init__(self, network, logger): pass
+            def __init__(self, network, logger):
+                self.network = network
+
             def parse(self, data):
+                import onnx
+
                 seen["parsed"] = data
+                self.network.inputs = [i.name for i in onnx.load_from_string(data).graph.input]
                 return True
 
         self.Builder, self.OnnxParser = Builder, OnnxParser
@@ -217,6 +233,55 @@ def test_build_flow_per_precision_with_a_stand_in_tensorrt(monkeypatch, tmp_path
     else:
         assert trt.seen["network_flags"] == 0 and trt.seen["flags"] == {"FP16", "INT8"}
         assert trt.seen["calibrator"] == "the calibrator" and "not checked" in " ".join(said)
+
+
+def test_build_of_a_recurrent_model_profiles_its_previous_frame(monkeypatch, tmp_path, train_subset):
+    """A recurrent model's graph (tiny-video): `previous` gets the frame's profile, the sidecar says
+    recurrent; INT8 without a Q/DQ graph is refused in one line (the legacy calibrator cannot feed
+    the model its own outputs), before TensorRT builds anything."""
+    from edgedenoise.modelfile import resolve
+    from edgedenoise.trt import EngineError, build
+
+    trt = FakeTensorRT()
+    monkeypatch.setattr(build, "load_tensorrt", lambda: trt)
+    monkeypatch.setattr(build, "this_machine", lambda: {"tensorrt": trt.__version__, "gpu": "Orin",
+                                                        "compute_capability": "8.7"})
+    monkeypatch.setattr(int8, "calibrator", lambda *a: "the calibrator")
+    monkeypatch.setattr(int8, "can_quantize", lambda: False)
+    src = resolve("tiny-video")
+    for f in (src.onnx, src.onnx.with_suffix(".json")):
+        shutil.copy(f, tmp_path / f.name)
+    profile = {"min": (64, 64), "opt": (480, 640), "max": (720, 1280)}
+    meta = build.build_engine(tmp_path / src.onnx.name, tmp_path / "v.engine", "fp16", profile=profile)
+    want = tuple((1, 3, *profile[k]) for k in ("min", "opt", "max"))
+    assert trt.seen["profile"] == {"noisy": want, "previous": want, "sigma": ((1,), (1,), (1,))}
+    assert meta["recurrent"] is True and read_sidecar(tmp_path / "v.engine")["recurrent"] is True
+    with pytest.raises(EngineError, match="recurrent model: its INT8 engine is built from the symmetric Q/DQ") as e:
+        build.build_engine(tmp_path / src.onnx.name, tmp_path / "v8.engine", "int8", train_subset)
+    assert "\n" not in str(e.value) and not (tmp_path / "v8.engine").exists()
+
+
+def test_recurrent_engine_matches_onnxruntime_over_frames(tmp_path, kodak_rgb):
+    """tiny-video as a TensorRT engine (fp32, native kernels) over three frames of a still scene,
+    each given the engine's own last output: ONNX Runtime's output on the same inputs to one level."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installable on this machine")
+    from edgedenoise import Denoiser
+    from edgedenoise.engine import build_engine
+    from edgedenoise.modelfile import resolve
+    from edgedenoise.noise import protocol_noisy
+
+    eng = tmp_path / "v.engine"
+    meta = build_engine(resolve("tiny-video").onnx, eng, "fp32",
+                        profile={"min": (64, 64), "opt": (512, 512), "max": (512, 768)})
+    assert meta["recurrent"] is True
+    trt_den, ort_den = Denoiser.load(eng), Denoiser.load("tiny-video", backend="onnxruntime")
+    clean = np.ascontiguousarray(kodak_rgb[:, :, ::-1])
+    prev = None
+    for i in range(3):
+        frame = protocol_noisy(clean, 25, i, "camera")
+        a, b = trt_den.denoise(frame, 25, prev), ort_den.denoise(frame, 25, prev)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, f"frame {i}"
+        prev = a
 
 
 # ---------------------------------------------------------------- --kernels auto: compare, refuse, choose
@@ -301,15 +366,15 @@ def test_auto_keeps_the_faster_and_says_why(monkeypatch, tmp_path, native_ms, tr
         sidecar_path(out).write_text("{}")
         return meta
 
-    def fake_output(path, noisy, files):
+    def fake_output(path, noisy, files, previous=None):
         wrong = native_wrong and Path(path).suffix == ".native"
         return ref + np.uint8(30) if wrong else ref.copy()
 
     timed = []
     monkeypatch.setattr(auto, "build_engine", fake_build)
     monkeypatch.setattr(auto, "time_engine", lambda path, hw: timed.append(hw) or ms[Path(path).suffix[1:]])
-    monkeypatch.setattr(auto, "check_frame", lambda hw: ref)
-    monkeypatch.setattr(auto, "reference_output", lambda onnx, noisy: ref)
+    monkeypatch.setattr(auto, "check_frame", lambda hw, seed=0: ref)
+    monkeypatch.setattr(auto, "reference_output", lambda onnx, noisy, previous=None: ref)
     monkeypatch.setattr(auto, "engine_output", fake_output)
     said = []
     out = tmp_path / "m.engine"
@@ -328,3 +393,43 @@ def test_auto_keeps_the_faster_and_says_why(monkeypatch, tmp_path, native_ms, tr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json"]  # no leftovers
     with pytest.raises(EngineError, match="int8"):
         auto.build_auto(resolve("default").onnx, out, "int8", None, None, None, 1.0, None, "auto", said.append)
+
+
+def test_auto_checks_a_recurrent_engine_on_a_second_frame(monkeypatch, tmp_path):
+    """A recurrent model's engines are compared with ONNX Runtime on a frame whose previous output
+    is ONNX Runtime's own on the frame before (new noise): the fusion runs, not only the first-frame
+    path; both are given the same previous frame."""
+    from edgedenoise.modelfile import resolve
+    from edgedenoise.trt import auto
+    from edgedenoise.trt.sidecar import sidecar_path
+
+    frames = {0: np.full((8, 8, 3), 90, np.uint8), 1: np.full((8, 8, 3), 110, np.uint8)}
+    first_out = np.full((8, 8, 3), 100, np.uint8)
+    calls = []
+
+    def reference(onnx, noisy, previous=None):
+        calls.append(("onnxruntime", noisy, previous))
+        return first_out if previous is None else noisy.copy()
+
+    def engine(path, noisy, files, previous=None):
+        calls.append((Path(path).suffix, noisy, previous))
+        return noisy.copy()
+
+    def build(onnx, out, precision, calib, profile, cache, ws, kind, kdir, plugins, log):
+        out.write_text(kind)
+        sidecar_path(out).write_text("{}")
+        return {"kernels": kind, "precision": precision}
+
+    monkeypatch.setattr(auto, "build_engine", build)
+    monkeypatch.setattr(auto, "time_engine", lambda path, hw: 1.0 if path.suffix == ".native" else 2.0)
+    monkeypatch.setattr(auto, "check_frame", lambda hw, seed=0: frames[seed])
+    monkeypatch.setattr(auto, "reference_output", reference)
+    monkeypatch.setattr(auto, "engine_output", engine)
+    meta = auto.build_auto(resolve("tiny-video").onnx, tmp_path / "v.engine", "fp16", None, None, None, 1.0, None,
+                           "auto", lambda m: None)
+    assert meta["auto"]["kept"] == "native"
+    (_, n0, p0), (_, n1, p1), *engines = calls
+    assert n0 is frames[0] and p0 is None  # the first frame: its output is the previous of the checked one
+    assert n1 is frames[1] and p1 is first_out
+    assert [(k, n is frames[1], p is first_out) for k, n, p in engines] == [(".native", True, True),
+                                                                             (".triton", True, True)]

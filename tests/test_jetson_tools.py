@@ -123,6 +123,33 @@ def test_bundle_kernels_and_graph_are_what_build_triton_reads(bundle):
 
 
 @pytest.mark.slow
+def test_recurrent_bundle_carries_its_tail_kernels(tmp_path):
+    """`--model tiny-video`: the frame-native graph ends in EgestGate and FuseEgest, the plugins'
+    preparation takes it, and the manifest holds their cubins (the tail at tiny's width, fp16 and
+    fp32; the fusion at the gate's width, fp32) beside tiny's own kernels."""
+    from edgedenoise.trt.aot_kernels import load_manifest, pick_kernel
+    from edgedenoise.trt.build import frame_native_onnx
+    from edgedenoise.trt.graph import prepare_onnx
+
+    out = tmp_path / "video"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "jetson_deploy.py"), "--model", "tiny-video", "--target",
+                        "sm_87", "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    info = json.loads((out / "BUNDLE.json").read_text())
+    assert info["recurrent"] is True and info["frame_onnx"] == "models/tiny-video.frame.onnx"
+    frame = frame_native_onnx(out / "models" / "tiny-video.onnx", out, log=lambda s: None)
+    _, widths = prepare_onnx(frame.read_bytes(), "fp16", "ipluginv3")
+    assert widths == {"ingest": 16, "egest_gate": 16, "fuse_egest": 12}
+    manifest = load_manifest(out / "build" / "kernels")
+    for kind, width, dtypes in (("ingest", 16, ("fp16", "fp32")), ("egest_gate", 16, ("fp16", "fp32")),
+                                ("fuse_egest", 12, ("fp32",))):
+        for dtype in dtypes:
+            k = pick_kernel(manifest, out / "build" / "kernels", kind, width, dtype, 87)
+            assert k.cubin_path.stat().st_size > 0 and k.ptx_path.is_file()
+
+
+@pytest.mark.slow
 def test_bundled_runtime_denoises_without_torch(bundle, data_root):
     """The bundle's own package, imported from the bundle with torch made unimportable (a Jetson
     without it), denoises a real image with the bundled model: PSNR gained."""

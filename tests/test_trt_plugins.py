@@ -31,6 +31,8 @@ triton = pytest.importorskip("triton", reason="triton is not installed (pip inst
 torch = pytest.importorskip("torch")
 
 WIDTH = 24  # the default (small) model's first width
+GATE = 12  # default-video's gate branch width (fuse_egest's kernels take it FP32)
+KINDS = ("ingest", "egest", "egest_gate", "fuse_egest")
 TARGETS = (72, 87, 90)
 NVBIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 # compiling needs the real JIT, not the interpreter the other kernel tests run in
@@ -41,7 +43,8 @@ COMPILE_ENV = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
 def aot_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("aot")
     code = ("import sys\nfrom edgedenoise_kernels.aot import BoundaryVariant, build\n"
-            f"build([BoundaryVariant('ingest', {WIDTH}, 'fp16'), BoundaryVariant('egest', {WIDTH}, 'fp16')], "
+            f"build([BoundaryVariant('ingest', {WIDTH}, 'fp16'), BoundaryVariant('egest', {WIDTH}, 'fp16'), "
+            f"BoundaryVariant('egest_gate', {WIDTH}, 'fp16'), BoundaryVariant('fuse_egest', {GATE}, 'fp32')], "
             f"{list(TARGETS)}, sys.argv[1])\n")
     p = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=COMPILE_ENV)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -49,7 +52,8 @@ def aot_dir(tmp_path_factory):
 
 
 def kernel(aot_dir, kind, cc=87):
-    return ak.pick_kernel(ak.load_manifest(aot_dir), aot_dir, kind, WIDTH, "fp16", cc)
+    width, dtype = (GATE, "fp32") if kind == "fuse_egest" else (WIDTH, "fp16")
+    return ak.pick_kernel(ak.load_manifest(aot_dir), aot_dir, kind, width, dtype, cc)
 
 
 # ---------------------------------------------------------------- kernel choice
@@ -58,9 +62,9 @@ def kernel(aot_dir, kind, cc=87):
 @pytest.mark.parametrize("cc", [72, 87, 90, "8.7", "sm_90"])
 def test_the_cubin_of_this_target_is_picked(aot_dir, cc):
     target = f"sm_{ak.cc_int(cc)}"
-    for kind in ("ingest", "egest"):
+    for kind in KINDS:
         k = kernel(aot_dir, kind, cc)
-        assert k.target == target and k.kind == kind and k.width == WIDTH
+        assert k.target == target and k.kind == kind and k.width == (GATE if kind == "fuse_egest" else WIDTH)
         assert k.cubin_path.parent.name == target and k.ptx_path.parent.name == target
         assert k.cubin()[:4] == b"\x7fELF"  # and its sha256 matches the manifest
         assert f".target {target}" in k.ptx
@@ -153,6 +157,36 @@ def test_egest_launch_is_the_triton_launchers(aot_dir, monkeypatch, n, h, w):
     check_same_launch(mine, k, grid, args, kwargs, roles)
 
 
+@pytest.mark.parametrize("n,h,w", SIZES, ids=[f"{n}x{w}x{h}" for n, h, w in SIZES])
+def test_recurrent_tail_launches_are_the_triton_launchers(aot_dir, monkeypatch, n, h, w):
+    from edgedenoise_kernels import boundary, boundary_kernels
+
+    rec = Recorder()
+    monkeypatch.setattr(boundary_kernels, "egest_gate_kernel", rec)
+    monkeypatch.setattr(boundary_kernels, "fuse_egest_kernel", rec)
+    hh, wh = boundary.half_grid(h, w, 16)
+    feats = torch.zeros((n, hh, wh, WIDTH), dtype=torch.float16)
+    wp, bias = torch.zeros((9 * WIDTH, 12), dtype=torch.float16), torch.zeros(12)
+    frame, prev = torch.zeros((n, h, w, 3), dtype=torch.uint8), torch.zeros((n, h, w, 3), dtype=torch.uint8)
+    smap = torch.zeros(n)
+    noise, gin = boundary.egest_gate(feats, wp, bias, frame, prev, smap)
+    g = torch.zeros((n, hh, wh, GATE))
+    wg, bg = torch.zeros((GATE, 12)), torch.zeros(12)
+    out = boundary.fuse_egest(g, wg, bg, noise, frame, prev)
+    (grid, args, kwargs), (grid2, args2, kwargs2) = rec.calls
+    roles = {id(feats): "h_ptr", id(wp): "wp_ptr", id(bias): "b_ptr", id(frame): "frame_ptr", id(prev): "prev_ptr",
+             id(smap): "smap_ptr", id(noise): "noise_ptr", id(gin): "gin_ptr"}
+    k = kernel(aot_dir, "egest_gate")
+    mine = lp.egest_launch(k, n, h, w, hh, wh, {r: 1000 + i for i, r in enumerate(roles.values())})
+    check_same_launch(mine, k, grid, args, kwargs, roles)
+    # the launcher passes the packed weight cast to g's dtype: a new tensor of the same role
+    roles = {id(g): "g_ptr", id(args2[1]): "wp_ptr", id(args2[2]): "b_ptr", id(noise): "noise_ptr",
+             id(frame): "frame_ptr", id(prev): "prev_ptr", id(out): "out_ptr"}
+    k = kernel(aot_dir, "fuse_egest")
+    mine = lp.egest_launch(k, n, h, w, hh, wh, {r: 2000 + i for i, r in enumerate(roles.values())})
+    check_same_launch(mine, k, grid2, args2, kwargs2, roles)
+
+
 def test_a_frame_too_small_to_pad_is_refused(aot_dir):
     with pytest.raises(KernelsError, match="too small"):
         lp.ingest_launch(kernel(aot_dir, "ingest"), 1, 8, 64, 16, {})
@@ -170,7 +204,7 @@ def kparam_sizes(cubin: Path) -> list[int]:
     return list(by_ordinal.values())
 
 
-@pytest.mark.parametrize("kind", ["ingest", "egest"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_packed_arguments_fit_the_cubins_parameters(aot_dir, kind):
     for cc in TARGETS:
         k = kernel(aot_dir, kind, cc)
@@ -187,7 +221,13 @@ def test_packed_arguments_fit_the_cubins_parameters(aot_dir, kind):
 # ---------------------------------------------------------------- the QDP path's PTX
 
 
-@pytest.mark.parametrize("kind", ["ingest", "egest"])
+# the QDP parameter order, by index into the kernel's own: input pointers, int32 scalars, output pointers
+QDP_ORDER = {"ingest": (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 4), "egest": (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 4),
+             "egest_gate": (0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 6, 7),
+             "fuse_egest": (0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 6)}
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_qdp_ptx_takes_inputs_scalars_outputs(aot_dir, tmp_path, kind):
     ptxas = NVBIN / "ptxas"
     if not ptxas.exists():
@@ -196,12 +236,13 @@ def test_qdp_ptx_takes_inputs_scalars_outputs(aot_dir, tmp_path, kind):
     ptx = k.qdp_ptx().decode()
     names = [name for _, name in ak.ptx_entry_params(ptx, k.function)]
     # TensorRT launches an AOT plugin kernel with (input pointers, int32 scalars, output pointers)
-    assert names == [f"{k.function}_param_{i}" for i in (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 4)]
+    assert names == [f"{k.function}_param_{i}" for i in QDP_ORDER[kind]]
     src, cubin = tmp_path / f"{kind}.ptx", tmp_path / f"{kind}.cubin"
     src.write_text(ptx)
     p = subprocess.run([str(ptxas), "-arch=sm_87", str(src), "-o", str(cubin)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert kparam_sizes(cubin) == [8, 8, 8, 8, 4, 4, 4, 4, 4, 4, 8]
+    n_in, n_out = (len(x) for x in ak.PLUGIN_IO[kind])
+    assert kparam_sizes(cubin) == [8] * n_in + [4] * 6 + [8] * n_out
 
 
 PTX = """.version 8.0
@@ -348,6 +389,72 @@ def test_prepare_refuses_the_float_graph_and_int8():
         graph.prepare_onnx(data, "int8", "ipluginv3")
 
 
+@pytest.fixture(scope="module")
+def recurrent_onnx(tmp_path_factory):
+    from edgedenoise.export import export_onnx
+
+    path = tmp_path_factory.mktemp("fn") / "video.frame.onnx"
+    export_onnx("default-video", path, frame_native=True)
+    return path
+
+
+@pytest.mark.parametrize("dtype,flavour", [("fp16", "ipluginv3"), ("fp32", "qdp")])
+def test_prepared_recurrent_graph_packs_the_tail_and_the_gate(recurrent_onnx, dtype, flavour):
+    """default-video's frame-native graph: Ingest as the framewise one's; EgestGate's tail packed as
+    Egest's (features' dtype), FuseEgest's 1x1 conv packed as the triton launcher packs it (FP32 in
+    either precision: the gate's 12 channels cross as FP32 HWC); the kernels' input order."""
+    import onnx
+    from edgedenoise_kernels.boundary import pack_gate_logits
+    from edgedenoise_kernels.conv import pack_weight
+    from onnx import numpy_helper
+
+    src = onnx.load(str(recurrent_onnx))
+    assert [i.name for i in src.graph.input] == ["frame", "sigma", "previous"]
+    data, widths = graph.prepare_onnx(recurrent_onnx.read_bytes(), dtype, flavour)
+    got = onnx.load_from_string(data)
+    assert widths == {"ingest": WIDTH, "egest_gate": WIDTH, "fuse_egest": GATE}
+    before, after = nodes(src), nodes(got)
+    assert set(after) == {"Ingest", "EgestGate", "FuseEgest"}
+    w = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in src.graph.initializer}
+    inits = {i.name: numpy_helper.to_array(i) for i in got.graph.initializer}
+    np_dtype = np.float16 if dtype == "fp16" else np.float32
+
+    h, w_name, b_name, frame, previous, smap = before["EgestGate"].input
+    assert (frame, previous) == ("frame", "previous")
+    assert list(after["EgestGate"].input) == [h, "edgedenoise_egest_gate_wp", "edgedenoise_egest_gate_bias", frame,
+                                              previous, smap]
+    np.testing.assert_array_equal(inits["edgedenoise_egest_gate_wp"], pack_weight(w[w_name]).numpy().astype(np_dtype))
+    np.testing.assert_array_equal(inits["edgedenoise_egest_gate_bias"], w[b_name].numpy())
+    g, w_name, b_name, noise, frame, previous = before["FuseEgest"].input
+    assert noise == before["EgestGate"].output[0] and (frame, previous) == ("frame", "previous")
+    assert list(after["FuseEgest"].input) == [g, "edgedenoise_fuse_egest_wp", "edgedenoise_fuse_egest_bias", noise,
+                                              frame, previous]
+    wp, b12 = pack_gate_logits(w[w_name], w[b_name])
+    assert inits["edgedenoise_fuse_egest_wp"].dtype == np.float32
+    np.testing.assert_array_equal(inits["edgedenoise_fuse_egest_wp"], wp.numpy())
+    np.testing.assert_array_equal(inits["edgedenoise_fuse_egest_bias"], b12.numpy())
+    extra = {"aot": 1} if flavour == "qdp" else {}
+    common = {"plugin_namespace": b"edgedenoise", "plugin_version": b"1", **extra}
+    assert attrs(after["EgestGate"]) == {"width": WIDTH, "half": int(dtype == "fp16"), **common}
+    assert attrs(after["FuseEgest"]) == {"width": GATE, "half": 0, **common}
+    # the gate branch's 3x3 convs between them stay TensorRT's own
+    assert [n.op_type for n in got.graph.node if n.domain != ak.NAMESPACE] == \
+        [n.op_type for n in src.graph.node if n.domain != ak.NAMESPACE]
+
+
+def test_prepare_refuses_a_graph_missing_its_tail(recurrent_onnx):
+    import onnx
+
+    m = onnx.load(str(recurrent_onnx))
+    fuse = next(n for n in m.graph.node if n.op_type == "FuseEgest")
+    fuse.op_type = "Egest"  # the fusion's inputs under the framewise tail's name
+    with pytest.raises(KernelsError, match="Egest has 6 inputs, the plugin takes 4"):
+        graph.prepare_onnx(m.SerializeToString(), "fp32", "ipluginv3")
+    m.graph.node.remove(fuse)  # Ingest + EgestGate alone: neither graph
+    with pytest.raises(KernelsError, match="has egest_gate, ingest: not the nodes of a framewise.*or recurrent"):
+        graph.prepare_onnx(m.SerializeToString(), "fp32", "ipluginv3")
+
+
 # ---------------------------------------------------------------- IPluginV3 against a stand-in tensorrt
 
 
@@ -413,7 +520,8 @@ def test_ipluginv3_plugins_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
     trt = fake_tensorrt()
     drv = FakeDriver()
     monkeypatch.setitem(plugins._STATE, "kernels", lp.KernelSet(aot_dir, "8.7", driver=drv))
-    _, _, IngestCreator, EgestCreator = ipluginv3.v3_classes(trt, plugins.registered_kernels)
+    classes = ipluginv3.v3_classes(trt, plugins.registered_kernels)
+    IngestCreator, EgestCreator = classes["ingest"][1], classes["egest"][1]
     ic, ec = IngestCreator(), EgestCreator()
     assert (ic.name, ic.plugin_namespace, ec.name) == ("Ingest", "edgedenoise", "Egest")
     assert [f.name for f in ic.field_names] == ["multiple", "width", "half"]
@@ -464,6 +572,160 @@ def test_ipluginv3_plugins_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
     assert len(drv.loaded) == 2
     with pytest.raises(KernelsError, match="does not match the frame"):
         ing.enqueue([desc((1, 64, 64, 3))] * 4, [desc((1, WIDTH, 16, 16))], [1, 2, 3, 4], [5], 0, 0)
+
+
+def test_ipluginv3_recurrent_tail_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
+    """EgestGate (two FP32 HWC outputs) and FuseEgest: fields, shapes, types, formats, and the
+    launches their enqueue makes (the planned grid and arguments, the sm_87 cubins)."""
+    trt = fake_tensorrt()
+    drv = FakeDriver()
+    monkeypatch.setitem(plugins._STATE, "kernels", lp.KernelSet(aot_dir, "8.7", driver=drv))
+    classes = ipluginv3.v3_classes(trt, plugins.registered_kernels)
+    gc, fc = classes["egest_gate"][1](), classes["fuse_egest"][1]()
+    assert (gc.name, fc.name) == ("EgestGate", "FuseEgest")
+
+    def field(k, v):
+        return trt.PluginField(k, np.array([v], np.int32), "INT32")
+
+    eg = gc.create_plugin("EgestGate", [field("width", WIDTH), field("half", 1)], "BUILD")
+    fu = fc.create_plugin("FuseEgest", [field("width", GATE), field("half", 0)], "BUILD")
+    assert (eg.num_outputs, fu.num_outputs) == (2, 1)
+    n, h, w = 2, 45, 71
+    hh, wh = lp.half_grid(h, w, 16)
+    frame = [n, h, w, 3]
+    shapes = eg.get_output_shapes([[n, WIDTH, hh, wh], [], [], frame, frame, [n]], [], IntExprs())
+    assert [list(x) for x in shapes] == [[n, 12, hh, wh], [n, 3, hh, wh]]
+    assert eg.get_output_data_types(["HALF", "HALF", "FLOAT", "UINT8", "UINT8", "FLOAT"]) == ["FLOAT", "FLOAT"]
+    assert list(fu.get_output_shapes([[n, GATE, hh, wh], [], [], [n, 12, hh, wh], frame, frame], [],
+                                     IntExprs())[0]) == frame
+    io = [desc(type=t, format=f) for t, f in [("HALF", "HWC8"), ("HALF", "LINEAR"), ("FLOAT", "LINEAR"),
+                                               ("UINT8", "LINEAR"), ("UINT8", "LINEAR"), ("FLOAT", "LINEAR"),
+                                               ("FLOAT", "HWC"), ("FLOAT", "HWC")]]
+    assert all(eg.supports_format_combination(i, io, 6) for i in range(8))
+    io[7] = desc(type="HALF", format="HWC8")  # the gate branch's input stays FP32 dense channel-last
+    assert not eg.supports_format_combination(7, io, 6)
+    io = [desc(type=t, format=f) for t, f in [("FLOAT", "HWC"), ("FLOAT", "LINEAR"), ("FLOAT", "LINEAR"),
+                                               ("FLOAT", "HWC"), ("UINT8", "LINEAR"), ("UINT8", "LINEAR"),
+                                               ("UINT8", "LINEAR")]]
+    assert all(fu.supports_format_combination(i, io, 6) for i in range(7))
+
+    k_g, k_f = kernel(aot_dir, "egest_gate"), kernel(aot_dir, "fuse_egest")
+    ptrs = dict(zip(ak.PLUGIN_IO["egest_gate"][0] + ak.PLUGIN_IO["egest_gate"][1], range(31, 39)))
+    want_g = lp.egest_launch(k_g, n, h, w, hh, wh, ptrs)
+    drv.arg_types = [v.dtype for v in want_g.kernel_params()[0]]
+    eg.attach_to_context(None).enqueue(
+        [desc((n, WIDTH, hh, wh)), desc((9 * WIDTH, 12)), desc((12,)), desc(tuple(frame)), desc(tuple(frame)),
+         desc((n,))], [desc((n, 12, hh, wh)), desc((n, 3, hh, wh))], list(range(31, 37)), [37, 38], 0, 77)
+    ptrs = dict(zip(ak.PLUGIN_IO["fuse_egest"][0] + ak.PLUGIN_IO["fuse_egest"][1], range(41, 48)))
+    want_f = lp.egest_launch(k_f, n, h, w, hh, wh, ptrs)
+    drv.arg_types = [v.dtype for v in want_f.kernel_params()[0]]
+    fu.enqueue([desc((n, GATE, hh, wh)), desc((GATE, 12)), desc((12,)), desc((n, 12, hh, wh)), desc(tuple(frame)),
+                desc(tuple(frame))], [desc(tuple(frame))], list(range(41, 47)), [47], 0, 77)
+    for (fn, grid, block, shared, stream, args), want, k in zip(drv.launches, (want_g, want_f), (k_g, k_f)):
+        assert fn[1] == k.function and (grid, block, shared, stream) == (want.grid, want.block, want.shared, 77)
+        assert args == [v for _, _, v in want.args]
+    assert drv.loaded == [k_g.cubin(), k_f.cubin()]
+    with pytest.raises(KernelsError, match="do not fit the kernel"):
+        fu.enqueue([desc((n, 16, hh, wh)), None, None, desc((n, 12, hh, wh)), desc(tuple(frame))], [None],
+                   [0] * 6, [0], 0, 0)
+
+
+def fake_trtp():
+    """The parts of tensorrt.plugin qdp.py uses; its decorators keep the functions by (kind, id)."""
+
+    class TensorDesc:
+        def __init__(self, shape=None, dtype=None):
+            self.shape_expr, self.dtype = list(shape or ()), dtype
+
+        def like(self):
+            return TensorDesc(self.shape_expr, self.dtype)
+
+    class SymExprs(list):
+        pass
+
+    class SymIntExprs(SymExprs):
+        @classmethod
+        def from_tuple(cls, xs):
+            return cls(xs)
+
+    found = {}
+
+    def decorator(kind):
+        return lambda pid: lambda f: found.setdefault((kind, pid), f)
+
+    return found, types.SimpleNamespace(
+        TensorDesc=TensorDesc, SymExprs=SymExprs, SymIntExprs=SymIntExprs, SymInt32=int,
+        KernelLaunchParams=type("KernelLaunchParams", (), {}), cdiv=lambda a, b: -(-a // b),
+        from_shape_expr=lambda shape, dtype: TensorDesc(shape, dtype), AutoTuneCombination=lambda t, f: (t, f),
+        register=decorator("register"), autotune=decorator("autotune"), aot_impl=decorator("aot_impl"))
+
+
+def test_qdp_plugins_follow_the_tensorrt_plugin_schema(aot_dir, monkeypatch):
+    """Against a stand-in for tensorrt.plugin, the rules its validation applies (read in TensorRT's
+    tensorrt/plugin/_validate.py): tensors then attributes; one TensorDesc or a tuple of them out;
+    autotune and aot_impl take the tensors, some attributes in order, `outputs` (and `tactic`);
+    aot_impl is annotated (name, PTX, KernelLaunchParams, SymExprs). And what each aot_impl returns
+    for a 45x71 frame pair: the launch the IPluginV3 path plans and the kernel's int32 scalars."""
+    import inspect
+    import typing
+
+    from edgedenoise.trt import qdp
+
+    found, trtp = fake_trtp()
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(plugin=trtp))
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    monkeypatch.setitem(plugins._STATE, "kernels", lp.KernelSet(aot_dir, "8.7"))
+    trt = types.SimpleNamespace(float16="float16", float32="float32")
+    qdp.register(trt, plugins.registered_kernels)
+    n, h, w = 2, 45, 71
+    hh, wh = lp.half_grid(h, w, 16)
+    fr = (n, h, w, 3)
+    shapes = {"ingest": [fr, (117, WIDTH), (WIDTH,), (n,)],
+              "egest": [(n, WIDTH, hh, wh), (9 * WIDTH, 12), (12,), fr],
+              "egest_gate": [(n, WIDTH, hh, wh), (9 * WIDTH, 12), (12,), fr, fr, (n,)],
+              "fuse_egest": [(n, GATE, hh, wh), (GATE, 12), (12,), (n, 12, hh, wh), fr, fr]}
+    attrs = {"ingest": {"multiple": 16, "width": WIDTH, "half": 1}, "egest": {"width": WIDTH, "half": 1},
+             "egest_gate": {"width": WIDTH, "half": 1}, "fuse_egest": {"width": GATE, "half": 0}}
+    out_shapes = {"ingest": [(n, WIDTH, hh, wh)], "egest": [fr], "egest_gate": [(n, 12, hh, wh), (n, 3, hh, wh)],
+                  "fuse_egest": [fr]}
+    for kind, name in ak.PLUGIN_NAMES.items():
+        pid = f"{ak.NAMESPACE}::{name}"
+        desc_fn, tune, aot = (found[(k, pid)] for k in ("register", "autotune", "aot_impl"))
+        n_in, n_out = (len(x) for x in ak.PLUGIN_IO[kind])
+        sig = inspect.signature(desc_fn)
+        params = list(sig.parameters.values())
+        assert [p.annotation for p in params[:n_in]] == [trtp.TensorDesc] * n_in, kind
+        assert [p.annotation for p in params[n_in:]] == [int] * len(attrs[kind]), kind
+        tensors, registered = [p.name for p in params[:n_in]], [p.name for p in params[n_in:]]
+        assert registered == list(attrs[kind])
+        ret = sig.return_annotation
+        assert (ret is trtp.TensorDesc and n_out == 1) or \
+            (typing.get_origin(ret) is tuple and typing.get_args(ret) == (trtp.TensorDesc,) * n_out), kind
+        for fn, tail in ((tune, ["outputs"]), (aot, ["outputs", "tactic"])):
+            names = list(inspect.signature(fn).parameters)
+            assert names[:n_in] == tensors and names[-len(tail):] == tail, (kind, names)
+            used = names[n_in:-len(tail)]
+            assert used == [a for a in registered if a in used], (kind, names)
+        ret = inspect.signature(aot).return_annotation
+        args = typing.get_args(ret)
+        assert typing.get_origin(ret) is tuple and len(args) == 4 and args[2] is trtp.KernelLaunchParams
+        assert issubclass(args[3], trtp.SymExprs)
+
+        ins = [trtp.TensorDesc(s) for s in shapes[kind]]
+        outs = desc_fn(*ins, **attrs[kind])
+        outs = list(outs) if isinstance(outs, tuple) else [outs]
+        assert [o.shape_expr for o in outs] == [list(s) for s in out_shapes[kind]], kind
+        (types_, formats), = tune(*ins, **{a: attrs[kind][a] for a in inspect.signature(tune).parameters
+                                           if a in attrs[kind]}, outputs=outs)
+        assert len(types_.split(",")) == len(formats.split(",")) == n_in + n_out, kind
+        fn_name, ptx, launch, extra = aot(*ins, **attrs[kind], outputs=outs, tactic=0)
+        k = plugins.registered_kernels().kernel(kind, attrs[kind]["width"], "fp16" if attrs[kind]["half"] else "fp32")
+        ptrs = dict.fromkeys(ak.PLUGIN_IO[kind][0] + ak.PLUGIN_IO[kind][1], 0)
+        want = lp.ingest_launch(k, n, h, w, 16, ptrs) if kind == "ingest" else lp.egest_launch(k, n, h, w, hh, wh, ptrs)
+        assert fn_name == k.function.encode() and ptx == k.qdp_ptx()
+        assert (launch.grid_x, launch.grid_y, launch.grid_z) == want.grid, kind
+        assert (launch.block_x, launch.shared_mem) == (want.block[0], want.shared)
+        assert list(extra) == [v for _, t, v in want.args if t in ("i32", "i64", "u32", "fp32")], kind
 
 
 # ---------------------------------------------------------------- the build's pure-Python parts
@@ -561,6 +823,30 @@ def test_triton_engine_matches_onnxruntime(device_kernels, frame_native_onnx, tm
 
 
 @pytest.mark.slow
+def test_recurrent_triton_engine_matches_onnxruntime_over_frames(device_kernels, recurrent_onnx, tmp_path, kodak_rgb):
+    """default-video's frame-native engine (Ingest, EgestGate, the gate convs, FuseEgest) over three
+    frames of a still scene, each given the engine's own last output: ONNX Runtime's float graph on
+    the same inputs to one level on few pixels (fp32)."""
+    from edgedenoise import Denoiser
+    from edgedenoise.noise import protocol_noisy
+    from edgedenoise.trt.build import build_engine
+
+    eng = tmp_path / "video.engine"
+    meta = build_engine(recurrent_onnx, eng, "fp32", profile={"min": (64, 64), "opt": (512, 512), "max": (512, 768)},
+                        kernels="triton", kernels_dir=device_kernels)
+    assert meta["recurrent"] is True and meta["widths"] == {"ingest": WIDTH, "egest_gate": WIDTH, "fuse_egest": GATE}
+    trt_den, ort_den = Denoiser.load(eng), Denoiser.load("default-video", backend="onnxruntime")
+    clean = np.ascontiguousarray(kodak_rgb[:301, :509, ::-1])  # an odd size: the kernels pad by reflection
+    prev = None
+    for i in range(3):
+        frame = protocol_noisy(clean, 25, i, "camera")
+        a, b = trt_den.denoise(frame, 25, prev), ort_den.denoise(frame, 25, prev)
+        diff = np.abs(a.astype(int) - b.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, f"frame {i}: max {diff.max()}"
+        prev = a
+
+
+@pytest.mark.slow
 def test_auto_keeps_one_engine_and_says_which(device_kernels, tmp_path):
     from edgedenoise.engine import build_engine  # kernels auto: the facade chooses, trt.build builds one
     from edgedenoise.modelfile import resolve
@@ -630,3 +916,49 @@ def test_aot_cubin_launched_by_the_driver_equals_the_triton_launcher(aot_dir, ki
         diff = (got.int() - want.int()).abs()
         assert diff.max() <= 1 and (diff > 0).float().mean() < EGEST_SHARE["fp16"], \
             f"max {diff.max()}, {int((diff > 0).sum())} differ"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="launching the AOT cubins needs a CUDA GPU")
+def test_aot_recurrent_tail_launched_by_the_driver_equals_the_triton_launchers(aot_dir):
+    """EgestGate's and FuseEgest's cubins, launched through cuda-python as the IPluginV3 plugins
+    launch them, against the JIT kernels through kernels/boundary.py: the noise within float error,
+    the gate branch's input within fp16 rounding (the JIT launcher writes it in the features'
+    dtype, the plugin in FP32), the fused frame to one level on few pixels."""
+    from edgedenoise_kernels import boundary
+
+    cc = gpu_cc()
+    if cc not in TARGETS:
+        pytest.skip(f"the AOT fixture builds {TARGETS}, not sm_{cc}")
+    ks = lp.KernelSet(aot_dir, cc)
+    g = torch.Generator().manual_seed(1)
+    n, h, w = 2, 45, 71
+    hh, wh = lp.half_grid(h, w, 16)
+    frame = torch.randint(0, 256, (n, h, w, 3), generator=g, dtype=torch.uint8).cuda()
+    prev = (frame.int() + torch.randint(-6, 7, frame.shape, generator=g).cuda()).clamp(0, 255).to(torch.uint8)
+    feats = torch.randn(n, hh, wh, WIDTH, generator=g).relu().half().cuda()
+    wp = (torch.randn(9 * WIDTH, 12, generator=g) * 0.02).half().cuda()
+    bias, smap = (torch.randn(12, generator=g) * 0.01).cuda(), torch.rand(n, generator=g).cuda()
+    noise_want, gin_want = boundary.egest_gate(feats, wp, bias, frame, prev, smap)
+    noise, gin = torch.full_like(noise_want, float("nan")), torch.full(gin_want.shape, float("nan")).cuda()
+    k = ks.kernel("egest_gate", WIDTH, "fp16")
+    ptrs = {"h_ptr": feats, "wp_ptr": wp, "b_ptr": bias, "frame_ptr": frame, "prev_ptr": prev, "smap_ptr": smap,
+            "noise_ptr": noise, "gin_ptr": gin}
+    torch.cuda.synchronize()
+    ks.launch(k, lp.egest_launch(k, n, h, w, hh, wh, {a: t.data_ptr() for a, t in ptrs.items()}),
+              torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    torch.testing.assert_close(noise, noise_want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gin, gin_want.float(), atol=2e-3, rtol=2.0**-10)
+
+    gfeat = torch.randn(n, hh, wh, GATE, generator=g).relu().cuda()
+    wg, bg = (torch.randn(GATE, 12, generator=g) * 0.3).cuda(), (torch.randn(12, generator=g) * 0.3).cuda()
+    want = boundary.fuse_egest(gfeat, wg, bg, noise_want, frame, prev)
+    got = torch.zeros_like(want)
+    k = ks.kernel("fuse_egest", GATE, "fp32")
+    ptrs = {"g_ptr": gfeat, "wp_ptr": wg, "b_ptr": bg, "noise_ptr": noise_want, "frame_ptr": frame,
+            "prev_ptr": prev, "out_ptr": got}
+    ks.launch(k, lp.egest_launch(k, n, h, w, hh, wh, {a: t.data_ptr() for a, t in ptrs.items()}),
+              torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    diff = (got.int() - want.int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01, f"max {diff.max()}, {int((diff > 0).sum())} differ"

@@ -73,6 +73,7 @@ def git_commit() -> str | None:
 
 
 def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> dict:
+    from edgedenoise.backends.base import fused_gate
     from edgedenoise.export import export_onnx
     from edgedenoise.kernel_build import build_kernels
     from edgedenoise.model import SIZES
@@ -100,12 +101,20 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
     else:  # float16-stored weights: half the bytes to copy, the same float32 compute (onnxweights.py)
         export_onnx(model, models / f"{name}.onnx", half_weights=True)
     shutil.copy2(files.weights.with_suffix(".json"), models / f"{name}.json")
-    export_onnx(model, models / f"{name}.frame.onnx", frame_native=True)
-    print(f"onnx: models/{name}.onnx, models/{name}.frame.onnx")
-    manifest = build_kernels(target, out / "build" / "kernels", [size] if size else None)
+    recurrent = bool(files.recurrent)  # its frame-native graph ends in EgestGate + FuseEgest (its gate's width)
+    gates = [int(files.config["gate"])] if recurrent and fused_gate(files.config) else None
+    frame_onnx = f"models/{name}.frame.onnx"
+    if recurrent and not gates:  # its fusion is not one the kernels compute: native TensorRT kernels only
+        frame_onnx = None
+        print(f"onnx: models/{name}.onnx (a recurrent model without a gate branch fed colour sums: no frame-native "
+              "graph; build it with --kernels native on the device)")
+    else:
+        export_onnx(model, out / frame_onnx, frame_native=True)
+        print(f"onnx: models/{name}.onnx, {frame_onnx}")
+    manifest = build_kernels(target, out / "build" / "kernels", [size] if size else None, gates)
     print(f"kernels: {len(manifest['kernels'])} for {target}")
-    info = {"model": model, "name": name, "widths": files.config["widths"], "target": target,
-            "onnx": f"models/{name}.onnx", "frame_onnx": f"models/{name}.frame.onnx", "kernels": "build/kernels",
+    info = {"model": model, "name": name, "widths": files.config["widths"], "recurrent": recurrent, "target": target,
+            "onnx": f"models/{name}.onnx", "frame_onnx": frame_onnx, "kernels": "build/kernels",
             "commit": git_commit(), "seconds": round(time.time() - t0, 1),
             **stamp(" ".join(shlex.quote(x) for x in ["python", "tools/jetson_deploy.py", *sys.argv[1:]]))}
     (out / "BUNDLE.json").write_text(json.dumps(info, indent=2) + "\n")

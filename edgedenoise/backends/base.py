@@ -7,7 +7,8 @@ import numpy as np
 
 from ..errors import ModelError
 
-RECURRENT = ("onnxruntime", "torch", "triton")  # the backends that carry a recurrent model's `previous` input
+# the backends that carry a recurrent model's `previous` input (tensorrt: an engine built from its graph)
+RECURRENT = ("onnxruntime", "torch", "triton", "tensorrt")
 
 
 def fused_gate(config: dict) -> bool:

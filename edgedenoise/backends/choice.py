@@ -201,7 +201,7 @@ def decide(files: ModelFiles, precision: str, caps: Capabilities) -> Choice:
     gpu = caps.gpu > 0
     where = f"({caps.describe()})"
     engine = _engine(caps, precision)
-    if engine is not None and not files.recurrent:  # an engine built for this model here
+    if engine is not None:  # an engine built for this model here (a recurrent one's takes `previous` too)
         path, prec = engine
         return Choice("tensorrt", prec, path, f"tensorrt: the {prec} engine {path.name} built for {files.name} on "
                                               f"this GPU {where}")

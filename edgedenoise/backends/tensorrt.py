@@ -20,7 +20,8 @@ class TensorRTBackend(Backend):
     """Runs a built engine: name-based tensors, set_input_shape, set_tensor_address,
     execute_async_v3 on its own stream. Float NCHW in and out (`infer`) for engines built with
     --kernels native; uint8 BGR frames in and out (`infer_frames`, `frame_native`) for engines
-    built with --kernels triton."""
+    built with --kernels triton. An engine of a recurrent model has the input `previous` too (the
+    stream's last output, laid out as the frame; the frame itself on a scene's first frame)."""
 
     name = "tensorrt"
 
@@ -48,6 +49,9 @@ class TensorRTBackend(Backend):
         self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise EngineError(f"TensorRT could not load {engine_path} (corrupt or truncated?): rebuild it")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.recurrent = "previous" in [n for n in names
+                                        if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.context = self.engine.create_execution_context()
         self.stream = cuda.check(self.cudart.cudaStreamCreate(), "cudaStreamCreate")
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
@@ -91,17 +95,31 @@ class TensorRTBackend(Backend):
         cuda.check(cu.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return out
 
-    def infer(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    def _state(self, feeds: dict, name: str, previous: np.ndarray | None, dtype) -> dict:
+        """`feeds` with a recurrent engine's `previous` (the frame `name` itself when None: a scene's
+        first frame); a framewise engine refuses one."""
+        if not self.recurrent:
+            if previous is not None:
+                raise EngineError("this engine runs a framewise model: it takes no previous frame")
+            return feeds
+        if previous is None:
+            return {**feeds, "previous": feeds[name]}
+        prev = np.ascontiguousarray(previous, dtype)
+        if prev.shape != feeds[name].shape:
+            raise EngineError(f"the previous frames {prev.shape} do not match the frames {feeds[name].shape}")
+        return {**feeds, "previous": prev}
+
+    def infer(self, x: np.ndarray, sigma: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
         if self.frame_native:
             raise EngineError("this engine takes uint8 BGR frames (built with --kernels triton): use infer_frames")
         self._check_size(*x.shape[-2:])
         x, sigma = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(sigma, np.float32)
-        return self._run({"noisy": x, "sigma": sigma}, "denoised", np.empty_like(x))
+        feeds = self._state({"noisy": x, "sigma": sigma}, "noisy", previous, np.float32)
+        return self._run(feeds, "denoised", np.empty_like(x))
 
     def infer_frames(self, frames: np.ndarray, sigma: float, previous: np.ndarray | None = None) -> np.ndarray:
-        """(N,H,W,3) or (H,W,3) uint8 BGR -> the same, denoised; sigma on the 0-255 scale."""
-        if previous is not None:
-            raise EngineError("a TensorRT engine runs framewise models only: it takes no previous frame")
+        """(N,H,W,3) or (H,W,3) uint8 BGR -> the same, denoised; sigma on the 0-255 scale; `previous`
+        (a recurrent engine): the stream's last outputs, laid out as `frames`."""
         if not self.frame_native:
             raise EngineError("this engine takes float NCHW input (built with --kernels native): "
                               "call it with (x, sigma)")
@@ -109,7 +127,10 @@ class TensorRTBackend(Backend):
         fr = np.ascontiguousarray(frames[None] if single else frames, dtype=np.uint8)
         self._check_size(*fr.shape[1:3])
         s = np.full((fr.shape[0],), sigma / 255.0, np.float32)
-        out = self._run({"frame": fr, "sigma": s}, "denoised", np.empty_like(fr))
+        if previous is not None and single:
+            previous = previous[None]
+        feeds = self._state({"frame": fr, "sigma": s}, "frame", previous, np.uint8)
+        out = self._run(feeds, "denoised", np.empty_like(fr))
         return out[0] if single else out
 
     def close(self) -> None:

@@ -33,12 +33,17 @@ from ..errors import EdgeDenoiseError
 
 NAMESPACE = "edgedenoise"
 DEFAULT_KERNELS_DIR = "build/kernels"  # where kernels/README.md has `edgedenoise kernels build` write
-PLUGIN_NAMES = {"ingest": "Ingest", "egest": "Egest"}
+PLUGIN_NAMES = {"ingest": "Ingest", "egest": "Egest", "egest_gate": "EgestGate", "fuse_egest": "FuseEgest"}
 # Plugin tensors named by the kernel parameter each one feeds: (inputs in node order, outputs).
+# A framewise graph has Ingest and Egest; a recurrent one (a gate branch fed colour sums) Ingest,
+# EgestGate (the tail; the noise and the gate branch's input out) and FuseEgest (the fusion).
 PLUGIN_IO = {
     "ingest": (("frame_ptr", "wp_ptr", "b_ptr", "smap_ptr"), ("out_ptr",)),
     "egest": (("h_ptr", "wp_ptr", "b_ptr", "frame_ptr"), ("out_ptr",)),
+    "egest_gate": (("h_ptr", "wp_ptr", "b_ptr", "frame_ptr", "prev_ptr", "smap_ptr"), ("noise_ptr", "gin_ptr")),
+    "fuse_egest": (("g_ptr", "wp_ptr", "b_ptr", "noise_ptr", "frame_ptr", "prev_ptr"), ("out_ptr",)),
 }
+GRAPH_KINDS = ({"ingest", "egest"}, {"ingest", "egest_gate", "fuse_egest"})  # framewise, recurrent
 _PTX_PARAM_BITS = {"i32": 32, "u32": 32, "i64": 64, "fp32": 32}
 
 
@@ -79,7 +84,7 @@ def load_manifest(kernels_dir, cc=None) -> dict:
 
 @dataclass
 class BoundaryKernel:
-    """One compiled ingest or egest kernel for one target, as the manifest describes it."""
+    """One compiled boundary kernel (a PLUGIN_IO kind) for one target, as the manifest describes it."""
 
     kind: str
     width: int

@@ -88,7 +88,7 @@ def choose(ms: dict, refused: dict, failed: dict, frame: str) -> tuple[str, str]
     return keep, "; ".join(reasons)
 
 
-def check_frame(hw: tuple[int, int]) -> np.ndarray:
+def check_frame(hw: tuple[int, int], seed: int = 0) -> np.ndarray:
     """The noisy frame both engines and ONNX Runtime denoise: the bundled picture (uint8 BGR)
     resized to `hw`, camera noise at CHECK_SIGMA, seeded."""
     import cv2
@@ -99,28 +99,29 @@ def check_frame(hw: tuple[int, int]) -> np.ndarray:
     img = cv2.imread(str(SAMPLE_IMAGE))
     if img is None:
         raise EngineError(f"cannot read the bundled picture {SAMPLE_IMAGE} the engines are checked on: reinstall")
-    return protocol_noisy(cv2.resize(img, (hw[1], hw[0]), interpolation=cv2.INTER_AREA), CHECK_SIGMA, 0, "camera")
+    return protocol_noisy(cv2.resize(img, (hw[1], hw[0]), interpolation=cv2.INTER_AREA), CHECK_SIGMA, seed, "camera")
 
 
-def reference_output(onnx_path: Path, noisy: np.ndarray) -> np.ndarray:
-    """ONNX Runtime's output for `noisy` on the float graph (fp32)."""
+def reference_output(onnx_path: Path, noisy: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """ONNX Runtime's output for `noisy` on the float graph (fp32); `previous`: a recurrent
+    model's last output."""
     from ..denoiser import Denoiser
 
     den = Denoiser.load(onnx_path, backend="onnxruntime")
     try:
-        return den.denoise(noisy, CHECK_SIGMA)
+        return den.denoise(noisy, CHECK_SIGMA, previous)
     finally:
         den.close()
 
 
-def engine_output(engine: Path, noisy: np.ndarray, files) -> np.ndarray:
-    """The engine's output for `noisy`, through the runner (as `run --model X.engine` runs it);
-    `files`: the model's (its config: size multiple, channels)."""
+def engine_output(engine: Path, noisy: np.ndarray, files, previous: np.ndarray | None = None) -> np.ndarray:
+    """The engine's output for `noisy` (and a recurrent model's `previous`), through the runner (as
+    `run --model X.engine` runs it); `files`: the model's (its config: size multiple, channels)."""
     from ..denoiser import Denoiser
 
     den = Denoiser(files, "tensorrt", engine_path=Path(engine))
     try:
-        return den.denoise(noisy, CHECK_SIGMA)
+        return den.denoise(noisy, CHECK_SIGMA, previous)
     finally:
         den.close()
 
@@ -137,9 +138,11 @@ def time_engine(engine: str | Path, hw: tuple[int, int] = AUTO_FRAME, warmup: in
         frame = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
         x = rng.random((1, backend.meta["channels"], *hw), dtype=np.float32)
         s = np.array([25 / 255], np.float32)
+        # a recurrent engine: a last output unlike the frame, so that the fusion runs everywhere
+        prev = (frame[::-1].copy() if backend.frame_native else x[:, :, ::-1].copy()) if backend.recurrent else None
 
         def run(_):
-            return backend.infer_frames(frame, 25.0) if backend.frame_native else backend.infer(x, s)
+            return backend.infer_frames(frame, 25.0, prev) if backend.frame_native else backend.infer(x, s, prev)
 
         times, _ = time_calls(run, [None], iters, warmup)
         return float(np.median(times)) * 1e3
@@ -169,9 +172,11 @@ def build_auto(onnx_path: Path, out: Path, precision: str, calib, profile, timin
         hw = tuple(profile["opt"])
     frame = f"{hw[1]}x{hw[0]}"
     paths = {k: out.with_name(out.name + f".{k}") for k in KINDS}
-    noisy = check_frame(hw)
-    reference = reference_output(onnx_path, noisy)
     files = resolve(onnx_path)
+    noisy, previous = check_frame(hw), None
+    if files.recurrent:  # a second frame (new noise), its previous the reference's first output: the fusion runs
+        previous, noisy = reference_output(onnx_path, noisy), check_frame(hw, seed=1)
+    reference = reference_output(onnx_path, noisy, previous)
     metas, ms, diffs, refused, failed = {}, {}, {}, {}, {}
     try:
         for kind in KINDS:
@@ -179,7 +184,7 @@ def build_auto(onnx_path: Path, out: Path, precision: str, calib, profile, timin
             try:
                 metas[kind] = build_engine(onnx_path, paths[kind], precision, calib, profile, timing_cache,
                                            workspace_gb, kind, kernels_dir, plugins, log)
-                diffs[kind] = compare_outputs(engine_output(paths[kind], noisy, files), reference)
+                diffs[kind] = compare_outputs(engine_output(paths[kind], noisy, files, previous), reference)
             except EdgeDenoiseError as e:
                 if kind == "native":
                     raise

@@ -108,18 +108,29 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     p = builder.create_optimization_profile()
+    inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+    recurrent = "previous" in inputs  # a recurrent model: its last output, laid out as the frame
     if kernels == "native":
         channels = network.get_input(0).shape[1]
-        p.set_shape("noisy", *((1, channels, *profile[k]) for k in ("min", "opt", "max")))
+        image = tuple((1, channels, *profile[k]) for k in ("min", "opt", "max"))
+        p.set_shape("noisy", *image)
     else:
         channels = 3
-        p.set_shape("frame", (1, *profile["min"], 3), (1, *profile["opt"], 3), (1, *profile["max"], 3))
+        image = tuple((1, *profile[k], 3) for k in ("min", "opt", "max"))
+        p.set_shape("frame", *image)
+    if recurrent:
+        p.set_shape("previous", *image)
     p.set_shape("sigma", (1,), (1,), (1,))
     config.add_optimization_profile(p)
     if precision in ("fp16", "int8") and not strong:
         config.set_flag(trt.BuilderFlag.FP16)
     if flow == "calibrator":
         from .int8 import calibrator
+
+        if recurrent:
+            raise EngineError(f"{onnx_path} is a recurrent model: its INT8 engine is built from the symmetric Q/DQ "
+                              "graph, whose calibration runs the model on its own outputs (edgedenoise quantize "
+                              "--for tensorrt, where onnxruntime is installed), not by the legacy calibrator")
 
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator(trt, calib, channels, profile["opt"], out.with_suffix(".calib"))
@@ -134,7 +145,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     meta = {**this_machine(), "precision": precision, "profile": {k: list(v) for k, v in profile.items()},
             "onnx": str(onnx_path.resolve()), "onnx_sha256": file_sha256(onnx_path, n=64), "channels": int(channels),
-            "kernels": kernels, **extra, "seconds": round(time.time() - t0, 1)}
+            "kernels": kernels, "recurrent": recurrent, **extra, "seconds": round(time.time() - t0, 1)}
     return write_sidecar(out, meta)
 
 

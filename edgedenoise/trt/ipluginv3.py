@@ -1,10 +1,10 @@
 """The Python IPluginV3 plugins: how TensorRT 10.3 (JetPack 6) runs the fused boundary kernels.
 
 TensorRT 10.3 has no `tensorrt.plugin` (Quickly Deployable Plugins need >= 10.6, ahead-of-time
-ones >= 10.9), so `Ingest` and `Egest` are Python `IPluginV3` classes with their
-`IPluginCreatorV3One` creators. Their enqueue takes the target's AOT cubin from the registered
-kernel set and launches it on TensorRT's stream with the planned grid and packed arguments
-(launch.py). Feature maps are channel-last (plugins.py says in which formats).
+ones >= 10.9), so `Ingest` and `Egest` (and a recurrent graph's `EgestGate` and `FuseEgest`) are
+Python `IPluginV3` classes with their `IPluginCreatorV3One` creators. Their enqueue takes the
+target's AOT cubin from the registered kernel set and launches it on TensorRT's stream with the
+planned grid and packed arguments (launch.py). Feature maps are channel-last (plugins.py says in which formats).
 
 The classes are built on the tensorrt module given (`v3_classes(trt, kernels)`), so that a stand-in
 for it can check them where TensorRT is not installed; `kernels` is the function that returns the
@@ -20,8 +20,8 @@ from .launch import egest_launch, half_grid, ingest_launch
 
 
 def v3_classes(trt, kernels):
-    """The IPluginV3 plugin and IPluginCreatorV3One classes, built on the given tensorrt module;
-    `kernels()` returns the KernelSet their enqueue launches from."""
+    """{kind: (IPluginV3 plugin class, IPluginCreatorV3One class)}, built on the given tensorrt
+    module; `kernels()` returns the KernelSet their enqueue launches from."""
     DT, TF = trt.DataType, trt.TensorFormat
 
     class _Boundary(trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime):
@@ -36,7 +36,7 @@ def v3_classes(trt, kernels):
             self.plugin_name = PLUGIN_NAMES[self.kind]
             self.plugin_namespace = NAMESPACE
             self.plugin_version = "1"
-            self.num_outputs = 1
+            self.num_outputs = len(PLUGIN_IO[self.kind][1])
             self.timing_cache_id = ""
             self.fields = {k: int(v) for k, v in (fields or {}).items()}
             missing = [k for k in self.field_names if k not in self.fields]
@@ -134,6 +134,58 @@ def v3_classes(trt, kernels):
                 raise KernelsError(f"Egest features have {c} channels, the kernel {k.width}")
             return egest_launch(k, n, h, w, hh, wh, ptrs)
 
+    class EgestGatePlugin(_Boundary):
+        """A recurrent model's tail: features, wp, bias, frame, previous, the scaled noise map ->
+        the noise (N, 12, HH, WH) and the gate branch's input (N, 3, HH, WH), both FP32 channel-last."""
+
+        kind = "egest_gate"
+
+        def _io(self):
+            feat, u8, f32 = self._feature(), (DT.UINT8, TF.LINEAR), (DT.FLOAT, TF.LINEAR)
+            return [feat, (feat[0], TF.LINEAR), f32, u8, u8, f32, (DT.FLOAT, TF.HWC), (DT.FLOAT, TF.HWC)]
+
+        def get_output_data_types(self, input_types, ranks=None):
+            return [DT.FLOAT, DT.FLOAT]
+
+        def get_output_shapes(self, inputs, shape_inputs, expr_builder):
+            h = inputs[0]
+            outs = []
+            for c in (12, 3):
+                d = trt.DimsExprs(4)
+                d[0], d[1], d[2], d[3] = h[0], expr_builder.constant(c), h[2], h[3]
+                outs.append(d)
+            return outs
+
+        def _launch(self, k, input_desc, output_desc, ptrs):
+            n, c, hh, wh = tuple(input_desc[0].dims)
+            _, h, w, _ = tuple(input_desc[3].dims)
+            if c != k.width:
+                raise KernelsError(f"EgestGate features have {c} channels, the kernel {k.width}")
+            return egest_launch(k, n, h, w, hh, wh, ptrs)
+
+    class FuseEgestPlugin(_Boundary):
+        """The gate branch's features (FP32 channel-last), wp, bias, noise, frame, previous -> frame."""
+
+        kind = "fuse_egest"
+
+        def _io(self):
+            feat, u8 = self._feature(), (DT.UINT8, TF.LINEAR)
+            return [feat, (feat[0], TF.LINEAR), (DT.FLOAT, TF.LINEAR), (DT.FLOAT, TF.HWC), u8, u8, u8]
+
+        def get_output_data_types(self, input_types, ranks=None):
+            return [DT.UINT8]
+
+        def get_output_shapes(self, inputs, shape_inputs, expr_builder):
+            return [trt.DimsExprs(inputs[4])]  # the frame's shape
+
+        def _launch(self, k, input_desc, output_desc, ptrs):
+            n, c, hh, wh = tuple(input_desc[0].dims)
+            _, h, w, _ = tuple(input_desc[4].dims)
+            if c != k.width or tuple(input_desc[3].dims) != (n, 12, hh, wh):
+                raise KernelsError(f"FuseEgest: features {tuple(input_desc[0].dims)} and noise "
+                                   f"{tuple(input_desc[3].dims)} do not fit the kernel (width {k.width})")
+            return egest_launch(k, n, h, w, hh, wh, ptrs)
+
     def creator(plugin_cls):
         class Creator(trt.IPluginCreatorV3One):
             def __init__(self):
@@ -151,16 +203,16 @@ def v3_classes(trt, kernels):
 
         return Creator
 
-    return IngestPlugin, EgestPlugin, creator(IngestPlugin), creator(EgestPlugin)
+    plugins = (IngestPlugin, EgestPlugin, EgestGatePlugin, FuseEgestPlugin)
+    return {p.kind: (p, creator(p)) for p in plugins}
 
 
 def register(trt, kernels) -> list:
-    """Register both creators with TensorRT's plugin registry (`kernels()`: the KernelSet to launch
+    """Register every creator with TensorRT's plugin registry (`kernels()`: the KernelSet to launch
     from); returns them (keep them alive: the registry does not keep the Python objects)."""
-    _, _, ingest_creator, egest_creator = v3_classes(trt, kernels)
     registry = trt.get_plugin_registry()
     keep = []
-    for cls in (ingest_creator, egest_creator):
+    for _, cls in v3_classes(trt, kernels).values():
         c = cls()
         keep.append(c)
         if not registry.register_creator(c, NAMESPACE):

@@ -93,7 +93,9 @@ def ingest_launch(kernel: BoundaryKernel, n: int, h: int, w: int, multiple: int,
 
 
 def egest_launch(kernel: BoundaryKernel, n: int, h: int, w: int, hh: int, wh: int, pointers: dict) -> Launch:
-    """features (n, hh, wh, width) + frame (n, h, w, 3) -> frame (n, h, w, 3) uint8."""
+    """features (n, hh, wh, width) + frame (n, h, w, 3) -> frame (n, h, w, 3) uint8 (egest); the same
+    grid and scalars for a recurrent model's egest_gate (-> noise and the gate branch's input) and
+    fuse_egest (the branch's features, width its own -> frame)."""
     return plan_launch(kernel, {"N": n, "H": h, "W": w, "HH": hh, "WH": wh, "CI": kernel.width}, pointers)
 
 

@@ -2,7 +2,8 @@
 
 A frame-native engine (`edgedenoise build --kernels triton`) runs the ingest and egest kernels
 compiled ahead of time by `edgedenoise kernels build`. Two plugin flavours, both in plugin
-namespace `edgedenoise`, names `Ingest`/`Egest`:
+namespace `edgedenoise`, names `Ingest`/`Egest` (a recurrent model's graph: `Ingest`, `EgestGate`,
+`FuseEgest`, graph.py):
 
 - TensorRT >= 10.9: ahead-of-time Quickly Deployable Plugins (`tensorrt.plugin`, `@trtp.aot_impl`;
   qdp.py). TensorRT embeds the kernel's PTX in the engine and launches it itself; running such an
@@ -13,7 +14,10 @@ namespace `edgedenoise`, names `Ingest`/`Egest`:
 
 Feature maps cross the plugin boundary channel-last, as the kernels read and write them: FP16 in
 TensorFormat.HWC8 (dense NHWC when the width is a multiple of 8, which every model size is), FP32
-in TensorFormat.HWC. The uint8 frame, sigma, weights and biases are LINEAR. The graph the parser
+in TensorFormat.HWC. A recurrent graph's noise (12 channels), the gate branch's input (3) and its
+features (the branch's width, 12 in the shipped models) cross as FP32 HWC in either precision:
+HWC8 would pad them to 16 or 8 channels, which the kernels do not stride over; TensorRT converts
+the branch's FP16 features itself. The uint8 frames, sigma, weights and biases are LINEAR. The graph the parser
 reads is prepared by graph.prepare_onnx.
 """
 from __future__ import annotations
@@ -54,10 +58,11 @@ def plugin_flavour(trt, prefer: str = "auto") -> str:
 
 
 def register_plugins(trt, kernels_dir=DEFAULT_KERNELS_DIR, prefer: str = "auto", cc=None) -> str:
-    """Make the Ingest/Egest plugins of namespace `edgedenoise` known to TensorRT, backed by the AOT
-    kernels in `kernels_dir` for compute capability `cc` (default: device 0's). Call it before
-    building from a frame-native graph and before deserializing an engine with IPluginV3 plugins.
-    Returns the flavour: 'qdp' or 'ipluginv3'. One flavour per process."""
+    """Make the boundary plugins (Ingest, Egest, EgestGate, FuseEgest) of namespace `edgedenoise`
+    known to TensorRT, backed by the AOT kernels in `kernels_dir` for compute capability `cc`
+    (default: device 0's). Call it before building from a frame-native graph and before
+    deserializing an engine with IPluginV3 plugins. Returns the flavour: 'qdp' or 'ipluginv3'.
+    One flavour per process."""
     flavour = plugin_flavour(trt, prefer)
     if _STATE["flavour"] not in (None, flavour):
         raise KernelsError(f"the {_STATE['flavour']} plugins are already registered in this process; "

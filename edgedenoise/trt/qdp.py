@@ -27,10 +27,13 @@ def qdp_kernel(trtp, kernel: BoundaryKernel, scalars: dict):
 
 
 def register(trt, kernels) -> list:
-    """Describe Ingest and Egest to tensorrt.plugin (`kernels()`: the registered KernelSet, which
-    aot_impl takes each kernel's PTX from; passed in by plugins.py, not imported from it); returns
-    the decorated functions."""
+    """Describe Ingest, Egest, EgestGate and FuseEgest to tensorrt.plugin (`kernels()`: the
+    registered KernelSet, which aot_impl takes each kernel's PTX from; passed in by plugins.py, not
+    imported from it); returns the decorated functions."""
     import tensorrt.plugin as trtp
+
+    # what an aot_impl returns, as tensorrt.plugin checks it (it refuses an aot_impl without this annotation)
+    AotKernel = tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymExprs]  # noqa: N806
 
     def dtypes(half: int) -> tuple[str, str]:
         return ("FP16", "HWC8") if half else ("FP32", "HWC")
@@ -48,7 +51,7 @@ def register(trt, kernels) -> list:
         return [trtp.AutoTuneCombination(f"UINT8, {t}, FP32, FP32, {t}", f"LINEAR, LINEAR, LINEAR, LINEAR, {f}")]
 
     @trtp.aot_impl(f"{NAMESPACE}::Ingest")
-    def ingest_aot(frame, wp, bias, sigma, multiple, width, half, outputs, tactic):
+    def ingest_aot(frame, wp, bias, sigma, multiple, width, half, outputs, tactic) -> AotKernel:
         k = kernels().kernel("ingest", int(width), "fp16" if half else "fp32")
         out = outputs[0].shape_expr
         scalars = {"N": frame.shape_expr[0], "H": frame.shape_expr[1], "W": frame.shape_expr[2], "HH": out[2],
@@ -66,10 +69,51 @@ def register(trt, kernels) -> list:
         return [trtp.AutoTuneCombination(f"{t}, {t}, FP32, UINT8, UINT8", f"{f}, LINEAR, LINEAR, LINEAR, LINEAR")]
 
     @trtp.aot_impl(f"{NAMESPACE}::Egest")
-    def egest_aot(h, wp, bias, frame, width, half, outputs, tactic):
+    def egest_aot(h, wp, bias, frame, width, half, outputs, tactic) -> AotKernel:
         k = kernels().kernel("egest", int(width), "fp16" if half else "fp32")
         f = frame.shape_expr
         scalars = {"N": f[0], "H": f[1], "W": f[2], "HH": h.shape_expr[2], "WH": h.shape_expr[3], "CI": int(width)}
         return qdp_kernel(trtp, k, scalars)
 
-    return [ingest_desc, ingest_formats, ingest_aot, egest_desc, egest_formats, egest_aot]
+    def tail_scalars(h, frame, width):
+        f = frame.shape_expr
+        return {"N": f[0], "H": f[1], "W": f[2], "HH": h.shape_expr[2], "WH": h.shape_expr[3], "CI": int(width)}
+
+    # a recurrent graph's tail (graph.prepare_onnx): EgestGate, the gate convs (TensorRT's), FuseEgest
+    @trtp.register(f"{NAMESPACE}::EgestGate")
+    def egest_gate_desc(h: trtp.TensorDesc, wp: trtp.TensorDesc, bias: trtp.TensorDesc, frame: trtp.TensorDesc,
+                        previous: trtp.TensorDesc, smap: trtp.TensorDesc, width: int,
+                        half: int) -> tuple[trtp.TensorDesc, trtp.TensorDesc]:
+        n, hh, wh = h.shape_expr[0], h.shape_expr[2], h.shape_expr[3]
+        return (trtp.from_shape_expr((n, 12, hh, wh), dtype=trt.float32),
+                trtp.from_shape_expr((n, 3, hh, wh), dtype=trt.float32))
+
+    @trtp.autotune(f"{NAMESPACE}::EgestGate")
+    def egest_gate_formats(h, wp, bias, frame, previous, smap, half, outputs):
+        t, f = dtypes(half)
+        return [trtp.AutoTuneCombination(f"{t}, {t}, FP32, UINT8, UINT8, FP32, FP32, FP32",
+                                         f"{f}, LINEAR, LINEAR, LINEAR, LINEAR, LINEAR, HWC, HWC")]
+
+    @trtp.aot_impl(f"{NAMESPACE}::EgestGate")
+    def egest_gate_aot(h, wp, bias, frame, previous, smap, width, half, outputs, tactic) -> AotKernel:
+        k = kernels().kernel("egest_gate", int(width), "fp16" if half else "fp32")
+        return qdp_kernel(trtp, k, tail_scalars(h, frame, width))
+
+    @trtp.register(f"{NAMESPACE}::FuseEgest")
+    def fuse_egest_desc(g: trtp.TensorDesc, wp: trtp.TensorDesc, bias: trtp.TensorDesc, noise: trtp.TensorDesc,
+                        frame: trtp.TensorDesc, previous: trtp.TensorDesc, width: int, half: int) -> trtp.TensorDesc:
+        return frame.like()
+
+    @trtp.autotune(f"{NAMESPACE}::FuseEgest")
+    def fuse_egest_formats(g, wp, bias, noise, frame, previous, half, outputs):
+        t, f = dtypes(half)  # half is 0: the branch's features reach it as FP32 (graph.prepare_onnx)
+        return [trtp.AutoTuneCombination(f"{t}, {t}, FP32, FP32, UINT8, UINT8, UINT8",
+                                         f"{f}, LINEAR, LINEAR, HWC, LINEAR, LINEAR, LINEAR")]
+
+    @trtp.aot_impl(f"{NAMESPACE}::FuseEgest")
+    def fuse_egest_aot(g, wp, bias, noise, frame, previous, width, half, outputs, tactic) -> AotKernel:
+        k = kernels().kernel("fuse_egest", int(width), "fp16" if half else "fp32")
+        return qdp_kernel(trtp, k, tail_scalars(g, frame, width))
+
+    return [ingest_desc, ingest_formats, ingest_aot, egest_desc, egest_formats, egest_aot, egest_gate_desc,
+            egest_gate_formats, egest_gate_aot, fuse_egest_desc, fuse_egest_formats, fuse_egest_aot]
