@@ -16,11 +16,13 @@
 #   probe    GPU, driver, library versions, whether torch sees the GPU
 #   tests    the GPU correctness tests against their references, fp32 and fp16: every conv shape of the
 #            model family, the ingest/egest kernels, the triton backend (eager and CUDA graphs), the AOT
-#            cubin launched through cuda-python as the TensorRT 10.3 plugins launch it
+#            cubin launched through cuda-python as the TensorRT 10.3 plugins launch it (a recurrent
+#            model's tail kernels too)
 #   kernels  per layer of the default model at 1920x1080, fp16: fused Triton kernels against cuDNN
 #            conv + bias + ReLU (channels_last), TFLOP/s and GB/s against the datasheet and measured peaks
 #   latency  whole-model latency per 720p and 1080p frame, uint8 in and out: triton backend (CUDA graphs
-#            and eager), torch eager fp16 channels_last, torch.compile, ONNX Runtime's CUDA provider, NLM
+#            and eager), torch eager fp16 channels_last, torch.compile, ONNX Runtime's CUDA provider, NLM;
+#            default-video (its last output fed back, as a stream) on triton and torch eager, fp16
 #
 # OUTDIR receives 8 files, none in a subfolder (what the lent machine can send back):
 #   gpu_check.md (steps, statuses, the test summary), gpu_check.log (every step's output),
@@ -59,13 +61,15 @@ fi
 BUDGET_S=360  # the whole check, every limit added up, must fit in this
 TESTS="tests/test_kernels_boundary.py tests/test_triton_backend.py"
 TESTS="$TESTS tests/test_trt_plugins.py::test_aot_cubin_launched_by_the_driver_equals_the_triton_launcher"
+TESTS="$TESTS tests/test_trt_plugins.py::test_aot_recurrent_tail_launched_by_the_driver_equals_the_triton_launchers"
 if [ "$MODE" = smoke ]; then  # the conv sweep already runs in the interpreter in every test run
   KERNELS_ARGS="--smoke --models small --dtypes fp16"
   LATENCY_ARGS="--gpu --smoke --models default --resolution 64x48 --frames 2 --warmup 1 --nlm-frames 2"
 else
   TESTS="tests/test_kernels_conv.py $TESTS"
   KERNELS_ARGS="--models small --frames 1080p --dtypes fp16"
-  LATENCY_ARGS="--gpu --models default --resolution 1920x1080,1280x720 --frames 100 --warmup 5 --nlm-frames 5"
+  LATENCY_ARGS="--gpu --models default,default-video --resolution 1920x1080,1280x720 --frames 100 --warmup 5"
+  LATENCY_ARGS="$LATENCY_ARGS --nlm-frames 5"
   # 1080p first, torch.compile last in each: what the budget cuts first is the 720p compile
   LATENCY_ARGS="$LATENCY_ARGS --budget-s 95"  # cases that would start later are reported as skipped
 fi

@@ -42,7 +42,9 @@ DEVICE = "cuda"  # --smoke: "cpu" (the triton backend then runs under TRITON_INT
 
 def gpu_cases(model: str, smoke: bool = False):
     """(name, precision, make) triples for the GPU; make() builds the case and returns its call:
-    uint8 BGR frame in, uint8 BGR frame out, synchronised. A make() that raises marks the case failed."""
+    uint8 BGR frame in, uint8 BGR frame out, synchronised. A make() that raises marks the case failed.
+    A recurrent model (tiny-video, default-video) is run as a stream runs it: each call is given
+    the case's own last output at that frame size as `previous` (none on the first: the frame)."""
     import torch
 
     from edgedenoise.modelfile import load_model, resolve
@@ -50,26 +52,44 @@ def gpu_cases(model: str, smoke: bool = False):
     files = resolve(model)
     mult = files.size_multiple
 
+    def stream(run):
+        """run(frame, previous) -> out, as one call of a stream (the state kept per frame size)."""
+        if not files.recurrent:
+            return lambda frame: run(frame, None)
+        last: dict = {}
+
+        def call(frame):
+            out = run(frame, last.get(frame.shape))
+            last[frame.shape] = out
+            return out
+
+        return call
+
     def torch_case(compile_it: bool):
         def make():
             dt = torch.float16
             net = load_model(model).to(DEVICE).eval().to(dt).to(memory_format=torch.channels_last)
             module = torch.compile(net) if compile_it else net
 
-            @torch.inference_mode()
-            def run(frame: np.ndarray) -> np.ndarray:
+            def to_input(frame: np.ndarray):
                 h, w = frame.shape[:2]
                 x = torch.from_numpy(frame).to(DEVICE, non_blocking=True)
                 x = x.flip(-1).permute(2, 0, 1)[None].to(dt).div_(255)
                 ph, pw = -h % mult, -w % mult
                 if ph or pw:
                     x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
-                x = x.contiguous(memory_format=torch.channels_last)
+                return x.contiguous(memory_format=torch.channels_last)
+
+            @torch.inference_mode()
+            def run(frame: np.ndarray, previous) -> np.ndarray:
+                h, w = frame.shape[:2]
+                x = to_input(frame)
                 s = torch.full((1,), 25 / 255, device=DEVICE, dtype=dt)
-                y = module(x, s)[0, :, :h, :w]
+                state = () if not files.recurrent else (x if previous is None else to_input(previous),)
+                y = module(x, s, *state)[0, :, :h, :w]
                 return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).flip(-1).cpu().numpy()
 
-            return run
+            return stream(run)
 
         return make
 
@@ -79,13 +99,13 @@ def gpu_cases(model: str, smoke: bool = False):
 
             be = TritonBackend(files, device=DEVICE, dtype=dtype, graphs=graphs)
 
-            def run(frame):
-                out = be.infer_frames(frame, 25.0)
+            def run(frame, previous):
+                out = be.infer_frames(frame, 25.0, previous)
                 if graphs and DEVICE == "cuda" and not be.graphs:
                     raise RuntimeError("CUDA graph capture failed: the backend fell back to eager")
                 return out
 
-            return run
+            return stream(run)
 
         return make
 
@@ -103,7 +123,7 @@ def gpu_cases(model: str, smoke: bool = False):
         used = den.backend.session.get_providers()
         if used[0] != "CUDAExecutionProvider":
             raise RuntimeError(f"the CUDA provider did not load (session providers: {', '.join(used)})")
-        return lambda f: den.denoise(f, 25.0)
+        return stream(lambda f, previous: den.denoise(f, 25.0, previous))
 
     def skipped(why):
         def make():
@@ -111,6 +131,9 @@ def gpu_cases(model: str, smoke: bool = False):
 
         return make
 
+    if files.recurrent:  # against its framewise model's rows: the fused kernels' path and torch's, in fp16
+        return [("triton (CUDA graphs)", "fp16", triton_case("fp16", True)),
+                ("torch eager channels_last", "fp16", torch_case(False))]
     return [("triton (CUDA graphs)", "fp16", triton_case("fp16", True)),
             ("triton eager", "fp16", triton_case("fp16", False)),
             ("triton (CUDA graphs)", "fp32", triton_case("fp32", True)),
@@ -167,6 +190,8 @@ def main() -> int:
                     return lambda f: den.denoise(f, 25.0)
 
                 cases.append(("onnxruntime", model, prec, make))
+    if a.gpu:  # torch.compile's compilation last of all models: what a --budget-s cuts first
+        cases.sort(key=lambda c: c[0] == "torch.compile")
     refs = {m: Denoiser.load(m, backend="onnxruntime") for m in a.models.split(",")} if a.gpu else {}
     built: dict[int, object] = {}  # case index -> its call, or the exception its make() raised
 
