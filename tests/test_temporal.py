@@ -312,6 +312,29 @@ def test_a_new_frame_size_starts_a_new_state(images):
         blend(a[0].astype(np.int32), SIGMA)
 
 
+def test_auto_keeps_a_gpu_model_rather_than_move_its_variant_to_the_cpu():
+    """`--temporal auto` swaps a shipped model for its recurrent variant only where the variant runs
+    as fast a kind of backend: on a Jetson with an engine for `tiny` and none for `tiny-video`, the
+    variant would land on ONNX Runtime on the CPU; then the blend stays, and the note says how to
+    build the variant's engine."""
+    from edgedenoise import Denoiser
+    from edgedenoise.modelfile import resolve
+    from edgedenoise.temporal import load_recurrent_variant
+
+    def load(m):
+        return Denoiser.load(m, backend="onnxruntime")
+
+    den = load("tiny")
+    rec, note = load_recurrent_variant("tiny", load, framewise=den)  # both on the CPU: the variant
+    assert rec.name == "tiny-video" and not rec.backend.on_gpu and note.startswith("temporal auto: tiny-video")
+    rec.close()
+    den.backend.on_gpu = True  # stands for `tiny` on a GPU backend (an engine, triton), which this machine lacks
+    rec, note = load_recurrent_variant("tiny", load, framewise=den)
+    assert rec is None and note.startswith("tiny-video not used: it would run on onnxruntime on the CPU where tiny")
+    assert f"edgedenoise build {resolve('tiny-video').onnx} --out ENGINE" in note and note.endswith("the blend")
+    den.close()
+
+
 def test_video_denoiser_api(images):
     with pytest.raises(ModelError, match="recurrent model"):
         VideoDenoiser.load("tiny", temporal="model")

@@ -31,6 +31,7 @@ class Backend:
     frame_native = False
     precision = "fp32"
     size_multiple = 1
+    on_gpu = False  # whether it computes on a GPU (tensorrt, triton; torch on CUDA; an ORT GPU provider)
 
     def infer(self, x: np.ndarray, sigma: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
         """x (N,C,H,W) float32 in [0,1], sigma (N,) in [0,1] units; `previous` (laid out as x) only

@@ -45,6 +45,7 @@ class OnnxRuntimeBackend(Backend):
             graph, self.rewritten = cpu_graph(path)
         try:
             self.session = ort.InferenceSession(str(path) if graph is None else graph, so, providers=providers)
+            self.on_gpu = self.session.get_providers()[0] != "CPUExecutionProvider"
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             msg = str(e).splitlines()[0][:200]
             if "edgedenoise:" in msg and "not a registered" in msg:  # the custom ops Ingest/Egest

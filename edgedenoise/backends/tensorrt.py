@@ -24,6 +24,7 @@ class TensorRTBackend(Backend):
     stream's last output, laid out as the frame; the frame itself on a scene's first frame)."""
 
     name = "tensorrt"
+    on_gpu = True
 
     def __init__(self, engine_path: str | Path):
         trt = load_tensorrt()

@@ -25,6 +25,7 @@ class TorchBackend(Backend):
             torch.set_num_threads(threads)
         self.torch = torch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.on_gpu = self.device.type == "cuda"
         if dtype not in ("fp32", "fp16"):
             raise ModelError(f"the torch backend computes in fp32 or fp16 (CUDA), not {dtype}")
         if dtype == "fp16" and self.device.type != "cuda":

@@ -39,6 +39,7 @@ class TritonBackend(Backend):
 
     name = "triton"
     frame_native = True
+    on_gpu = True  # (under TRITON_INTERPRET=1 its kernels run on the CPU: a check, not a deployment)
 
     def __init__(self, files: ModelFiles, device: str | None = None, dtype: str = "fp32", graphs: bool = True):
         import torch

@@ -214,7 +214,7 @@ def cmd_run(a):
             # a shipped model's recurrent variant (not where auto timed the models against a live source:
             # a variant costs 10-35 % more); else the blend
             rec, note = load_recurrent_variant(den.name, lambda m: Denoiser.load(
-                m, backend=a.backend, threads=a.threads, precision=den.precision))
+                m, backend=a.backend, threads=a.threads, precision=den.precision), framewise=den)
             why += f"; {note}" if note else ""
             if rec is not None:
                 den.close()
