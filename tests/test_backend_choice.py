@@ -85,17 +85,19 @@ def test_an_engine_of_another_model_is_not_taken_and_one_of_this_model_is_checke
     files = resolve("tiny")
     folder = tmp_path / "engines"
     folder.mkdir()
-    for name, sha in (("other.engine", "0" * 64), ("tiny.engine", None)):
-        (folder / name).write_bytes(b"not an engine")
-        from edgedenoise.modelfile import file_sha256
+    from edgedenoise.modelfile import file_sha256
 
-        meta = {"onnx": str(files.onnx), "onnx_sha256": sha or file_sha256(files.onnx, n=64), "precision": "fp16",
-                "tensorrt": "0.0", "compute_capability": "0.0"}
+    sha = file_sha256(files.onnx, n=64)
+    # the third: built from the frame-native graph (--kernels triton), which names the float model it came from
+    for name, extra in (("other.engine", {"onnx_sha256": "0" * 64}), ("tiny.engine", {"onnx_sha256": sha}),
+                        ("tiny.frame.engine", {"onnx_sha256": "1" * 64, "model_onnx_sha256": sha})):
+        (folder / name).write_bytes(b"not an engine")
+        meta = {"onnx": str(files.onnx), **extra, "precision": "fp16", "tensorrt": "0.0", "compute_capability": "0.0"}
         (folder / (name + ".json")).write_text(json.dumps(meta))
     monkeypatch.setenv("EDGEDENOISE_ENGINES", str(folder))
     found, notes = find_engines(files)
     # this machine cannot say its TensorRT and GPU (or they differ from the sidecar's): passed over, with why
-    assert found == () and len(notes) == 1 and notes[0].startswith("tiny.engine passed over")
+    assert found == () and [n.split(" passed over")[0] for n in notes] == ["tiny.engine", "tiny.frame.engine"]
 
 
 def test_precisions_are_refused_by_the_backend_that_cannot_run_them():

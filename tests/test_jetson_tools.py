@@ -66,6 +66,29 @@ def test_setup_plan_keeps_the_system_opencv_and_numpy_1(tmp_path):
     assert not (tmp_path / "venv").exists()  # --dry-run ran nothing
 
 
+def test_setup_plan_builds_the_model_and_its_recurrent_variant(tmp_path):
+    """On JetPack 6.1 (TensorRT's bindings stood in for by a module that only has a version: the
+    plan is printed, nothing runs) the engine of the model and of its recurrent variant beside it
+    (the package's small.onnx and small-video.onnx here, as a bundle's NAME.onnx and
+    NAME-video.onnx), with the same precision and kernels; the run hint points the runtime at the
+    engines so that --temporal auto finds the variant's."""
+    fake = tmp_path / "fake" / "tensorrt"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "10.3.0.30"\n')
+    (tmp_path / "nv_tegra_release").write_text(R36_4)
+    env = dict(os.environ, PYTHON=sys.executable, TEGRA_RELEASE=str(tmp_path / "nv_tegra_release"),
+               PYTHONPATH=str(tmp_path / "fake"))
+    p = subprocess.run(["bash", str(SETUP), "--dry-run", "--venv", str(tmp_path / "venv"), "--kernels", "native"],
+                       capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    builds = [line[2:].split() for line in p.stdout.splitlines() if line.startswith("+ ") and " build " in line]
+    assert [(b[2], b[4]) for b in builds] == [("edgedenoise/models/small.onnx", "engines/small.fp16.engine"),
+                                              ("edgedenoise/models/small-video.onnx",
+                                               "engines/small-video.fp16.engine")]
+    assert builds[0][5:] == builds[1][5:] == ["--precision", "fp16", "--kernels", "native"]
+    assert f"EDGEDENOISE_ENGINES={ROOT}/engines " in p.stdout and not (tmp_path / "venv").exists()
+
+
 def test_setup_check_names_what_is_missing(tmp_path):
     """This machine has no TensorRT and a pip OpenCV without GStreamer: --check says both, exit 1."""
     import cv2
@@ -123,29 +146,25 @@ def test_bundle_kernels_and_graph_are_what_build_triton_reads(bundle):
 
 
 @pytest.mark.slow
-def test_recurrent_bundle_carries_its_tail_kernels(tmp_path):
-    """`--model tiny-video`: the frame-native graph ends in EgestGate and FuseEgest, the plugins'
-    preparation takes it, and the manifest holds their cubins (the tail at tiny's width, fp16 and
-    fp32; the fusion at the gate's width, fp32) beside tiny's own kernels."""
+def test_bundle_carries_the_recurrent_variant_and_its_tail_kernels(bundle):
+    """`--model tiny` bundles tiny-video beside it (models/tiny-video.*): its frame-native graph ends
+    in EgestGate and FuseEgest, the plugins' preparation takes it, and the manifest holds their
+    cubins (the tail at tiny's width, fp16 and fp32; the fusion at the gate's width, fp32)."""
     from edgedenoise.trt.aot_kernels import load_manifest, pick_kernel
     from edgedenoise.trt.build import frame_native_onnx
     from edgedenoise.trt.graph import prepare_onnx
 
-    out = tmp_path / "video"
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    p = subprocess.run([sys.executable, str(ROOT / "tools" / "jetson_deploy.py"), "--model", "tiny-video", "--target",
-                        "sm_87", "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    info = json.loads((out / "BUNDLE.json").read_text())
-    assert info["recurrent"] is True and info["frame_onnx"] == "models/tiny-video.frame.onnx"
-    frame = frame_native_onnx(out / "models" / "tiny-video.onnx", out, log=lambda s: None)
+    info = json.loads((bundle / "BUNDLE.json").read_text())
+    assert info["recurrent"] is False and info["variant"] == "models/tiny-video.onnx"
+    assert json.loads((bundle / "models" / "tiny-video.json").read_text())["recurrent"] is True
+    frame = frame_native_onnx(bundle / info["variant"], bundle, log=lambda s: None)
+    assert frame == bundle / "models" / "tiny-video.frame.onnx"
     _, widths = prepare_onnx(frame.read_bytes(), "fp16", "ipluginv3")
     assert widths == {"ingest": 16, "egest_gate": 16, "fuse_egest": 12}
-    manifest = load_manifest(out / "build" / "kernels")
-    for kind, width, dtypes in (("ingest", 16, ("fp16", "fp32")), ("egest_gate", 16, ("fp16", "fp32")),
-                                ("fuse_egest", 12, ("fp32",))):
+    manifest = load_manifest(bundle / "build" / "kernels")
+    for kind, width, dtypes in (("egest_gate", 16, ("fp16", "fp32")), ("fuse_egest", 12, ("fp32",))):
         for dtype in dtypes:
-            k = pick_kernel(manifest, out / "build" / "kernels", kind, width, dtype, 87)
+            k = pick_kernel(manifest, bundle / "build" / "kernels", kind, width, dtype, 87)
             assert k.cubin_path.stat().st_size > 0 and k.ptx_path.is_file()
 
 

@@ -9,7 +9,9 @@ what needs them, which a Jetson lacks, and leaves the rest to the device:
 
 1. the model's ONNX graph and config (`models/NAME.onnx`, `.json`) and its frame-native graph
    (`models/NAME.frame.onnx`: uint8 frame in and out, the boundary layers as custom ops), so
-   `edgedenoise build --kernels triton|auto` on the device finds it beside the model;
+   `edgedenoise build --kernels triton|auto` on the device finds it beside the model; and the
+   same three files of its shipped recurrent variant (`models/NAME-video.*`: default ->
+   default-video), whose engine jetson_setup.sh builds too;
 2. the fused Triton kernels compiled ahead of time for the device (`build/kernels`, default
    sm_87: Orin);
 3. the package's source (edgedenoise/, kernels/, tools/, pyproject.toml, README.md) and
@@ -73,11 +75,9 @@ def git_commit() -> str | None:
 
 
 def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> dict:
-    from edgedenoise.backends.base import fused_gate
-    from edgedenoise.export import export_onnx
     from edgedenoise.kernel_build import build_kernels
     from edgedenoise.model import SIZES
-    from edgedenoise.modelfile import resolve
+    from edgedenoise.modelfile import recurrent_variant, resolve
     from edgedenoise.runtime.stats import stamp
 
     t0 = time.time()
@@ -96,6 +96,34 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
     print(f"source: {n} files")
     models = out / "models"
     models.mkdir()
+    frame_onnx, gates = _bundle_model(model, files, name, models)
+    # a shipped model's recurrent variant (default -> default-video) goes beside it, named after it, so
+    # that jetson_setup.sh builds its engine too and `run --temporal auto` finds it on the GPU
+    variant = None if files.recurrent else recurrent_variant(model)
+    if variant is not None:
+        vfiles = resolve(variant)
+        variant_name = f"{name}-video"
+        _, vgates = _bundle_model(variant, vfiles, variant_name, models)
+        gates = sorted({*(gates or []), *(vgates or [])}) or None
+    manifest = build_kernels(target, out / "build" / "kernels", [size] if size else None, gates)
+    print(f"kernels: {len(manifest['kernels'])} for {target}")
+    info = {"model": model, "name": name, "widths": files.config["widths"], "recurrent": bool(files.recurrent),
+            "target": target, "onnx": f"models/{name}.onnx", "frame_onnx": frame_onnx,
+            "variant": f"models/{name}-video.onnx" if variant else None, "kernels": "build/kernels",
+            "commit": git_commit(), "seconds": round(time.time() - t0, 1),
+            **stamp(" ".join(shlex.quote(x) for x in ["python", "tools/jetson_deploy.py", *sys.argv[1:]]))}
+    (out / "BUNDLE.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    out.rename(final)
+    return info
+
+
+def _bundle_model(model: str, files, name: str, models: Path) -> tuple[str | None, list[int] | None]:
+    """models/NAME.onnx, .json and the frame-native graph of one model; (the graph's path in the
+    bundle or None, the gate widths its kernels need or None)."""
+    from edgedenoise.backends.base import fused_gate
+    from edgedenoise.export import export_onnx
+
     if files.onnx is not None:
         shutil.copy2(files.onnx, models / f"{name}.onnx")
     else:  # float16-stored weights: half the bytes to copy, the same float32 compute (onnxweights.py)
@@ -103,24 +131,13 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
     shutil.copy2(files.weights.with_suffix(".json"), models / f"{name}.json")
     recurrent = bool(files.recurrent)  # its frame-native graph ends in EgestGate + FuseEgest (its gate's width)
     gates = [int(files.config["gate"])] if recurrent and fused_gate(files.config) else None
-    frame_onnx = f"models/{name}.frame.onnx"
     if recurrent and not gates:  # its fusion is not one the kernels compute: native TensorRT kernels only
-        frame_onnx = None
         print(f"onnx: models/{name}.onnx (a recurrent model without a gate branch fed colour sums: no frame-native "
               "graph; build it with --kernels native on the device)")
-    else:
-        export_onnx(model, out / frame_onnx, frame_native=True)
-        print(f"onnx: models/{name}.onnx, {frame_onnx}")
-    manifest = build_kernels(target, out / "build" / "kernels", [size] if size else None, gates)
-    print(f"kernels: {len(manifest['kernels'])} for {target}")
-    info = {"model": model, "name": name, "widths": files.config["widths"], "recurrent": recurrent, "target": target,
-            "onnx": f"models/{name}.onnx", "frame_onnx": frame_onnx, "kernels": "build/kernels",
-            "commit": git_commit(), "seconds": round(time.time() - t0, 1),
-            **stamp(" ".join(shlex.quote(x) for x in ["python", "tools/jetson_deploy.py", *sys.argv[1:]]))}
-    (out / "BUNDLE.json").write_text(json.dumps(info, indent=2) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    out.rename(final)
-    return info
+        return None, None
+    export_onnx(model, models / f"{name}.frame.onnx", frame_native=True)
+    print(f"onnx: models/{name}.onnx, models/{name}.frame.onnx")
+    return f"models/{name}.frame.onnx", gates
 
 
 def unpack_command(remote_dir: str) -> str:

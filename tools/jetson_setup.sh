@@ -127,7 +127,13 @@ if [ "$TRT_OK" = 0 ]; then
   exit 0
 fi
 if [ -z "$MODEL" ]; then
-  mapfile -t FOUND < <(find models -maxdepth 1 -name '*.onnx' ! -name '*.frame.onnx' ! -name '*.int8.onnx' 2>/dev/null | sort)
+  # the bundle's model: its recurrent variant NAME-video.onnx beside NAME.onnx is not a model of its own here
+  mapfile -t ALL < <(find models -maxdepth 1 -name '*.onnx' ! -name '*.frame.onnx' ! -name '*.int8.onnx' 2>/dev/null | sort)
+  FOUND=()
+  for f in "${ALL[@]}"; do
+    case "$f" in *-video.onnx) [ -f "${f%-video.onnx}.onnx" ] && continue ;; esac
+    FOUND+=("$f")
+  done
   if [ ${#FOUND[@]} -eq 1 ]; then MODEL=${FOUND[0]}
   elif [ ${#FOUND[@]} -gt 1 ]; then die "several models in models/ (${FOUND[*]}): choose one with --model"
   else MODEL=edgedenoise/models/small.onnx
@@ -145,5 +151,19 @@ BUILD_CMD=("$VENV/bin/edgedenoise" build "$MODEL" --out "$ENGINE" --precision "$
 [ -n "$CALIB" ] && BUILD_CMD+=(--calib "$CALIB")
 run "${BUILD_CMD[@]}"
 say "engine: $ENGINE. For steady timings first run: sudo nvpmodel -m 0 && sudo jetson_clocks"
+RUN_ENV=""
+VARIANT="${MODEL%.onnx}-video.onnx"  # the bundle's recurrent variant (default -> default-video): its engine too
+if [ -f "$VARIANT" ]; then
+  VENGINE=engines/$(basename "$VARIANT" .onnx).$PRECISION.engine
+  VBUILD=("${BUILD_CMD[@]}")
+  VBUILD[2]=$VARIANT
+  VBUILD[4]=$VENGINE
+  if run "${VBUILD[@]}"; then
+    say "engine: $VENGINE (the recurrent variant: run --temporal auto, the default for a stream, uses it)"
+    RUN_ENV="EDGEDENOISE_ENGINES=$ROOT/engines "  # where the runtime looks for the variant's engine
+  else
+    say "the variant's engine was not built (above): run keeps the blend on $ENGINE"
+  fi
+fi
 say "measure: $VENV/bin/edgedenoise bench --backend tensorrt --model $ENGINE --resolution 1280x720,1920x1080"
-say "stream:  $VENV/bin/edgedenoise run --backend tensorrt --model $ENGINE --source csi://0 --sink display"
+say "stream:  $RUN_ENV$VENV/bin/edgedenoise run --backend tensorrt --model $ENGINE --source csi://0 --sink display"

@@ -157,7 +157,8 @@ def find_engines(files: ModelFiles) -> tuple[tuple, tuple]:
         for path in sorted(folder.glob("*.engine")):
             try:
                 meta = read_sidecar(path)
-                if meta.get("onnx_sha256") != sha:
+                # (an engine of the frame-native graph names the float model it came from: model_onnx_sha256)
+                if sha not in (meta.get("onnx_sha256"), meta.get("model_onnx_sha256")):
                     continue
                 machine = machine or this_machine()
                 check_sidecar(meta, machine, path)

@@ -89,12 +89,18 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
         from .plugins import register_plugins
 
         kdir = Path(kernels_dir or DEFAULT_KERNELS_DIR).resolve()
-        onnx_path = frame_native_onnx(onnx_path, out.parent, log)
+        given, onnx_path = onnx_path, frame_native_onnx(onnx_path, out.parent, log)
         flavour = register_plugins(trt, kdir, prefer=plugins, cc=device_name_cc()[1])
         # QDP nodes carry aot=1: the parser then asks for the AOT implementation (strict)
         data, widths = prepare_onnx(onnx_path.read_bytes(), precision, flavour)
         extra = {"plugins": flavour, "kernels_dir": str(kdir), "kernel_dtype": precision,
                  "kernels_manifest_sha256": file_sha256(kdir / "manifest.json", n=64), "widths": widths}
+        # the float model the graph was made from (given, or X.onnx beside X.frame.onnx): the runtime finds
+        # the engine by that file's hash (backends/choice.find_engines), as it finds a native engine
+        model = given if given != onnx_path else onnx_path.with_name(onnx_path.name.removesuffix(".frame.onnx")
+                                                                     + ".onnx")
+        if model != onnx_path and model.exists():
+            extra.update(model_onnx=str(model.resolve()), model_onnx_sha256=file_sha256(model, n=64))
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     # TensorRT 10: explicit batch is the only mode; a strongly typed network takes its precisions
