@@ -625,8 +625,11 @@ def test_ipluginv3_recurrent_tail_with_a_stand_in_tensorrt(aot_dir, monkeypatch)
         assert fn[1] == k.function and (grid, block, shared, stream) == (want.grid, want.block, want.shared, 77)
         assert args == [v for _, _, v in want.args]
     assert drv.loaded == [k_g.cubin(), k_f.cubin()]
-    with pytest.raises(KernelsError, match="do not fit the kernel"):
+    with pytest.raises(KernelsError, match="FuseEgest features have 16 channels, the kernel 12"):
         fu.enqueue([desc((n, 16, hh, wh)), None, None, desc((n, 12, hh, wh)), desc(tuple(frame))], [None],
+                   [0] * 6, [0], 0, 0)
+    with pytest.raises(KernelsError, match="FuseEgest: the noise .* is not on the features' grid"):
+        fu.enqueue([desc((n, GATE, hh, wh)), None, None, desc((n, 12, hh + 1, wh)), desc(tuple(frame))], [None],
                    [0] * 6, [0], 0, 0)
 
 

@@ -114,27 +114,36 @@ def v3_classes(trt, kernels):
                 raise KernelsError(f"Ingest output {tuple(output_desc[0].dims)} does not match the frame {w}x{h}")
             return launch
 
-    class EgestPlugin(_Boundary):
+    class _Tail(_Boundary):
+        """A kernel on the half-resolution grid of the features (input 0) that also reads the uint8
+        frame (input `frame_at`) and writes it (Egest, FuseEgest) or the noise (EgestGate)."""
+
+        frame_at = 3
+
+        def get_output_data_types(self, input_types, ranks=None):
+            return [DT.UINT8]
+
+        def get_output_shapes(self, inputs, shape_inputs, expr_builder):
+            return [trt.DimsExprs(inputs[self.frame_at])]  # the frame's shape
+
+        def _launch(self, k, input_desc, output_desc, ptrs):
+            n, c, hh, wh = tuple(input_desc[0].dims)
+            _, h, w, _ = tuple(input_desc[self.frame_at].dims)
+            if c != k.width:
+                raise KernelsError(f"{self.plugin_name} features have {c} channels, the kernel {k.width}")
+            if self.frame_at == 4 and tuple(input_desc[3].dims) != (n, 12, hh, wh):
+                raise KernelsError(f"{self.plugin_name}: the noise {tuple(input_desc[3].dims)} is not on the "
+                                   f"features' grid {(n, 12, hh, wh)}")
+            return egest_launch(k, n, h, w, hh, wh, ptrs)
+
+    class EgestPlugin(_Tail):
         kind = "egest"
 
         def _io(self):
             feat = self._feature()  # features, wp, bias, frame -> frame
             return [feat, (feat[0], TF.LINEAR), (DT.FLOAT, TF.LINEAR), (DT.UINT8, TF.LINEAR), (DT.UINT8, TF.LINEAR)]
 
-        def get_output_data_types(self, input_types, ranks=None):
-            return [DT.UINT8]
-
-        def get_output_shapes(self, inputs, shape_inputs, expr_builder):
-            return [trt.DimsExprs(inputs[3])]  # the frame's shape
-
-        def _launch(self, k, input_desc, output_desc, ptrs):
-            n, c, hh, wh = tuple(input_desc[0].dims)
-            _, h, w, _ = tuple(input_desc[3].dims)
-            if c != k.width:
-                raise KernelsError(f"Egest features have {c} channels, the kernel {k.width}")
-            return egest_launch(k, n, h, w, hh, wh, ptrs)
-
-    class EgestGatePlugin(_Boundary):
+    class EgestGatePlugin(_Tail):
         """A recurrent model's tail: features, wp, bias, frame, previous, the scaled noise map ->
         the noise (N, 12, HH, WH) and the gate branch's input (N, 3, HH, WH), both FP32 channel-last."""
 
@@ -156,35 +165,15 @@ def v3_classes(trt, kernels):
                 outs.append(d)
             return outs
 
-        def _launch(self, k, input_desc, output_desc, ptrs):
-            n, c, hh, wh = tuple(input_desc[0].dims)
-            _, h, w, _ = tuple(input_desc[3].dims)
-            if c != k.width:
-                raise KernelsError(f"EgestGate features have {c} channels, the kernel {k.width}")
-            return egest_launch(k, n, h, w, hh, wh, ptrs)
-
-    class FuseEgestPlugin(_Boundary):
+    class FuseEgestPlugin(_Tail):
         """The gate branch's features (FP32 channel-last), wp, bias, noise, frame, previous -> frame."""
 
         kind = "fuse_egest"
+        frame_at = 4
 
         def _io(self):
             feat, u8 = self._feature(), (DT.UINT8, TF.LINEAR)
             return [feat, (feat[0], TF.LINEAR), (DT.FLOAT, TF.LINEAR), (DT.FLOAT, TF.HWC), u8, u8, u8]
-
-        def get_output_data_types(self, input_types, ranks=None):
-            return [DT.UINT8]
-
-        def get_output_shapes(self, inputs, shape_inputs, expr_builder):
-            return [trt.DimsExprs(inputs[4])]  # the frame's shape
-
-        def _launch(self, k, input_desc, output_desc, ptrs):
-            n, c, hh, wh = tuple(input_desc[0].dims)
-            _, h, w, _ = tuple(input_desc[4].dims)
-            if c != k.width or tuple(input_desc[3].dims) != (n, 12, hh, wh):
-                raise KernelsError(f"FuseEgest: features {tuple(input_desc[0].dims)} and noise "
-                                   f"{tuple(input_desc[3].dims)} do not fit the kernel (width {k.width})")
-            return egest_launch(k, n, h, w, hh, wh, ptrs)
 
     def creator(plugin_cls):
         class Creator(trt.IPluginCreatorV3One):

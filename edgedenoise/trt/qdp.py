@@ -68,16 +68,17 @@ def register(trt, kernels) -> list:
         t, f = dtypes(half)
         return [trtp.AutoTuneCombination(f"{t}, {t}, FP32, UINT8, UINT8", f"{f}, LINEAR, LINEAR, LINEAR, LINEAR")]
 
-    @trtp.aot_impl(f"{NAMESPACE}::Egest")
-    def egest_aot(h, wp, bias, frame, width, half, outputs, tactic) -> AotKernel:
-        k = kernels().kernel("egest", int(width), "fp16" if half else "fp32")
+    def tail_kernel(kind, feats, frame, width, half):
+        """A kernel on the features' half-resolution grid that reads the frame (Egest, EgestGate, FuseEgest)."""
+        k = kernels().kernel(kind, int(width), "fp16" if half else "fp32")
         f = frame.shape_expr
-        scalars = {"N": f[0], "H": f[1], "W": f[2], "HH": h.shape_expr[2], "WH": h.shape_expr[3], "CI": int(width)}
+        scalars = {"N": f[0], "H": f[1], "W": f[2], "HH": feats.shape_expr[2], "WH": feats.shape_expr[3],
+                   "CI": int(width)}
         return qdp_kernel(trtp, k, scalars)
 
-    def tail_scalars(h, frame, width):
-        f = frame.shape_expr
-        return {"N": f[0], "H": f[1], "W": f[2], "HH": h.shape_expr[2], "WH": h.shape_expr[3], "CI": int(width)}
+    @trtp.aot_impl(f"{NAMESPACE}::Egest")
+    def egest_aot(h, wp, bias, frame, width, half, outputs, tactic) -> AotKernel:
+        return tail_kernel("egest", h, frame, width, half)
 
     # a recurrent graph's tail (graph.prepare_onnx): EgestGate, the gate convs (TensorRT's), FuseEgest
     @trtp.register(f"{NAMESPACE}::EgestGate")
@@ -96,8 +97,7 @@ def register(trt, kernels) -> list:
 
     @trtp.aot_impl(f"{NAMESPACE}::EgestGate")
     def egest_gate_aot(h, wp, bias, frame, previous, smap, width, half, outputs, tactic) -> AotKernel:
-        k = kernels().kernel("egest_gate", int(width), "fp16" if half else "fp32")
-        return qdp_kernel(trtp, k, tail_scalars(h, frame, width))
+        return tail_kernel("egest_gate", h, frame, width, half)
 
     @trtp.register(f"{NAMESPACE}::FuseEgest")
     def fuse_egest_desc(g: trtp.TensorDesc, wp: trtp.TensorDesc, bias: trtp.TensorDesc, noise: trtp.TensorDesc,
@@ -112,8 +112,7 @@ def register(trt, kernels) -> list:
 
     @trtp.aot_impl(f"{NAMESPACE}::FuseEgest")
     def fuse_egest_aot(g, wp, bias, noise, frame, previous, width, half, outputs, tactic) -> AotKernel:
-        k = kernels().kernel("fuse_egest", int(width), "fp16" if half else "fp32")
-        return qdp_kernel(trtp, k, tail_scalars(g, frame, width))
+        return tail_kernel("fuse_egest", g, frame, width, half)
 
     return [ingest_desc, ingest_formats, ingest_aot, egest_desc, egest_formats, egest_aot, egest_gate_desc,
             egest_gate_formats, egest_gate_aot, fuse_egest_desc, fuse_egest_formats, fuse_egest_aot]
