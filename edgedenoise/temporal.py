@@ -11,7 +11,9 @@ and, per pixel, how many frames that average holds (its age). For each new outpu
    pixel by two Gauss-Newton steps on the whole frame (CameraMotion._refine), and kept only if it
    makes the two frames differ less. While the camera keeps moving, the last motion is refined
    instead (two steps, a third when the second was not small) and the blocks are measured again
-   only when that does not converge.
+   only when that does not converge. A shift beyond the blocks' reach (a whip pan; BLOCK_REACH)
+   is found by one phase correlation of the whole frames, tried only where the blocks saw a
+   change they could not follow.
    While the camera holds still, one refinement step from no motion stands in for the blocks
    (CameraMotion._identity_step).
    The average (bicubic; a pure translation by a separable filter, `shift`) and the ages follow
@@ -140,6 +142,7 @@ IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # no motion, as a 2x3 t
 QUIET_RISE = 1.5  # a still camera's frames may differ by this much more than its last still frames did
 PREDICTED_STEP = 0.1  # half-resolution pixels: a refinement from the last motion converged if its last step was smaller
 REFINE_STRIDE = 2  # _refine samples every this many half-resolution pixels
+BLOCK_REACH = 12  # half-resolution pixels: shifts the blocks follow; beyond, the whole frame is correlated
 CUT_HISTOGRAM = 0.3  # a cut: the 8x8-block-mean histograms (32 bins, each summing to 1) differ by more (L1)
 
 
@@ -239,6 +242,7 @@ class CameraMotion:
     def __init__(self, least: float = 0.05):
         self.least = least  # a motion smaller than this (half-resolution pixels, summed) is no motion
         self._hann = None
+        self._hann_frame = None  # the whole frame's window (_whole_frame)
         self._grid = None  # _refine's pixel coordinates, per frame shape
         self._last = None  # the last motion `motion` found (None: none, or not moving)
         self._ready: list = []  # (frame, _prepared(frame)) of the last two frames
@@ -269,7 +273,10 @@ class CameraMotion:
                 self._quiet = residual  # still as it was: no blocks to measure
                 return None
         if a is None:
-            a = self._confirm(prev, g, self._fit(prev, g))
+            fit, moved = self._fit(prev, g)
+            a = self._confirm(prev, g, fit)
+            if a is None and moved:  # the blocks saw a change they could not follow: a shift beyond their reach
+                a = self._confirm(prev, g, self._whole_frame(prev, g))
         if a is None:  # the camera holds still: how much two of its frames differ then
             if step is None:
                 step, residual = self._identity_step(prev, g)
@@ -328,15 +335,30 @@ class CameraMotion:
             return None  # the motion found does not explain the change
         return a
 
-    def _fit(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
-        """The 2x3 similarity that maps `prev` onto `g` (half resolution), or None where none is found."""
+    def _whole_frame(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+        """The shift between the whole frames by one phase correlation (half resolution), where the
+        blocks' cannot reach: a block of 64 half-resolution pixels follows shifts of up to about a
+        quarter of itself, so a fast pan (the bench's frames step 74 pixels at 640x480) went
+        unfollowed and the recurrent model was given its last output unaligned (up to 0.28 dB under
+        frame by frame there). Tried only after the blocks saw a change they could not explain, so a
+        still camera never pays for it (~1 ms at 640x480). None: no peak."""
+        if self._hann_frame is None or self._hann_frame.shape != g.shape:
+            self._hann_frame = cv2.createHanningWindow(g.shape[::-1], cv2.CV_32F)
+        (dx, dy), response = cv2.phaseCorrelate(prev, g, self._hann_frame)
+        if response < 0.05 or max(abs(dx), abs(dy)) < BLOCK_REACH:
+            return None  # no peak, or a shift the blocks would have followed: not the camera's (objects)
+        return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+
+    def _fit(self, prev: np.ndarray, g: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        """(the 2x3 similarity that maps `prev` onto `g` (half resolution), or None where none is found;
+        whether the blocks saw motion: False where they found the frames still)."""
         sh, sw = g.shape
         for b in (64, 32):  # larger blocks measure sub-pixel shifts better
             ny, nx = min(4, sh // b), min(6, sw // b)
             if ny * nx >= 3:
                 break
         else:
-            return None
+            return None, False
         if self._hann is None or self._hann.shape != (b, b):
             self._hann = cv2.createHanningWindow((b, b), cv2.CV_32F)
         src, dst = [], []
@@ -349,12 +371,14 @@ class CameraMotion:
                     src.append(c)
                     dst.append((c[0] + dx, c[1] + dy))
         if len(src) < 3:
-            return None
+            return None, True  # too few blocks followed: a change beyond them, or too little texture
         a, _ = cv2.estimateAffinePartial2D(np.float32(src), np.float32(dst), method=cv2.RANSAC,
                                            ransacReprojThreshold=0.75)
-        if a is None or abs(a[0, 2]) + abs(a[1, 2]) + abs(a[0, 0] - 1) * sw + abs(a[0, 1]) * sw < self.least:
-            return None  # no motion worth a resampling
-        return a.astype(np.float64)
+        if a is None:
+            return None, True
+        if abs(a[0, 2]) + abs(a[1, 2]) + abs(a[0, 0] - 1) * sw + abs(a[0, 1]) * sw < self.least:
+            return None, False  # no motion worth a resampling
+        return a.astype(np.float64), True
 
     def _prepared(self, img: np.ndarray) -> np.ndarray:
         """`img` blurred (5x5, sigma 1), with its x and y gradients: HxWx3 float32. Kept for the last two

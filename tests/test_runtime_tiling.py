@@ -69,6 +69,22 @@ def test_bench_writes_a_table_and_json(tmp_path, capsys):
     assert doc["machine"]["cpu"] and doc["versions"]["onnxruntime"]
 
 
+def test_bench_runs_a_recurrent_model_as_a_stream(tmp_path, capsys):
+    """tiny-video is timed as a stream runs it (each frame given its last output, the state's work
+    included) and scores above tiny frame by frame on the bench's panned frames, as the row says."""
+    rows = {}
+    for model in ("tiny", "tiny-video"):
+        out = tmp_path / f"{model}.json"
+        rc = main(["bench", "--model", model, "--backend", "onnxruntime", "--resolution", "320x240", "--frames", "8",
+                   "--warmup", "1", "--json", str(out)])
+        cap = capsys.readouterr()
+        assert rc == 0, cap.err
+        rows[model] = json.loads(out.read_text())["results"][0]
+    assert rows["tiny"]["temporal"] == "off" and rows["tiny-video"]["temporal"] == "model"
+    assert "each frame given its last output" in cap.out
+    assert rows["tiny-video"]["psnr_db"] > rows["tiny"]["psnr_db"] + 0.3  # the last frame, the state's gain
+
+
 def test_bench_tensorrt_without_an_engine_is_refused(capsys):
     assert main(["bench", "--backend", "tensorrt", "--frames", "1"]) == 2
     assert "needs an engine" in capsys.readouterr().err

@@ -307,6 +307,7 @@ def cmd_bench(a):
     from ..errors import EdgeDenoiseError
     from ..frames import psnr_u8
     from ..nlm import nlm_denoise, nlm_h
+    from ..temporal import VideoDenoiser
     from .sources import bench_frames
     from .stats import stamp, summarize, time_calls
 
@@ -342,9 +343,13 @@ def cmd_bench(a):
     for w, h in sizes:
         clean, noisy = bench_frames(w, h, a.sigma)
         for b, den in dens.items():
-            base = {"backend": den.backend_name, "requested": b, "resolution": f"{w}x{h}", "backend_choice": den.why}
+            base = {"backend": den.backend_name, "requested": b, "resolution": f"{w}x{h}", "backend_choice": den.why,
+                    "temporal": "model" if den.recurrent else "off"}
+            # a recurrent model as a stream runs it: each frame given its last output (the state's camera
+            # motion and cut test included in the time), a fresh state per resolution
+            call = VideoDenoiser(den, "model").denoise if den.recurrent else den.denoise
             try:
-                times, out = time_calls(lambda f, den=den: den.denoise(f, a.sigma), noisy, a.frames, a.warmup)
+                times, out = time_calls(lambda f, call=call: call(f, a.sigma), noisy, a.frames, a.warmup)
             except (EdgeDenoiseError, RuntimeError) as e:  # e.g. a frame outside an engine's profile
                 rows.append({**base, "status": f"failed: {_reason(e)}"})
                 print(f"bench {den.backend_name} {w}x{h}: {rows[-1]['status']}", file=sys.stderr)
@@ -387,6 +392,8 @@ def cmd_bench(a):
     print("\n".join(lines))
     print(f"latency per frame, uint8 BGR in -> uint8 BGR out, sigma {a.sigma:g}, {a.frames} frames after "
           f"{a.warmup} warm-up; model {model}; {a.precision}"
+          + ("; a recurrent model: each frame given its last output (temporal model, its state's work timed too)"
+             if any(d.recurrent for d in dens.values()) else "")
           + (f"; NLM on {nlm_rows[0]['count']} frames, h={h_nlm:g}, template 7, search 21" if nlm_rows else ""))
     if a.json:
         doc = {**stamp(), "model": model, "threads": a.threads, "precision": a.precision, "sigma": a.sigma,
