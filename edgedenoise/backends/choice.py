@@ -5,8 +5,8 @@ triton backend on a CUDA GPU; else torch on the GPU; else ONNX Runtime on the CP
 CPU when the model has no ONNX export or ONNX Runtime is missing). The precision asked narrows
 it: int8 runs on an int8 engine or ONNX Runtime; fp16 on an engine, triton or torch on CUDA;
 `auto` is fp16 on a GPU (the fused kernels in half precision differ from fp32 by one level on
-4-5 % of pixels) and fp32 on the CPU. A recurrent model runs on ONNX Runtime, torch or triton (not
-yet in a TensorRT engine), a gray one not on triton.
+4-5 % of pixels) and fp32 on the CPU. A recurrent model runs on every backend (triton: one whose
+gate branch the kernels fuse; TensorRT: an engine built from its graph), a gray one not on triton.
 
 Two steps, so that the decision can be tested without the hardware: `probe` looks at what this
 machine has, cheaply (the CUDA driver is asked for a device through ctypes, so a machine without
@@ -14,8 +14,9 @@ a GPU never imports torch here), and `decide` is a pure function of the model's 
 precision asked and a `Capabilities`, which a test may make up.
 
 Engines are looked for beside the model's ONNX file and in the folder `EDGEDENOISE_ENGINES`
-names: an `.engine` whose sidecar names this ONNX file's sha256 and this machine's TensorRT and
-GPU.
+names: an `.engine` whose sidecar names this ONNX file's sha256 (as the graph it was built from, or,
+for an engine of the frame-native graph, as the float model that graph was made from) and this
+machine's TensorRT and GPU.
 """
 from __future__ import annotations
 
