@@ -337,7 +337,7 @@ class CameraMotion:
 
     def _whole_frame(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
         """The shift between the whole frames by one phase correlation (half resolution), where the
-        blocks' cannot reach: a block of 64 half-resolution pixels follows shifts of up to about a
+        blocks cannot reach: a block of 64 half-resolution pixels follows shifts of up to about a
         quarter of itself, so a fast pan (the bench's frames step 74 pixels at 640x480) went
         unfollowed and the recurrent model was given its last output unaligned (up to 0.28 dB under
         frame by frame there). Tried only after the blocks saw a change they could not explain, so a
