@@ -71,18 +71,26 @@ def test_bench_writes_a_table_and_json(tmp_path, capsys):
 
 def test_bench_runs_a_recurrent_model_as_a_stream(tmp_path, capsys):
     """tiny-video is timed as a stream runs it (each frame given its last output, the state's work
-    included) and scores above tiny frame by frame on the bench's panned frames, as the row says."""
+    included) and scores above tiny frame by frame on the bench's panned frames, as the row says;
+    `--temporal blend` times tiny with the blend, which gains too; `--temporal model` on a framewise
+    model is refused in one line."""
     rows = {}
-    for model in ("tiny", "tiny-video"):
-        out = tmp_path / f"{model}.json"
+    for model, temporal in (("tiny", "auto"), ("tiny-video", "auto"), ("tiny", "blend")):
+        out = tmp_path / f"{model}-{temporal}.json"
         rc = main(["bench", "--model", model, "--backend", "onnxruntime", "--resolution", "320x240", "--frames", "8",
-                   "--warmup", "1", "--json", str(out)])
+                   "--warmup", "1", "--temporal", temporal, "--json", str(out)])
         cap = capsys.readouterr()
         assert rc == 0, cap.err
-        rows[model] = json.loads(out.read_text())["results"][0]
-    assert rows["tiny"]["temporal"] == "off" and rows["tiny-video"]["temporal"] == "model"
-    assert "each frame given its last output" in cap.out
-    assert rows["tiny-video"]["psnr_db"] > rows["tiny"]["psnr_db"] + 0.3  # the last frame, the state's gain
+        rows[model, temporal] = json.loads(out.read_text())["results"][0]
+        if model == "tiny-video":
+            assert "each frame given the model's last output" in cap.out
+    assert [rows[k]["temporal"] for k in rows] == ["off", "model", "blend"]
+    off = rows["tiny", "auto"]["psnr_db"]
+    assert rows["tiny-video", "auto"]["psnr_db"] > off + 0.3  # the last frame: the state's gain
+    assert rows["tiny", "blend"]["psnr_db"] > off + 0.3
+    rc = main(["bench", "--model", "tiny", "--backend", "onnxruntime", "--resolution", "64x48", "--temporal", "model"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "needs a recurrent model" in err[0]
 
 
 def test_bench_tensorrt_without_an_engine_is_refused(capsys):

@@ -292,6 +292,10 @@ def add_bench(sub):
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="int8: ONNX Runtime with the model's INT8 variant (edgedenoise quantize); fp16: triton, "
                         "or torch on CUDA (channels_last)")
+    p.add_argument("--temporal", choices=["auto", "off", "blend", "model"], default="auto",
+                   help="what of the frames before is used, timed with the model: off (each frame alone), blend "
+                        "(the recursive filter on the model's outputs), model (a recurrent model given its last "
+                        "output); auto (default): model for a recurrent model, else off")
     p.add_argument("--vs", choices=["nlm"], help="also time OpenCV fastNlMeansDenoisingColored on the same frames")
     p.add_argument("--nlm-frames", type=int, default=10, help="frames timed for --vs nlm (it is slow; default 10)")
     p.add_argument("--json", help="write the results here")
@@ -307,7 +311,7 @@ def cmd_bench(a):
     from ..errors import EdgeDenoiseError
     from ..frames import psnr_u8
     from ..nlm import nlm_denoise, nlm_h
-    from ..temporal import VideoDenoiser
+    from ..temporal import VideoDenoiser, check_mode
     from .sources import bench_frames
     from .stats import stamp, summarize, time_calls
 
@@ -339,15 +343,18 @@ def cmd_bench(a):
             print(f"bench {b}: {failed[-1]['status']}", file=sys.stderr)
     if not dens:
         raise DataError("no backend could run: " + "; ".join(f"{r['backend']} {r['status']}" for r in failed))
+    temporal = {b: ("model" if d.recurrent else "off") if a.temporal == "auto" else check_mode(a.temporal, d.name,
+                                                                                                d.recurrent)
+                for b, d in dens.items()}
     h_nlm = nlm_h(a.sigma)
     for w, h in sizes:
         clean, noisy = bench_frames(w, h, a.sigma)
         for b, den in dens.items():
             base = {"backend": den.backend_name, "requested": b, "resolution": f"{w}x{h}", "backend_choice": den.why,
-                    "temporal": "model" if den.recurrent else "off"}
-            # a recurrent model as a stream runs it: each frame given its last output (the state's camera
-            # motion and cut test included in the time), a fresh state per resolution
-            call = VideoDenoiser(den, "model").denoise if den.recurrent else den.denoise
+                    "temporal": temporal[b]}
+            # a recurrent model (or the blend) as a stream runs it: each frame given the state of the frames
+            # before (its camera motion and cut test included in the time), a fresh state per resolution
+            call = den.denoise if temporal[b] == "off" else VideoDenoiser(den, temporal[b]).denoise
             try:
                 times, out = time_calls(lambda f, call=call: call(f, a.sigma), noisy, a.frames, a.warmup)
             except (EdgeDenoiseError, RuntimeError) as e:  # e.g. a frame outside an engine's profile
@@ -392,8 +399,9 @@ def cmd_bench(a):
     print("\n".join(lines))
     print(f"latency per frame, uint8 BGR in -> uint8 BGR out, sigma {a.sigma:g}, {a.frames} frames after "
           f"{a.warmup} warm-up; model {model}; {a.precision}"
-          + ("; a recurrent model: each frame given its last output (temporal model, its state's work timed too)"
-             if any(d.recurrent for d in dens.values()) else "")
+          + ({"model": "; temporal model: each frame given the model's last output (its state's work timed too)",
+              "blend": "; temporal blend: the recursive filter on the outputs, timed with the model"}.get(
+                 next(iter(temporal.values())), ""))
           + (f"; NLM on {nlm_rows[0]['count']} frames, h={h_nlm:g}, template 7, search 21" if nlm_rows else ""))
     if a.json:
         doc = {**stamp(), "model": model, "threads": a.threads, "precision": a.precision, "sigma": a.sigma,
