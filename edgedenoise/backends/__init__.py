@@ -43,7 +43,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from ..modelfile import ModelFiles
-from .base import RECURRENT, Backend, fused_gate, unfused_gate
+from .base import Backend, fused_gate, unfused_gate
 
 NAMES = ["onnxruntime", "torch", "triton", "tensorrt"]
 CHOICES = ["auto", *NAMES]  # what the CLI's --backend takes
@@ -63,9 +63,7 @@ def pick(backend: str, files: ModelFiles, precision: str = "fp32"):
 def create(name: str, files: ModelFiles, threads: int | None = None, device: str | None = None,
            precision: str = "fp32", engine_path: Path | None = None) -> Backend:
     """The backend `name` (not `auto`: see `pick`) for a model's files, its `size_multiple` the model's."""
-    if files.recurrent and name not in RECURRENT:
-        raise ModelError(f"the {name} backend cannot run a recurrent model ({files.name} takes a previous frame) "
-                         f"yet: use {' or '.join(RECURRENT)}")
+    # every backend carries a recurrent model's `previous`; the triton kernels fuse one kind of gate
     if files.recurrent and name == "triton" and not fused_gate(files.config):
         raise ModelError(unfused_gate(files.name))
     backend = _create(name, files, threads, device, precision, engine_path)

@@ -7,9 +7,6 @@ import numpy as np
 
 from ..errors import ModelError
 
-# the backends that carry a recurrent model's `previous` input (tensorrt: an engine built from its graph)
-RECURRENT = ("onnxruntime", "torch", "triton", "tensorrt")
-
 
 def fused_gate(config: dict) -> bool:
     """Whether the triton backend's kernels compute this recurrent model's fusion: a gate branch fed

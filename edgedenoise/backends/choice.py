@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from ..errors import ModelError
 from ..modelfile import ModelFiles, file_sha256
-from .base import RECURRENT, fused_gate
+from .base import fused_gate
 
 ENGINES_ENV = "EDGEDENOISE_ENGINES"
 GPU_BACKENDS = ("tensorrt", "triton")  # torch is a GPU backend only on CUDA (Capabilities.torch_cuda)
@@ -172,8 +172,6 @@ def find_engines(files: ModelFiles) -> tuple[tuple, tuple]:
 
 def _ok_for(files: ModelFiles, backend: str) -> str | None:
     """Why `files` cannot run on `backend` (None: it can)."""
-    if files.recurrent and backend not in RECURRENT:
-        return f"a recurrent model runs on {', '.join(RECURRENT)}"
     if files.recurrent and backend == "triton" and not fused_gate(files.config):
         return "triton runs recurrent models with a gate branch fed colour sums only"
     if backend == "triton" and files.channels != 3:

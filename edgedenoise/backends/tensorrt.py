@@ -51,8 +51,8 @@ class TensorRTBackend(Backend):
         if self.engine is None:
             raise EngineError(f"TensorRT could not load {engine_path} (corrupt or truncated?): rebuild it")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.recurrent = "previous" in [n for n in names
-                                        if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.recurrent = "previous" in names and \
+            self.engine.get_tensor_mode("previous") == trt.TensorIOMode.INPUT
         self.context = self.engine.create_execution_context()
         self.stream = cuda.check(self.cudart.cudaStreamCreate(), "cudaStreamCreate")
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
