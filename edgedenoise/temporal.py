@@ -66,7 +66,7 @@ import time
 import cv2
 import numpy as np
 
-from .backends.choice import ENGINES_ENV
+from .backends.choice import ENGINES_ENV, cuda_devices
 from .denoiser import Denoiser, Timing
 from .errors import DataError, EdgeDenoiseError, ModelError
 from .modelfile import recurrent_variant, resolve
@@ -761,13 +761,15 @@ class TemporalStep:
         return out, timing, time.perf_counter() - t3
 
 
-def load_recurrent_variant(model, load, framewise: Denoiser | None = None) -> tuple[Denoiser | None, str]:
+def load_recurrent_variant(model, load, framewise=None) -> tuple[Denoiser | None, str]:
     """(the shipped recurrent variant of framewise model `model`, as `load(name)` gives it; None where
     none ships or the backend cannot run it), and what was done: what `--temporal auto` runs on a
-    stream (VideoDenoiser.load, `run`). `framewise`: the model as loaded to run framewise; where it
-    runs on a GPU and the variant would not (a Jetson with an engine for `default` and none for
-    `default-video`: the variant on ONNX Runtime on the CPU), the variant is not used: the blend on
-    the GPU's output is faster by far, and the note says how to build the variant's engine."""
+    stream (VideoDenoiser.load, `run`). `framewise`: the model as loaded to run framewise (a
+    Denoiser, or a function that loads it, called only where the variant landed on the CPU of a
+    machine with a CUDA device); where it runs on a GPU and the variant would not (a Jetson with an
+    engine for `default` and none for `default-video`: the variant on ONNX Runtime on the CPU), the
+    variant is not used: the blend on the GPU's output is faster by far, and the note says how to
+    build the variant's engine."""
     variant = recurrent_variant(model) if isinstance(model, str) else None
     if variant is None:
         return None, ""
@@ -775,13 +777,18 @@ def load_recurrent_variant(model, load, framewise: Denoiser | None = None) -> tu
         rec = load(variant)
     except EdgeDenoiseError as e:
         return None, f"{variant} not used ({e}): the blend"
-    if framewise is not None and framewise.backend.on_gpu and not rec.backend.on_gpu:
+    used = f"temporal auto: {variant}, the same model with a learned fusion of the frames before"
+    if framewise is None or rec.backend.on_gpu:
+        return rec, used
+    if not isinstance(framewise, Denoiser):
+        framewise = framewise() if cuda_devices() else None  # no GPU here: nothing to compare with
+    if framewise is not None and framewise.backend.on_gpu:
         rec.close()
         onnx = resolve(variant).onnx
         return None, (f"{variant} not used: it would run on {rec.backend_name} on the CPU where {model} runs on "
                       f"{framewise.backend_name} on the GPU (an engine for it: edgedenoise build {onnx} --out "
                       f"ENGINE, beside it or in ${ENGINES_ENV}): the blend")
-    return rec, f"temporal auto: {variant}, the same model with a learned fusion of the frames before"
+    return rec, used
 
 
 class VideoDenoiser:
@@ -817,13 +824,17 @@ class VideoDenoiser:
         """As `Denoiser.load`, plus the temporal mode. `auto` on a shipped framewise model that has a
         recurrent variant (tiny-video, default-video) loads that variant, in `model` mode, where the
         backend runs it; else the blend."""
-        den = Denoiser.load(model, backend, threads, device, precision, sigma_scale)
+        def load(m):
+            return Denoiser.load(m, backend, threads, device, precision, sigma_scale)
+
+        held: list = []  # the framewise model, where the variant's check loaded it
         if temporal == "auto":
-            rec, _ = load_recurrent_variant(model, lambda m: Denoiser.load(m, backend, threads, device, precision,
-                                                                           sigma_scale), framewise=den)
+            rec, _ = load_recurrent_variant(model, load, framewise=lambda: held.append(load(model)) or held[0])
             if rec is not None:
-                den.close()
+                for d in held:
+                    d.close()
                 return cls(rec, "model")
+        den = held[0] if held else load(model)
         try:
             return cls(den, temporal)
         except BaseException:
