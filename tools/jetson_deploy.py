@@ -96,15 +96,15 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
     print(f"source: {n} files")
     models = out / "models"
     models.mkdir()
-    frame_onnx, gates = _bundle_model(model, files, name, models)
+    frame_onnx = _bundle_model(model, files, name, models)
     # a shipped model's recurrent variant (default -> default-video) goes beside it, named after it, so
-    # that jetson_setup.sh builds its engine too and `run --temporal auto` finds it on the GPU
+    # that jetson_setup.sh builds its engine too and `run --temporal auto` finds it on the GPU (its tail
+    # kernels are among the size's: kernel_build.family_variants)
     variant = None if files.recurrent else recurrent_variant(model)
     if variant is not None:
-        vfiles = resolve(variant)
-        variant_name = f"{name}-video"
-        _, vgates = _bundle_model(variant, vfiles, variant_name, models)
-        gates = sorted({*(gates or []), *(vgates or [])}) or None
+        _bundle_model(variant, resolve(variant), f"{name}-video", models)
+    # a recurrent model of one's own: its gate's width, which the size's shipped variant may not have
+    gates = [int(files.config["gate"])] if frame_onnx and files.recurrent else None
     manifest = build_kernels(target, out / "build" / "kernels", [size] if size else None, gates)
     print(f"kernels: {len(manifest['kernels'])} for {target}")
     info = {"model": model, "name": name, "widths": files.config["widths"], "recurrent": bool(files.recurrent),
@@ -118,9 +118,9 @@ def make_bundle(model: str, target: str, out: Path, name: str | None = None) -> 
     return info
 
 
-def _bundle_model(model: str, files, name: str, models: Path) -> tuple[str | None, list[int] | None]:
-    """models/NAME.onnx, .json and the frame-native graph of one model; (the graph's path in the
-    bundle or None, the gate widths its kernels need or None)."""
+def _bundle_model(model: str, files, name: str, models: Path) -> str | None:
+    """models/NAME.onnx, .json and the frame-native graph of one model; the graph's path in the
+    bundle, or None where the kernels do not fuse its gate."""
     from edgedenoise.backends.base import fused_gate
     from edgedenoise.export import export_onnx
 
@@ -129,15 +129,13 @@ def _bundle_model(model: str, files, name: str, models: Path) -> tuple[str | Non
     else:  # float16-stored weights: half the bytes to copy, the same float32 compute (onnxweights.py)
         export_onnx(model, models / f"{name}.onnx", half_weights=True)
     shutil.copy2(files.weights.with_suffix(".json"), models / f"{name}.json")
-    recurrent = bool(files.recurrent)  # its frame-native graph ends in EgestGate + FuseEgest (its gate's width)
-    gates = [int(files.config["gate"])] if recurrent and fused_gate(files.config) else None
-    if recurrent and not gates:  # its fusion is not one the kernels compute: native TensorRT kernels only
+    if files.recurrent and not fused_gate(files.config):  # not a fusion the kernels compute: TensorRT's own only
         print(f"onnx: models/{name}.onnx (a recurrent model without a gate branch fed colour sums: no frame-native "
               "graph; build it with --kernels native on the device)")
-        return None, None
-    export_onnx(model, models / f"{name}.frame.onnx", frame_native=True)
+        return None
+    export_onnx(model, models / f"{name}.frame.onnx", frame_native=True)  # a recurrent one ends in EgestGate
     print(f"onnx: models/{name}.onnx, models/{name}.frame.onnx")
-    return f"models/{name}.frame.onnx", gates
+    return f"models/{name}.frame.onnx"
 
 
 def unpack_command(remote_dir: str) -> str:
