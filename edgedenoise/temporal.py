@@ -147,6 +147,7 @@ REFINE_STRIDE = 2  # _refine samples every this many half-resolution pixels
 BLOCK_REACH = 12  # half-resolution pixels: shifts the blocks follow; beyond, the whole frame is correlated
 CONVERGED_STEP = 0.5  # half-resolution pixels: a fit is kept only if its refinement's last step was smaller
 TRACK_CORNERS = 150  # _track: the corners followed (Shi-Tomasi, pyramidal Lucas-Kanade)
+TRACK_EXPLAINS = 0.5  # _track's motion is kept only if it leaves at most this share of the frames' L1 difference
 CUT_HISTOGRAM = 0.3  # a cut: the 8x8-block-mean histograms (32 bins, each summing to 1) differ by more (L1)
 
 
@@ -280,14 +281,20 @@ class CameraMotion:
         if a is None:
             self._unsettled = False
             fit, moved = self._fit(prev, g)
+            whole = None
             a = self._confirm(prev, g, fit, strict=True)
             if a is None and moved:  # the blocks saw a change they could not follow: a shift beyond their reach
-                a = self._confirm(prev, g, self._whole_frame(prev, g), strict=True)
+                whole = self._whole_frame(prev, g)
+                a = self._confirm(prev, g, whole, strict=True)
             if a is None and (self._unsettled or (moved and fit is None)):
                 # a motion whose refinement did not converge, or none where the blocks saw a change:
-                # a turn, a fast zoom, a jolt (the corners, _track)
-                tracked = self._track(prev, g)
-                a = self._confirm(prev, g, tracked if tracked is not None else fit)
+                # a turn, a fast zoom, a jolt (the corners, _track), kept only if it explains most
+                # of the change, as a camera's motion of that size does
+                a = self._confirm(prev, g, self._track(prev, g), explains=TRACK_EXPLAINS)
+            if a is None and self._unsettled:  # as before the corners: what lowers the difference at all
+                a = self._confirm(prev, g, fit)
+                if a is None and moved:
+                    a = self._confirm(prev, g, whole)
         if a is None:  # the camera holds still: how much two of its frames differ then
             if step is None:
                 step, residual = self._identity_step(prev, g)
@@ -327,11 +334,14 @@ class CameraMotion:
         return self._confirm(prev, g, np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), shift_only=True)
 
     def _confirm(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray | None,
-                 shift_only: bool = False, predicted: bool = False, strict: bool = False) -> np.ndarray | None:
+                 shift_only: bool = False, predicted: bool = False, strict: bool = False,
+                 explains: float = 0.97) -> np.ndarray | None:
         """`a` refined, if it explains the change between `prev` and `g`; else None. `predicted`:
         `a` is a guess (the last frame's motion), kept only if the refinement converged from it
         (its last step under PREDICTED_STEP pixels). `strict`: kept only if the refinement's last
         step was under CONVERGED_STEP (not refused: a step of over 2 px, or an ill-posed one).
+        `explains`: the share of the frames' L1 difference (away from the borders) the motion may
+        leave; 0.97 asks only that it lowers it.
 
         Why strict for the blocks' fit (2026-12-06): under motions the blocks cannot follow (a turn
         of 4-8 degrees a frame, a zoom of 6 %, jolts of 10-30 px; an ad-hoc check on clips from the 8
@@ -353,7 +363,7 @@ class CameraMotion:
         moved = cv2.warpAffine(prev, a, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         b = 8  # away from the borders the warp has to invent
         inner = (slice(b, sh - b), slice(b, sw - b))
-        if cv2.norm(g[inner], moved[inner], cv2.NORM_L1) >= 0.97 * cv2.norm(g[inner], prev[inner], cv2.NORM_L1):
+        if cv2.norm(g[inner], moved[inner], cv2.NORM_L1) >= explains * cv2.norm(g[inner], prev[inner], cv2.NORM_L1):
             return None  # the motion found does not explain the change
         return a
 
