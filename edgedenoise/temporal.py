@@ -252,7 +252,6 @@ class CameraMotion:
         self._last = None  # the last motion `motion` found (None: none, or not moving)
         self._ready: list = []  # (frame, _prepared(frame)) of the last two frames
         self._quiet = None  # while the camera holds still: how much its last two frames differed
-        self._unsettled = False  # a motion found this frame was refused because its refinement did not converge
 
     def motion(self, prev: np.ndarray | None, g: np.ndarray | None) -> np.ndarray | None:
         """The motion from `prev` to `g`. A camera keeps moving as it moved: the last motion found is
@@ -279,22 +278,19 @@ class CameraMotion:
                 self._quiet = residual  # still as it was: no blocks to measure
                 return None
         if a is None:
-            self._unsettled = False
+            unsettled: list = []  # refined motions whose refinement did not converge (_settled)
             fit, moved = self._fit(prev, g)
-            whole = None
-            a = self._confirm(prev, g, fit, strict=True)
+            a = self._settled(prev, g, fit, unsettled)
             if a is None and moved:  # the blocks saw a change they could not follow: a shift beyond their reach
-                whole = self._whole_frame(prev, g)
-                a = self._confirm(prev, g, whole, strict=True)
-            if a is None and (self._unsettled or (moved and fit is None)):
+                a = self._settled(prev, g, self._whole_frame(prev, g), unsettled)
+            if a is None and (unsettled or (moved and fit is None)):
                 # a motion whose refinement did not converge, or none where the blocks saw a change:
                 # a turn, a fast zoom, a jolt (the corners, _track), kept only if it explains most
                 # of the change, as a camera's motion of that size does
                 a = self._confirm(prev, g, self._track(prev, g), explains=TRACK_EXPLAINS)
-            if a is None and self._unsettled:  # as before the corners: what lowers the difference at all
-                a = self._confirm(prev, g, fit)
-                if a is None and moved:
-                    a = self._confirm(prev, g, whole)
+            for r in unsettled:  # as before the corners: what lowers the difference at all
+                if a is None and self._explains(prev, g, r):
+                    a = r
         if a is None:  # the camera holds still: how much two of its frames differ then
             if step is None:
                 step, residual = self._identity_step(prev, g)
@@ -334,21 +330,10 @@ class CameraMotion:
         return self._confirm(prev, g, np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), shift_only=True)
 
     def _confirm(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray | None,
-                 shift_only: bool = False, predicted: bool = False, strict: bool = False,
-                 explains: float = 0.97) -> np.ndarray | None:
-        """`a` refined, if it explains the change between `prev` and `g`; else None. `predicted`:
-        `a` is a guess (the last frame's motion), kept only if the refinement converged from it
-        (its last step under PREDICTED_STEP pixels). `strict`: kept only if the refinement's last
-        step was under CONVERGED_STEP (not refused: a step of over 2 px, or an ill-posed one).
-        `explains`: the share of the frames' L1 difference (away from the borders) the motion may
-        leave; 0.97 asks only that it lowers it.
-
-        Why strict for the blocks' fit (2026-12-06): under motions the blocks cannot follow (a turn
-        of 4-8 degrees a frame, a zoom of 6 %, jolts of 10-30 px; an ad-hoc check on clips from the 8
-        validation images of CBSD432 at sigma 25, measured on the noisy frames as RecurrentState does)
-        their fit was wrong by more than 1 px (at the frame's corners) in 61-73 % of the frames, and most of those
-        wrong fits still lowered the L1 difference enough to pass. In 93-100 % of them the
-        refinement's last step was refused; in none of the fits within 1 px was it over 0.33 px."""
+                 shift_only: bool = False, predicted: bool = False, explains: float = 0.97) -> np.ndarray | None:
+        """`a` refined, if it explains the change between `prev` and `g` (_explains); else None.
+        `predicted`: `a` is a guess (the last frame's motion), kept only if the refinement converged
+        from it (its last step under PREDICTED_STEP pixels)."""
         if a is None:
             return None
         a, last_step, _ = self._refine(prev, g, a, steps=2, shift_only=shift_only)
@@ -356,16 +341,36 @@ class CameraMotion:
             a, last_step, _ = self._refine(prev, g, a, steps=1, shift_only=shift_only)
             if last_step > PREDICTED_STEP:
                 return None
-        if strict and not last_step <= CONVERGED_STEP:
-            self._unsettled = True
+        return a if self._explains(prev, g, a, explains) else None
+
+    def _settled(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray | None, unsettled: list) -> np.ndarray | None:
+        """As _confirm, and kept only if the refinement's last step was under CONVERGED_STEP (not
+        refused: a step of over 2 px, or an ill-posed one); a refined motion that did not converge
+        is added to `unsettled` instead (what `motion` falls back on when the corners find nothing).
+
+        Why for the blocks' fit (2026-12-06): under motions the blocks cannot follow (a turn
+        of 4-8 degrees a frame, a zoom of 6 %, jolts of 10-30 px; an ad-hoc check on clips from the 8
+        validation images of CBSD432 at sigma 25, measured on the noisy frames as RecurrentState does)
+        their fit was wrong by more than 1 px (at the frame's corners) in 61-73 % of the frames, and most of those
+        wrong fits still lowered the L1 difference enough to pass. In 93-100 % of them the
+        refinement's last step was refused; in none of the fits within 1 px was it over 0.33 px."""
+        if a is None:
             return None
+        a, last_step, _ = self._refine(prev, g, a, steps=2)
+        if not last_step <= CONVERGED_STEP:
+            unsettled.append(a)
+            return None
+        return a if self._explains(prev, g, a) else None
+
+    @staticmethod
+    def _explains(prev: np.ndarray, g: np.ndarray, a: np.ndarray, share: float = 0.97) -> bool:
+        """Whether `prev` moved by `a` differs from `g` by less than `share` of what `prev` itself does
+        (L1, away from the borders the warp has to invent); 0.97 asks only that it lowers it."""
         sh, sw = g.shape
         moved = cv2.warpAffine(prev, a, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        b = 8  # away from the borders the warp has to invent
+        b = 8
         inner = (slice(b, sh - b), slice(b, sw - b))
-        if cv2.norm(g[inner], moved[inner], cv2.NORM_L1) >= explains * cv2.norm(g[inner], prev[inner], cv2.NORM_L1):
-            return None  # the motion found does not explain the change
-        return a
+        return cv2.norm(g[inner], moved[inner], cv2.NORM_L1) < share * cv2.norm(g[inner], prev[inner], cv2.NORM_L1)
 
     def _whole_frame(self, prev: np.ndarray, g: np.ndarray) -> np.ndarray | None:
         """The shift between the whole frames by one phase correlation (half resolution), where the
