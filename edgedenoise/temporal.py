@@ -148,6 +148,7 @@ BLOCK_REACH = 12  # half-resolution pixels: shifts the blocks follow; beyond, th
 CONVERGED_STEP = 0.5  # half-resolution pixels: a fit is kept only if its refinement's last step was smaller
 TRACK_CORNERS = 150  # _track: the corners followed (Shi-Tomasi, pyramidal Lucas-Kanade)
 TRACK_EXPLAINS = 0.5  # _track's motion is kept only if it leaves at most this share of the frames' L1 difference
+LOWERS = 0.97  # any other motion is kept only if it leaves less than this share: that it lowers the difference at all
 CUT_HISTOGRAM = 0.3  # a cut: the 8x8-block-mean histograms (32 bins, each summing to 1) differ by more (L1)
 
 
@@ -330,7 +331,7 @@ class CameraMotion:
         return self._confirm(prev, g, np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), shift_only=True)
 
     def _confirm(self, prev: np.ndarray, g: np.ndarray, a: np.ndarray | None,
-                 shift_only: bool = False, predicted: bool = False, explains: float = 0.97) -> np.ndarray | None:
+                 shift_only: bool = False, predicted: bool = False, explains: float = LOWERS) -> np.ndarray | None:
         """`a` refined, if it explains the change between `prev` and `g` (_explains); else None.
         `predicted`: `a` is a guess (the last frame's motion), kept only if the refinement converged
         from it (its last step under PREDICTED_STEP pixels)."""
@@ -363,9 +364,9 @@ class CameraMotion:
         return a if self._explains(prev, g, a) else None
 
     @staticmethod
-    def _explains(prev: np.ndarray, g: np.ndarray, a: np.ndarray, share: float = 0.97) -> bool:
+    def _explains(prev: np.ndarray, g: np.ndarray, a: np.ndarray, share: float = LOWERS) -> bool:
         """Whether `prev` moved by `a` differs from `g` by less than `share` of what `prev` itself does
-        (L1, away from the borders the warp has to invent); 0.97 asks only that it lowers it."""
+        (L1, away from the borders the warp has to invent); LOWERS asks only that it lowers it."""
         sh, sw = g.shape
         moved = cv2.warpAffine(prev, a, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         b = 8
