@@ -114,7 +114,8 @@ def ship(run: Path, name: str, models: Path) -> None:
           f"`edgedenoise train --data DATA --model {name} --init {name} --qat --steps 3000 --batch 16 --patch 64 "
           f"--lr 2e-5 --sigma-power 1.5 --camera-sim 0.3 --camera-level true --out RUN`, "
           f"then `python tools/ship_model.py RUN --name {name} "
-          f"--int8-only` (and --name {name}-video, after tools/rebase_video.py)", file=sys.stderr)
+          f"--int8-only` (and --name {name}-video, after tools/rebase_video.py); the commands of the shipped "
+          f"ones: benchmarks/results/ship_int8_qat.md", file=sys.stderr)
 
 
 def main() -> int:
