@@ -149,12 +149,18 @@ def qdq_problems(model) -> list[str]:
     return problems
 
 
+def camera_crops(count: int, camera_share: float = CALIB_CAMERA_SHARE) -> list[bool]:
+    """Which of `count` calibration crops go through the camera simulation: crop k when
+    floor((k + 1) x camera_share) > floor(k x camera_share), spread evenly over the set."""
+    return [int((k + 1) * camera_share) > int(k * camera_share) for k in range(count)]
+
+
 def calibration_batches(folder: str | Path, count: int = CALIB_COUNT, seed: int = 0,
                         recurrent_onnx: Path | None = None, camera_share: float = CALIB_CAMERA_SHARE) -> list[dict]:
-    """`count` noisy crops of the images in `folder`, as ONNX feeds: every crop of index k with
-    floor((k + 1) x camera_share) > floor(k x camera_share) through the camera simulation (a random
-    camera, told CALIB_TOLD x the noise's RMS, at least CALIB_SIGMA[0]), the others with
-    camera-protocol Gaussian noise of levels spread evenly over CALIB_SIGMA (see there).
+    """`count` noisy crops of the images in `folder`, as ONNX feeds: those `camera_crops` names
+    through the camera simulation (a random camera, told CALIB_TOLD x the noise's RMS, at least
+    CALIB_SIGMA[0]), the others with camera-protocol Gaussian noise of levels spread evenly over
+    CALIB_SIGMA (see there).
 
     For a recurrent model (`recurrent_onnx`, its float graph) each feed is a crop's second frame:
     the crop with new noise, and as `previous` the model's own output (rounded to uint8 levels) for
@@ -171,7 +177,7 @@ def calibration_batches(folder: str | Path, count: int = CALIB_COUNT, seed: int 
     images = scan_images(folder, min_size=CALIB_CROP, channels=3)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
-    cameras = [int((k + 1) * camera_share) > int(k * camera_share) for k in range(count)]
+    cameras = camera_crops(count, camera_share)
     lo, hi = CALIB_SIGMA
     n = count - sum(cameras)  # the Gaussian crops' levels: one in each of n equal slices of CALIB_SIGMA
     levels = list(lo + (hi - lo) * (rng.permutation(n) + rng.uniform(size=n)) / max(n, 1))

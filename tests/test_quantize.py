@@ -190,13 +190,13 @@ def test_calibration_levels_are_spread_over_the_range_and_never_near_clean(train
     """The Gaussian crops' levels cover CALIB_SIGMA evenly (one in each of as many equal slices as
     there are Gaussian crops), and no crop, camera crops included, is told less than its low end: a
     single near-clean crop once stretched `default`'s decoder ranges 2-3.6x (quantize.CALIB_SIGMA)."""
-    from edgedenoise.quantize import CALIB_SIGMA, calibration_batches
+    from edgedenoise.quantize import CALIB_SIGMA, calibration_batches, camera_crops
 
     lo, hi = CALIB_SIGMA
     feeds = calibration_batches(train_subset, 12, camera_share=0.5)
     told = np.array([float(f["sigma"][0]) * 255 for f in feeds])
     assert told.min() >= lo - 1e-3, told
-    gaussian = np.sort(told[[int((k + 1) * 0.5) == int(k * 0.5) for k in range(12)]])
+    gaussian = np.sort(told[[not c for c in camera_crops(12, 0.5)]])
     assert len(gaussian) == 6
     edges = lo + (hi - lo) * np.arange(7) / 6
     assert all(edges[i] - 1e-3 <= g <= edges[i + 1] + 1e-3 for i, g in enumerate(gaussian)), gaussian

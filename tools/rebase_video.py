@@ -74,7 +74,7 @@ def main() -> int:
     ap.add_argument("--out", help="write the files into this folder instead of the shipped models'")
     a = ap.parse_args()
 
-    from staging import export_and_quantize, move_into, staging
+    from staging import export_and_quantize, int8_reminder, move_into, staging
 
     from edgedenoise.modelfile import MODELS_DIR, load_model, resolve, save_model
 
@@ -101,6 +101,7 @@ def main() -> int:
                 return 1
         export_and_quantize(stage)
         move_into(work, Path(a.out) if a.out else MODELS_DIR, verb="written" if a.out else "shipped")
+    print(f"rebase_video: {int8_reminder(stem, base)}", file=sys.stderr)
     return 0
 
 

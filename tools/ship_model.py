@@ -90,7 +90,7 @@ def ship(run: Path, name: str, models: Path) -> None:
     """`run`'s weights as shipped model `name`: weights, config, ONNX, INT8 and blind gain, made in a
     folder of their own and moved into place together (tools/staging.py)."""
     from calibrate_blind import calibrate, write_gain
-    from staging import export_and_quantize, move_into, staging
+    from staging import export_and_quantize, int8_reminder, move_into, staging
 
     from edgedenoise.data import default_data_root
     from edgedenoise.modelfile import load_model, save_model
@@ -108,14 +108,8 @@ def ship(run: Path, name: str, models: Path) -> None:
         write_gain(stage.with_suffix(".json"), gain, res, f"python tools/calibrate_blind.py {name}")
         print(f"blind gain {gain:g}: {table}")
         move_into(work, models)
-    # the INT8 just shipped is the float weights rounded; those of tiny and default came from a
-    # quantization-aware fine-tune, which halved default's loss (benchmarks/results/ship_int8_qat.md)
-    print(f"ship_model: next, {name}'s INT8 from a quantization-aware fine-tune (5 minutes for default here): "
-          f"`edgedenoise train --data DATA --model {name} --init {name} --qat --steps 3000 --batch 16 --patch 64 "
-          f"--lr 2e-5 --sigma-power 1.5 --camera-sim 0.3 --camera-level true --out RUN`, "
-          f"then `python tools/ship_model.py RUN --name {name} "
-          f"--int8-only` (and --name {name}-video, after tools/rebase_video.py); the commands of the shipped "
-          f"ones: benchmarks/results/ship_int8_qat.md", file=sys.stderr)
+    print(f"ship_model: {int8_reminder(name)} (and --name {name}-video, after tools/rebase_video.py)",
+          file=sys.stderr)
 
 
 def main() -> int:

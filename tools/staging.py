@@ -62,3 +62,16 @@ def move_into(work: Path, dest: Path, names: list[str] | None = None, verb: str 
         if verb:
             print(f"{verb}: {target}")
     return moved
+
+
+def int8_reminder(name: str, framewise: str | None = None) -> str:
+    """What to run after `export_and_quantize` shipped `name`'s INT8 from its float weights: the INT8
+    files of tiny and default (and their recurrent variants) come from a quantization-aware fine-tune
+    of the framewise model (`framewise`, default `name`), which halved default's loss
+    (benchmarks/results/ship_int8_qat.md)."""
+    base = framewise or name
+    return (f"next, {name}'s INT8 from a quantization-aware fine-tune of {base} (5 minutes for default here): "
+            f"`edgedenoise train --data DATA --model {base} --init {base} --qat --steps 3000 --batch 16 --patch 64 "
+            f"--lr 2e-5 --sigma-power 1.5 --camera-sim 0.3 --camera-level true --out RUN`, then "
+            f"`python tools/ship_model.py RUN --name {name} --int8-only`; the commands of the shipped ones: "
+            "benchmarks/results/ship_int8_qat.md")
