@@ -608,14 +608,20 @@ def quantization_aware(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: Run
 
     start = build_model(mcfg).to(run.device)
     init_weights(start, cfg.init, mcfg)
-    attach(nets.model, start, cfg.data)
+    attach(nets.model, start, cfg.data, cfg.qat_for)
     nets.teacher = start.eval().requires_grad_(False)
     if run.device.type == "cpu":
         nets.teacher.to(memory_format=torch.channels_last)
-    cfg.extra.setdefault("qat", "weights for the INT8 file: int8 weights per channel and uint8 activations "
-                                "simulated while fine-tuning (edgedenoise.qat)")
+    if cfg.qat_for == "tensorrt":
+        what = ("weights for the TensorRT Q/DQ file (.trt.int8.onnx): int8 weights per channel and symmetric int8 "
+                "activations at the quantized convolutions' inputs simulated while fine-tuning (edgedenoise.qat)")
+    else:
+        what = ("weights for the INT8 file: int8 weights per channel and uint8 activations simulated while "
+                "fine-tuning (edgedenoise.qat)")
+    cfg.extra.setdefault("qat", what)
     if run.main:
-        log.info("quantization-aware: %s's INT8 rounding simulated, validation scores it", cfg.init)
+        log.info("quantization-aware: %s's INT8 rounding (%s graph) simulated, validation scores it", cfg.init,
+                 cfg.qat_for)
 
 
 def wrap_for_devices(nets: Nets, run: RunContext, video: bool = False) -> tuple[nn.Module, nn.Module | None]:

@@ -11,6 +11,8 @@ from .errors import DataError
 GATE_INPUTS = ("parts", "sums")
 # what a camera-simulated training image tells the model (noise.CameraSim.told; torch-free, as above)
 CAMERA_LEVELS = ("true", "estimate")
+# the INT8 graphs a --qat run can simulate (quantize.TARGETS; torch-free and import-free, as above)
+QAT_TARGETS = ("onnxruntime", "tensorrt")
 
 
 def size_multiple(config: dict) -> int:
@@ -65,6 +67,7 @@ class TrainConfig:
     video_align: bool = False  # --video: the last output moved with the camera before the model sees it, as at run time
     init: str = ""  # start from these weights (model name, run folder or .safetensors), fresh optimizer and schedule
     qat: bool = False  # quantization-aware fine-tune of --init for its INT8 file (qat.py): INT8's rounding simulated
+    qat_for: str = "onnxruntime"  # --qat: the INT8 graph simulated: onnxruntime (.int8.onnx), tensorrt (.trt.int8.onnx)
     extra: dict = field(default_factory=dict)
 
     def check(self) -> TrainConfig:
@@ -91,6 +94,10 @@ class TrainConfig:
             raise bad("fusion_only", True, "needs --video (a recurrent model's fusion weights)")
         if self.qat and not self.init:
             raise bad("qat", True, "fine-tunes trained weights for INT8: give them with --init")
+        if self.qat_for not in QAT_TARGETS:
+            raise bad("qat_for", self.qat_for, f"{' or '.join(QAT_TARGETS)} (the INT8 graph --qat simulates)")
+        if self.qat_for != "onnxruntime" and not self.qat:
+            raise bad("qat_for", self.qat_for, "is for a --qat run")
         if self.qat and (self.video or self.adv_weight):
             raise bad("qat", True, "fine-tunes a framewise model on the reconstruction loss (no --video, "
                                    "no --adv-weight)")

@@ -3,15 +3,17 @@
 edgedenoise/models/<name>.*, export the ONNX beside them, and score it on CBSD68 and
 Kodak24 at sigma 15/25/50 under both protocols (BENCHMARK_PROTOCOL.md). The weights are
 stored as float16 (the network still computes in float32), and the scores are those of the
-stored weights. Also writes the INT8 variant (`<name>.int8.onnx`, calibrated on CBSD432)
-that `--precision int8` loads.
+stored weights. Also writes the INT8 variants, calibrated on CBSD432: `<name>.int8.onnx`, which
+`--precision int8` loads, and `<name>.trt.int8.onnx`, the Q/DQ graph `edgedenoise build --precision
+int8` makes a TensorRT engine from.
 
     python tools/ship_model.py runs/small --name small
     python tools/ship_model.py runs/tiny-qat --name tiny --int8-only   # a `train --qat` run: INT8 alone
     python tools/ship_model.py - --name tiny-video --score-only         # score a shipped model again
 
-`--int8-only` ships only `<name>.int8.onnx`, quantized from the run's weights (a quantization-aware
-fine-tune of the shipped model, `edgedenoise train --init NAME --qat`); the float model stays as it is
+`--int8-only` ships only the INT8 file of the graph the run simulated, quantized from the run's weights
+(a quantization-aware fine-tune of the shipped model, `edgedenoise train --init NAME --qat`:
+`<name>.int8.onnx`; with `--qat-for tensorrt`: `<name>.trt.int8.onnx`); the float model stays as it is
 and the INT8 file keeps its config (blind gain, training record) with the fine-tune's record added. A
 recurrent model (`--name tiny-video`) takes a fine-tune of its framewise model (`tiny`: the same
 weights) and keeps its own gate branch.
@@ -33,7 +35,7 @@ MODELS = ROOT / "edgedenoise" / "models"
 
 KEYS = ("steps", "batch", "patch", "lr", "lr_min", "loss", "noise", "sigma_min", "sigma_max", "sigma_power",
         "camera_fraction", "camera_sim", "map_jitter", "camera_level", "amp", "seed", "video", "frames", "fusion_lr",
-        "fusion_only", "gate", "gate_in", "video_align", "stop_at", "qat")
+        "fusion_only", "gate", "gate_in", "video_align", "stop_at", "qat", "qat_for")
 
 
 def training_record(run: Path) -> dict:
@@ -74,15 +76,17 @@ def ship_int8(run: Path, name: str, models: Path = MODELS) -> int:
         print(f"ship_model: {run} is not a fine-tune of {name} or of its framewise model", file=sys.stderr)
         return 2
     record = training_record(run)
-    if not json.loads((run / "config.json").read_text()).get("qat"):
+    tc = json.loads((run / "config.json").read_text())
+    if not tc.get("qat"):
         print(f"ship_model: note: {run} was not trained with --qat", file=sys.stderr)
+    target = tc.get("qat_for", "onnxruntime")  # the INT8 graph the run simulated: the file it ships
     shipped.load_state_dict({**state, **weights})
     shipped.config.extra["int8_weights"] = record  # (its "qat" says whether the run was one)
     with staging(models, f"ship-{name}-int8") as work:
         stage = work / name
         save_model(shipped, stage, half=True)
-        export_and_quantize(stage)
-        move_into(work, models, names=[f"{name}.int8.onnx"])
+        export_and_quantize(stage, targets=(target,))
+        move_into(work, models, names=[f"{name}.{'trt.' if target == 'tensorrt' else ''}int8.onnx"])
     return 0
 
 

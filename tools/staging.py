@@ -28,20 +28,30 @@ def staging(models: Path, what: str):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def export_and_quantize(stage: Path, progress: bool = True, quiet: bool = False) -> tuple[dict, dict]:
-    """`stage`.onnx (float16 weights, checked against PyTorch) and `stage`.int8.onnx (calibrated on the
-    training images) from `stage`.safetensors; returns export_onnx's and quantize_model's summaries."""
+def export_and_quantize(stage: Path, progress: bool = True, quiet: bool = False,
+                        targets: tuple[str, ...] = ("onnxruntime", "tensorrt")) -> tuple[dict, list[dict]]:
+    """`stage`.onnx (float16 weights, checked against PyTorch) and its INT8 graphs for `targets`,
+    calibrated on the training images: `stage`.int8.onnx (ONNX Runtime) and `stage`.trt.int8.onnx
+    (the symmetric Q/DQ graph `edgedenoise build --precision int8` takes from beside the model, so
+    that a shipped model's INT8 engine needs no calibration images), from `stage`.safetensors. Both
+    are made every time the float weights change: neither may be left behind from older weights.
+    Returns export_onnx's summary and quantize_model's, one per target."""
     from edgedenoise.data import default_data_root
     from edgedenoise.export import export_onnx
-    from edgedenoise.quantize import quantize_model
+    from edgedenoise.quantize import quantize_model, trt_int8_path
 
     r = export_onnx(stage.with_suffix(".safetensors"), stage.with_suffix(".onnx"), half_weights=True)
     if not quiet:
         print(f"export onnx: {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
-    q = quantize_model(stage.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432", progress=progress)
-    if not quiet:
-        print(f"quantize int8: {q['bytes'] / 1e6:.2f} MB")
-    return r, q
+    qs = []
+    for target in targets:
+        out = trt_int8_path(stage.with_suffix(".onnx")) if target == "tensorrt" else None
+        q = quantize_model(stage.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432", out=out,
+                           progress=progress, target=target)
+        if not quiet:
+            print(f"quantize int8 for {target}: {Path(q['path']).name}, {q['bytes'] / 1e6:.2f} MB")
+        qs.append(q)
+    return r, qs
 
 
 def move_into(work: Path, dest: Path, names: list[str] | None = None, verb: str | None = "shipped") -> list[Path]:
@@ -66,12 +76,13 @@ def move_into(work: Path, dest: Path, names: list[str] | None = None, verb: str 
 
 def int8_reminder(name: str, framewise: str | None = None) -> str:
     """What to run after `export_and_quantize` shipped `name`'s INT8 from its float weights: the INT8
-    files of tiny and default (and their recurrent variants) come from a quantization-aware fine-tune
-    of the framewise model (`framewise`, default `name`), which halved default's loss
-    (benchmarks/results/ship_int8_qat.md)."""
+    files of tiny and default (and their recurrent variants) come from quantization-aware fine-tunes
+    of the framewise model (`framewise`, default `name`), one per INT8 graph, which halved default's
+    loss (benchmarks/results/ship_int8_qat.md, ship_trt_int8_qat.md)."""
     base = framewise or name
-    return (f"next, {name}'s INT8 from a quantization-aware fine-tune of {base} (5 minutes for default here): "
-            f"`edgedenoise train --data DATA --model {base} --init {base} --qat --steps 3000 --batch 16 --patch 64 "
-            f"--lr 2e-5 --sigma-power 1.5 --camera-sim 0.3 --camera-level true --out RUN`, then "
-            f"`python tools/ship_model.py RUN --name {name} --int8-only`; the commands of the shipped ones: "
-            "benchmarks/results/ship_int8_qat.md")
+    return (f"next, {name}'s INT8 files from quantization-aware fine-tunes of {base} (5 minutes each for default "
+            f"here): `edgedenoise train --data DATA --model {base} --init {base} --qat --steps 3000 --batch 16 "
+            f"--patch 64 --lr 2e-5 --sigma-power 1.5 --camera-sim 0.3 --camera-level true --out RUN` for "
+            f"{name}.int8.onnx, the same with `--qat-for tensorrt --out RUN2` for {name}.trt.int8.onnx, then "
+            f"`python tools/ship_model.py RUN --name {name} --int8-only` and the same for RUN2; the commands of "
+            "the shipped ones: benchmarks/results/ship_int8_qat.md, ship_trt_int8_qat.md")
