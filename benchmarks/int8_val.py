@@ -5,6 +5,7 @@ float graph.
 
     python benchmarks/int8_val.py                          # ~6 minutes on 2 cores
     python benchmarks/int8_val.py --int8-from OLD --label L   # also INT8 files of before, OLD/<stem>.int8.onnx
+                                                              # (and OLD/<stem>.trt.int8.onnx)
 
 (`OLD` e.g. from git: `git show REV:edgedenoise/models/tiny.int8.onnx > OLD/tiny.int8.onnx`, the same
 for small, tiny-video, small-video; REV a commit with the same float weights, as ae55002 for the
@@ -17,6 +18,11 @@ simulation's low-light and very-low-light settings (seeded by image) blind. Recu
 (`tiny-video`, `default-video`): a still clip of 8 frames of each image's top-left 320x480, new
 noise each frame (Gaussian 25 told, low light blind), scored on frames 4-8 (the state has built up).
 PSNR against the clean image (Gaussian) or the camera pipeline without noise (camera).
+
+Where a model has its TensorRT Q/DQ graph (`<stem>.trt.int8.onnx`, what `edgedenoise build --precision
+int8` builds from), ONNX Runtime runs that graph too (row "tensorrt Q/DQ"): its convolutions in float
+after the rounding, which is the graph's arithmetic; a TensorRT engine's own kernels add their
+rounding of sums, not measured here (TensorRT cannot be installed on these machines).
 """
 from __future__ import annotations
 
@@ -103,6 +109,16 @@ def staged(model: str, int8_file: Path, tmp: Path) -> Path:
     return d / f.onnx.name
 
 
+def as_model(graph: Path, tmp: Path, label: str) -> Path:
+    """A Q/DQ graph copied under a plain name (the Denoiser refers `.trt.int8.onnx` to build); it carries
+    its model's config, so it loads alone."""
+    d = tmp / label
+    d.mkdir(parents=True, exist_ok=True)
+    out = d / graph.name.replace(".trt.int8.onnx", "-trt.onnx")
+    shutil.copy(graph, out)
+    return out
+
+
 def main() -> int:
     from edgedenoise.data import default_data_root
     from edgedenoise.modelfile import resolve
@@ -120,10 +136,18 @@ def main() -> int:
         for model in (*FRAMEWISE, *RECURRENT):
             score = score_recurrent if model in RECURRENT else score_framewise
             rows = {"fp32": score(model, "fp32", images), "int8": score(model, "int8", images)}
+            stem = resolve(model).onnx.stem
+            label = a.label or a.int8_from
             if a.int8_from:
-                old = Path(a.int8_from) / f"{resolve(model).onnx.stem}.int8.onnx"
+                old = Path(a.int8_from) / f"{stem}.int8.onnx"
                 if old.exists():
-                    rows["int8, " + (a.label or a.int8_from)] = score(staged(model, old, Path(tmp)), "int8", images)
+                    rows["int8, " + label] = score(staged(model, old, Path(tmp)), "int8", images)
+            trt = resolve(model).onnx.with_name(f"{stem}.trt.int8.onnx")
+            if trt.exists():
+                rows["tensorrt Q/DQ"] = score(str(as_model(trt, Path(tmp), "new")), "fp32", images)
+            old_trt = Path(a.int8_from or "-") / f"{stem}.trt.int8.onnx"
+            if a.int8_from and old_trt.exists():
+                rows["tensorrt Q/DQ, " + label] = score(str(as_model(old_trt, Path(tmp), "old")), "fp32", images)
             results[model] = rows
             print(model, {k: {c: round(v, 2) for c, v in r.items()} for k, r in rows.items()}, flush=True)
     heads = [f"{k}, told" if k.startswith("gaussian") else f"{k.replace('-', ' ')}, blind" for k in FRAMEWISE_KINDS]
@@ -139,7 +163,9 @@ def main() -> int:
                      for c in FRAMEWISE_KINDS]
             lines.append(f"| {model} | {label} | " + " | ".join(cells) + " |")
     lines += ["", "Framewise models on whole images; recurrent models on still clips, frames "
-              f"{CLIP_FROM + 1}-{CLIP_FRAMES} of {CLIP_FRAMES}, {CLIP_CROP[1]}x{CLIP_CROP[0]} (no very-low-light run)."]
+              f"{CLIP_FROM + 1}-{CLIP_FRAMES} of {CLIP_FRAMES}, {CLIP_CROP[1]}x{CLIP_CROP[0]} (no very-low-light run). "
+              "\"int8\": the ONNX Runtime INT8 file (`--precision int8` on a CPU); \"tensorrt Q/DQ\": the graph "
+              "`edgedenoise build --precision int8` makes a TensorRT engine from, run by ONNX Runtime."]
     doc = {"stamp": stamp({"data": str(data), "int8_from": a.int8_from, "label": a.label}), "results": results}
     return publish("int8_val", doc, "\n".join(lines), a.out)
 

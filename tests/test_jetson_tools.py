@@ -44,9 +44,39 @@ def test_setup_refuses_jetpack_5(tmp_path):
     assert "L4T R35.5 is JetPack 5" in p.stderr and "JetPack >= 6.1" in p.stderr
 
 
-def test_setup_refuses_int8_without_calibration_images(tmp_path):
-    p = setup(tmp_path, R36_4, "--dry-run", "--precision", "int8")
-    assert p.returncode == 2 and "--calib DIR" in p.stderr
+def setup_trt(tmp_path, *args):
+    """jetson_setup.sh --dry-run on JetPack 6.1 with TensorRT's bindings stood in for by a module that
+    only has a version: the plan is printed, nothing runs."""
+    fake = tmp_path / "fake" / "tensorrt"
+    fake.mkdir(parents=True, exist_ok=True)
+    (fake / "__init__.py").write_text('__version__ = "10.3.0.30"\n')
+    (tmp_path / "nv_tegra_release").write_text(R36_4)
+    env = dict(os.environ, PYTHON=sys.executable, TEGRA_RELEASE=str(tmp_path / "nv_tegra_release"),
+               PYTHONPATH=str(tmp_path / "fake"))
+    return subprocess.run(["bash", str(SETUP), "--dry-run", "--venv", str(tmp_path / "venv"), *args],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_setup_int8_builds_from_the_qdq_graph_beside_the_model_else_needs_calibration_images(tmp_path):
+    """--precision int8: a model with its Q/DQ graph beside it (NAME.trt.int8.onnx, as every shipped
+    model and the bundle's have) is built from it without --calib, on TensorRT's own kernels (an INT8
+    engine has no triton flavour, so auto is not chosen); one without it needs --calib DIR, said in
+    one line; asking for the triton kernels in int8 is refused."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in ("m.onnx", "m.trt.int8.onnx", "bare.onnx"):
+        (models / f).write_bytes(b"")  # --dry-run reads none of them
+    p = setup_trt(tmp_path, "--precision", "int8", "--model", str(models / "m.onnx"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    builds = [line[2:].split() for line in p.stdout.splitlines() if line.startswith("+ ") and " build " in line]
+    assert builds and builds[0][2:] == [str(models / "m.onnx"), "--out", "engines/m.int8.engine", "--precision",
+                                        "int8", "--kernels", "native"]
+    p = setup_trt(tmp_path, "--precision", "int8", "--model", str(models / "bare.onnx"))
+    assert p.returncode == 2 and "--calib DIR" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = setup_trt(tmp_path, "--precision", "int8", "--model", str(models / "bare.onnx"), "--calib", str(tmp_path))
+    assert p.returncode == 0 and f"--calib {tmp_path}" in p.stdout
+    p = setup_trt(tmp_path, "--precision", "int8", "--kernels", "auto")
+    assert p.returncode == 2 and "--kernels native" in p.stderr
 
 
 def test_setup_plan_keeps_the_system_opencv_and_numpy_1(tmp_path):
@@ -72,14 +102,7 @@ def test_setup_plan_builds_the_model_and_its_recurrent_variant(tmp_path):
     (the package's small.onnx and small-video.onnx here, as a bundle's NAME.onnx and
     NAME-video.onnx), with the same precision and kernels; the run hint points the runtime at the
     engines so that --temporal auto finds the variant's."""
-    fake = tmp_path / "fake" / "tensorrt"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text('__version__ = "10.3.0.30"\n')
-    (tmp_path / "nv_tegra_release").write_text(R36_4)
-    env = dict(os.environ, PYTHON=sys.executable, TEGRA_RELEASE=str(tmp_path / "nv_tegra_release"),
-               PYTHONPATH=str(tmp_path / "fake"))
-    p = subprocess.run(["bash", str(SETUP), "--dry-run", "--venv", str(tmp_path / "venv"), "--kernels", "native"],
-                       capture_output=True, text=True, env=env, timeout=120, check=False)
+    p = setup_trt(tmp_path, "--kernels", "native")
     assert p.returncode == 0, p.stdout + p.stderr
     builds = [line[2:].split() for line in p.stdout.splitlines() if line.startswith("+ ") and " build " in line]
     assert [(b[2], b[4]) for b in builds] == [("edgedenoise/models/small.onnx", "engines/small.fp16.engine"),

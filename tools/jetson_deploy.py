@@ -9,9 +9,11 @@ what needs them, which a Jetson lacks, and leaves the rest to the device:
 
 1. the model's ONNX graph and config (`models/NAME.onnx`, `.json`) and its frame-native graph
    (`models/NAME.frame.onnx`: uint8 frame in and out, the boundary layers as custom ops), so
-   `edgedenoise build --kernels triton|auto` on the device finds it beside the model; and the
-   same three files of its shipped recurrent variant (`models/NAME-video.*`: default ->
-   default-video), whose engine jetson_setup.sh builds too;
+   `edgedenoise build --kernels triton|auto` on the device finds it beside the model, and, where
+   the model has one (every shipped model does), its TensorRT Q/DQ graph (`models/NAME.trt.int8.onnx`,
+   quantization-aware for `tiny` and `default`), from which `build --precision int8` makes the INT8
+   engine without calibration images; and the same files of its shipped recurrent variant
+   (`models/NAME-video.*`: default -> default-video), whose engine jetson_setup.sh builds too;
 2. the fused Triton kernels compiled ahead of time for the device (`build/kernels`, default
    sm_87: Orin);
 3. the package's source (edgedenoise/, kernels/, tools/, pyproject.toml, README.md) and
@@ -20,7 +22,7 @@ what needs them, which a Jetson lacks, and leaves the rest to the device:
 With --host, the bundle goes over ssh (tar, so rsync need not be installed on either side) and
 `bash tools/jetson_setup.sh` runs on the device: a venv over JetPack's TensorRT and OpenCV, then
 the TensorRT engine, built there (engines are tied to the GPU and the TensorRT version). Options
-after `--` go to jetson_setup.sh, e.g. `-- --precision int8 --calib ~/calib`.
+after `--` go to jetson_setup.sh, e.g. `-- --precision int8`.
 """
 from __future__ import annotations
 
@@ -123,12 +125,16 @@ def _bundle_model(model: str, files, name: str, models: Path) -> str | None:
     bundle, or None where the kernels do not fuse its gate."""
     from edgedenoise.backends.base import fused_gate
     from edgedenoise.export import export_onnx
+    from edgedenoise.quantize import trt_int8_path
 
     if files.onnx is not None:
         shutil.copy2(files.onnx, models / f"{name}.onnx")
     else:  # float16-stored weights: half the bytes to copy, the same float32 compute (onnxweights.py)
         export_onnx(model, models / f"{name}.onnx", half_weights=True)
     shutil.copy2(files.weights.with_suffix(".json"), models / f"{name}.json")
+    if files.onnx is not None and trt_int8_path(files.onnx).exists():  # build --precision int8 finds it beside
+        shutil.copy2(trt_int8_path(files.onnx), models / f"{name}.trt.int8.onnx")
+        print(f"onnx: models/{name}.trt.int8.onnx (the Q/DQ graph of its INT8 engine)")
     if files.recurrent and not fused_gate(files.config):  # not a fusion the kernels compute: TensorRT's own only
         print(f"onnx: models/{name}.onnx (a recurrent model without a gate branch fed colour sums: no frame-native "
               "graph; build it with --kernels native on the device)")

@@ -8,8 +8,11 @@
 #   bash tools/jetson_setup.sh --dry-run            # print every command instead of running it
 #
 # Options: --model ONNX (default: the one models/*.onnx of the bundle, else the shipped default)
-#          --precision fp16|fp32|int8 (default fp16)   --calib DIR (images; int8 needs them)
-#          --kernels native|triton|auto (default auto when build/kernels has a manifest, else native)
+#          --precision fp16|fp32|int8 (default fp16)
+#          --calib DIR (clean images; int8 needs them only where the model has no NAME.trt.int8.onnx
+#                       beside it, the Q/DQ graph every shipped model and the bundle's carry)
+#          --kernels native|triton|auto (default auto when build/kernels has a manifest and the
+#                       precision is fp16 or fp32, else native: an INT8 engine is TensorRT's own kernels)
 #          --venv DIR (default .venv)   --no-build (stop after the doctor)
 #          --ort-wheel FILE (an onnxruntime-gpu wheel for JetPack; default: PyPI's CPU onnxruntime)
 #
@@ -50,8 +53,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$PRECISION" in fp16|fp32|int8) ;; *) die "--precision must be fp16, fp32 or int8, not $PRECISION" ;; esac
-if [ "$PRECISION" = int8 ] && [ -z "$CALIB" ]; then
-  die "--precision int8 needs --calib DIR (a folder of clean images like the scenes you will film)"
+if [ "$PRECISION" = int8 ] && [ -n "$KERNELS" ] && [ "$KERNELS" != native ]; then
+  die "--precision int8 builds with --kernels native (the Q/DQ graph on TensorRT's own kernels), not $KERNELS"
 fi
 
 # 1. The device: L4T release, from /etc/nv_tegra_release ("# R36 (release), REVISION: 4.0, ...").
@@ -140,8 +143,11 @@ if [ -z "$MODEL" ]; then
   fi
 fi
 [ -f "$MODEL" ] || die "model $MODEL not found"
+if [ "$PRECISION" = int8 ] && [ -z "$CALIB" ] && [ ! -f "${MODEL%.onnx}.trt.int8.onnx" ]; then
+  die "--precision int8: $MODEL has no Q/DQ graph beside it (${MODEL%.onnx}.trt.int8.onnx): give --calib DIR (a folder of clean images like the scenes you will film)"
+fi
 if [ -z "$KERNELS" ]; then
-  if [ -f build/kernels/manifest.json ]; then KERNELS=auto; else KERNELS=native; fi
+  if [ -f build/kernels/manifest.json ] && [ "$PRECISION" != int8 ]; then KERNELS=auto; else KERNELS=native; fi
 fi
 STEM=$(basename "$MODEL" .onnx)
 ENGINE=engines/$STEM.$PRECISION.engine
