@@ -142,8 +142,14 @@ def test_bundle_holds_what_the_device_needs(bundle):
     info = json.loads((bundle / "BUNDLE.json").read_text())
     assert info["model"] == "tiny" and info["target"] == "sm_87" and info["widths"] == [16, 32, 64]
     for f in ("pyproject.toml", "README.md", "edgedenoise/cli.py", "edgedenoise/models/small.onnx", "kernels/aot.py",
-              "tools/jetson_setup.sh", info["onnx"], info["frame_onnx"], "models/tiny.json"):
+              "tools/jetson_setup.sh", info["onnx"], info["frame_onnx"], "models/tiny.json",
+              "models/tiny.trt.int8.onnx", "models/tiny-video.trt.int8.onnx"):
         assert (bundle / f).is_file(), f
+    # build --precision int8 on the device takes the model's Q/DQ graph from beside it: no --calib needed
+    from edgedenoise.trt.int8 import qdq_graph
+
+    assert qdq_graph(bundle / "models" / "tiny.onnx", bundle / "e.engine", None, log=lambda *_: None) == \
+        bundle / "models" / "tiny.trt.int8.onnx"
     assert not (bundle / "tests").exists() and not (bundle / ".venv").exists()
 
 

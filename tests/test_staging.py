@@ -46,7 +46,8 @@ def test_rebase_video_writes_a_working_model_through_staging(tmp_path, data_root
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["tiny-video.int8.onnx", "tiny-video.json", "tiny-video.onnx", "tiny-video.safetensors"]
+    assert names == ["tiny-video.int8.onnx", "tiny-video.json", "tiny-video.onnx", "tiny-video.safetensors",
+                     "tiny-video.trt.int8.onnx"]  # both INT8 graphs made from the new float weights
     assert not list((ROOT / "edgedenoise" / "models").glob(".rebase-*"))  # no work folder left behind
     doc = json.loads((out / "tiny-video.json").read_text())
     assert doc["extra"]["framewise_from"]["model"] == "tiny"
