@@ -39,6 +39,9 @@ def build_engine(onnx_path: str | Path, out: str | Path, precision: str = "fp16"
     made here, not in trt/build.py, which auto.py builds with: no import circle between the two."""
     if kernels not in ("native", "triton", "auto"):
         raise EngineError(f"unknown --kernels {kernels!r}: native, triton or auto")
+    from .trt.int8 import refuse_float_build_of_qdq
+
+    refuse_float_build_of_qdq(Path(onnx_path), precision)  # before TensorRT is asked for: a fault of the input
     if kernels == "auto":
         _, onnx_path = _build.ready(onnx_path)  # as a single build: no TensorRT or no file, one line first
         return build_auto(onnx_path, Path(out), precision, calib, profile, timing_cache, workspace_gb,

@@ -74,6 +74,25 @@ def test_build_without_tensorrt_says_so(tmp_path):
     assert p.returncode == 2 and "TensorRT is not installed here" in p.stderr
 
 
+def test_a_qdq_graph_builds_int8_only(tmp_path):
+    """`build tiny.trt.int8.onnx --precision fp16` would give an INT8 engine whose sidecar says fp16:
+    refused in one line (exit 2) naming the float model beside it, before TensorRT is asked for, so
+    the same here and on a device; the same for the CPU's uint8 graph."""
+    from edgedenoise.modelfile import resolve
+
+    models = resolve("tiny").onnx.parent
+    for graph in ("tiny.trt.int8.onnx", "tiny.int8.onnx"):
+        for kernels in ("native", "auto"):
+            p = subprocess.run([sys.executable, "-m", "edgedenoise.cli", "build", str(models / graph), "--out",
+                                str(tmp_path / "m.engine"), "--precision", "fp16", "--kernels", kernels],
+                               capture_output=True, text=True)
+            assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+            assert "INT8 (Q/DQ) graph" in p.stderr and f"float model {models / 'tiny.onnx'}" in p.stderr
+    assert not (tmp_path / "m.engine").exists()
+    int8.refuse_float_build_of_qdq(models / "tiny.onnx", "fp16")  # the float graph: no objection
+    int8.refuse_float_build_of_qdq(models / "tiny.trt.int8.onnx", "int8")
+
+
 def test_build_and_run_matches_onnxruntime(tmp_path, kodak_rgb):
     pytest.importorskip("tensorrt", reason="TensorRT is not installable on this machine")
     from edgedenoise import Denoiser

@@ -82,6 +82,20 @@ def is_qdq(data: bytes) -> bool:
     return b"QuantizeLinear" in data
 
 
+def refuse_float_build_of_qdq(onnx_path: Path, precision: str) -> None:
+    """A Q/DQ graph (`<model>.trt.int8.onnx`, or the CPU's `<model>.int8.onnx`) builds an INT8 engine
+    only: TensorRT would quantize where its Q/DQ nodes say whatever the precision flags, and the
+    sidecar would call an INT8 engine fp16. EngineError (one line, naming the float model) for
+    another precision; nothing for a float graph or a file that is not there (the build says so)."""
+    if precision == "int8" or not onnx_path.is_file() or not is_qdq(onnx_path.read_bytes()):
+        return
+    stem = onnx_path.name.removesuffix(".onnx").removesuffix(".int8").removesuffix(".trt")
+    beside = onnx_path.with_name(stem + ".onnx")
+    use = f"build {precision} from the float model {beside}" if beside.exists() and beside != onnx_path else \
+        f"build {precision} from the model's float ONNX (edgedenoise export)"
+    raise EngineError(f"{onnx_path} is an INT8 (Q/DQ) graph: it builds with --precision int8; {use}")
+
+
 def float_model(qdq: Path) -> Path:
     """`<model>.onnx` for `<model>.trt.int8.onnx` where it is beside it, else the Q/DQ graph itself:
     what the sidecar names as the engine's model (the runner reads its config, a rebuild starts
