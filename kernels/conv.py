@@ -30,8 +30,10 @@ def out_size(h: int, w: int, kernel: tuple[int, int], stride: int, padding: int)
 def conv2d_nhwc(x: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor | None, kernel: tuple[int, int],
                 stride: int = 1, padding: int = 0, act: str = "none", residual: torch.Tensor | None = None,
                 block_m: int = 64, block_n: int | None = None, block_k: int | None = None,
-                num_warps: int = 4, ieee: bool = True) -> torch.Tensor:
-    """Fused conv + bias + activation (+ residual added after the activation)."""
+                num_warps: int = 4, ieee: bool = True, num_stages: int | None = None) -> torch.Tensor:
+    """Fused conv + bias + activation (+ residual added after the activation). block_m, num_warps and
+    num_stages (None: Triton's default) are launch choices that change the speed, not the result
+    (benchmarks/kernel_sweep.py times them per layer on a GPU)."""
     from .conv_kernels import conv2d_nhwc_kernel
 
     n, h, w, ci = x.shape
@@ -54,7 +56,7 @@ def conv2d_nhwc(x: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor | None, ke
         n, h, w, ci, ho, wo, co,
         KH=kh, KW=kw, STRIDE=stride, PAD=padding, ACT=ACTS[act], HAS_RES=residual is not None,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, IEEE=ieee and x.dtype == torch.float32,
-        num_warps=num_warps,
+        num_warps=num_warps, **({} if num_stages is None else {"num_stages": num_stages}),
     )
     return out
 

@@ -78,3 +78,27 @@ def test_the_latency_step_arguments_parse():
     p = subprocess.run([sys.executable, "benchmarks/latency.py", *args], capture_output=True, text=True, cwd=ROOT,
                        env=env)
     assert p.returncode == 2 and "no CUDA device" in p.stderr, p.stderr
+
+
+@pytest.mark.slow
+def test_the_kernel_sweep_runs_in_the_interpreter_and_sums_each_model(tmp_path):
+    """benchmarks/kernel_sweep.py, the launch settings timed per layer (for the GPU session after
+    gpu_check): its code path in Triton's interpreter (one setting beside the default): every setting's
+    output checked against PyTorch, a best setting per layer that is never slower than the default by
+    construction, and `tiny`'s layers summed once each shape is measured."""
+    import json
+
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    p = subprocess.run([sys.executable, "benchmarks/kernel_sweep.py", "--smoke", "--models", "tiny", "--out",
+                        str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    doc = json.loads((tmp_path / "kernel_sweep_cpu_interpreter.json").read_text())
+    assert doc["results"] and not doc["not_measured"]
+    for r in doc["results"]:
+        assert r["best_ms"] <= r["default_ms"] and set(r["configs"]) == {"M64 w4", "M32 w2 s2"}
+        assert all(c["max_abs_err"] < 0.05 for c in r["configs"].values())  # fp16 outputs of O(1) values
+    (t,) = doc["totals"]
+    assert t["model"] == "tiny" and t["layers"] == 11 and t["best_ms"] <= t["default_ms"]
+    p = subprocess.run([sys.executable, "benchmarks/kernel_sweep.py", "--out", str(tmp_path)], capture_output=True,
+                       text=True, cwd=ROOT, env=dict(os.environ, TRITON_INTERPRET="0"), timeout=120)
+    assert p.returncode == 2 and "needs a CUDA GPU" in p.stderr  # here: no GPU, one line
