@@ -350,6 +350,7 @@ def cmd_info(a):
         "weights": str(files.weights) if files and files.weights else None,
         "onnx": str(files.onnx) if files and files.onnx else None,
         "onnx_int8": str(files.onnx_int8) if files and files.onnx_int8 else None,
+        "onnx_trt_int8": str(files.onnx_trt_int8) if files and files.onnx_trt_int8 else None,
         "trained": (files.config.get("extra", {}) if files else {}),
     }
     if a.json:
@@ -359,11 +360,44 @@ def cmd_info(a):
           f"({mpp * 1280 * 720 / 1e9:.1f} GMAC per 720p frame)")
     print(f"  widths {info['widths']}, depths {info['depths']}, {cfg.channels} channel(s), "
           f"H and W padded to multiples of {cfg.size_multiple}")
-    for k in ("weights", "onnx", "onnx_int8"):
+    for k, what in (("weights", "weights"), ("onnx", "onnx"), ("onnx_int8", "onnx int8 (CPU)"),
+                    ("onnx_trt_int8", "onnx int8 for TensorRT (build --precision int8)")):
         if info[k]:
-            print(f"  {k}: {info[k]}")
+            print(f"  {what}: {info[k]}")
     for k, v in info["trained"].items():
-        print(f"  {k}: {v}")
+        print(f"  {k}: {_readable(v)}")
+
+
+def _training_summary(rec: dict) -> str:
+    """A training record (ship_model's: the run's settings, `init_training` the run it started from,
+    and so on back) as one line: the last run's main settings and what came before it in all."""
+    runs, steps, r = 0, 0, rec
+    while isinstance(r, dict) and r:
+        runs += 1
+        steps += int(r.get("stop_at") or r.get("steps") or 0)
+        r = r.get("init_training")
+    keys = (("batch", "batch {}"), ("patch", "patch {}"), ("lr", "lr {}"), ("camera_sim", "camera simulation {}"),
+            ("qat_for", "quantization-aware for {}"), ("seed", "seed {}"))
+    parts = [fmt.format(rec[k]) for k, fmt in keys if rec.get(k) not in (None, "", 0, False)]
+    if rec.get("qat") and "qat_for" not in rec:
+        parts.append("quantization-aware")
+    line = f"{rec.get('stop_at') or rec.get('steps', '?')} steps ({', '.join(parts)})"
+    if rec.get("init"):
+        line += f", fine-tuned from {rec['init']}"
+    if runs > 1:
+        line += f"; {runs} runs, {steps:,} steps in all"
+    return line + " (--json: every run's settings)"
+
+
+def _readable(v) -> str:
+    """An `info` value as one readable line: a training record summarised, another long value cut."""
+    if isinstance(v, dict) and "steps" in v:
+        return _training_summary(v)
+    if isinstance(v, dict) and isinstance(v.get("training"), dict):  # framewise_from: {model, training}
+        rest = {k: x for k, x in v.items() if k != "training"}
+        return f"{rest}, trained {_training_summary(v['training'])}"
+    text = str(v)
+    return text if len(text) <= 200 else text[:200] + " ... (--json: all of it)"
 
 
 def add_export(sub):

@@ -35,6 +35,7 @@ class ModelFiles:
     weights: Path | None  # .safetensors
     onnx: Path | None
     onnx_int8: Path | None = None  # <stem>.int8.onnx, written by `edgedenoise quantize`
+    onnx_trt_int8: Path | None = None  # <stem>.trt.int8.onnx, TensorRT's Q/DQ graph (`quantize --for tensorrt`)
     variant: str = ""  # the file named was a variant: "int8", "trt.int8" (TensorRT Q/DQ) or "frame" (frame-native)
 
     @property
@@ -129,6 +130,7 @@ def resolve(spec: str | Path) -> ModelFiles:
         weights=weights if weights.exists() else None,
         onnx=onnx if onnx.exists() else None,
         onnx_int8=int8 if (int8 := _beside(stem, ".int8.onnx")).exists() else None,
+        onnx_trt_int8=trt if (trt := _beside(stem, ".trt.int8.onnx")).exists() else None,
         variant=variant,
     )
 

@@ -85,6 +85,20 @@ def test_eval_writes_json_and_markdown(tmp_path, data_root):
     assert len(list((tmp_path / "pics" / "camera_sigma25").glob("*.png"))) == 2
 
 
+def test_info_names_every_file_and_sums_up_the_training_in_one_line():
+    """`info tiny` lists the weights, the ONNX and both INT8 graphs (the CPU's and TensorRT's), and
+    gives the training record, a chain of fine-tunes nested many levels deep, as one line per key
+    (the whole record stays in --json)."""
+    out = run("info", "tiny").stdout
+    lines = out.splitlines()
+    for what in ("weights:", "onnx:", "onnx int8 (CPU):", "onnx int8 for TensorRT"):
+        assert any(line.strip().startswith(what) for line in lines), (what, out)
+    (training,) = [line for line in lines if line.strip().startswith("training:")]
+    assert "steps in all" in training and len(training) < 300 and "init_training" not in out
+    doc = json.loads(run("info", "tiny", "--json").stdout)
+    assert doc["onnx_trt_int8"].endswith("tiny.trt.int8.onnx") and "init_training" in doc["trained"]["training"]
+
+
 @pytest.mark.parametrize("size", ["nano", "tiny", "small", "base"])
 def test_info_measures_macs_within_budget(size):
     info = json.loads(run("info", size, "--json").stdout)
