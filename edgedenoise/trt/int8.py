@@ -10,7 +10,9 @@ matches the CPU INT8's: tests/test_quantize.py). Which graph (`qdq_graph`):
   graph `<model>.int8.onnx`, uint8 activations, is refused with what to run instead);
 - else, with `--calib DIR`, one made now from the float ONNX, beside the engine
   (`<engine>.qdq.onnx`);
-- else `<model>.trt.int8.onnx` beside the float ONNX (`edgedenoise quantize --for tensorrt`).
+- else `<model>.trt.int8.onnx` beside the float ONNX (`edgedenoise quantize --for tensorrt`; every
+  shipped model carries one, from a quantization-aware fine-tune for `tiny` and `default`:
+  `train --qat --qat-for tensorrt`, benchmarks/results/ship_trt_int8_qat.md).
 
 The graph is parsed into a strongly typed network (no precision flags, no calibrator): the
 Q/DQ nodes say which tensors are int8, the rest keeps the graph's float32, as ONNX Runtime ran
