@@ -21,6 +21,18 @@ from edgedenoise.train import denoise_tensor, train
 from .test_train import cfg, rows
 
 
+def torch_denoise(net, noisy_bgr: np.ndarray, sigma: float = 25.0) -> np.ndarray:
+    """`net` (PyTorch, with whatever rounding is attached) on a uint8 BGR frame, uint8 BGR out."""
+    x = torch.from_numpy(np.ascontiguousarray(noisy_bgr[:, :, ::-1])).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        y = denoise_tensor(net, x, torch.tensor([sigma / 255.0]))
+    return np.rint(y[0].permute(1, 2, 0).numpy()[:, :, ::-1] * 255).astype(np.uint8)
+
+
+def rms(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a.astype(np.float64) - b) ** 2)))
+
+
 def test_fake_quant_rounds_onto_a_uint8_grid_and_passes_gradients_inside_its_range():
     x = torch.linspace(-1.5, 2.5, 801, requires_grad=True)
     y = qat.fake_quant(x, -1.0, 2.0)
@@ -60,23 +72,14 @@ def test_the_simulation_makes_the_error_onnx_runtime_int8_makes(train_subset, ko
     ort32 = Denoiser.load(tmp_path / "tiny.onnx").denoise(noisy, 25)
     net = load_model("tiny").eval()
 
-    def run():
-        x = torch.from_numpy(np.ascontiguousarray(noisy[:, :, ::-1])).permute(2, 0, 1)[None].float() / 255
-        with torch.no_grad():
-            y = denoise_tensor(net, x, torch.tensor([25 / 255.0]))
-        return np.rint(y[0].permute(1, 2, 0).numpy()[:, :, ::-1] * 255).astype(np.uint8)
-
-    def rms(a, b):
-        return float(np.sqrt(np.mean((a.astype(np.float64) - b) ** 2)))
-
-    before = run()
+    before = torch_denoise(net, noisy)
     fq = qat.FakeQuant(net, qat.calibrate(net, train_subset, count=8))
-    simulated = run()
+    simulated = torch_denoise(net, noisy)
     fq.remove()
     assert rms(before, ort32) < 0.6  # the float models agree (a level's rounding here and there)
     assert abs(psnr_u8(simulated, bgr) - psnr_u8(ort8, bgr)) <= 0.1
     assert rms(simulated, ort8) < 0.99 * rms(ort32, ort8), (rms(simulated, ort8), rms(ort32, ort8))
-    assert np.array_equal(run(), before)  # removed: the float model again
+    assert np.array_equal(torch_denoise(net, noisy), before)  # removed: the float model again
 
 
 def test_the_tensorrt_simulation_makes_the_error_of_tensorrts_qdq_graph(train_subset, kodak_rgb, tmp_path):
@@ -109,17 +112,8 @@ def test_the_tensorrt_simulation_makes_the_error_of_tensorrts_qdq_graph(train_su
     ort8 = Denoiser.load(q["path"]).denoise(noisy, 25)
     ort32 = Denoiser.load("tiny").denoise(noisy, 25)
 
-    def run():
-        x = torch.from_numpy(np.ascontiguousarray(noisy[:, :, ::-1])).permute(2, 0, 1)[None].float() / 255
-        with torch.no_grad():
-            y = denoise_tensor(net, x, torch.tensor([25 / 255.0]))
-        return np.rint(y[0].permute(1, 2, 0).numpy()[:, :, ::-1] * 255).astype(np.uint8)
-
-    def rms(a, b):
-        return float(np.sqrt(np.mean((a.astype(np.float64) - b) ** 2)))
-
     fq = qat.FakeQuant(net, ranges, "tensorrt")
-    simulated = run()
+    simulated = torch_denoise(net, noisy)
     fq.remove()
     assert abs(psnr_u8(simulated, bgr) - psnr_u8(ort8, bgr)) <= 0.05
     assert rms(simulated, ort8) < 0.95 * rms(ort32, ort8), (rms(simulated, ort8), rms(ort32, ort8))
