@@ -167,6 +167,10 @@ def test_qat_needs_trained_weights_and_a_framewise_model(train_subset, tmp_path)
         train(cfg(train_subset, tmp_path / "r", qat=True, init="tiny", qat_for="jetson"), progress=False)
     with pytest.raises(DataError, match="is for a --qat run"):
         train(cfg(train_subset, tmp_path / "r", init="tiny", qat_for="tensorrt"), progress=False)
+    from edgedenoise.quantize import TARGETS
+    from edgedenoise.trainconfig import QAT_TARGETS
+
+    assert QAT_TARGETS == TARGETS  # the torch-free copy the flag is checked against
 
 
 def test_ship_int8_only_makes_the_int8_file_of_a_qat_run(train_subset, kodak_rgb, tmp_path, capsys):
