@@ -68,6 +68,7 @@ class TrainConfig:
     init: str = ""  # start from these weights (model name, run folder or .safetensors), fresh optimizer and schedule
     qat: bool = False  # quantization-aware fine-tune of --init for its INT8 file (qat.py): INT8's rounding simulated
     qat_for: str = "onnxruntime"  # --qat: the INT8 graph simulated: onnxruntime (.int8.onnx), tensorrt (.trt.int8.onnx)
+    act_limit: float = 0.0  # > 0: weight of a penalty on activations beyond --init's INT8 ranges (activation_limits)
     extra: dict = field(default_factory=dict)
 
     def check(self) -> TrainConfig:
@@ -98,6 +99,9 @@ class TrainConfig:
             raise bad("qat_for", self.qat_for, f"{' or '.join(QAT_TARGETS)} (the INT8 graph --qat simulates)")
         if self.qat_for != "onnxruntime" and not self.qat:
             raise bad("qat_for", self.qat_for, "is for a --qat run")
+        if self.act_limit and (not self.init or self.qat or self.video):
+            raise bad("act_limit", self.act_limit, "fine-tunes trained weights (--init) of a framewise model, "
+                                                   "without --qat (the ranges are --init's INT8 ranges)")
         if self.qat and (self.video or self.adv_weight):
             raise bad("qat", True, "fine-tunes a framewise model on the reconstruction loss (no --video, "
                                    "no --adv-weight)")
@@ -108,7 +112,7 @@ class TrainConfig:
             if not isinstance(v, int) or v < 0:
                 raise bad(name, v, "must be a whole number >= 0")
         for name in ("lr", "lr_min", "grad_clip", "sigma_power", "map_jitter", "adv_weight", "val_sigma",
-                     "fusion_lr"):
+                     "fusion_lr", "act_limit"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise bad(name, v, "must be a finite number >= 0")

@@ -240,3 +240,34 @@ def test_ship_int8_only_of_a_tensorrt_qat_run_makes_the_graph_build_takes(train_
     shutil.copy(graph, tmp_path / "check.onnx")  # under the Q/DQ graph's own name the Denoiser refers to build
     int8 = psnr_u8(Denoiser.load(tmp_path / "check.onnx", backend="onnxruntime").denoise(noisy, 25), bgr)
     assert 0 < fp32 - int8 < 0.6, (fp32, int8)
+
+
+def test_act_limit_keeps_the_activations_inside_the_int8_ranges(train_subset, kodak_rgb, tmp_path):
+    """--act-limit: a fine-tune of `default` with the penalty on activations beyond its INT8 ranges
+    leaves far less of them outside on frames told a low level (where `default`'s decoder answers with
+    activations several times their usual size); the run saves plain weights; refused without --init
+    or with --qat."""
+    def excess(net, ranges) -> float:
+        got = []
+        bounds = {n: max(-lo, hi) for n, (lo, hi) in ranges.items()}
+        hooks = [qat._on(m, w, lambda t, b=bounds[n]: got.append(float(torch.mean(torch.relu(t.abs() - b) ** 2))
+                                                                 / b ** 2))
+                 for n, m, w in qat.activation_points(net)]
+        bgr = np.ascontiguousarray(kodak_rgb[:128, :192, ::-1])
+        torch_denoise(net, protocol_noisy(bgr, 1, 0, "camera"), sigma=1.0)
+        for h in hooks:
+            h.remove()
+        return sum(got)
+
+    shipped = load_model("default").eval()
+    ranges = qat.calibrate(shipped, train_subset)
+    run = tmp_path / "r"
+    train(cfg(train_subset, run, model="small", init="default", act_limit=10.0, lr=2e-4, steps=30, patch=32,
+              sigma_min=0, sigma_max=3, val_every=30, ckpt_every=30), progress=False)
+    tuned = load_model(run).eval()
+    before, after = excess(shipped, ranges), excess(tuned, ranges)
+    assert before > 0 and after < 0.5 * before, (before, after)
+    assert "act_limit" in json.loads((run / "model.json").read_text())["extra"]
+    for kw in (dict(), dict(init="tiny", qat=True)):
+        with pytest.raises(DataError, match="--act-limit"):
+            train(cfg(train_subset, tmp_path / "x", act_limit=1.0, **kw), progress=False)
