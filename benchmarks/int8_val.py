@@ -136,18 +136,17 @@ def main() -> int:
         for model in (*FRAMEWISE, *RECURRENT):
             score = score_recurrent if model in RECURRENT else score_framewise
             rows = {"fp32": score(model, "fp32", images), "int8": score(model, "int8", images)}
-            stem = resolve(model).onnx.stem
-            label = a.label or a.int8_from
+            files = resolve(model)
+            if files.onnx_trt_int8 is not None:
+                rows["tensorrt Q/DQ"] = score(str(as_model(files.onnx_trt_int8, Path(tmp), "new")), "fp32", images)
             if a.int8_from:
+                label, stem = a.label or a.int8_from, files.onnx.stem
                 old = Path(a.int8_from) / f"{stem}.int8.onnx"
                 if old.exists():
                     rows["int8, " + label] = score(staged(model, old, Path(tmp)), "int8", images)
-            trt = resolve(model).onnx.with_name(f"{stem}.trt.int8.onnx")
-            if trt.exists():
-                rows["tensorrt Q/DQ"] = score(str(as_model(trt, Path(tmp), "new")), "fp32", images)
-            old_trt = Path(a.int8_from or "-") / f"{stem}.trt.int8.onnx"
-            if a.int8_from and old_trt.exists():
-                rows["tensorrt Q/DQ, " + label] = score(str(as_model(old_trt, Path(tmp), "old")), "fp32", images)
+                old_trt = Path(a.int8_from) / f"{stem}.trt.int8.onnx"
+                if old_trt.exists():
+                    rows["tensorrt Q/DQ, " + label] = score(str(as_model(old_trt, Path(tmp), "old")), "fp32", images)
             results[model] = rows
             print(model, {k: {c: round(v, 2) for c, v in r.items()} for k, r in rows.items()}, flush=True)
     heads = [f"{k}, told" if k.startswith("gaussian") else f"{k.replace('-', ' ')}, blind" for k in FRAMEWISE_KINDS]

@@ -597,6 +597,14 @@ def resume_or_init(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunCont
     return start
 
 
+def init_copy(cfg: TrainConfig, mcfg: ModelConfig, run: RunContext) -> nn.Module:
+    """A model holding the --init weights, apart from the one training updates: what --qat and
+    --act-limit calibrate their INT8 ranges on (the same ranges when a run resumes)."""
+    start = build_model(mcfg).to(run.device)
+    init_weights(start, cfg.init, mcfg)
+    return start
+
+
 def quantization_aware(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunContext) -> None:
     """--qat: INT8's rounding simulated in the model from here on (qat.py), its activation ranges
     calibrated on the --init weights (a resumed run gets the same ranges) over --data's crops, as
@@ -607,8 +615,7 @@ def quantization_aware(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: Run
     +0.03 on camera noise). Validation scores the simulated INT8 model against the clean images."""
     from .qat import attach
 
-    start = build_model(mcfg).to(run.device)
-    init_weights(start, cfg.init, mcfg)
+    start = init_copy(cfg, mcfg, run)
     attach(nets.model, start, cfg.data, cfg.qat_for)
     nets.teacher = start.eval().requires_grad_(False)
     if run.device.type == "cpu":
@@ -635,10 +642,7 @@ def activation_limits(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunC
     only, kept the float Gaussian 2 figure and lifted the simulated INT8 there 1.8 dB at weight 0.033)."""
     from .qat import _on, activation_points, calibrate
 
-    start = build_model(mcfg).to(run.device)
-    init_weights(start, cfg.init, mcfg)
-    ranges = calibrate(start, cfg.data)
-    del start
+    ranges = calibrate(init_copy(cfg, mcfg, run), cfg.data)
     nets.act_terms = []
 
     def term(t: torch.Tensor, b: float) -> None:

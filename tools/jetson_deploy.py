@@ -125,15 +125,14 @@ def _bundle_model(model: str, files, name: str, models: Path) -> str | None:
     bundle, or None where the kernels do not fuse its gate."""
     from edgedenoise.backends.base import fused_gate
     from edgedenoise.export import export_onnx
-    from edgedenoise.quantize import trt_int8_path
 
     if files.onnx is not None:
         shutil.copy2(files.onnx, models / f"{name}.onnx")
     else:  # float16-stored weights: half the bytes to copy, the same float32 compute (onnxweights.py)
         export_onnx(model, models / f"{name}.onnx", half_weights=True)
     shutil.copy2(files.weights.with_suffix(".json"), models / f"{name}.json")
-    if files.onnx is not None and trt_int8_path(files.onnx).exists():  # build --precision int8 finds it beside
-        shutil.copy2(trt_int8_path(files.onnx), models / f"{name}.trt.int8.onnx")
+    if files.onnx_trt_int8 is not None:  # build --precision int8 finds it beside the model
+        shutil.copy2(files.onnx_trt_int8, models / f"{name}.trt.int8.onnx")
         print(f"onnx: models/{name}.trt.int8.onnx (the Q/DQ graph of its INT8 engine)")
     if files.recurrent and not fused_gate(files.config):  # not a fusion the kernels compute: TensorRT's own only
         print(f"onnx: models/{name}.onnx (a recurrent model without a gate branch fed colour sums: no frame-native "

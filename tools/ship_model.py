@@ -85,8 +85,8 @@ def ship_int8(run: Path, name: str, models: Path = MODELS) -> int:
     with staging(models, f"ship-{name}-int8") as work:
         stage = work / name
         save_model(shipped, stage, half=True)
-        export_and_quantize(stage, targets=(target,))
-        move_into(work, models, names=[f"{name}.{'trt.' if target == 'tensorrt' else ''}int8.onnx"])
+        _, (q,) = export_and_quantize(stage, targets=(target,))
+        move_into(work, models, names=[Path(q["path"]).name])
     return 0
 
 

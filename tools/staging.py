@@ -38,15 +38,14 @@ def export_and_quantize(stage: Path, progress: bool = True, quiet: bool = False,
     Returns export_onnx's summary and quantize_model's, one per target."""
     from edgedenoise.data import default_data_root
     from edgedenoise.export import export_onnx
-    from edgedenoise.quantize import quantize_model, trt_int8_path
+    from edgedenoise.quantize import quantize_model
 
     r = export_onnx(stage.with_suffix(".safetensors"), stage.with_suffix(".onnx"), half_weights=True)
     if not quiet:
         print(f"export onnx: {r['bytes'] / 1e6:.2f} MB, max abs err vs PyTorch {r['max_abs_err']:.1e}")
     qs = []
-    for target in targets:
-        out = trt_int8_path(stage.with_suffix(".onnx")) if target == "tensorrt" else None
-        q = quantize_model(stage.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432", out=out,
+    for target in targets:  # each written beside the staged model under its target's name (quantize.py)
+        q = quantize_model(stage.with_suffix(".onnx"), default_data_root() / "train" / "CBSD432",
                            progress=progress, target=target)
         if not quiet:
             print(f"quantize int8 for {target}: {Path(q['path']).name}, {q['bytes'] / 1e6:.2f} MB")

@@ -91,20 +91,22 @@ def refuse_float_build_of_qdq(onnx_path: Path, precision: str) -> None:
     another precision; nothing for a float graph or a file that is not there (the build says so)."""
     if precision == "int8" or not onnx_path.is_file() or not is_qdq(onnx_path.read_bytes()):
         return
-    stem = onnx_path.name.removesuffix(".onnx").removesuffix(".int8").removesuffix(".trt")
-    beside = onnx_path.with_name(stem + ".onnx")
-    use = f"build {precision} from the float model {beside}" if beside.exists() and beside != onnx_path else \
+    beside = float_model(onnx_path)
+    use = f"build {precision} from the float model {beside}" if beside != onnx_path else \
         f"build {precision} from the model's float ONNX (edgedenoise export)"
     raise EngineError(f"{onnx_path} is an INT8 (Q/DQ) graph: it builds with --precision int8; {use}")
 
 
 def float_model(qdq: Path) -> Path:
-    """`<model>.onnx` for `<model>.trt.int8.onnx` where it is beside it, else the Q/DQ graph itself:
+    """`<model>.onnx` for `<model>.trt.int8.onnx` (or the CPU's `<model>.int8.onnx`) where it is beside
+    it, else the Q/DQ graph itself:
     what the sidecar names as the engine's model (the runner reads its config, a rebuild starts
     from it and finds the Q/DQ graph beside it)."""
-    name = qdq.name.removesuffix(".trt.int8.onnx")
-    beside = qdq.with_name(name + ".onnx")
-    return beside if name != qdq.name and beside.exists() else qdq
+    for ending in (".trt.int8.onnx", ".int8.onnx"):  # TensorRT's graph, or the CPU's (refused, naming it)
+        if qdq.name.endswith(ending):
+            beside = qdq.with_name(qdq.name.removesuffix(ending) + ".onnx")
+            return beside if beside.exists() else qdq
+    return qdq
 
 
 def qdq_graph(onnx_path: Path, engine: Path, calib, log=print) -> Path | None:
