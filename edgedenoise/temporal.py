@@ -551,20 +551,32 @@ class CameraMotion:
         return a, last, np.inf if ar is None else float(ar.mean())
 
 
-def warp(img: np.ndarray, a: np.ndarray) -> np.ndarray:
+def warp(img: np.ndarray, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """`img` moved by the 2x3 transform `a` (full resolution, dst = a @ src), bicubic, borders
     replicated: cv2.warpAffine, or, when `a` is a translation to within 0.1 px over the whole frame
     (a pan, the commonest camera motion), a whole-pixel shift and a separable 4-tap cubic filter
     for the fraction, under a third of warpAffine's CPU time (1.1 against 3.7 ms for a 640x480
-    float frame)."""
+    float frame). `out`: a float32 array of `img`'s shape to write a float32 frame's result into
+    (not `img` itself; the blend's state moves between two such buffers)."""
     h, w = img.shape[:2]
     c = np.array([(w - 1) / 2, (h - 1) / 2])
     lin = a[:, :2] - np.eye(2)
     t = lin @ c + a[:, 2]  # the displacement at the centre
     if float(np.abs(lin @ np.array([[c[0], -c[0]], [c[1], c[1]]])).max()) <= 0.1 and abs(t[0]) < w / 4 \
             and abs(t[1]) < h / 4:
-        return shift(img, float(t[0]), float(t[1]))
-    return cv2.warpAffine(img, a, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).reshape(img.shape)
+        return shift(img, float(t[0]), float(t[1]), out)
+    dst = _reusable(out, img)
+    moved = cv2.warpAffine(img, a, (w, h), dst=dst, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return moved.reshape(img.shape)
+
+
+def _reusable(out: np.ndarray | None, img: np.ndarray) -> np.ndarray | None:
+    """`out` laid out as OpenCV writes a result of `img`'s shape (a 2-D array for one channel), where it
+    can hold it: float32, `img`'s shape, contiguous and not `img` itself; else None (a new array)."""
+    if out is None or out is img or img.dtype != np.float32 or out.dtype != np.float32 \
+            or out.shape != img.shape or not out.flags.c_contiguous:
+        return None
+    return out.reshape(img.shape[:2]) if img.ndim == 3 and img.shape[2] == 1 else out
 
 
 def _cubic_taps(f: float) -> np.ndarray:
@@ -576,9 +588,27 @@ def _cubic_taps(f: float) -> np.ndarray:
     return np.array([w0, w1, w2, 1.0 - w0 - w1 - w2], np.float32)
 
 
-def shift(img: np.ndarray, tx: float, ty: float) -> np.ndarray:
+SHIFT_IN_KERNEL = 1  # whole pixels a shift's filter takes up itself (its kernel grows by one tap a pixel)
+
+
+def _shift_kernel(i: int, f: float) -> tuple[np.ndarray, int]:
+    """(taps, anchor) of a 1-D filter whose output at x is the cubic sample at x + i + f: the 4 taps
+    at offsets i - 1 .. i + 2, zeros between them and offset 0, where the anchor sits."""
+    taps = _cubic_taps(f)  # (at f = 0: 0, 1, 0, 0, the whole pixel)
+    lo, hi = min(0, i - 1), max(0, i + 2)
+    k = np.zeros(hi - lo + 1, np.float32)
+    k[i - 1 - lo:i + 3 - lo] = taps
+    return k, -lo
+
+
+def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None) -> np.ndarray:
     """`img` moved by (tx, ty) pixels: out(x, y) = img(x - tx, y - ty), bicubic, borders replicated;
-    the same dtype (uint8 rounded and saturated)."""
+    the same dtype (uint8 rounded and saturated). `out`: as for `warp`.
+
+    Shifts of up to SHIFT_IN_KERNEL whole pixels are one separable filter whose taps sit that far
+    from its anchor, borders replicated by the filter itself: the frame is read once and the result
+    written once (it was padded into a copy first, then filtered, then cut: 3.7 MB more written per
+    640x480 float frame; the same values to float rounding). Larger shifts still pad."""
     h, w = img.shape[:2]
     sx, sy = -tx, -ty
     ix, iy = int(np.floor(sx)), int(np.floor(sy))
@@ -587,24 +617,32 @@ def shift(img: np.ndarray, tx: float, ty: float) -> np.ndarray:
         ix, fx = ix + 1, 0.0
     if fy > 1 - 1 / 64:
         iy, fy = iy + 1, 0.0
-    px, py = abs(ix) + 2, abs(iy) + 2
-    padded = cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE)
-    if padded.ndim < img.ndim:
-        padded = padded[:, :, None]
-    if fx < 1 / 64 and fy < 1 / 64:
-        return padded[py + iy:py + iy + h, px + ix:px + ix + w].copy()
-    # taps at -1..2 around each whole-pixel source: a window one pixel wider on each side, cut after
-    win = padded[py + iy - 1:py + iy + h + 2, px + ix - 1:px + ix + w + 2]
+    dst = _reusable(out, img)
+    if max(abs(ix), abs(iy)) <= SHIFT_IN_KERNEL:
+        if fx < 1 / 64 and fy < 1 / 64:  # a whole-pixel shift (a fraction alone still counts below)
+            fx = fy = 0.0
+        (kx, ax), (ky, ay) = _shift_kernel(ix, fx), _shift_kernel(iy, fy)
+        res = cv2.sepFilter2D(img, cv2.CV_32F, kx, ky, dst=dst, anchor=(ax, ay), borderType=cv2.BORDER_REPLICATE)
+    else:
+        px, py = abs(ix) + 2, abs(iy) + 2
+        padded = cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE)
+        if padded.ndim < img.ndim:
+            padded = padded[:, :, None]
+        if fx < 1 / 64 and fy < 1 / 64:
+            res = padded[py + iy:py + iy + h, px + ix:px + ix + w].copy()
+        else:
+            # taps at -1..2 around each whole-pixel source: a window one pixel wider on each side, cut after
+            win = padded[py + iy - 1:py + iy + h + 2, px + ix - 1:px + ix + w + 2]
+            res = cv2.sepFilter2D(win, cv2.CV_32F, _cubic_taps(fx), _cubic_taps(fy), anchor=(1, 1),
+                                  borderType=cv2.BORDER_REPLICATE)[1:h + 1, 1:w + 1]
     # into float32 whatever the frame's type: OpenCV's uint8 -> uint8 filter took twice as long
     # (1.7 against 0.8 ms for a 640x480 BGR frame, with the rounding below); the cubic's overshoots
     # below 0 are cut before convertScaleAbs, which would mirror them
-    out = cv2.sepFilter2D(win, cv2.CV_32F, _cubic_taps(fx), _cubic_taps(fy), anchor=(1, 1),
-                          borderType=cv2.BORDER_REPLICATE)[1:h + 1, 1:w + 1]
     if img.dtype == np.uint8:
-        out = cv2.convertScaleAbs(cv2.threshold(out, 0.0, 0.0, cv2.THRESH_TOZERO)[1])  # rounded, saturated
+        res = cv2.convertScaleAbs(cv2.threshold(res, 0.0, 0.0, cv2.THRESH_TOZERO)[1])  # rounded, saturated
     elif img.dtype != np.float32:
-        out = np.clip(np.rint(out), np.iinfo(img.dtype).min, np.iinfo(img.dtype).max).astype(img.dtype)
-    return out.reshape(img.shape)
+        res = np.clip(np.rint(res), np.iinfo(img.dtype).min, np.iinfo(img.dtype).max).astype(img.dtype)
+    return res.reshape(img.shape)
 
 
 class RecursiveBlend:
@@ -637,6 +675,7 @@ class RecursiveBlend:
         self._key = None
         self._camera = CameraMotion()
         self._ones: np.ndarray | None = None  # blendLinear's weight of the new output
+        self._bufs: dict[str, np.ndarray] = {}  # float32 arrays reused from frame to frame (_buf)
 
     def reset(self) -> None:
         """Forget the past: the next frame starts a new average."""
@@ -658,7 +697,8 @@ class RecursiveBlend:
         img = frame[:, :, :3] if alpha is not None else frame
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[:, :, 0]
-        y = img.astype(np.float32)
+        y = self._buf("y", img.shape)
+        np.copyto(y, img, casting="unsafe")
         key = (frame.shape, frame.dtype)
         self.frames += 1
         if self._avg is None or key != self._key:
@@ -678,17 +718,37 @@ class RecursiveBlend:
         self._age = age + np.float32(1.0)
         h, w = y.shape[:2]
         if age.shape != (h, w):
-            age = cv2.resize(age, (w, h), interpolation=cv2.INTER_LINEAR)
+            age = cv2.resize(age, (w, h), dst=self._buf("age", (h, w)), interpolation=cv2.INTER_LINEAR)
         # blendLinear divides by the weights' sum: (age x average + 1 x y) / (age + 1), one pass
         if self._ones is None or self._ones.shape != (h, w):
             self._ones = np.ones((h, w), np.float32)
-        self._avg = cv2.blendLinear(self._avg, y, age, self._ones).reshape(y.shape)
+        self._swap(cv2.blendLinear(self._avg, y, age, self._ones, dst=self._buf("spare", y.shape)))
         return self._emit(frame, alpha)
+
+    def _buf(self, name: str, shape: tuple) -> np.ndarray:
+        """A float32 array of `shape` kept between frames under `name` (its values are whatever was
+        last written). Allocated afresh each frame, the full-resolution arrays' pages went back to the
+        system and were taken again: on the demo's 640x480 pan 680-880 page faults a frame, 170-260
+        with these buffers (the rest: the motion's and a padded shift's own arrays); 5.1-5.6 against
+        5.4-6.6 ms a frame, the same outputs bit for bit (each in its own process, in turns, three
+        times; 2026-12-07, a 2-core machine at half the speed of the day before)."""
+        b = self._bufs.get(name)
+        if b is None or b.shape != tuple(shape):
+            b = self._bufs[name] = np.empty(shape, np.float32)
+        return b
+
+    def _swap(self, new: np.ndarray) -> None:
+        """`new` (written into the "spare" buffer) becomes the average; the old average the spare."""
+        new = new.reshape(self._avg.shape)
+        if self._bufs.get("spare") is not None and np.shares_memory(new, self._bufs["spare"]):
+            self._bufs["spare"] = self._avg
+        self._avg = new
 
     # -- steps
 
     def _start(self, y: np.ndarray, key, frame: np.ndarray) -> np.ndarray:
         self._avg = y
+        self._bufs.pop("y", None)  # the average now: the next frame is converted into a new one
         self._age = np.ones(self._state_size(y), np.float32)
         self._gray = half_gray(y) if self.align else None
         self._camera.forget()
@@ -717,9 +777,9 @@ class RecursiveBlend:
     def _agreement(self, y: np.ndarray, s: float) -> np.ndarray:
         """Per state pixel (float32): 1 where the output agrees with the average, 0 where it moved."""
         h, w = y.shape[:2]
-        d = cv2.absdiff(y, self._avg)
+        d = cv2.absdiff(y, self._avg, dst=self._buf("diff", y.shape))
         if d.ndim == 3:
-            d = cv2.transform(d, np.full((1, d.shape[2]), 1.0 / d.shape[2], np.float32))
+            d = cv2.transform(d, np.full((1, d.shape[2]), 1.0 / d.shape[2], np.float32), dst=self._buf("gray", (h, w)))
         d = d.reshape(h, w)
         sh, sw = self._state_size(y)
         half = (sh, sw) != (h, w)
@@ -740,7 +800,7 @@ class RecursiveBlend:
         if a is None:
             return
         sh, sw = g.shape
-        self._avg = warp(self._avg, full_resolution(a))
+        self._swap(warp(self._avg, full_resolution(a), out=self._buf("spare", self._avg.shape)))
         self._age = cv2.warpAffine(self._age, a, (sw, sh), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         self.aligned += 1

@@ -247,7 +247,11 @@ def test_shift_is_opencvs_bicubic_warp_at_a_quarter_of_its_cost(images):
     img = cv2.GaussianBlur(images[0], (0, 0), 1.0).astype(np.float32)
     h, w = img.shape[:2]
     # 0.999 px: taken as the whole pixel by both (warpAffine's 1/32 grid, shift's 1/64), a little apart
-    for tx, ty, tol in [(0.3, -1.7, 0.05), (-5.49, 0.02, 0.05), (2.0, 3.0, 0.05), (0.999, 0.0, 0.2)]:
+    buf = np.empty_like(img)
+    # shifts of up to a pixel are one filter (SHIFT_IN_KERNEL), larger ones padded first; 0.02 and 0.05
+    # px: a fraction left to the filter on one axis while the other has its own
+    for tx, ty, tol in [(0.3, -1.7, 0.05), (-5.49, 0.02, 0.05), (2.0, 3.0, 0.05), (0.999, 0.0, 0.2),
+                        (-0.6, 0.8, 0.05), (1.2, -0.4, 0.05), (0.0, -1.0, 0.05), (0.7, 0.05, 0.05)]:
         a = np.array([[1.0, 0.0, tx], [0.0, 1.0, ty]])
         ref = cv2.warpAffine(img, a, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         out = shift(img, tx, ty)
@@ -255,6 +259,8 @@ def test_shift_is_opencvs_bicubic_warp_at_a_quarter_of_its_cost(images):
         # warpAffine samples fractions on a 1/32 grid: within 0.05 of a level on a smooth image
         assert np.abs(out - ref).max() < tol, (tx, ty)
         assert np.abs(warp(img, a) - ref).max() < tol
+        # into a buffer the caller keeps (the blend's state): the same values
+        assert np.array_equal(warp(img, a, out=buf), out)
         u8 = shift(images[0], tx, ty)
         ref8 = cv2.warpAffine(images[0], a, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         assert u8.dtype == np.uint8 and np.abs(u8.astype(int) - ref8).max() <= 1  # rounding only
@@ -270,6 +276,8 @@ def test_shift_is_opencvs_bicubic_warp_at_a_quarter_of_its_cost(images):
     rot = cv2.getRotationMatrix2D((w / 2, h / 2), 1.0, 1.0)  # not a translation: warpAffine itself
     ref = cv2.warpAffine(img, rot, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     assert np.array_equal(warp(img, rot), ref)
+    moved = warp(img, rot, out=buf)
+    assert np.array_equal(moved, ref) and np.shares_memory(moved, buf)
 
 
 def test_the_uint8_paths_of_the_cut_test_and_the_motions_gray_match_the_float_ones(images):
