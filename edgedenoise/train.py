@@ -341,6 +341,22 @@ class ClipValSet:
         return res
 
 
+def upgrade_metrics(csv_path: Path, fields: tuple[str, ...]) -> None:
+    """A resumed run's metrics.csv written by an older version (fewer columns) rewritten with `fields` as
+    its header, the old rows' missing columns empty, so that the rows appended now line up."""
+    with open(csv_path, newline="") as f:
+        old = list(csv.reader(f))
+    if not old or tuple(old[0]) == tuple(fields) or not set(old[0]) <= set(fields):
+        return
+    rows = [dict(zip(old[0], r)) for r in old[1:]]
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        w.writerows([[r.get(k, "") for k in fields] for r in rows])
+    os.replace(tmp, csv_path)
+
+
 def plot_curves(csv_path: Path, png_path: Path) -> None:
     import matplotlib
 
@@ -719,8 +735,11 @@ class Trainer:
     progress bar and metrics.csv, and at the validation / checkpoint steps (rank 0) validation,
     a metrics row, checkpoint.pt + model.safetensors, and curves.png."""
 
+    # data_wait: the share of the wall time since the last row that the loop waited for its next batch (the
+    # loader: with --workers 0 all of making it, else what the workers did not have ready); near 0 the model's
+    # steps set the pace, above a few percent the data does (more --workers, or cheaper noise)
     FIELDS = ("step", "loss", "train_psnr", "lr", "val_psnr", "val_loss", "d_loss", "steps_per_s", "elapsed_s",
-              "val_camera_psnr", "val_video_psnr")
+              "data_wait", "val_camera_psnr", "val_video_psnr")
 
     def __init__(self, cfg: TrainConfig, run: RunContext, nets: Nets, start: int,
                  train_imgs: list[D.ImageInfo], val_imgs: list[D.ImageInfo]):
@@ -740,10 +759,15 @@ class Trainer:
         if run.main and (start == 0 or not self.csv_path.exists()):  # a resumed run appends
             with open(self.csv_path, "w", newline="") as f:
                 csv.writer(f).writerow(self.FIELDS)
+        elif run.main:
+            upgrade_metrics(self.csv_path, self.FIELDS)
         self.window, self.wmse, self.dl = [], [], []  # since the last metrics row: loss, MSE, d_loss
         self.last_val = self.last_video = None
         self.bar = None
         self.t0 = 0.0
+        self.waited = 0.0  # seconds waited for batches since the last metrics row (data_wait)
+        self.t_row = 0.0  # when the last metrics row was written (time.time())
+        self.recent: list[tuple[float, float]] = []  # (step seconds, of which waited), the progress bar's last steps
 
     def video_baselines(self) -> None:
         """With --video, what the recurrent model is to beat on the validation clips, measured once
@@ -770,11 +794,19 @@ class Trainer:
 
             self.bar = tqdm(total=cfg.steps, initial=self.start, unit="step", dynamic_ncols=True,
                             desc=f"train {cfg.model}")
-        self.t0 = time.time()
+        self.t0 = self.t_row = time.time()
         step = self.start
         self.nets.model.train()
-        for batch in self.loader:  # noisy, clean, sigma (and with --video-align each clip's motion)
-            loss, mse, d_loss = self.train_step(*batch)
+        batches = iter(self.loader)
+        while True:
+            t = time.perf_counter()
+            batch = next(batches, None)  # noisy, clean, sigma (and with --video-align each clip's motion)
+            if batch is None:
+                break
+            waited = time.perf_counter() - t
+            self.waited += waited
+            loss, mse, d_loss = self.train_step(*batch)  # (floats: the step has finished on the device)
+            self.recent = [*self.recent[-49:], (time.perf_counter() - t, waited)]
             step += 1
             self.record(step, loss, mse, d_loss)
             stopping = step == cfg.stop_at
@@ -879,7 +911,14 @@ class Trainer:
             if step % 10 == 0:
                 self.bar.set_postfix(loss=f"{np.mean(self.window[-50:]):.2e}",
                                      psnr=f"{psnr(np.mean(self.wmse[-50:])):.2f}",
-                                     val="-" if self.last_val is None else f"{self.last_val:.2f}")
+                                     val="-" if self.last_val is None else f"{self.last_val:.2f}",
+                                     data=f"{self.data_share(self.recent):.0%}")
+
+    @staticmethod
+    def data_share(recent: list[tuple[float, float]]) -> float:
+        """The share of the recent steps' time spent waiting for their batches."""
+        total = sum(t for t, _ in recent)
+        return sum(w for _, w in recent) / total if total > 0 else 0.0
 
     def validate_and_checkpoint(self, step: int, stopping: bool) -> None:
         """At every --val-every / --ckpt-every step, the last step and a --stop-at stop, rank 0
@@ -900,15 +939,18 @@ class Trainer:
             self.last_video = clips["all"]
             val_video = f"{clips['all']:.4f}"
             log.info("step %d: validation clips %s", step, ", ".join(f"{k} {v:.2f}" for k, v in clips.items()))
-        el = time.time() - self.t0
+        now = time.time()
+        el = now - self.t0
+        wait = self.waited / max(now - self.t_row, 1e-9)
         with open(self.csv_path, "a", newline="") as f:
             csv.writer(f).writerow([
                 step, f"{np.mean(self.window):.6g}", f"{psnr(np.mean(self.wmse)):.4f}",
                 f"{nets.sched.get_last_lr()[0]:.3g}", val_psnr, val_loss,
                 f"{np.mean(self.dl):.4g}" if self.dl else "", f"{(step - self.start) / el:.3f}", f"{el:.1f}",
-                val_cam, val_video,
+                f"{min(wait, 1.0):.3f}", val_cam, val_video,
             ])
         self.window, self.wmse, self.dl = [], [], []
+        self.waited, self.t_row = 0.0, time.time()  # (validation and saving count towards the next row's time)
         if do_ck:
             save_checkpoint(run.checkpoint, step, nets.model, nets.opt, nets.sched, nets.disc, nets.dopt, cfg)
             save_model(nets.model, run.out / "model", extra={"trained_on": str(cfg.data), "steps": step, **cfg.extra})

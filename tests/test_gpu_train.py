@@ -58,3 +58,4 @@ def test_smoke_run_leaves_a_run_folder_to_ship(tmp_path):
     assert len(val) == 2 and all("camera low-light" in r and "gaussian 25" in r for r in val.values())
     summary = (out / "gpu_train.md").read_text()
     assert "| train | ok |" in summary and "minus default" in summary
+    assert re.search(r"waited for its batches \d+% of its time", summary), summary

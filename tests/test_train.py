@@ -49,6 +49,27 @@ def test_resume_continues_the_same_run(train_subset, tmp_path):
         assert torch.equal(wa[k], wb[k]), f"{k}: max diff {(wa[k] - wb[k]).abs().max():.3g}"
 
 
+def test_metrics_say_how_long_the_loop_waited_for_data_and_an_old_file_is_upgraded_on_resume(train_subset, tmp_path):
+    run = tmp_path / "run"
+    train(cfg(train_subset, run, stop_at=10), progress=False)
+    first = rows(run)
+    # --workers 0: the batches are made in the loop itself, a measurable share of its time
+    assert first and all(0.0 < float(r["data_wait"]) < 1.0 for r in first), first
+    # the file as a version without the column wrote it: resuming rewrites it with the new header
+    with open(run / "metrics.csv", newline="") as f:
+        old = list(csv.DictReader(f))
+    keep = [k for k in old[0] if k != "data_wait"]
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, keep, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(old)
+    train(cfg(train_subset, run), progress=False)
+    after = rows(run)
+    assert [r["step"] for r in after] == ["10", "20"]
+    assert after[0]["data_wait"] == "" and after[0]["val_psnr"] == first[0]["val_psnr"]
+    assert 0.0 < float(after[1]["data_wait"]) < 1.0 and float(after[1]["val_psnr"]) > 10
+
+
 def test_checkpoint_of_another_model_is_refused(train_subset, tmp_path):
     run = tmp_path / "run"
     train(cfg(train_subset, run, steps=2, ckpt_every=2, val_every=2), progress=False)

@@ -162,12 +162,16 @@ done
 stamp=$(machine_stamp "$PY")
 commit=$(commit_or_packed)  # the lent machine's copy has no .git: --pack noted it
 last=$(tail -1 "$OUT/metrics.csv" 2>/dev/null)
+# how much of the training loop's time went to waiting for batches (metrics.csv's data_wait, mean of its rows)
+wait=$("$PY" -c "import csv, sys; r = [float(x['data_wait']) for x in csv.DictReader(open(sys.argv[1])) if x.get('data_wait')]; print(f'{sum(r) / len(r):.0%}' if r else '')" "$OUT/metrics.csv" 2>/dev/null)
 {
   echo "# GPU training, $MODEL, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
   echo "Made by \`bash tools/gpu_train.sh$([ "$MODE" = smoke ] && echo ' --smoke') OUTDIR --model $MODEL${EXTRA[*]:+ -- ${EXTRA[*]}}\` on $stamp; commit $commit.$([ "$MODE" = smoke ] && echo ' A smoke run: a code check on the CPU, nothing here is a result.')"
   echo
   echo "Training: \`edgedenoise train $TRAIN_ARGS --steps $TRAIN_STEPS${EXTRA[*]:+ ${EXTRA[*]}}\` on $(basename "$TRAIN_DATA"), rate ${rate:-?} steps/s with $WORKERS loader workers (the rate step, noise made on the CPU); last metrics row: \`${last:-none}\` (columns: $(head -1 "$OUT/metrics.csv" 2>/dev/null))."
+  echo
+  echo "Data: the loop waited for its batches ${wait:-?} of its time (metrics.csv data_wait, the mean of its rows): near 0 the GPU set the pace; above a few percent the $WORKERS loader workers did (more of them, cheaper noise, or noise made on the GPU would train more in the same minutes)."
   echo
   echo "| step | status | seconds | limit s |"
   echo "|---|---|---|---|"
