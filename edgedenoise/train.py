@@ -950,7 +950,8 @@ class Trainer:
                 f"{min(wait, 1.0):.3f}", val_cam, val_video,
             ])
         self.window, self.wmse, self.dl = [], [], []
-        self.waited, self.t_row = 0.0, time.time()  # (validation and saving count towards the next row's time)
+        # a row's validation counts in its own time, the saving below in the next row's
+        self.waited, self.t_row = 0.0, time.time()
         if do_ck:
             save_checkpoint(run.checkpoint, step, nets.model, nets.opt, nets.sched, nets.disc, nets.dopt, cfg)
             save_model(nets.model, run.out / "model", extra={"trained_on": str(cfg.data), "steps": step, **cfg.extra})
