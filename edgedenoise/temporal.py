@@ -617,10 +617,10 @@ def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None) 
         ix, fx = ix + 1, 0.0
     if fy > 1 - 1 / 64:
         iy, fy = iy + 1, 0.0
+    if fx < 1 / 64 and fy < 1 / 64:  # a whole-pixel shift (a small fraction on one axis alone still counts)
+        fx = fy = 0.0
     dst = _reusable(out, img)
     if max(abs(ix), abs(iy)) <= SHIFT_IN_KERNEL:
-        if fx < 1 / 64 and fy < 1 / 64:  # a whole-pixel shift (a fraction alone still counts below)
-            fx = fy = 0.0
         (kx, ax), (ky, ay) = _shift_kernel(ix, fx), _shift_kernel(iy, fy)
         res = cv2.sepFilter2D(img, cv2.CV_32F, kx, ky, dst=dst, anchor=(ax, ay), borderType=cv2.BORDER_REPLICATE)
     else:
@@ -628,7 +628,7 @@ def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None) 
         padded = cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE)
         if padded.ndim < img.ndim:
             padded = padded[:, :, None]
-        if fx < 1 / 64 and fy < 1 / 64:
+        if fx == 0.0 and fy == 0.0:
             res = padded[py + iy:py + iy + h, px + ix:px + ix + w].copy()
         else:
             # taps at -1..2 around each whole-pixel source: a window one pixel wider on each side, cut after
@@ -740,7 +740,7 @@ class RecursiveBlend:
     def _swap(self, new: np.ndarray) -> None:
         """`new` (written into the "spare" buffer) becomes the average; the old average the spare."""
         new = new.reshape(self._avg.shape)
-        if self._bufs.get("spare") is not None and np.shares_memory(new, self._bufs["spare"]):
+        if np.may_share_memory(new, self._bufs["spare"]):  # (the buffers never overlap: bounds suffice)
             self._bufs["spare"] = self._avg
         self._avg = new
 

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -767,7 +768,7 @@ class Trainer:
         self.t0 = 0.0
         self.waited = 0.0  # seconds waited for batches since the last metrics row (data_wait)
         self.t_row = 0.0  # when the last metrics row was written (time.time())
-        self.recent: list[tuple[float, float]] = []  # (step seconds, of which waited), the progress bar's last steps
+        self.recent: deque[tuple[float, float]] = deque(maxlen=50)  # the bar's last steps: (seconds, waited)
 
     def video_baselines(self) -> None:
         """With --video, what the recurrent model is to beat on the validation clips, measured once
@@ -806,7 +807,7 @@ class Trainer:
             waited = time.perf_counter() - t
             self.waited += waited
             loss, mse, d_loss = self.train_step(*batch)  # (floats: the step has finished on the device)
-            self.recent = [*self.recent[-49:], (time.perf_counter() - t, waited)]
+            self.recent.append((time.perf_counter() - t, waited))
             step += 1
             self.record(step, loss, mse, d_loss)
             stopping = step == cfg.stop_at
@@ -915,7 +916,7 @@ class Trainer:
                                      data=f"{self.data_share(self.recent):.0%}")
 
     @staticmethod
-    def data_share(recent: list[tuple[float, float]]) -> float:
+    def data_share(recent) -> float:
         """The share of the recent steps' time spent waiting for their batches."""
         total = sum(t for t, _ in recent)
         return sum(w for _, w in recent) / total if total > 0 else 0.0
