@@ -102,6 +102,9 @@ class Denoiser:
             kind = "float " if self.precision == "int8" else ""  # an INT8 graph's uint8 ones stay (ortgraph.py)
             self.why += (f"; its {n} {kind}{what} (ONNX Runtime's DepthToSpace is slow on CPUs; "
                          "EDGEDENOISE_ORT_GRAPH=file: as in the file)")
+        if getattr(self.backend, "rewritten_fusion", ()):
+            done = ", ".join(self.backend.rewritten_fusion)
+            self.why += f"; its recurrent fusion as the CPU runs it fastest ({done})"
         if self.backend_name == "tensorrt":
             self.precision = getattr(self.backend, "precision", self.precision)
         self.warmed: set = set()  # (height, width) sizes warm_up ran at

@@ -40,9 +40,10 @@ class OnnxRuntimeBackend(Backend):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         providers = providers or ["CPUExecutionProvider"]
-        graph, self.rewritten = None, 0  # the float pixel-shuffles as ConvTranspose (ortgraph.py)
+        # the float pixel-shuffles as ConvTranspose, a recurrent model's fusion in cheaper ops (ortgraph.py)
+        graph, self.rewritten, self.rewritten_fusion = None, 0, ()
         if providers == ["CPUExecutionProvider"]:
-            graph, self.rewritten = cpu_graph(path)
+            graph, self.rewritten, self.rewritten_fusion = cpu_graph(path)
         try:
             self.session = ort.InferenceSession(str(path) if graph is None else graph, so, providers=providers)
             self.on_gpu = self.session.get_providers()[0] != "CPUExecutionProvider"
