@@ -102,9 +102,11 @@ class Denoiser:
             kind = "float " if self.precision == "int8" else ""  # an INT8 graph's uint8 ones stay (ortgraph.py)
             self.why += (f"; its {n} {kind}{what} (ONNX Runtime's DepthToSpace is slow on CPUs; "
                          "EDGEDENOISE_ORT_GRAPH=file: as in the file)")
+        self.fusion_note = ""  # a recurrent model's fusion as ortgraph.py rewrote it (said where the variant is taken)
         if getattr(self.backend, "rewritten_fusion", ()):
             done = ", ".join(self.backend.rewritten_fusion)
-            self.why += f"; its recurrent fusion as the CPU runs it fastest ({done})"
+            self.fusion_note = f"its recurrent fusion as the CPU runs it fastest ({done})"
+            self.why += f"; {self.fusion_note}"
         if self.backend_name == "tensorrt":
             self.precision = getattr(self.backend, "precision", self.precision)
         self.warmed: set = set()  # (height, width) sizes warm_up ran at

@@ -902,6 +902,8 @@ def load_recurrent_variant(model, load, framewise=None) -> tuple[Denoiser | None
     except EdgeDenoiseError as e:
         return None, f"{variant} not used ({e}): the blend"
     used = f"temporal auto: {variant}, the same model with a learned fusion of the frames before"
+    if getattr(rec, "fusion_note", ""):
+        used += f"; {rec.fusion_note}"
     if framewise is None or rec.backend.on_gpu:
         return rec, used
     if not isinstance(framewise, Denoiser):

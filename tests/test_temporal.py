@@ -396,6 +396,8 @@ def test_auto_keeps_a_gpu_model_rather_than_move_its_variant_to_the_cpu():
     den = load("tiny")
     rec, note = load_recurrent_variant("tiny", load, framewise=den)  # both on the CPU: the variant
     assert rec.name == "tiny-video" and not rec.backend.on_gpu and note.startswith("temporal auto: tiny-video")
+    # the variant's graph as ONNX Runtime runs it is said where it is taken (ortgraph.py's fusion rewrite)
+    assert ("recurrent fusion as the CPU runs it fastest" in note) == bool(rec.backend.rewritten_fusion)
     rec.close()
     den.backend.on_gpu = True  # stands for `tiny` on a GPU backend (an engine, triton), which this machine lacks
     rec, note = load_recurrent_variant("tiny", load, framewise=den)
