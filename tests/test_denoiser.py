@@ -132,6 +132,45 @@ def test_grayscale_and_16bit_frames_are_denoised(den, kodak_rgb):
     assert np.abs(out16.astype(float) / 257 - out).max() <= 1.0  # same result, more bits
 
 
+def test_colour_16bit_frames_are_denoised_as_8bit_ones(den, kodak_rgb):
+    bgr = np.ascontiguousarray(kodak_rgb[:128, :192, ::-1])
+    noisy = protocol_noisy(bgr, 25, 0, "camera")
+    out, out16 = den.denoise(noisy, 25), den.denoise(noisy.astype(np.uint16) * 257, 25)
+    assert out16.dtype == np.uint16 and out16.shape == bgr.shape and out16.flags["C_CONTIGUOUS"]
+    assert np.abs(out16.astype(float) / 257 - out).max() <= 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_the_output_conversion_rounds_and_clips_as_numpy_does(dtype):
+    """planar_to_bgr (two OpenCV passes) against the NumPy it replaced, bit for bit: values far
+    outside [0, 1], the half-levels where rounding ties to even, and their float32 neighbours."""
+    from edgedenoise.denoiser import planar_to_bgr
+
+    scale = float(np.iinfo(dtype).max)
+    rng = np.random.default_rng(3)
+    ties = (np.arange(-3, 259, dtype=np.float32) + np.float32(0.5)) / np.float32(scale)
+    near = [np.nextafter(ties, np.float32(d)) for d in (-2, 2)]
+    vals = np.concatenate([ties, *near, rng.uniform(-0.3, 1.3, 3 * 37 * 64 - 3 * ties.size).astype(np.float32)])
+    y = rng.permutation(vals).reshape(3, 37, 64)[:, :-2, 1:]  # cropped, as a padded output is
+    ref = np.clip(np.round(y.transpose(1, 2, 0)[:, :, ::-1] * scale), 0, scale).astype(dtype)
+    out = planar_to_bgr(y, dtype)
+    assert out.dtype == dtype and out.flags["C_CONTIGUOUS"] and np.array_equal(out, ref)
+
+
+def test_the_input_conversion_gives_what_blob_from_image_gives(den):
+    """A uint8 BGR frame as the model's input: the same float32 numbers as OpenCV's blobFromImage
+    (scale 1/255, R and B swapped, planar), every level, and for a BGRA frame's colour channels."""
+    import cv2
+
+    rng = np.random.default_rng(4)
+    frame = rng.integers(0, 256, (19, 256, 4), dtype=np.uint8)
+    frame[0, :, :3] = np.arange(256)[:, None]  # every level in every channel
+    for img in (np.ascontiguousarray(frame[:, :, :3]), frame[:, :, :3]):  # contiguous, and a strided view
+        ref = cv2.dnn.blobFromImage(np.ascontiguousarray(img), scalefactor=1.0 / 255.0, swapRB=True)
+        x = den._to_input(img, 255.0)
+        assert x.dtype == np.float32 and x.shape == (1, 3, 19, 256) and np.array_equal(x, ref)
+
+
 def test_torch_backend_matches_onnxruntime(den, kodak_rgb):
     pytest.importorskip("torch")
     tb = Denoiser.load("default", backend="torch", device="cpu")
