@@ -91,6 +91,22 @@ def test_blend_follows_a_panning_camera(images, vd):
     assert gain[4:].mean() > 0.3 and gain.min() > -0.1, gain.round(2)
 
 
+def test_a_pan_over_black_keeps_black_black(images):
+    """The bicubic move of the average undershoots below 0 beside bright edges; a uint8 output is
+    saturated there (0), not mirrored (the emit before gave pure black at up to 7 on such a pan)."""
+    night = np.clip((images[0].astype(np.float32) - 90) * 2.2, 0, 255).astype(np.uint8)  # blacks crushed
+    h, w = night.shape[:2]
+    blend, below = RecursiveBlend(), 0
+    for i in range(12):  # a diagonal pan of 1.37 x 0.6 px a frame
+        move = np.float32([[1, 0, -1.37 * i], [0, 1, -0.6 * i]])
+        frame = cv2.warpAffine(night, move, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        out = blend(frame, 10.0)
+        avg = blend._avg
+        below += int((avg < -0.5).sum())
+        assert np.array_equal(out, np.clip(np.rint(avg), 0, 255).astype(np.uint8))
+    assert blend.aligned >= 10 and below > 0  # the pan was followed, and the average did go below 0
+
+
 def test_camera_motion_is_measured_to_a_tenth_of_a_pixel(images):
     # phase correlation alone was 0.25-0.3 px off (median; it leans towards whole pixels); the
     # Gauss-Newton refinement brings it to ~0.07 on pans of training images (CameraMotion._refine)
