@@ -611,14 +611,52 @@ def _shift_kernel(i: int, f: float) -> tuple[np.ndarray, int]:
     return k, -lo
 
 
+def _axis(i: int, f: float, n: int) -> tuple[np.ndarray, int, slice, slice] | None:
+    """How `shift` filters one axis of n pixels whose output at x is the cubic sample at x + i + f:
+    (taps, anchor, the source's slice, the output's slice); None for a shift past the frame.
+
+    Up to SHIFT_IN_KERNEL whole pixels the kernel takes the shift up itself (_shift_kernel): the
+    whole axis, read and written once. Further, the 4 taps are run over the part of the source the
+    output reads, anchored at the first tap (i > 0) or the last (i < 0), so that the source's own
+    edge is where the filter replicates; the output outside its slice reads only that replicated
+    edge pixel, so it repeats the slice's edge value (_fill). The same sums as filtering a padded
+    copy of the frame (the way before 2026-12-07), without writing that copy (3.7 MB for a 640x480
+    float frame) or leaving a strided cut; OpenCV's vector loop may end at another column, so a
+    value can differ in its last bit, and an integer frame's by one level where the sum sat on a
+    rounding tie (none in 18 million values of the demo's frames; a few on a small test frame)."""
+    if abs(i) <= SHIFT_IN_KERNEL:
+        k, a = _shift_kernel(i, f)
+        return k, a, slice(0, n), slice(0, n)
+    if i > n or i < -n - 1:
+        return None
+    if i > 0:  # out[x] reads x + i - 1 .. x + i + 2: the source from i - 1, up to x = n - i
+        return _cubic_taps(f), 0, slice(i - 1, n), slice(0, n - i + 1)
+    return _cubic_taps(f), 3, slice(0, n + i + 2), slice(-i - 2, n)  # from x = -i - 2 on
+
+
+def _fill(res: np.ndarray, rows: slice, cols: slice) -> None:
+    """`res` outside [rows, cols] as the nearest edge of that block (columns first, then whole rows)."""
+    h, w = res.shape[:2]
+    if cols.start > 0:
+        res[rows, :cols.start] = res[rows, cols.start:cols.start + 1]
+    if cols.stop < w:
+        res[rows, cols.stop:] = res[rows, cols.stop - 1:cols.stop]
+    if rows.start > 0:
+        res[:rows.start] = res[rows.start:rows.start + 1]
+    if rows.stop < h:
+        res[rows.stop:] = res[rows.stop - 1:rows.stop]
+
+
 def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None) -> np.ndarray:
     """`img` moved by (tx, ty) pixels: out(x, y) = img(x - tx, y - ty), bicubic, borders replicated;
     the same dtype (uint8 rounded and saturated). `out`: as for `warp`.
 
-    Shifts of up to SHIFT_IN_KERNEL whole pixels are one separable filter whose taps sit that far
-    from its anchor, borders replicated by the filter itself: the frame is read once and the result
-    written once (it was padded into a copy first, then filtered, then cut: 3.7 MB more written per
-    640x480 float frame; the same values to float rounding). Larger shifts still pad."""
+    One separable filter over the part of the frame the output reads (_axis), borders replicated by
+    the filter itself: the frame is read once and the result written once. Shifts of up to
+    SHIFT_IN_KERNEL whole pixels have been so since 2026-12-06 (a padded copy was filtered, then cut,
+    before); larger ones (the demo's pan: 4-5 px a frame) since 2026-12-07: the blend on that pan
+    (`tiny`'s outputs, before and after in turns in one process) from 2.32 to 2.08 ms a frame, its
+    outputs the same to the bit. Only a shift past the frame's size still pads."""
     h, w = img.shape[:2]
     sx, sy = -tx, -ty
     ix, iy = int(np.floor(sx)), int(np.floor(sy))
@@ -630,21 +668,28 @@ def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None) 
     if fx < 1 / 64 and fy < 1 / 64:  # a whole-pixel shift (a small fraction on one axis alone still counts)
         fx = fy = 0.0
     dst = _reusable(out, img)
+    along_x, along_y = _axis(ix, fx, w), _axis(iy, fy, h)
     if max(abs(ix), abs(iy)) <= SHIFT_IN_KERNEL:
-        (kx, ax), (ky, ay) = _shift_kernel(ix, fx), _shift_kernel(iy, fy)
+        (kx, ax, _, _), (ky, ay, _, _) = along_x, along_y
         res = cv2.sepFilter2D(img, cv2.CV_32F, kx, ky, dst=dst, anchor=(ax, ay), borderType=cv2.BORDER_REPLICATE)
-    else:
+    elif along_x is not None and along_y is not None:
+        (kx, ax, src_x, cols), (ky, ay, src_y, rows) = along_x, along_y
+        src = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
+        res = np.empty(src.shape, np.float32) if dst is None else dst.reshape(src.shape)
+        block = res[rows, cols]
+        got = cv2.sepFilter2D(src[src_y, src_x], cv2.CV_32F, kx, ky, dst=block, anchor=(ax, ay),
+                              borderType=cv2.BORDER_REPLICATE)
+        if not np.may_share_memory(got, res):  # (OpenCV wrote a new array: the block as it should be)
+            block[...] = got.reshape(block.shape)
+        _fill(res, rows, cols)
+    else:  # past the frame: every pixel is a replicated edge; padded, as before
         px, py = abs(ix) + 2, abs(iy) + 2
         padded = cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE)
         if padded.ndim < img.ndim:
             padded = padded[:, :, None]
-        if fx == 0.0 and fy == 0.0:
-            res = padded[py + iy:py + iy + h, px + ix:px + ix + w].copy()
-        else:
-            # taps at -1..2 around each whole-pixel source: a window one pixel wider on each side, cut after
-            win = padded[py + iy - 1:py + iy + h + 2, px + ix - 1:px + ix + w + 2]
-            res = cv2.sepFilter2D(win, cv2.CV_32F, _cubic_taps(fx), _cubic_taps(fy), anchor=(1, 1),
-                                  borderType=cv2.BORDER_REPLICATE)[1:h + 1, 1:w + 1]
+        win = padded[py + iy - 1:py + iy + h + 2, px + ix - 1:px + ix + w + 2]
+        res = cv2.sepFilter2D(win, cv2.CV_32F, _cubic_taps(fx), _cubic_taps(fy), anchor=(1, 1),
+                              borderType=cv2.BORDER_REPLICATE)[1:h + 1, 1:w + 1]
     # into float32 whatever the frame's type: OpenCV's uint8 -> uint8 filter took twice as long
     # (1.7 against 0.8 ms for a 640x480 BGR frame, with the rounding below)
     if img.dtype == np.uint8:

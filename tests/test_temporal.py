@@ -296,6 +296,35 @@ def test_shift_is_opencvs_bicubic_warp_at_a_quarter_of_its_cost(images):
     assert np.array_equal(moved, ref) and np.shares_memory(moved, buf)
 
 
+def test_a_large_shift_filters_the_frame_where_it_is_read_as_a_padded_copy_would(images):
+    """Shifts beyond the kernel's reach (the demo's pan moves 4-5 px a frame) filter the part of the
+    frame the output reads and repeat its edge: what filtering a replicate-padded copy gives, to
+    float rounding, for every sign, gray and colour, into a kept buffer, and past the frame."""
+    from edgedenoise.temporal import _cubic_taps, shift
+
+    def padded(img, tx, ty):  # the reference: pad, filter a window one pixel wider, cut
+        h, w = img.shape[:2]
+        ix, iy = int(np.floor(-tx)), int(np.floor(-ty))
+        px, py = abs(ix) + 2, abs(iy) + 2
+        big = cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE)
+        win = big[py + iy - 1:py + iy + h + 2, px + ix - 1:px + ix + w + 2]
+        out = cv2.sepFilter2D(win, cv2.CV_32F, _cubic_taps(-tx - ix), _cubic_taps(-ty - iy), anchor=(1, 1),
+                              borderType=cv2.BORDER_REPLICATE)[1:h + 1, 1:w + 1]
+        return out.reshape(img.shape)
+
+    img = cv2.GaussianBlur(images[0], (0, 0), 1.0).astype(np.float32)
+    h, w = img.shape[:2]
+    for frame in (img, img[:, :, 1], img[:, :, 1:2].copy()):
+        buf = np.full(frame.shape, np.nan, np.float32)
+        for tx, ty in [(4.6, -1.7), (-5.3, 2.2), (-12.75, -8.5), (3.25, 0.0), (0.4, 6.6), (-2.5, 1.0),
+                       (w - 1.5, 0.3), (-w - 0.5, -h + 0.25), (w + 3.5, 2.5)]:
+            ref = padded(frame, tx, ty)
+            assert np.abs(shift(frame, tx, ty) - ref).max() < 1e-3, (frame.shape, tx, ty)
+            assert np.abs(shift(frame, tx, ty, out=buf) - ref).max() < 1e-3, (frame.shape, tx, ty)
+    ref8 = np.clip(np.rint(padded(images[0], 4.6, -1.7)), 0, 255)
+    assert np.abs(shift(images[0], 4.6, -1.7).astype(int) - ref8).max() <= 1  # a rounding tie at most
+
+
 def test_the_uint8_paths_of_the_cut_test_and_the_motions_gray_match_the_float_ones(images):
     """A uint8 frame's 8x8 block means come from its integral image (exact: the float computation's
     to float rounding) and its half-resolution gray from OpenCV's integer path (rounded to whole
