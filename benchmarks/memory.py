@@ -26,7 +26,7 @@ import numpy as np
 from common import ROOT, publish, stamp  # noqa: E402  (common puts the checkout on sys.path)
 
 CASES = [("tiny", "fp32", "off"), ("tiny", "fp32", "blend"), ("tiny", "int8", "off"), ("tiny", "int8", "blend"),
-         ("default", "fp32", "off"), ("default", "int8", "off")]
+         ("default", "fp32", "off"), ("default", "int8", "off"), ("tiny-video", "fp32", "model")]
 SETTINGS = ("system", "kept")  # EDGEDENOISE_MALLOC=system, and the default
 FRAMES, WARM, SIGMA = 110, 10, 25.0
 
