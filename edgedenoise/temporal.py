@@ -21,7 +21,9 @@ and, per pixel, how many frames that average holds (its age). For each new outpu
    The average (bicubic; a pure translation by a separable filter, `shift`) and the ages follow
    it; pixels that come into view start at age 0.
 2. Agreement per pixel: m = 1 where y and the average differ by at most `t_low` x s, 0 beyond
-   `t_high` x s, linear between; the difference is averaged over the channels and a 5x5 window
+   `t_high` x s (`t_high_moved` x s on a frame whose average was just moved with the camera: the
+   bicubic resampling softens it, and a wider threshold there averages that softening in), linear
+   between; the difference is averaged over the channels and a 5x5 window
    (computed at half resolution), and s = 25 (sigma / 25) ** `power` grows with the noise level
    told to the model (sigma, 0-255 scale), more slowly than sigma because the output's residual
    error does. s is capped at `floor` x the frame's 25th percentile of that difference (the
@@ -43,6 +45,20 @@ that costs those clips at most 0.05 dB (12: 0.05 for `default`, 0.00 for `tiny`)
 because without it `default` lost 0.26 dB on the first 40 frames of the shared bikes.mp4 (a
 slow, compressed real scene the synthetic clips do not imitate), and with it gains there.
 benchmarks/temporal.py measures it on test clips (Kodak24, CBSD68) and the shared videos.
+
+`t_high` was 0.5 for every frame until 2026-12-07; chosen before the camera motion was refined, it
+was not swept again after. On `python tools/blend_tuning.py`'s clips (12 other CBSD432 training
+images, six motions, sigma 15 / 25 / 50) a wider one gained on every motion: 0.6 / 0.7 / 0.8 for
+`tiny` +0.33 / +0.52 / +0.63 dB on still clips and +0.30 / +0.46 / +0.53 on pans, the least of any
+clip +0.43 -> +0.55 / +0.60 / +0.57, cuts still all detected, and the same for `default`. On those
+images through the camera simulation (daylight, low light, very low light; the level estimated as
+`run` does) the still clips gained too (+0.36 -> +0.65 at 0.8), but a daylight pan and shake fell
+from +0.005 to -0.03 at 0.7 (-0.06 at 0.8): on a frame whose average was resampled the wider
+threshold keeps more of the resampling's softening. So a still camera gets 0.8 and a moved average
+keeps 0.5: `tiny`'s still clips +1.32 -> +1.95 dB, moving objects +1.15 -> +1.63, tPSNR on the
+moving ones +2.59 -> +3.06 dB; `default` +1.39 -> +2.17 and +1.22 -> +1.82; the pans, zooms and
+shakes, the camera clips' losers and the hard motions of `--hard` as they were (scratch scripts of
+that session: ~/runs/s22/validate.py, validate_cam.py).
 
 The refinement (2026-12-05) gained on the same kind of clips (12 other CBSD432 images, sigma 15, 25,
 50, `tiny`): moving clips +0.86 -> +1.18 dB over framewise (pans +0.68 -> +1.15), still clips
@@ -712,13 +728,16 @@ class RecursiveBlend:
     `aligned` (frames whose camera motion was followed); `agreement` is the last frame's mean
     agreement with the average (1: all of it still)."""
 
-    def __init__(self, t_low: float = 0.1, t_high: float = 0.5, power: float = 0.6, max_age: int = 8,
-                 cut_agreement: float = 0.3, window: int = 5, align: bool = True, floor: float = 12.0):
-        if not 0 <= t_low < t_high:
-            raise DataError(f"blend thresholds must satisfy 0 <= low < high, not {t_low}, {t_high}")
+    def __init__(self, t_low: float = 0.1, t_high: float = 0.8, power: float = 0.6, max_age: int = 8,
+                 cut_agreement: float = 0.3, window: int = 5, align: bool = True, floor: float = 12.0,
+                 t_high_moved: float = 0.5):
+        if not 0 <= t_low < min(t_high, t_high_moved):
+            raise DataError(f"blend thresholds must satisfy 0 <= low < high, not {t_low}, "
+                            f"{min(t_high, t_high_moved)}")
         if max_age < 1:
             raise DataError(f"max_age must be at least 1, not {max_age}")
         self.t_low, self.t_high, self.power, self.max_age = float(t_low), float(t_high), float(power), int(max_age)
+        self.t_high_moved = float(t_high_moved)  # on a frame whose average followed the camera (module docstring)
         self.cut_agreement, self.window, self.align = float(cut_agreement), int(window), bool(align)
         self.frames = self.resets = self.aligned = 0
         self.floor = floor
@@ -761,9 +780,9 @@ class RecursiveBlend:
             return self._start(y, key, frame)
         # the thresholds' unit, in the frame's own scale; some blending even when told sigma 0
         s = 25.0 * (max(float(sigma), 1.0) / 25.0) ** self.power * UNITS_PER_LEVEL[frame.dtype]
-        if self.align:
-            self._follow_camera(y)
-        m = self._agreement(y, s)  # at the state's resolution (half, unless the frame is tiny)
+        moved = self._follow_camera(y) if self.align else False
+        # at the state's resolution (half, unless the frame is tiny)
+        m = self._agreement(y, s, self.t_high_moved if moved else self.t_high)
         self.agreement = float(m.mean())
         if self.agreement < self.cut_agreement and self._cut(y, frame.dtype, sigma):
             self.resets += 1
@@ -828,7 +847,7 @@ class RecursiveBlend:
         h, w = y.shape[:2]
         return (h // 2, w // 2) if h >= 16 and w >= 16 else (h, w)
 
-    def _agreement(self, y: np.ndarray, s: float) -> np.ndarray:
+    def _agreement(self, y: np.ndarray, s: float, t_high: float) -> np.ndarray:
         """Per state pixel (float32): 1 where the output agrees with the average, 0 where it moved."""
         h, w = y.shape[:2]
         d = cv2.absdiff(y, self._avg, dst=self._buf("diff", y.shape))
@@ -843,21 +862,23 @@ class RecursiveBlend:
         d = cv2.blur(d, (k, k), borderType=cv2.BORDER_REFLECT101)
         if self.floor:  # no looser than the output's own frame-to-frame error allows (module docstring)
             s = max(min(s, _quantile(d[::4, ::4], 0.25) * self.floor), 1e-3)
-        lo, hi = self.t_low * s, self.t_high * s
+        lo, hi = self.t_low * s, t_high * s
         return np.clip((np.float32(hi) - d) * np.float32(1.0 / (hi - lo)), 0.0, 1.0)
 
-    def _follow_camera(self, y: np.ndarray) -> None:
-        """Move the average (and the ages) with the camera, if it moved (see the module docstring)."""
+    def _follow_camera(self, y: np.ndarray) -> bool:
+        """Move the average (and the ages) with the camera, if it moved (see the module docstring);
+        whether it did."""
         prev, g = self._gray, half_gray(y)
         self._gray = g
         a = self._camera.motion(prev, g)
         if a is None:
-            return
+            return False
         sh, sw = g.shape
         self._swap(warp(self._avg, full_resolution(a), out=self._buf("spare", self._avg.shape)))
         self._age = cv2.warpAffine(self._age, a, (sw, sh), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         self.aligned += 1
+        return True
 
     def _emit(self, frame: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
         out = self._avg
