@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, ROOT, publish, stamp
 
+from edgedenoise.evaluate import tpsnr  # noqa: E402,F401  (common puts the checkout on sys.path; temporal.py takes it from here)
+
 SIGMA = 25.0
 WARMUP = 5
 
@@ -60,12 +62,6 @@ def read_video_fps(path: Path) -> tuple[list[np.ndarray], float | None]:
         frames.append(f)
     src.close()
     return frames, src.fps
-
-
-def tpsnr(out: list[np.ndarray], clean: list[np.ndarray]) -> float:
-    mse = np.mean([np.mean(((o1.astype(np.float32) - o0) - (c1.astype(np.float32) - c0)) ** 2)
-                   for o0, o1, c0, c1 in zip(out, out[1:], clean, clean[1:])])
-    return float(10 * np.log10(255.0 ** 2 / mse))
 
 
 def score(out: list[np.ndarray], clean: list[np.ndarray]) -> dict:

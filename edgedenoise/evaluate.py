@@ -24,6 +24,14 @@ from .runtime.stats import stamp
 SSIM_WINDOW = 7  # scikit-image's default window (BENCHMARK_PROTOCOL.md)
 
 
+def tpsnr(out: list[np.ndarray], clean: list[np.ndarray]) -> float:
+    """Temporal PSNR (dB) of a clip: the PSNR of its frame-to-frame changes against the clean clip's
+    (higher: less flicker), over all consecutive pairs."""
+    mse = np.mean([np.mean(((o1.astype(np.float32) - o0) - (c1.astype(np.float32) - c0)) ** 2)
+                   for o0, o1, c0, c1 in zip(out, out[1:], clean, clean[1:])])
+    return float(10 * np.log10(255.0 ** 2 / mse))
+
+
 def ssim_u8(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 

@@ -57,8 +57,8 @@ from +0.005 to -0.03 at 0.7 (-0.06 at 0.8): on a frame whose average was resampl
 threshold keeps more of the resampling's softening. So a still camera gets 0.8 and a moved average
 keeps 0.5: `tiny`'s still clips +1.32 -> +1.95 dB, moving objects +1.15 -> +1.63, tPSNR on the
 moving ones +2.59 -> +3.06 dB; `default` +1.39 -> +2.17 and +1.22 -> +1.82; the pans, zooms and
-shakes, the camera clips' losers and the hard motions of `--hard` as they were (scratch scripts of
-that session: ~/runs/s22/validate.py, validate_cam.py).
+shakes, the camera clips' losers and the hard motions of `--hard` as they were (`python
+tools/blend_tuning.py [--camera] [--model default] [--blend t_high=0.5 --blend t_high_moved=0.5]`).
 
 The refinement (2026-12-05) gained on the same kind of clips (12 other CBSD432 images, sigma 15, 25,
 50, `tiny`): moving clips +0.86 -> +1.18 dB over framewise (pans +0.68 -> +1.15), still clips

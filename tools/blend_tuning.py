@@ -12,6 +12,17 @@ blend's mean gain over the framewise output per motion (frames 2.., PSNR dB), th
 clip, and the camera motion's time per frame (CameraMotion.motion, these 385x225 frames).
 
     python tools/blend_tuning.py --hard     # motions the blocks cannot follow (~30 s)
+    python tools/blend_tuning.py --camera   # the same images through the camera simulation (~2 min)
+    python tools/blend_tuning.py --blend t_high=0.5 --blend t_high_moved=0.5   # other settings
+
+Besides the PSNR gains each run prints the tPSNR gain (flicker, edgedenoise.evaluate.tpsnr) and,
+on cut clips between two of the images (the same size), how many cuts dropped the state and the
+gain of the three frames after each cut. `--blend KEY=VALUE` (repeatable) passes settings to
+RecursiveBlend; `--model` denoises with another shipped model (default `tiny`).
+
+--camera: the 12 images as still, pan, shake and moving-object clips through the camera simulation
+(edgedenoise.camera, the named settings in turn), the level told as `run` finds it (the model's
+blind estimate, here the median over the clip), against the simulation's clean reference.
 
 --hard: 8-frame clips of the same 12 images under motions beyond the camera-motion blocks' reach
 (HARD: a camera turning 4-8 degrees a frame, zooming out 6 % a frame, jolting up to 12 px and
@@ -22,6 +33,7 @@ blend and of `tiny-video`.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -35,21 +47,62 @@ KINDS = ("still", "pan", "zoom", "shake", "objects", "drift")
 SIGMAS = (15, 25, 50)
 
 
-def tuning_clips(data: Path) -> list[dict]:
-    from edgedenoise.clips import make_clip, noisy_clip
+def tuning_images(data: Path) -> list[np.ndarray]:
+    """The 12 tuning images (BGR, as frames come): every 35th of the part of CBSD432 that `train`
+    trains on (train's own split), so none of its validation images."""
     from edgedenoise.data import read_image, scan_images, split
+
+    train = split(scan_images(data, channels=3), 8)[0]
+    return [read_image(info.path, 3)[:, :, ::-1].copy() for info in train[5::35][:12]]
+
+
+def tuning_clips(data: Path, model: str = "tiny") -> list[dict]:
+    """The Gaussian clips (every motion, every sigma) and the cut clips, denoised frame by frame."""
+    from edgedenoise.clips import make_clip, noisy_clip
     from edgedenoise.denoiser import Denoiser
 
-    den = Denoiser.load("tiny", backend="onnxruntime")
-    train = split(scan_images(data, channels=3), 8)[0]  # train's own split: its training part only
+    den = Denoiser.load(model, backend="onnxruntime")
+    imgs = tuning_images(data)
     clips = []
-    for n, info in enumerate(train[5::35][:12]):
-        img = read_image(info.path, 3)[:, :, ::-1].copy()  # BGR, as frames come
+    for n, img in enumerate(imgs):
         for kind in KINDS:
             clean = make_clip(img, kind, 12, seed=n)
             for s in SIGMAS:
                 noisy = noisy_clip(clean, s, seed=100 * n + s)
                 clips.append({"kind": kind, "sigma": s, "clean": clean, "outs": [den.denoise(f, s) for f in noisy]})
+        others = [o for o in imgs if o.shape == img.shape and o is not img]
+        if others:  # a cut at frame 6 to another image of the same size
+            clean = make_clip(img, "cut", 12, seed=n, second=others[n % len(others)])
+            for s in SIGMAS:
+                noisy = noisy_clip(clean, s, seed=7 * n + s)
+                clips.append({"kind": "cut", "sigma": s, "clean": clean, "outs": [den.denoise(f, s) for f in noisy]})
+    return clips
+
+
+CAMERA_KINDS = ("still", "pan", "shake", "objects")
+
+
+def camera_clips(data: Path, model: str = "tiny") -> list[dict]:
+    """The tuning images through the camera simulation (--camera), the level estimated as `run` does."""
+    from edgedenoise.camera import SETTINGS, simulate
+    from edgedenoise.clips import make_clip
+    from edgedenoise.denoiser import Denoiser
+
+    den = Denoiser.load(model, backend="onnxruntime")
+    clips = []
+    for n, img in enumerate(tuning_images(data)):
+        rgb = img[:, :, ::-1]
+        for kind in CAMERA_KINDS:
+            setting = sorted(SETTINGS)[n % len(SETTINGS)]
+            rng = np.random.default_rng(n)
+            noisy, clean = [], []
+            for f in make_clip(rgb, kind, 12, seed=n):
+                a, ref, _ = simulate(f, rng, setting)
+                noisy.append(a[:, :, ::-1].copy())
+                clean.append(ref[:, :, ::-1].copy())
+            level = float(np.median([den.estimate(f) for f in noisy]))  # one level a clip, as run's smoothing settles
+            clips.append({"kind": kind, "sigma": level, "setting": setting, "clean": clean,
+                          "outs": [den.denoise(f, level) for f in noisy]})
     return clips
 
 
@@ -117,10 +170,12 @@ def hard_motions(data: Path) -> None:
               f"{np.mean(blend_gain):+.2f}, tiny-video {np.mean(model_gain):+.2f}")
 
 
-def blend_gains(clips: list[dict]) -> tuple[dict, float]:
-    """(mean gain per motion over the clips' frames 2.., dB; the camera motion's seconds a frame)."""
+def blend_gains(clips: list[dict], settings: dict | None = None) -> tuple[dict, float, dict, dict]:
+    """(mean gain per motion over the clips' frames 2.., dB; the camera motion's seconds a frame;
+    the tPSNR gain per motion; for the cut clips: cuts found, clips, the gains of the three frames
+    after each cut). `settings`: RecursiveBlend's keyword arguments."""
     from edgedenoise import temporal
-    from edgedenoise.evaluate import psnr_u8
+    from edgedenoise.evaluate import psnr_u8, tpsnr
 
     spent, frames = 0.0, 0
     measure = temporal.CameraMotion.motion
@@ -135,33 +190,65 @@ def blend_gains(clips: list[dict]) -> tuple[dict, float]:
 
     temporal.CameraMotion.motion = timed  # timed in this process, put back after
     try:
-        gains: dict[str, list[float]] = {k: [] for k in KINDS}
+        gains: dict[str, list[float]] = {}
+        flicker: dict[str, list[float]] = {}
+        cuts = {"found": 0, "clips": 0, "after": []}
         for c in clips:
-            blend = temporal.RecursiveBlend()
+            blend = temporal.RecursiveBlend(**(settings or {}))
             out = [blend(o, c["sigma"]) for o in c["outs"]]
-            gains[c["kind"]].append(float(np.mean([psnr_u8(b, y) - psnr_u8(o, y)
-                                                   for b, o, y in zip(out[1:], c["outs"][1:], c["clean"][1:])])))
             frames += len(out)
+            if c["kind"] == "cut":
+                cuts["clips"] += 1
+                cuts["found"] += blend.resets
+                cuts["after"] += [psnr_u8(b, y) - psnr_u8(o, y)
+                                  for b, o, y in zip(out[6:9], c["outs"][6:9], c["clean"][6:9])]
+                continue
+            gains.setdefault(c["kind"], []).append(float(np.mean([
+                psnr_u8(b, y) - psnr_u8(o, y) for b, o, y in zip(out[1:], c["outs"][1:], c["clean"][1:])])))
+            flicker.setdefault(c["kind"], []).append(tpsnr(out, c["clean"]) - tpsnr(c["outs"], c["clean"]))
     finally:
         temporal.CameraMotion.motion = measure
-    return gains, spent / frames
+    return gains, spent / frames, flicker, cuts
+
+
+def _setting(text: str) -> tuple[str, float]:
+    key, _, value = text.partition("=")
+    if not key or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. t_high=0.8")
+    return key, float(value)
 
 
 def main() -> int:
     from edgedenoise.data import default_data_root
     from edgedenoise.memory import keep_freed_memory
 
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hard", action="store_true", help="motions the camera-motion blocks cannot follow")
+    ap.add_argument("--camera", action="store_true", help="the clips through the camera simulation")
+    ap.add_argument("--model", default="tiny", help="the shipped model whose outputs are blended (default tiny)")
+    ap.add_argument("--blend", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                    help="a RecursiveBlend setting (repeatable), e.g. t_high=0.5")
+    a = ap.parse_args()
     keep_freed_memory()  # as the Denoiser does: large arrays reuse freed memory (timings without page faults)
-    if "--hard" in sys.argv[1:]:
-        hard_motions(default_data_root() / "train" / "CBSD432")
+    data = default_data_root() / "train" / "CBSD432"
+    if a.hard:
+        hard_motions(data)
         return 0
-    clips = tuning_clips(default_data_root() / "train" / "CBSD432")
-    gains, motion_s = blend_gains(clips)
-    print(f"{len(clips)} clips of {clips[0]['clean'][0].shape[1]}x{clips[0]['clean'][0].shape[0]}; blend gain "
-          "over tiny frame by frame, frames 2.., dB (mean per motion):")
+    settings = {k: (int(v) if k in ("max_age", "window") else v) for k, v in a.blend}
+    clips = camera_clips(data, a.model) if a.camera else tuning_clips(data, a.model)
+    gains, motion_s, flicker, cuts = blend_gains(clips, settings)
+    n = sum(len(v) for v in gains.values())
+    what = "camera-simulated (levels estimated)" if a.camera else "Gaussian"
+    print(f"{n} {what} clips of {clips[0]['clean'][0].shape[1]}x{clips[0]['clean'][0].shape[0]}, blend "
+          f"{settings or 'as shipped'}; gain over {a.model} frame by frame, frames 2.., dB (mean per motion):")
     print("  " + "  ".join(f"{k} {np.mean(v):+.3f}" for k, v in gains.items()))
     print(f"  least of any clip {min(min(v) for v in gains.values()):+.3f}; camera motion "
           f"{motion_s * 1e3:.3f} ms a frame")
+    print("  tPSNR gain: " + "  ".join(f"{k} {np.mean(v):+.2f}" for k, v in flicker.items()))
+    if cuts["clips"]:
+        after = np.array(cuts["after"])
+        print(f"  cuts: {cuts['found']} of {cuts['clips']} dropped the state; the three frames after: "
+              f"least {after.min():+.2f}, mean {after.mean():+.2f} dB")
     return 0
 
 
