@@ -21,9 +21,9 @@ and, per pixel, how many frames that average holds (its age). For each new outpu
    The average (bicubic; a pure translation by a separable filter, `shift`) and the ages follow
    it; pixels that come into view start at age 0.
 2. Agreement per pixel: m = 1 where y and the average differ by at most `t_low` x s, 0 beyond
-   `t_high` x s (`t_high_moved` x s on a frame whose average was just moved with the camera: the
-   bicubic resampling softens it, and a wider threshold there averages that softening in), linear
-   between; the difference is averaged over the channels and a 5x5 window
+   `t_high` x s (a tighter `t_high_moved` x s on a frame whose average was just moved with the
+   camera: the bicubic resampling softened it, and a wider threshold there would average that
+   softening in), linear between; the difference is averaged over the channels and a 5x5 window
    (computed at half resolution), and s = 25 (sigma / 25) ** `power` grows with the noise level
    told to the model (sigma, 0-255 scale), more slowly than sigma because the output's residual
    error does. s is capped at `floor` x the frame's 25th percentile of that difference (the
