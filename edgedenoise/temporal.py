@@ -173,8 +173,14 @@ def _calm_gray(frame: np.ndarray) -> np.ndarray | None:
     the noise let phase correlation find motions in still clips that the L1 check took for real (a
     sub-pixel warp smooths noise, which lowers the difference too): on the 8 validation images'
     clips at sigma 25 it moved 6 of 7 frames of a still clip; blurred none, and 55 of 56 pan frames."""
-    g = half_gray(frame)
+    g = half_gray(frame, _units(frame.dtype))
     return None if g is None else cv2.GaussianBlur(g, (0, 0), 1.0)
+
+
+def _units(dtype) -> float:
+    """A frame type's units per 0-255 level (UNITS_PER_LEVEL; a float64 frame's as float32's)."""
+    dtype = np.dtype(dtype)
+    return UNITS_PER_LEVEL.get(dtype, 1.0 / 255.0 if dtype.kind == "f" else 1.0)
 
 
 def _block_means(img: np.ndarray, units: float | None = None) -> np.ndarray:
@@ -229,9 +235,19 @@ def _quantile(x: np.ndarray, q: float) -> float:
     return float(part[lo] + (k - lo) * (part[hi] - part[lo]))
 
 
-def half_gray(y: np.ndarray) -> np.ndarray | None:
+def half_gray(y: np.ndarray, units: float = 1.0) -> np.ndarray | None:
     """A frame in gray at half resolution (float32), where camera motion is measured; None for a frame
-    too small to measure it in blocks."""
+    too small to measure it in blocks. `units`: the frame's units per 0-255 level (_units), divided
+    out, so that the motion is measured on the 0-255 scale whatever the frame's type: its corner
+    tracking (CameraMotion._track) runs on 8-bit images, and a float frame's 0-1 or a 16-bit frame's
+    0-65535 gave it two levels or one saturated one (no corners: it never found a turn there)."""
+    g = _half_gray(y)
+    if g is None or units == 1.0:
+        return g
+    return cv2.multiply(g, 1.0 / units)
+
+
+def _half_gray(y: np.ndarray) -> np.ndarray | None:
     h, w = y.shape[:2]
     if h < 128 or w < 128:
         return None
@@ -823,7 +839,7 @@ class RecursiveBlend:
         self._avg = y
         self._bufs.pop("y", None)  # the average now: the next frame is converted into a new one
         self._age = np.ones(self._state_size(y), np.float32)
-        self._gray = half_gray(y) if self.align else None
+        self._gray = half_gray(y, _units(frame.dtype)) if self.align else None
         self._camera.forget()
         self._key = key
         self.agreement = 0.0 if self.frames > 1 else 1.0
@@ -868,7 +884,7 @@ class RecursiveBlend:
     def _follow_camera(self, y: np.ndarray) -> bool:
         """Move the average (and the ages) with the camera, if it moved (see the module docstring);
         whether it did."""
-        prev, g = self._gray, half_gray(y)
+        prev, g = self._gray, half_gray(y, _units(self._key[1]))
         self._gray = g
         a = self._camera.motion(prev, g)
         if a is None:
