@@ -186,7 +186,7 @@ def _units(dtype) -> float:
 def _block_means(img: np.ndarray, units: float | None = None) -> np.ndarray:
     """The gray 8x8 block means of a frame, on the 0-255 scale (`units`: the frame's units per level,
     when not its dtype's)."""
-    scale = 1.0 / (UNITS_PER_LEVEL.get(img.dtype, 1.0) if units is None else units)
+    scale = 1.0 / (_units(img.dtype) if units is None else units)
     h, w = img.shape[:2]
     if img.dtype == np.uint8 and h >= 8 and w >= 8:
         # (a recurrent model's noisy frames) the block sums from the frame's integral image (int32,

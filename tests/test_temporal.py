@@ -151,6 +151,24 @@ def test_a_turning_camera_is_followed_in_every_frame_type(images):
         assert max(diff) < 0.5, (name, diff)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_a_recurrent_models_state_finds_a_cut_in_every_frame_type(images, dtype):
+    """RecurrentState's cut test reads block means on the 0-255 scale: a float64 frame (0-1), as
+    Denoiser takes it, was read as 0-255 before and no cut was ever found in it."""
+    from edgedenoise.temporal import RecurrentState
+
+    scale = {np.uint8: 1.0, np.uint16: 257.0}.get(dtype, 1 / 255)
+    a = noisy_clip(make_clip(images[0], "still", 2), SIGMA, seed=1)
+    b = noisy_clip(make_clip(images[1], "still", 1), SIGMA, seed=2)
+    state = RecurrentState(align=False)
+    for i, frame in enumerate(a + b):
+        frame = (frame.astype(np.float64) * scale).astype(dtype)
+        previous = state.previous(frame, SIGMA)
+        assert (previous is None) == (i != 1), (i, dtype)  # the first frame, and the cut, have none
+        state.update(frame)
+    assert state.resets == 1
+
+
 def test_camera_motion_is_measured_to_a_tenth_of_a_pixel(images):
     # phase correlation alone was 0.25-0.3 px off (median; it leans towards whole pixels); the
     # Gauss-Newton refinement brings it to ~0.07 on pans of training images (CameraMotion._refine)
