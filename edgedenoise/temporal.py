@@ -689,6 +689,8 @@ def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None) 
     before); larger ones (the demo's pan: 4-5 px a frame) since 2026-12-07: the blend on that pan
     (`tiny`'s outputs, before and after in turns in one process) from 2.32 to 2.08 ms a frame, its
     outputs the same to the bit. Only a shift past the frame's size still pads."""
+    if img.dtype == np.float64:  # (a recurrent model's float64 frames) OpenCV filters float64 only into float64
+        return shift(img.astype(np.float32), tx, ty).astype(np.float64)
     h, w = img.shape[:2]
     sx, sy = -tx, -ty
     ix, iy = int(np.floor(sx)), int(np.floor(sy))

@@ -169,6 +169,18 @@ def test_a_recurrent_models_state_finds_a_cut_in_every_frame_type(images, dtype)
     assert state.resets == 1
 
 
+def test_a_recurrent_model_follows_a_pan_in_float64_frames(images):
+    """Denoiser takes float64 frames; a recurrent model's state moves them with the camera too (the
+    shift of a float64 frame failed inside OpenCV before)."""
+    clip = noisy_clip(make_clip(images[0], "pan", 5, seed=2), SIGMA, seed=3)
+    outs = {}
+    for dtype in (np.float32, np.float64):
+        vd = VideoDenoiser.load("tiny-video", backend="onnxruntime", temporal="model")
+        outs[dtype] = [vd.denoise((f / 255.0).astype(dtype), SIGMA) for f in clip]
+        assert all(o.dtype == dtype for o in outs[dtype]) and vd.den.recurrent
+    assert max(float(np.abs(a - b).max()) for a, b in zip(outs[np.float32], outs[np.float64])) < 1e-3
+
+
 def test_camera_motion_is_measured_to_a_tenth_of_a_pixel(images):
     # phase correlation alone was 0.25-0.3 px off (median; it leans towards whole pixels); the
     # Gauss-Newton refinement brings it to ~0.07 on pans of training images (CameraMotion._refine)
