@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import DataError, ModelError
 from .estimate import estimate_sigma
-from .frames import to_channels
+from .frames import saturate, to_channels
 from .memory import keep_freed_memory
 from .modelfile import ModelFiles, resolve
 
@@ -76,8 +76,7 @@ def planar_to_bgr(y: np.ndarray, dtype) -> np.ndarray:
 
     y = np.asarray(y, np.float32)  # (a backend's half-precision output, should one give it)
     c, h, w = y.shape
-    depth, scale = (cv2.CV_8U, 255.0) if dtype == np.uint8 else (cv2.CV_16U, 65535.0)
-    planes = cv2.multiply(y.reshape(c * h, w), scale, dtype=depth)  # float32 product, saturate_cast
+    planes = saturate(y.reshape(c * h, w), dtype, float(np.iinfo(dtype).max))
     return cv2.merge([planes[2 * h:], planes[h:2 * h], planes[:h]])
 
 
@@ -270,24 +269,20 @@ class Denoiser:
         elif self.recurrent:
             p = x  # a scene's first frame: the model is given the frame itself
         y, times = self._run(x, sigma, p)
-        if self.channels == 3 and not gray_in and dtype in (np.uint8, np.uint16):
-            out = planar_to_bgr(y[0], dtype)
-            if alpha is not None:
-                out = np.concatenate([out, alpha], axis=2)
-            return out, times
-        if self.channels == 3:
-            out = y[0].transpose(1, 2, 0)[:, :, ::-1]  # back to BGR HWC
-            if gray_in:
-                out = out.mean(axis=2)  # the three channels of a gray frame stay (nearly) equal
-                out = out[:, :, None] if frame.ndim == 3 else out
+        integer = dtype == np.uint8 or dtype == np.uint16
+        if self.channels == 3 and not gray_in and integer:
+            out = planar_to_bgr(y[0], dtype)  # (the common case: back to BGR HWC in two OpenCV passes)
         else:
-            out = y[:, 0].transpose(1, 2, 0)
-            if frame.ndim == 2:
-                out = out[:, :, 0]
-        if dtype == np.uint8 or dtype == np.uint16:
-            out = np.clip(np.round(out * scale), 0, scale).astype(dtype)
-        else:
-            out = out.astype(dtype)
+            if self.channels == 3:
+                out = y[0].transpose(1, 2, 0)[:, :, ::-1]  # back to BGR HWC
+                if gray_in:
+                    out = out.mean(axis=2)  # the three channels of a gray frame stay (nearly) equal
+                    out = out[:, :, None] if frame.ndim == 3 else out
+            else:
+                out = y[:, 0].transpose(1, 2, 0)
+                if frame.ndim == 2:
+                    out = out[:, :, 0]
+            out = saturate(out, dtype, scale) if integer else out.astype(dtype)
         if alpha is not None:
             out = np.concatenate([out, alpha], axis=2)
         return np.ascontiguousarray(out), times

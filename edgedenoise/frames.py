@@ -3,7 +3,8 @@
 - `IMAGE_EXTS`: the image files every folder reader takes (sources, `denoise`, training data).
 - `read_frame(path)`: an image file as OpenCV decodes it, unchanged (gray, BGR, BGRA, 16-bit),
   with a one-line `DataError` for an empty, unreadable or undecodable file; `write_image`.
-- `to_uint8`, `to_channels`, `to_bgr8`: pixel type and channel conversions.
+- `to_uint8`, `to_channels`, `to_bgr8`: pixel type and channel conversions; `saturate`: float
+  values as 8- or 16-bit pixels in one OpenCV pass (the Denoiser's output, the temporal blend's).
 - `psnr_u8`: the PSNR of two 8-bit images (the runtime reports it live for the demo).
 - `draw_label()`: outlined text that reads on any background, the same on OpenCV 4 and 5.
 
@@ -101,6 +102,18 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> str | None:
         raise DataError(f"cannot encode an image as {path.suffix!r}: use .png, .jpg, .tif or .bmp")
     write_atomic(path, buf.tobytes(), what="image")  # whole or not at all
     return note
+
+
+_CV_DEPTHS = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
+
+
+def saturate(a: np.ndarray, dtype, scale: float = 1.0) -> np.ndarray:
+    """Float values `a` times `scale` as `dtype` (uint8 or uint16), rounded half to even and clipped
+    to the type's range: np.clip(np.rint(a * scale), 0, max).astype(dtype) bit for bit (the product
+    in float32 for a float32 `a`), in one OpenCV pass over a one-channel view of `a` (a Python number
+    scales only the first channel of a multi-channel image). cv2.convertScaleAbs, as fast, mirrors
+    negatives instead of clipping them."""
+    return cv2.multiply(a.reshape(a.shape[0], -1), scale, dtype=_CV_DEPTHS[np.dtype(dtype)]).reshape(a.shape)
 
 
 def to_uint8(img: np.ndarray, source: str = "image") -> np.ndarray:

@@ -87,6 +87,7 @@ import numpy as np
 from .backends.choice import ENGINES_ENV, cuda_devices
 from .denoiser import Denoiser, Timing
 from .errors import DataError, EdgeDenoiseError, ModelError
+from .frames import saturate
 from .modelfile import recurrent_variant, resolve
 from .tiling import tiled
 
@@ -602,16 +603,6 @@ def warp(img: np.ndarray, a: np.ndarray, out: np.ndarray | None = None) -> np.nd
     return moved.reshape(img.shape)
 
 
-def to_u8(a: np.ndarray) -> np.ndarray:
-    """A float32 array on the 0-255 scale as uint8, rounded half to even and saturated: what
-    np.clip(np.rint(a), 0, 255) gives, in one OpenCV pass over a one-channel view (a Python number
-    scales only the first channel of a multi-channel image). cv2.convertScaleAbs, used for this
-    before, is as fast but mirrors negatives: a pan of a night scene (blacks crushed, 2026-12-07)
-    left the blend's average down to -6 beside bright edges, the bicubic's undershoot, and those
-    pixels of pure black came out at up to 7."""
-    return cv2.multiply(a.reshape(a.shape[0], -1), 1.0, dtype=cv2.CV_8U).reshape(a.shape)
-
-
 def _reusable(out: np.ndarray | None, img: np.ndarray) -> np.ndarray | None:
     """`out` laid out as OpenCV writes a result of `img`'s shape (a 2-D array for one channel), where it
     can hold it: float32, `img`'s shape, contiguous and not `img` itself; else None (a new array)."""
@@ -726,10 +717,8 @@ def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None) 
                               borderType=cv2.BORDER_REPLICATE)[1:h + 1, 1:w + 1]
     # into float32 whatever the frame's type: OpenCV's uint8 -> uint8 filter took twice as long
     # (1.7 against 0.8 ms for a 640x480 BGR frame, with the rounding below)
-    if img.dtype == np.uint8:
-        res = to_u8(res)
-    elif img.dtype != np.float32:
-        res = np.clip(np.rint(res), np.iinfo(img.dtype).min, np.iinfo(img.dtype).max).astype(img.dtype)
+    if img.dtype != np.float32:  # uint8 or uint16: rounded and saturated
+        res = saturate(res, img.dtype)
     return res.reshape(img.shape)
 
 
@@ -900,10 +889,11 @@ class RecursiveBlend:
 
     def _emit(self, frame: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
         out = self._avg
-        if frame.dtype == np.uint8:
-            out = to_u8(out)  # (the bicubic move of the average leaves it below 0 beside bright edges)
-        elif frame.dtype == np.uint16:
-            out = np.clip(np.rint(out), 0, 65535).astype(np.uint16)
+        if frame.dtype != np.float32:
+            # rounded and saturated: the bicubic move of the average leaves it below 0 beside bright
+            # edges (a pan of a night scene, blacks crushed, 2026-12-07: down to -6), which
+            # cv2.convertScaleAbs, used before, mirrored: pure black came out at up to 7
+            out = saturate(out, frame.dtype)
         else:
             out = out.copy()
         out = out.reshape(frame.shape[:2] + (() if frame.ndim == 2 else (-1,)))
