@@ -237,8 +237,8 @@ def _pad_widths(graph, pb) -> int:
     if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i686"):
         return 0  # NCHWc is the x86 provider's layout: elsewhere the zeros would only cost
     done = 0
+    producer, readers = _index(graph)  # again after each rewrite only
     for conv in list(graph.node):
-        producer, readers = _index(graph)
         if conv.op_type != "Conv" or len(conv.input) < 2 or (_attr(conv, "group", 1) or 1) != 1:
             continue
         w = _init_behind(graph, producer, readers, conv.input[1])
@@ -270,6 +270,7 @@ def _pad_widths(graph, pb) -> int:
             changed.update(i for i in n.input[1:3] if producer.get(i) is not None)  # the Casts' outputs
         _forget_shapes(graph, changed)
         done += 1
+        producer, readers = _index(graph)
     return done
 
 
@@ -285,8 +286,8 @@ def _replace(graph, old: list, new: list) -> None:
 
 def _sums(graph, pb) -> int:
     done = 0
+    producer, readers = _index(graph)  # again after each rewrite only
     for pool in list(graph.node):
-        producer, readers = _index(graph)
         if pool.op_type != "AveragePool":
             continue
         k = _attr(pool, "kernel_shape") or []
@@ -320,6 +321,7 @@ def _sums(graph, pb) -> int:
                          attribute=[pb.AttributeProto(name="kernel_shape", type=ints, ints=k),
                                     pb.AttributeProto(name="strides", type=ints, ints=k)])])
         done += 1
+        producer, readers = _index(graph)
     return done
 
 
@@ -362,8 +364,8 @@ def _channel_max(graph, pb, opset: int) -> int:
 
 def _mask_where(graph, pb) -> int:
     done = 0
+    producer, readers = _index(graph)  # again after each rewrite only
     for mul in list(graph.node):
-        producer, readers = _index(graph)
         if mul.op_type != "Mul" or len(mul.input) != 2:
             continue
         for j in (0, 1):
@@ -378,14 +380,15 @@ def _mask_where(graph, pb) -> int:
             _replace(graph, [cast, mul], [pb.NodeProto(name=mul.name, op_type="Where", output=list(mul.output),
                                                        input=[cmp.output[0], mul.input[1 - j], zero])])
             done += 1
+            producer, readers = _index(graph)
             break
     return done
 
 
 def _clip_first(graph, pb) -> int:
     done = 0
+    producer, readers = _index(graph)  # again after each rewrite only
     for clip in list(graph.node):
-        producer, readers = _index(graph)
         if clip.op_type != "Clip" or len(clip.input) < 1:
             continue
         shuffle = producer.get(clip.input[0])
@@ -401,4 +404,5 @@ def _clip_first(graph, pb) -> int:
         _replace(graph, [shuffle, clip], [new_clip, new_shuffle])
         _forget_shapes(graph, {shuffle.output[0]})
         done += 1
+        producer, readers = _index(graph)
     return done
