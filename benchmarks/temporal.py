@@ -48,7 +48,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from common import RESULTS, ROOT, find_ffmpeg, publish, stamp
-from video import read_video, tpsnr  # benchmarks/ is on the path: the script's own folder
+from video import read_video  # benchmarks/ is on the path: the script's own folder
+
+from edgedenoise.evaluate import tpsnr
 
 SIGMA = 25.0
 FRAMES = 12

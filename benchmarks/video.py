@@ -40,8 +40,6 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, ROOT, publish, stamp
 
-from edgedenoise.evaluate import tpsnr  # noqa: E402,F401  (common puts the checkout on sys.path; temporal.py takes it from here)
-
 SIGMA = 25.0
 WARMUP = 5
 
@@ -65,7 +63,7 @@ def read_video_fps(path: Path) -> tuple[list[np.ndarray], float | None]:
 
 
 def score(out: list[np.ndarray], clean: list[np.ndarray]) -> dict:
-    from edgedenoise.evaluate import psnr_u8, ssim_u8
+    from edgedenoise.evaluate import psnr_u8, ssim_u8, tpsnr
 
     return {"psnr_db": round(float(np.mean([psnr_u8(o, c) for o, c in zip(out, clean)])), 2),
             "ssim": round(float(np.mean([ssim_u8(o, c) for o, c in zip(out, clean)])), 4),
