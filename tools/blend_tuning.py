@@ -136,19 +136,17 @@ def hard_clip(img: np.ndarray, kind: str, frames: int, seed: int) -> tuple[list[
 def hard_motions(data: Path) -> None:
     from edgedenoise import Denoiser, VideoDenoiser
     from edgedenoise.clips import noisy_clip
-    from edgedenoise.data import read_image, scan_images, split
     from edgedenoise.evaluate import psnr_u8
     from edgedenoise.temporal import IDENTITY, CameraMotion, _calm_gray, full_resolution
 
     tiny = Denoiser.load("tiny", backend="onnxruntime")
     video = Denoiser.load("tiny-video", backend="onnxruntime")
-    train = split(scan_images(data, channels=3), 8)[0]
+    imgs = tuning_images(data)  # read once for the three motions
     print("motions beyond the blocks, 12 clips each (8 frames, sigma 25): motion error at the corners "
           "(median px, share over 1 px); gain over tiny frame by frame, frames 2.., dB")
     for kind in HARD:
         errors, blend_gain, model_gain = [], [], []
-        for n, info in enumerate(train[5::35][:12]):
-            img = read_image(info.path, 3)[:, :, ::-1].copy()
+        for n, img in enumerate(imgs):
             clean, mats = hard_clip(img, kind, 8, seed=n)
             noisy = noisy_clip(clean, 25, seed=n)
             h, w = clean[0].shape[:2]
