@@ -682,16 +682,21 @@ def _separable(src: np.ndarray, kx: np.ndarray, ax: int, ky: np.ndarray, ay: int
     """`src` filtered by `kx` along x, then by `ky` along y (anchors `ax`, `ay`, borders replicated), into
     `dst` where OpenCV can write it (float32 of `src`'s shape; else a new array, as OpenCV returns it).
 
-    Two one-axis filter2D passes, not one sepFilter2D: OpenCV's sepFilter2D took 0.43 ms for a 640x480
-    float BGR frame with 4 taps a side, filter2D 0.15 for each axis (opencv-python 5.1, the 2-core EPYC,
-    2026-12-07); an axis whose filter is the identity (a pan along the other) is not filtered at all.
-    The pass between the axes goes into `scratch` (a float32 array of at least `src`'s size) where given."""
+    A float32 frame: two one-axis filter2D passes, not one sepFilter2D: OpenCV's sepFilter2D took 0.43
+    ms for a 640x480 float BGR frame with 4 taps a side, filter2D 0.15 for each axis (opencv-python
+    5.1, the 2-core EPYC, 2026-12-07); an axis whose filter is the identity (a pan along the other) is
+    not filtered at all. The pass between the axes goes into `scratch` (a float32 array of at least
+    `src`'s size) where given. An integer frame: sepFilter2D, into float32: the two filter2D passes
+    took 3.1 ms on a uint8 640x480 BGR frame moved by (4.3, -1.2) px (a recurrent model's previous
+    output), sepFilter2D 0.37."""
     same_x, same_y = _identity(kx, ax), _identity(ky, ay)
     if same_x and same_y:
         if dst is None:
             return src.astype(np.float32)
         np.copyto(dst.reshape(src.shape), src, casting="unsafe")
         return dst
+    if src.dtype != np.float32:  # an integer frame (below)
+        return cv2.sepFilter2D(src, cv2.CV_32F, kx, ky, dst=dst, anchor=(ax, ay), borderType=cv2.BORDER_REPLICATE)
     along_x = dict(kernel=kx.reshape(1, -1), anchor=(ax, 0), borderType=cv2.BORDER_REPLICATE)
     along_y = dict(kernel=ky.reshape(-1, 1), anchor=(0, ay), borderType=cv2.BORDER_REPLICATE)
     if same_x or same_y:
