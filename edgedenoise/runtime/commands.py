@@ -246,7 +246,7 @@ def cmd_run(a):
                         tile=(a.tile[1], a.tile[0]) if a.tile else None, overlap=a.overlap,
                         reconnect=a.reconnect, status=not a.quiet, stats=stats, temporal=temporal, ladder=ladder)
         sink = None  # the pipeline closes it (and the source) from here on
-        with Signals() as sig:  # held until the stats are written: later signals cannot cut that short
+        with Signals(ending=True) as sig:  # held until the stats are written: later signals cannot cut that short
             try:
                 pipe.run(sig)
             except EdgeDenoiseError as e:

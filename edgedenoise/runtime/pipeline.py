@@ -241,11 +241,17 @@ class Signals:
     in `received` and passed to `on_signal(name)` (the pipeline's `stop`: the first stops capture,
     the second aborts). Later signals change nothing, so any number of them while the sink is
     closed and the stats are written still leaves a playable video and complete stats.
+    `ending` (the command line's run, which exits once interrupted): after a signal, the handlers
+    are not restored at exit but left ignoring SIGINT and SIGTERM, so that the rest of a burst of
+    them cannot kill the process while it exits with 128 + the first (a SIGTERM repeated every 50
+    ms for 0.3 s killed `run` during the interpreter's shutdown, after its outputs were finalised:
+    exit -15, not 143).
     """
 
-    def __init__(self):
+    def __init__(self, ending: bool = False):
         self.received: list[signal.Signals] = []
         self.on_signal = None
+        self.ending = ending
         self._old: dict = {}
 
     def _handle(self, signum, frame) -> None:
@@ -261,7 +267,7 @@ class Signals:
 
     def __exit__(self, *exc) -> None:
         for s, h in self._old.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if self.ending and self.received else h)
         self._old = {}
 
 
