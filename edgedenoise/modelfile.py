@@ -64,6 +64,19 @@ class ModelFiles:
             raise ModelError(f"model {self.name}: blind.correlated_gain {g!r} in its JSON is not a number in 0.1-10")
         return float(g)
 
+    @property
+    def camera_psnr(self) -> float | None:
+        """The model's blind PSNR (dB) on camera noise: the validation split of its training images
+        through random simulated cameras, at its own blind gain (tools/calibrate_blind.py writes it to
+        its JSON when the model is shipped); None where its JSON has none. What `auto` ranks the
+        shipped models by (runtime/autoselect.py)."""
+        b = self.config.get("blind") or {}
+        g, table = b.get("correlated_gain"), b.get("psnr_random_cameras")
+        if not isinstance(g, (int, float)) or not isinstance(table, dict):
+            return None
+        v = table.get(f"{g:g}")
+        return float(v) if isinstance(v, (int, float)) else None
+
 
 def known_as(name: str) -> str:
     """The name users know a shipped model by: its alias where it has one (small -> default)."""

@@ -599,20 +599,43 @@ def test_offline_run_estimates_each_image_of_a_folder_unless_they_are_frames(den
     assert counts == {"off": (8, 8), "blend": (8, 2)}, counts  # blend: frames 0 and 6
 
 
-def test_auto_model_choice():
+def test_auto_ranks_the_models_by_their_camera_noise_figures():
+    """auto's order is the shipped models' camera-noise figures (blind, validation split, in their
+    JSON), an INT8 file INT8_LOSS below its fp32; a model without a figure comes last."""
+    from edgedenoise.modelfile import resolve
+    from edgedenoise.runtime.autoselect import INT8_LOSS, MODELS, candidates, ranked
+
+    both = [("tiny", "fp32"), ("tiny", "int8"), ("default", "fp32"), ("default", "int8"), ("nano", "fp32"),
+            ("nano", "int8")]
+    assert ranked({"default": 25.5, "tiny": 25.66, "nano": 25.2}) == both
+    # a default trained further on camera noise is ranked first again; an INT8 between two fp32s
+    assert ranked({"default": 25.7, "tiny": 25.66, "nano": 25.2})[:3] == [
+        ("default", "fp32"), ("tiny", "fp32"), ("default", "int8")]
+    near = ranked({"default": 25.5, "tiny": 25.5 - INT8_LOSS / 2, "nano": None})
+    assert near[:2] == [("default", "fp32"), ("tiny", "fp32")] and near[-2:] == [("nano", "fp32"), ("nano", "int8")]
+    assert ranked({"default": None, "tiny": 25.0, "nano": None}) == both
+    # the shipped files: every model has its figure, and candidates follows them
+    figures = {m: resolve(m).camera_psnr for m in MODELS}
+    assert all(isinstance(v, float) and 15 < v < 40 for v in figures.values()), figures
+    best_first = sorted(MODELS, key=lambda m: -figures[m])
+    assert candidates("auto", "int8", "auto") == [(m, "int8") for m in best_first]
+    assert candidates("auto", "auto", "torch", gpu=False) == [(m, "fp32") for m in best_first]
+    assert candidates("auto", "auto", "auto", gpu=True) == [(m, "fp16") for m in best_first]
+    assert candidates("auto", "auto", "onnxruntime", gpu=False, int8_fits=True) == ranked(figures)
+
+
+def test_auto_model_choice(monkeypatch):
+    from edgedenoise.runtime import autoselect
     from edgedenoise.runtime.autoselect import candidates, choose
 
     assert candidates("tiny", "auto", "onnxruntime") == [("tiny", "auto")]  # a named model: the backend's precision
-    assert candidates("auto", "int8", "auto") == [("default", "int8"), ("tiny", "int8"), ("nano", "int8")]
-    assert candidates("auto", "auto", "torch", gpu=False) == [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
-    assert candidates("auto", "auto", "auto", gpu=True) == [("default", "fp16"), ("tiny", "fp16"), ("nano", "fp16")]
     assert candidates("default", "int8", "auto") == [("default", "int8")]
     # on a CPU whose INT8 saturates (x86 without VNNI) auto tries no INT8; asked for, it is taken
-    fp32 = [("default", "fp32"), ("tiny", "fp32"), ("nano", "fp32")]
-    assert candidates("auto", "auto", "onnxruntime", gpu=False, int8_fits=False) == fp32
-    assert candidates("auto", "auto", "onnxruntime", gpu=False, int8_fits=True) == [
-        ("default", "fp32"), ("default", "int8"), ("tiny", "fp32"), ("tiny", "int8"), ("nano", "fp32"),
-        ("nano", "int8")]
+    assert candidates("auto", "auto", "onnxruntime", gpu=False, int8_fits=False) == [
+        (m, p) for m, p in candidates("auto", "auto", "onnxruntime", gpu=False, int8_fits=True) if p == "fp32"]
+    # the rest with the best model the dearest, as the figures ranked them before 2026-12-07 (and
+    # will again when `default` leads on camera noise)
+    monkeypatch.setattr(autoselect, "camera_psnr", {"default": 25.8, "tiny": 25.6, "nano": 25.2}.get)
     den, why = choose("auto", "auto", "auto", None, "offline", (320, 240), 25.0)
     assert (den.name, den.precision) == ("small", "fp32") and "offline" in why
     den, why = choose("tiny", "fp32", "auto", None, "realtime", (320, 240), 25.0)
@@ -634,6 +657,8 @@ def test_auto_leaves_out_a_candidate_no_faster_than_a_better_one(monkeypatch):
     from edgedenoise.backends import choice
     from edgedenoise.runtime import autoselect
 
+    # the best model the dearest (as the figures ranked them before 2026-12-07)
+    monkeypatch.setattr(autoselect, "camera_psnr", {"default": 25.8, "tiny": 25.6, "nano": 25.2}.get)
     ms = {("small", "fp32"): 100, ("small", "int8"): 97, ("tiny", "fp32"): 40, ("tiny", "int8"): 39,
           ("nano", "fp32"): 20, ("nano", "int8"): 19}
     monkeypatch.setattr(autoselect, "_time", lambda den, frame: ms[(den.name, den.precision)] / 1e3)
@@ -662,6 +687,7 @@ def test_when_nothing_keeps_up_the_stream_starts_on_the_bottom_rung(monkeypatch)
     from edgedenoise.runtime import autoselect
     from edgedenoise.runtime.autoselect import NO_BLEND
 
+    monkeypatch.setattr(autoselect, "camera_psnr", {"default": 25.8, "tiny": 25.6, "nano": 25.2}.get)
     ms = {("small", "fp32"): 100, ("tiny", "fp32"): 40, ("nano", "fp32"): 20}
     monkeypatch.setattr(autoselect, "_time", lambda den, frame: ms[(den.name, den.precision)] / 1e3)
     monkeypatch.setattr(choice, "int8_saturates_here", lambda: True)

@@ -35,11 +35,20 @@ import time
 
 import numpy as np
 
-# shipped models and precisions on the CPU, best quality first (on a GPU: each model in fp16)
-# (benchmarks/results/quality.md, CBSD68 sigma 25, camera protocol: default fp32 30.48, default
-# int8 30.04, tiny fp32 29.18 dB; tiny int8 below it; nano, the last rung for slow CPUs, below tiny)
-CANDIDATES = [("default", "fp32"), ("default", "int8"), ("tiny", "fp32"), ("tiny", "int8"),
-              ("nano", "fp32"), ("nano", "int8")]
+# The shipped framewise models `auto` chooses among. Ranked, best first, by their quality on camera
+# noise (ModelFiles.camera_psnr: blind, the validation split through random simulated cameras, written
+# when a model is shipped), since cameras are what `run` streams: on 2026-12-07 tiny 25.66 dB, default
+# 25.50, nano 25.22. Gaussian noise ranks them otherwise (CBSD68 sigma 25, camera protocol: default
+# 30.38, tiny 29.87), but the camera simulation's test sets (benchmarks/results/camera_noise.md, blind:
+# tiny ahead by 0.12-0.66 dB, even its INT8 ahead of default fp32), the real noise of RNI15 (tiny
+# leaves 4.59 / 1.24 of luma / chroma noise in flat areas, default 4.65 / 1.30) and even the demo's
+# picture with its Gaussian noise (tiny fp32 + blend 36.93 dB, default int8 + blend 36.36) put tiny
+# first. The ranking follows the shipped weights: a `default` trained further on camera noise that
+# scores above tiny is ranked first again.
+MODELS = ("default", "tiny", "nano")  # (the order where no figure says otherwise)
+# An INT8 file ranks this far below its model's fp32 (on camera noise INT8 cost at most 0.08 dB,
+# benchmarks/results/camera_noise.md; 0.19 on Gaussian CBSD68 sigma 25 for default)
+INT8_LOSS = 0.1
 BUDGET_SHARE = 0.6
 # A candidate is kept only if it takes at most this share of the time of every better one timed before
 # it: one no faster only loses quality. INT8 on an x86 CPU without VNNI (AVX2 only) is such a case:
@@ -60,25 +69,45 @@ def on_gpu(backend: str) -> bool:
 
 def candidates(model: str, precision: str, backend: str, gpu: bool | None = None,
                int8_fits: bool | None = None) -> list[tuple[str, str]]:
-    """(model, precision) pairs `auto` may pick from; one pair when nothing is left on auto (its
-    precision `auto` is resolved with the backend: fp16 on a GPU, fp32 on the CPU). On a GPU
-    (`gpu`, probed when None) the shipped models in fp16; on the CPU also in int8, unless INT8
-    saturates on this CPU (`int8_fits` False; probed when None: an x86 CPU without VNNI, where
+    """(model, precision) pairs `auto` may pick from, best first (MODELS, ranked); one pair when
+    nothing is left on auto (its precision `auto` is resolved with the backend: fp16 on a GPU, fp32
+    on the CPU). On a GPU (`gpu`, probed when None) the shipped models in fp16; on the CPU also in
+    int8, unless INT8 saturates on this CPU (`int8_fits` False; probed when None: an x86 CPU without VNNI, where
     ONNX Runtime's INT8 is no faster and loses up to 4 dB: nano int8 29.7 against 33.6 dB in the
     main job). A timing alone cannot be trusted to leave it out there: one run in five of the main
     job with a core taken measured nano int8 10 % faster than fp32 and ran it."""
     if model != "auto":
         return [(model, precision)]
+    pairs = ranked({m: camera_psnr(m) for m in MODELS})
+    models = list(dict.fromkeys(m for m, _ in pairs))
     if precision != "auto":
-        return [(m, precision) for m in dict.fromkeys(m for m, _ in CANDIDATES)]
+        return [(m, precision) for m in models]
     if gpu if gpu is not None else on_gpu(backend):
-        return [(m, "fp16") for m in dict.fromkeys(m for m, _ in CANDIDATES)]
+        return [(m, "fp16") for m in models]
     if int8_fits is None:
         from ..backends.choice import int8_saturates_here
 
         int8_fits = not int8_saturates_here()
     int8_ok = backend in ("auto", "onnxruntime") and int8_fits  # INT8 runs on ONNX Runtime here
-    return [(m, p) for m, p in CANDIDATES if p == "fp32" or int8_ok]
+    return [(m, p) for m, p in pairs if p == "fp32" or int8_ok]
+
+
+def camera_psnr(model: str) -> float | None:
+    """A shipped model's camera-noise figure (ModelFiles.camera_psnr), None where it has none."""
+    from ..modelfile import resolve
+
+    return resolve(model).camera_psnr
+
+
+def ranked(scores: dict[str, float | None]) -> list[tuple[str, str]]:
+    """(model, precision) pairs, fp32 and int8 of each model in `scores`, best first: by the model's
+    figure, an INT8 file INT8_LOSS dB below its fp32 (a tie keeps fp32, then `scores`' order, first);
+    models without a figure after those with one, in `scores`' order."""
+    known = {m: v for m, v in scores.items() if v is not None}
+    order = list(scores)
+    pairs = [(m, p, v - (INT8_LOSS if p == "int8" else 0.0)) for m, v in known.items() for p in ("fp32", "int8")]
+    pairs.sort(key=lambda t: (-t[2], t[1] != "fp32", order.index(t[0])))
+    return [(m, p) for m, p, _ in pairs] + [(m, p) for m in order if m not in known for p in ("fp32", "int8")]
 
 
 def _time(den, frame: np.ndarray) -> float:
