@@ -305,7 +305,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
         m, p = pairs[0]
         den = Denoiser.load(m, backend=backend, threads=threads, precision=p)
         why = ("as asked" if len(pairs) == 1 else
-               "offline mode processes every frame, so the best quality")
+               "offline mode processes every frame, so the best on camera noise")
         return (den, f"{m} {den.precision}: {why}; {den.why}") + ((None,) if ladder else ())
     from .sources import bench_frames
 
@@ -359,7 +359,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
             fastest = (t, den, m, p)
     if chosen is not None:
         den, m, p = chosen
-        return result(den, m, p, f"{m} {p}: the best that keeps up with {fps:g} fps at {w}x{h} here "
+        return result(den, m, p, f"{m} {p}: the best on camera noise that keeps up with {fps:g} fps at {w}x{h} here "
                                  f"(measured {', '.join(tried)}; budget {budget * 1e3:.0f} ms = "
                                  f"{BUDGET_SHARE:.0%} of the frame period); {den.why}")
     t, den, m, p = fastest
