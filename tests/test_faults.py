@@ -230,12 +230,13 @@ def test_a_second_run_writing_the_same_output_is_refused(tmp_path):
         assert line.startswith("run:"), line + first.stderr.read()
         second = cli("run", "--sink", out, "--frames", "5", "--quiet", cwd=tmp_path)
         one_line_error(second, "another edgedenoise run", str(first.pid))
-        # stopped only once its video holds frames: a SIGINT before the first frame leaves no video to
-        # check (seen once in 8 runs of the suite on a slow machine)
+        # stopped only once its video is being written: a SIGINT before the first frame leaves no video
+        # to check (seen once in 8 runs of the suite on a slow machine)
         deadline = time.monotonic() + 60
-        while not list(tmp_path.glob(".demo.*.part.mp4")) and time.monotonic() < deadline and first.poll() is None:
+        while first.poll() is None and time.monotonic() < deadline \
+                and not any(f.stat().st_size for f in tmp_path.glob(".demo.*.part.mp4")):
             time.sleep(0.05)
-        time.sleep(0.5)
+        time.sleep(0.2)
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=60)
     finally:
