@@ -584,22 +584,20 @@ class CameraMotion:
         return a, last, np.inf if ar is None else float(ar.mean())
 
 
-def warp(img: np.ndarray, a: np.ndarray, out: np.ndarray | None = None,
-         scratch: np.ndarray | None = None) -> np.ndarray:
+def warp(img: np.ndarray, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """`img` moved by the 2x3 transform `a` (full resolution, dst = a @ src), bicubic, borders
     replicated: cv2.warpAffine, or, when `a` is a translation to within 0.1 px over the whole frame
     (a pan, the commonest camera motion), a whole-pixel shift and a separable 4-tap cubic filter
     for the fraction, under a third of warpAffine's CPU time (1.1 against 3.7 ms for a 640x480
     float frame). `out`: a float32 array of `img`'s shape to write a float32 frame's result into
-    (not `img` itself; the blend's state moves between two such buffers); `scratch`: a float32 array
-    of at least `img`'s size `shift` may keep its pass between the axes in."""
+    (not `img` itself; the blend's state moves between two such buffers)."""
     h, w = img.shape[:2]
     c = np.array([(w - 1) / 2, (h - 1) / 2])
     lin = a[:, :2] - np.eye(2)
     t = lin @ c + a[:, 2]  # the displacement at the centre
     if float(np.abs(lin @ np.array([[c[0], -c[0]], [c[1], c[1]]])).max()) <= 0.1 and abs(t[0]) < w / 4 \
             and abs(t[1]) < h / 4:
-        return shift(img, float(t[0]), float(t[1]), out, scratch)
+        return shift(img, float(t[0]), float(t[1]), out)
     dst = _reusable(out, img)
     moved = cv2.warpAffine(img, a, (w, h), dst=dst, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     return moved.reshape(img.shape)
@@ -672,54 +670,14 @@ def _fill(res: np.ndarray, rows: slice, cols: slice) -> None:
         res[rows.stop:] = res[rows.stop - 1:rows.stop]
 
 
-def _identity(k: np.ndarray, anchor: int) -> bool:
-    """Whether a 1-D filter of taps `k` anchored at `anchor` gives back its input."""
-    return k[anchor] == 1.0 and int(np.count_nonzero(k)) == 1
-
-
-def _separable(src: np.ndarray, kx: np.ndarray, ax: int, ky: np.ndarray, ay: int, dst: np.ndarray | None,
-               scratch: np.ndarray | None) -> np.ndarray:
-    """`src` filtered by `kx` along x, then by `ky` along y (anchors `ax`, `ay`, borders replicated), into
-    `dst` where OpenCV can write it (float32 of `src`'s shape; else a new array, as OpenCV returns it).
-
-    A float32 frame: two one-axis filter2D passes, not one sepFilter2D: OpenCV's sepFilter2D took 0.43
-    ms for a 640x480 float BGR frame with 4 taps a side, filter2D 0.15 for each axis (opencv-python
-    5.1, the 2-core EPYC, 2026-12-07); an axis whose filter is the identity (a pan along the other) is
-    not filtered at all. The pass between the axes goes into `scratch` (a float32 array of at least
-    `src`'s size) where given. An integer frame: sepFilter2D, into float32: the two filter2D passes
-    took 3.1 ms on a uint8 640x480 BGR frame moved by (4.3, -1.2) px (a recurrent model's previous
-    output), sepFilter2D 0.37."""
-    same_x, same_y = _identity(kx, ax), _identity(ky, ay)
-    if same_x and same_y:
-        if dst is None:
-            return src.astype(np.float32)
-        np.copyto(dst.reshape(src.shape), src, casting="unsafe")
-        return dst
-    if src.dtype != np.float32:  # an integer frame (below)
-        return cv2.sepFilter2D(src, cv2.CV_32F, kx, ky, dst=dst, anchor=(ax, ay), borderType=cv2.BORDER_REPLICATE)
-    along_x = dict(kernel=kx.reshape(1, -1), anchor=(ax, 0), borderType=cv2.BORDER_REPLICATE)
-    along_y = dict(kernel=ky.reshape(-1, 1), anchor=(0, ay), borderType=cv2.BORDER_REPLICATE)
-    if same_x or same_y:
-        return cv2.filter2D(src, cv2.CV_32F, dst=dst, **(along_y if same_x else along_x))
-    mid = None
-    if scratch is not None and scratch.dtype == np.float32 and scratch.size >= src.size \
-            and scratch.flags.c_contiguous and not np.may_share_memory(scratch, src) \
-            and (dst is None or not np.may_share_memory(scratch, dst)):
-        plane = src.ndim == 3 and src.shape[2] == 1  # (OpenCV writes one channel as a 2-D array)
-        mid = scratch.reshape(-1)[:src.size].reshape(src.shape[:2] if plane else src.shape)
-    mid = cv2.filter2D(src, cv2.CV_32F, dst=mid, **along_x)
-    return cv2.filter2D(mid, cv2.CV_32F, dst=dst, **along_y)
-
-
-def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None,
-          scratch: np.ndarray | None = None) -> np.ndarray:
+def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None) -> np.ndarray:
     """`img` moved by (tx, ty) pixels: out(x, y) = img(x - tx, y - ty), bicubic, borders replicated;
-    the same dtype (uint8 rounded and saturated). `out`, `scratch`: as for `warp`.
+    the same dtype (uint8 rounded and saturated). `out`: as for `warp`.
 
-    One separable filter (_separable) over the part of the frame the output reads (_axis), borders
-    replicated by the filter itself: the frame is read once and the result written once. Shifts of up
-    to SHIFT_IN_KERNEL whole pixels have been so since 2026-12-06 (a padded copy was filtered, then
-    cut, before); larger ones (the demo's pan: 4-5 px a frame) since 2026-12-07: the blend on that pan
+    One separable filter over the part of the frame the output reads (_axis), borders replicated by
+    the filter itself: the frame is read once and the result written once. Shifts of up to
+    SHIFT_IN_KERNEL whole pixels have been so since 2026-12-06 (a padded copy was filtered, then cut,
+    before); larger ones (the demo's pan: 4-5 px a frame) since 2026-12-07: the blend on that pan
     (`tiny`'s outputs, before and after in turns in one process) from 2.32 to 2.08 ms a frame, its
     outputs the same to the bit. Only a shift past the frame's size still pads."""
     if img.dtype == np.float64:  # (a recurrent model's float64 frames) OpenCV filters float64 only into float64
@@ -738,13 +696,14 @@ def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None,
     along_x, along_y = _axis(ix, fx, w), _axis(iy, fy, h)
     if max(abs(ix), abs(iy)) <= SHIFT_IN_KERNEL:
         (kx, ax, _, _), (ky, ay, _, _) = along_x, along_y
-        res = _separable(img, kx, ax, ky, ay, dst, scratch)
+        res = cv2.sepFilter2D(img, cv2.CV_32F, kx, ky, dst=dst, anchor=(ax, ay), borderType=cv2.BORDER_REPLICATE)
     elif along_x is not None and along_y is not None:
         (kx, ax, src_x, cols), (ky, ay, src_y, rows) = along_x, along_y
         src = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
         res = np.empty(src.shape, np.float32) if dst is None else dst.reshape(src.shape)
         block = res[rows, cols]
-        got = _separable(src[src_y, src_x], kx, ax, ky, ay, block, scratch)
+        got = cv2.sepFilter2D(src[src_y, src_x], cv2.CV_32F, kx, ky, dst=block, anchor=(ax, ay),
+                              borderType=cv2.BORDER_REPLICATE)
         if not np.may_share_memory(got, res):  # (OpenCV wrote a new array: the block as it should be)
             block[...] = got.reshape(block.shape)
         _fill(res, rows, cols)
@@ -922,8 +881,7 @@ class RecursiveBlend:
         if a is None:
             return False
         sh, sw = g.shape
-        self._swap(warp(self._avg, full_resolution(a), out=self._buf("spare", self._avg.shape),
-                        scratch=self._buf("pass", self._avg.shape)))
+        self._swap(warp(self._avg, full_resolution(a), out=self._buf("spare", self._avg.shape)))
         self._age = cv2.warpAffine(self._age, a, (sw, sh), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         self.aligned += 1
