@@ -121,3 +121,20 @@ def test_runs_sigma_tracker_follows_the_running_models_gain(frames):
     gain[0] = 2.0  # the ladder stepped to a model of another gain
     assert tr.value == pytest.approx(estimate_sigma(cam, 2.0)) and tr.value > estimate_sigma(cam, 1.4) + 1
     assert combine(estimate_parts(cam), 2.0) == pytest.approx(estimate_sigma(cam, 2.0))
+
+
+def test_camera_psnr_is_the_random_cameras_figure_at_the_models_own_gain():
+    """What `auto` ranks by (ModelFiles.camera_psnr): the validation figure at the gain the model uses;
+    None where its JSON has no such figure (a model shipped before the calibration, a user's model)."""
+    from edgedenoise.modelfile import ModelFiles
+
+    def files(blind):
+        return ModelFiles("m", {"blind": blind} if blind is not None else {}, None, None)
+
+    table = {"1.8": 25.1, "2": 25.3, "2.6": 25.2}
+    assert files({"correlated_gain": 2.0, "psnr_random_cameras": table}).camera_psnr == 25.3
+    assert files({"correlated_gain": 2.6, "psnr_random_cameras": table}).camera_psnr == 25.2
+    assert files({"correlated_gain": 2.2, "psnr_random_cameras": table}).camera_psnr is None  # not measured
+    assert files({"correlated_gain": 2.0}).camera_psnr is None
+    assert files(None).camera_psnr is None
+    assert files({"correlated_gain": 2.0, "psnr_random_cameras": {"2": "n/a"}}).camera_psnr is None
