@@ -32,8 +32,9 @@ yuv444p with FFV1 in and out: by the `ffmpeg` on the PATH, else imageio-ffmpeg's
 
 Reported: PSNR and SSIM over all frames and over frames 5.., tPSNR (flicker), per clip kind and
 overall; the blend's time per 640x480 frame against `tiny`'s, on the built-in demo stream (a pan;
-also each frame right after a `tiny` pass, as a stream runs it) and on a still camera, and each recurrent model's against its framewise model's (the cases in
-turns, ten frames at a time: blend_cost); `results/temporal_cut.png` (PSNR per frame across the cuts);
+also each frame right after a `tiny` pass, as a stream runs it) and on a still camera, and each
+recurrent model's against its framewise model's (the cases in turns, ten frames at a time:
+blend_cost); `results/temporal_cut.png` (PSNR per frame across the cuts);
 `results/temporal_frames.png` (a crop of three frames, framewise against blend).
 Writes results/temporal_cpu.{json,md}.
 """
