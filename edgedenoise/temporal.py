@@ -694,10 +694,7 @@ def shift(img: np.ndarray, tx: float, ty: float, out: np.ndarray | None = None) 
         fx = fy = 0.0
     dst = _reusable(out, img)
     along_x, along_y = _axis(ix, fx, w), _axis(iy, fy, h)
-    if max(abs(ix), abs(iy)) <= SHIFT_IN_KERNEL:
-        (kx, ax, _, _), (ky, ay, _, _) = along_x, along_y
-        res = cv2.sepFilter2D(img, cv2.CV_32F, kx, ky, dst=dst, anchor=(ax, ay), borderType=cv2.BORDER_REPLICATE)
-    elif along_x is not None and along_y is not None:
+    if along_x is not None and along_y is not None:  # (within the kernel's reach: the whole frame, nothing to fill)
         (kx, ax, src_x, cols), (ky, ay, src_y, rows) = along_x, along_y
         src = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
         res = np.empty(src.shape, np.float32) if dst is None else dst.reshape(src.shape)
