@@ -930,16 +930,21 @@ class TemporalStep:
         """The temporal mode this frame gets: `mode`, or `off` while the blend is switched off."""
         return "off" if self.mode == "blend" and not self.blend_on else self.mode
 
-    def set_blend(self, on: bool) -> None:
-        if self.blend is not None and on and not self.blend_on:
-            self.blend.reset()  # its last frames are from before it was off: start afresh
+    def set_blend(self, on: bool, restart: bool = True) -> None:
+        """Switch the blend on or off (the realtime ladder). Switched on again, it starts afresh (its
+        last frames are from before it was off), unless `restart` is False: a pipeline whose blend runs
+        on a thread of its own restarts it there, in the frames' order (Pipeline._blend_stage)."""
+        if self.blend is not None and on and not self.blend_on and restart:
+            self.blend.reset()
         self.blend_on = on
 
     def __call__(self, den, frame: np.ndarray, sigma: float, tile: tuple[int, int] | None = None,
-                 overlap: int = 32) -> tuple[np.ndarray, Timing, float]:
+                 overlap: int = 32, blend: bool = True) -> tuple[np.ndarray, Timing, float]:
         """(the denoised frame, the denoiser's stage times, the blend's seconds) for `frame` at noise
         level `sigma` (0-255, before the denoiser's sigma_scale). `den`: a Denoiser, or any object
-        with denoise(frame, sigma); `tile` (height, width) cuts the frame into overlapping tiles."""
+        with denoise(frame, sigma); `tile` (height, width) cuts the frame into overlapping tiles.
+        `blend` False: the frame comes back unblended even while the blend is on (a pipeline that blends
+        on a thread of its own, at the level `den.told(sigma)`)."""
         told = den.told(sigma) if hasattr(den, "told") else sigma
         t0 = time.perf_counter()
         prev = self.state.previous(frame, told) if self.state is not None else None
@@ -958,7 +963,7 @@ class TemporalStep:
         timing = Timing(timing.preprocess + t1 - t0, timing.inference, timing.postprocess)
         if self.state is not None:
             self.state.update(out)
-        if self.running != "blend":
+        if self.running != "blend" or not blend:
             return out, timing, 0.0
         t3 = time.perf_counter()
         out = self.blend(out, told)

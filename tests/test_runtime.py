@@ -895,6 +895,76 @@ def test_the_rung_without_the_blend_drops_the_blend_and_brings_it_back():
     assert {t for i, _, t in pairs if i <= 4} == {"blend"} and {t for i, _, t in pairs if i > 5} == {"off"}
 
 
+def test_realtime_blends_on_a_thread_of_its_own_as_it_would_in_line():
+    """Realtime mode with the blend: the blend is a stage of its own (a fourth thread, not the model's),
+    on the denoised frames in order; its frames are those the same blend makes in line, bit for bit, a
+    reconnect restarts it there (counted once), and its time is in the stats."""
+    import threading
+
+    from edgedenoise.temporal import RecursiveBlend
+
+    class Camera(StillFlakySource):  # a live still scene, a little noise, a frame every 30 ms, one drop
+        def read(self):
+            time.sleep(0.03)
+            f = FlakySource.read(self)
+            noise = None if f is None else np.random.default_rng(self.i).integers(-3, 4, f.shape)
+            return None if f is None else (128 + noise).astype(np.uint8)
+
+    threads = {"model": set(), "blend": set()}
+
+    class Identity:
+        name = "identity"
+
+        def denoise(self, frame, sigma):
+            threads["model"].add(threading.current_thread().name)
+            return frame.copy()
+
+    class Watched(RecursiveBlend):
+        def __call__(self, frame, sigma):
+            threads["blend"].add(threading.current_thread().name)
+            return super().__call__(frame, sigma)
+
+    got = []
+    sink = SlowSink(0)
+    sink.write = lambda res: got.append((res.index, res.noisy, res.denoised, res.temporal))
+    pipe = Pipeline(Camera(), sink, Identity(), mode="realtime", sigma=SIGMA, max_frames=6, status=False,
+                    temporal="blend", blend_thread=True)
+    assert pipe.pipelined
+    pipe.temporal.blend = Watched()
+    stats = pipe.run()
+    assert [i for i, *_ in got] == list(range(6)) and stats.reconnects == 1, (got, stats.events)
+    assert len(threads["blend"]) == 1 and threads["blend"].isdisjoint(threads["model"]), threads
+    restart = [int(e.split()[1].rstrip(":")) for e in stats.events if "after a reconnect" in e]
+    assert restart == [3] and stats.temporal_resets == 1
+    in_line = RecursiveBlend()
+    for i, noisy, denoised, label in got:
+        if i == restart[0]:
+            in_line.reset()
+        assert label == "blend" and np.array_equal(denoised, in_line(noisy, SIGMA)), i
+    assert not np.array_equal(got[2][2], got[2][1])  # (it did average)
+    assert stats.summary()["stages"]["temporal"]["count"] == 6 and stats.info["blend_thread"] is True
+
+
+def test_the_blend_gets_a_thread_of_its_own_where_the_model_runs_on_a_gpu(den):
+    """By default only a realtime blending stream whose model runs on a GPU blends on its own thread (on a
+    CPU the two would share the cores); offline never (its outputs must not depend on the threads' timing)."""
+
+    class OnGpu:
+        name, backend = "gpu model", type("Backend", (), {"on_gpu": True})()
+
+        def denoise(self, frame, sigma):
+            return frame.copy()
+
+    def pipe(d, mode, temporal="blend", **kw):
+        return Pipeline(ListSource(2), SlowSink(0), d, mode=mode, sigma=SIGMA, status=False, temporal=temporal, **kw)
+
+    assert pipe(OnGpu(), "realtime").pipelined and not pipe(den, "realtime").pipelined
+    assert not pipe(OnGpu(), "offline").pipelined and not pipe(OnGpu(), "realtime", "off").pipelined
+    assert not pipe(OnGpu(), "realtime", blend_thread=False).pipelined
+    with pytest.raises(DataError, match="realtime mode with --temporal blend only"):
+        pipe(den, "offline", blend_thread=True)
+
+
 def test_the_runtime_runs_without_torch_and_triton(tmp_path):
     """A Jetson runtime may have neither: the demo runs with both made unimportable."""
     code = ("import sys; sys.modules.update(dict.fromkeys(['torch', 'triton'])); "

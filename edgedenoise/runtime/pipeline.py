@@ -1,4 +1,5 @@
-"""The streaming pipeline: capture, inference and output on three threads joined by bounded queues.
+"""The streaming pipeline: capture, inference and output on three threads joined by bounded queues
+(a fourth for the temporal blend where the model runs on a GPU, below).
 
     capture thread ──► input queue ──► inference thread ──► output queue ──► output thread (sink)
 
@@ -8,6 +9,16 @@
   their own frame rate in this mode, like a camera.
 - `offline`: the queues block when full (back-pressure), every frame is processed, and
   frames out == frames in, in order: both are checked, and a violation is an error.
+
+In realtime mode with the temporal blend and the model on a GPU, the blend is a stage of its own
+between inference and output (a fourth thread), so that it runs on the CPU while the GPU denoises the
+next frame: the stream then keeps up while each of the two does, not only while their sum does (the
+blend takes 11-17 ms of CPU a 1080p frame on a 2-core EPYC). Where the model runs on the CPU the two
+share its cores, and there the blend stays in line: on two cores its own thread was slower, by 0.9 ms
+a 640x480 frame and 1.0 at 1280x720 (`python benchmarks/blend_stage.py`: tiny fp32, the demo's pan,
+three rounds in turns, 2026-12-07; a shorter run before it: 0.7 faster and 1.9 slower). Offline mode
+always blends in line: a cut the blend finds re-measures the noise level from the very next frame, so
+the outputs do not depend on the threads' timing.
 
 The first SIGINT/SIGTERM (or `stop()`) stops capture and lets the frames already queued
 finish; the sink is closed either way, so a video file is finalised. A second one aborts.
@@ -282,13 +293,15 @@ class Pipeline:
     state also when tiled (sliced per tile), dropped at a cut, a size change and a reconnect.
     `ladder` (autoselect.Ladder, realtime mode): after every frame it is told the frame's
     processing time and may hand over another model to keep up (an event, counted in
-    `model_switches`; the status line shows the model in use).
+    `model_switches`; the status line shows the model in use). `blend_thread`: the blend on a
+    thread of its own (realtime with the blend only; None: where the model runs on a GPU, the
+    module docstring); the ladder is then told the slower stage's time.
     """
 
     def __init__(self, source: Source, sink: Sink, denoiser, mode: str = "offline", sigma: float | None = None,
                  max_frames: int | None = None, tile: tuple[int, int] | None = None, overlap: int = 32,
                  reconnect: int = 10, status: bool = True, stats: RunStats | None = None, queue_size: int = 4,
-                 temporal: str = "off", ladder=None):
+                 temporal: str = "off", ladder=None, blend_thread: bool | None = None):
         if mode not in ("realtime", "offline"):
             raise DataError(f"mode must be realtime or offline, not {mode!r}")
         if temporal not in ("off", "blend", "model"):
@@ -299,7 +312,7 @@ class Pipeline:
         self.temporal = TemporalStep(temporal)  # its blend is off while the ladder is on its rung without it
         self.source, self.sink, self.den = source, sink, denoiser
         self.ladder = ladder if mode == "realtime" else None
-        if self.ladder is not None:  # it may start on its rung without the blend
+        if self.ladder is not None:  # it may start on its rung without the blend (nothing to restart yet)
             self.temporal.set_blend(getattr(self.ladder, "blend", True))
         self.mode, self.max_frames, self.tile, self.overlap = mode, max_frames, tile, overlap
         self.reconnect, self.show_status = reconnect, status
@@ -319,6 +332,19 @@ class Pipeline:
         realtime = mode == "realtime"
         self.q_in = BoundedQueue(1 if realtime else queue_size, realtime, self.abort)
         self.q_out = BoundedQueue(2 if realtime else queue_size, realtime, self.abort)
+        # realtime with the blend and the model on a GPU: the blend on a thread of its own (the module
+        # docstring), fed the newest frame; `blend_thread` True or False decides instead (True: realtime only)
+        if blend_thread and not (realtime and temporal == "blend"):
+            raise DataError("the blend runs on a thread of its own in realtime mode with --temporal blend only")
+        on_gpu = bool(getattr(getattr(denoiser, "backend", None), "on_gpu", False))
+        self.pipelined = realtime and temporal == "blend" and (on_gpu if blend_thread is None else blend_thread)
+        if temporal == "blend":
+            self.stats.info["blend_thread"] = self.pipelined
+        self.q_blend = BoundedQueue(1, True, self.abort) if self.pipelined else None
+        self._blend_s = 0.0  # the blend stage's last frame time (its thread writes, the ladder reads)
+        # pipelined: restarts of the blend the inference thread has asked for (a reconnect, the blend switched
+        # on again), a number each frame carries, so that a frame dropped between the two stages loses none
+        self._restarts = 0
         self.errors: list[BaseException] = []
         self.late_error: DataError | None = None  # e.g. a truncated file: raised after a clean finish
         self.stopped_by: str | None = None
@@ -454,38 +480,96 @@ class Pipeline:
                     self.sigma.reset()  # a new scene or camera mode: start the average again
                 sigma = self.sigma(img)
                 before = self.temporal.resets
-                if fresh and self.temporal.mode != "off":
-                    self.temporal.reset()
+                restart = fresh and self.temporal.mode != "off"
+                if restart:
+                    if self.pipelined:  # the blend stage drops it, in the frames' order
+                        self._restarts += 1
+                    else:
+                        self.temporal.reset()
                     st.event(f"frame {index}: temporal state dropped after a reconnect")
                 t1 = time.perf_counter()
-                out, (pre, net, _), blend_s = self.temporal(den, img, sigma, self.tile, self.overlap)
+                out, (pre, net, _), blend_s = self.temporal(den, img, sigma, self.tile, self.overlap,
+                                                            blend=not self.pipelined)
                 t4 = time.perf_counter()
                 got = self.temporal.running  # what this frame got (the ladder may switch the blend below)
-                # resets counted (cuts only counted: a stream may have thousands)
-                st.count("temporal_resets", self.temporal.resets - before)
-                if self.temporal.resets != before:  # a cut or a reconnect: the level is measured afresh
-                    self.sigma.new_scene()
+                if not self.pipelined:
+                    self._counted_resets(self.temporal.resets - before)
                 t1, t2 = t1 + pre, t1 + pre + net  # the Denoiser's call split into its own stages
                 t3 = t4 - blend_s
                 st.add("preprocess", t1 - t0)
                 st.add("inference", t2 - t1)
                 st.add("postprocess", t3 - t2)
-                if got == "blend":
+                if got == "blend" and not self.pipelined:
                     st.add("temporal", t4 - t3)
                 if self.ladder is not None:
-                    self._adapt(index, t4 - t0)
-                if ref is not None:  # the demo knows its clean frames: report the quality as it runs
-                    st.quality(sigma, psnr_u8(img, ref), psnr_u8(out, ref))
-                else:
-                    st.quality(sigma)
+                    # pipelined, the stream keeps up while the slower of the two stages does (where they
+                    # share the cores, each one's time grows by what the other takes of them)
+                    self._adapt(index, max(t3 - t0, self._blend_s if got == "blend" else 0.0)
+                                if self.pipelined else t4 - t0)
                 # the label says what this frame got: no blend on the ladder's rung without it
                 half = getattr(den, "halves", None)  # the ladder's half-resolution rung
-                ok, dropped = self.q_out.put(Result(index, img, out, sigma, t_cap, got,
-                                                    bool(half is not None and half(img.shape))))
-                if not ok:
+                res = Result(index, img, out, sigma, t_cap, got, bool(half is not None and half(img.shape)))
+                if self.pipelined:
+                    ok, dropped = self.q_blend.put((res, ref, den.told(sigma) if hasattr(den, "told") else sigma,
+                                                    self._restarts))
+                    if not ok:
+                        break
+                    st.count("dropped_output", dropped)
+                    continue
+                self._measure(res, ref)
+                if not self._deliver(res):
                     break
-                st.count("dropped_output", dropped)
-                st.queue_size("output", len(self.q_out))
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e)
+        finally:
+            (self.q_blend if self.pipelined else self.q_out).put(END)
+
+    def _counted_resets(self, n: int) -> None:
+        """Temporal states dropped (cuts only counted: a stream may have thousands); a cut or a reconnect
+        has the noise level measured afresh."""
+        self.stats.count("temporal_resets", n)
+        if n:
+            self.sigma.new_scene()
+
+    def _measure(self, res: Result, ref: np.ndarray | None) -> None:
+        if ref is not None:  # the demo knows its clean frames: report the quality as it runs
+            self.stats.quality(res.sigma, psnr_u8(res.noisy, ref), psnr_u8(res.denoised, ref))
+        else:
+            self.stats.quality(res.sigma)
+
+    def _deliver(self, res: Result) -> bool:
+        """Into the output queue (realtime: an older frame not yet taken is dropped, counted); False when aborted."""
+        ok, dropped = self.q_out.put(res)
+        if ok:
+            self.stats.count("dropped_output", dropped)
+            self.stats.queue_size("output", len(self.q_out))
+        return ok
+
+    def _blend_stage(self) -> None:
+        """Realtime with the blend: the blend on the denoised frames, in order, on its own thread. It starts
+        afresh where the inference thread asked it to (a reconnect; switched on again when the ladder left
+        its rung without it), as TemporalStep does in line."""
+        st, blend = self.stats, self.temporal.blend
+        restarts = 0  # the inference thread's restarts done here
+        try:
+            while True:
+                item = self.q_blend.get()
+                if item is END:
+                    break
+                res, ref, told, asked = item
+                before = blend.resets
+                if asked != restarts:
+                    blend.reset()
+                    restarts = asked
+                if res.temporal == "blend":
+                    t = time.perf_counter()
+                    res.denoised = blend(res.denoised, told)
+                    self._blend_s = time.perf_counter() - t
+                    st.add("temporal", self._blend_s)
+                self._counted_resets(blend.resets - before)
+                self._measure(res, ref)
+                if not self._deliver(res):
+                    break
         except BaseException as e:  # noqa: BLE001
             self._fail(e)
         finally:
@@ -497,7 +581,10 @@ class Pipeline:
         if den is None:
             return
         self.den = den
-        self.temporal.set_blend(getattr(self.ladder, "blend", True))
+        was = self.temporal.blend_on
+        self.temporal.set_blend(getattr(self.ladder, "blend", True), restart=not self.pipelined)
+        if self.pipelined and self.temporal.blend_on and not was:  # on again: the blend stage starts afresh
+            self._restarts += 1
         self.stats.count("model_switches")
         self.stats.event(f"frame {index}: model {self.ladder.last}")
         self.stats.info.update(model_now=rung_name(self.ladder.current))
@@ -538,8 +625,9 @@ class Pipeline:
         signals.on_signal = self.stop
         if own:
             signals.__enter__()
+        stages = (self._capture, self._infer, *((self._blend_stage,) if self.pipelined else ()), self._output)
         threads = [threading.Thread(target=f, name=f"edgedenoise-{f.__name__.strip('_')}", daemon=True)
-                   for f in (self._capture, self._infer, self._output)]
+                   for f in stages]
         tty = sys.stderr.isatty()
         try:
             self._warm_up()  # a signal meanwhile stops the stream before its first frame
