@@ -516,8 +516,7 @@ class Pipeline:
                         break
                     st.count("dropped_output", dropped)
                     continue
-                self._measure(res, ref)
-                if not self._deliver(res):
+                if not self._deliver(res, ref):
                     break
         except BaseException as e:  # noqa: BLE001
             self._fail(e)
@@ -531,14 +530,13 @@ class Pipeline:
         if n:
             self.sigma.new_scene()
 
-    def _measure(self, res: Result, ref: np.ndarray | None) -> None:
+    def _deliver(self, res: Result, ref: np.ndarray | None) -> bool:
+        """A finished frame: its quality in the stats, then into the output queue (realtime: an older frame
+        not yet taken is dropped, counted). False when aborted."""
         if ref is not None:  # the demo knows its clean frames: report the quality as it runs
             self.stats.quality(res.sigma, psnr_u8(res.noisy, ref), psnr_u8(res.denoised, ref))
         else:
             self.stats.quality(res.sigma)
-
-    def _deliver(self, res: Result) -> bool:
-        """Into the output queue (realtime: an older frame not yet taken is dropped, counted); False when aborted."""
         ok, dropped = self.q_out.put(res)
         if ok:
             self.stats.count("dropped_output", dropped)
@@ -567,8 +565,7 @@ class Pipeline:
                     self._blend_s = time.perf_counter() - t
                     st.add("temporal", self._blend_s)
                 self._counted_resets(blend.resets - before)
-                self._measure(res, ref)
-                if not self._deliver(res):
+                if not self._deliver(res, ref):
                     break
         except BaseException as e:  # noqa: BLE001
             self._fail(e)
