@@ -117,7 +117,8 @@ def read_for_shot(shot: float) -> float:
 
 def sample_params(rng: np.random.Generator, video_share: float = VIDEO_SHARE) -> CameraParams:
     """A random camera: CCM mix, WB gains, brightness, tone curve, pattern, noise, demosaic,
-    compression: the draw for training data (not wired into training yet: issue 17's next step)."""
+    compression: the draw for training data (noise.CameraSim, `train --camera-sim`), INT8
+    calibration and the blind gain's calibration (tools/calibrate_blind.py)."""
     weights = rng.uniform(1e-8, 1.0, size=len(XYZ2CAMS))
     red = rng.uniform(*RED_GAIN_RANGE)
     blue = rng.uniform(*BLUE_GAIN_RANGE)
