@@ -85,9 +85,13 @@ def test_calibration_chooses_on_its_grid_and_writes_what_the_denoiser_reads(tmp_
     # the best gain of the grid, or the default one where none beats it by MARGIN
     assert cam[f"gain {gain:g}"] == best or (gain == CORRELATED_GAIN
                                              and best - cam[f"gain {CORRELATED_GAIN:g}"] < MARGIN)
-    for s in ("15", "25", "50"):  # Gaussian noise reads as white: the gain changes nothing
-        vals = [res[f"gaussian {s}"][c] for c in cols]
-        assert max(vals) - min(vals) < 1e-9, s
+    for s in ("15", "25", "50"):  # Gaussian noise reads as white: the gain changes nothing, in luma either
+        for luma in ("", "luma "):
+            vals = [res[f"gaussian {s}"][luma + c] for c in cols]
+            assert max(vals) - min(vals) < 1e-9, (s, luma)
+    # luma alone scores the same outputs: a gain that moved the RGB figure moves the luma one too
+    assert "in luma (Y) alone" in table and all(f"luma {c}" in cam for c in cols)
+    assert np.ptp([cam[f"luma {c}"] for c in cols]) > 0
     write_gain(onnx.with_suffix(".json"), gain, res, "test")
     den = Denoiser.load(onnx)
     assert den.blind_gain == gain
