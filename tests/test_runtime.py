@@ -841,10 +841,11 @@ def test_the_model_a_ladder_hands_over_denoises_the_next_frames():
     assert outs[0] == 100 and outs[-1] == 200 and outs == sorted(outs)
 
 
-def test_the_rung_without_the_blend_drops_the_blend_and_brings_it_back():
+@pytest.mark.parametrize("thread", [False, True])
+def test_the_rung_without_the_blend_drops_the_blend_and_brings_it_back(thread):
     """Below the cheapest model a blending stream's ladder has the same model without the blend:
     the ladder names it, the pipeline skips the blend on it (its frames are the model's output
-    itself), and a step up brings the blend back."""
+    itself), and a step up brings the blend back; the blend in line or on its own thread."""
     from edgedenoise.runtime.autoselect import NO_BLEND, Ladder
 
     rungs = [("tiny", "int8"), ("tiny", "int8", NO_BLEND)]
@@ -875,24 +876,31 @@ def test_the_rung_without_the_blend_drops_the_blend_and_brings_it_back():
         def __init__(self):
             self.n = 0
 
-        def observe(self, seconds):
+        def observe(self, seconds):  # down after the fifth frame, up again after the ninth
             self.n += 1
             if self.n == 5:
                 self.current, self.blend, self.last = ("tiny", "int8", NO_BLEND), False, "down: test"
+                return Identity()
+            if self.n == 9:
+                self.current, self.blend, self.last = ("tiny", "int8"), True, "up: test"
                 return Identity()
             return None
 
     pairs = []
     sink = SlowSink(0)
     sink.write = lambda res: pairs.append((res.index, np.array_equal(res.noisy, res.denoised), res.temporal))
-    stats = Pipeline(Still(12, (16, 16, 3), fps=50.0), sink, Identity(), mode="realtime", sigma=SIGMA,
-                     status=False, temporal="blend", ladder=DropBlendAtFifth()).run()
-    assert stats.info["model_now"] == "tiny int8 without the blend"
-    blended = [same for i, same, _ in pairs if 1 < i <= 4]  # after the first frame, before the switch
-    raw = [same for i, same, _ in pairs if i > 5]
+    stats = Pipeline(Still(14, (16, 16, 3), fps=50.0), sink, Identity(), mode="realtime", sigma=SIGMA,
+                     status=False, temporal="blend", ladder=DropBlendAtFifth(), blend_thread=thread).run()
+    assert stats.info["model_now"] == "tiny int8" and stats.model_switches == 2
+    got = {i: (same, t) for i, same, t in pairs}
+    blended = [got[i][0] for i in got if 1 < i <= 4]  # after the first frame, before the switch
+    raw = [got[i][0] for i in got if 5 < i <= 8]
     assert blended and not any(blended) and raw and all(raw)
+    # back on, the blend starts afresh (the frames before the rung without it are not averaged in): the
+    # first frame back is the model's output itself, the next ones blended again
+    assert got[9] == (True, "blend") and got[10] == (False, "blend"), got
     # each frame's label (the video's "temporal ..." caption) says what it got
-    assert {t for i, _, t in pairs if i <= 4} == {"blend"} and {t for i, _, t in pairs if i > 5} == {"off"}
+    assert {got[i][1] for i in got if i <= 4} == {"blend"} and {got[i][1] for i in got if 5 < i <= 8} == {"off"}
 
 
 def test_realtime_blends_on_a_thread_of_its_own_as_it_would_in_line():
