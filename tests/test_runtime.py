@@ -951,6 +951,7 @@ def test_realtime_blends_on_a_thread_of_its_own_as_it_would_in_line():
         assert label == "blend" and np.array_equal(denoised, in_line(noisy, SIGMA)), i
     assert not np.array_equal(got[2][2], got[2][1])  # (it did average)
     assert stats.summary()["stages"]["temporal"]["count"] == 6 and stats.info["blend_thread"] is True
+    assert "temporal blend (on a thread of its own), state reset 1 times" in stats.table()
 
 
 def test_the_blend_gets_a_thread_of_its_own_where_the_model_runs_on_a_gpu(den):

@@ -241,7 +241,8 @@ class RunStats:
                 f"({s['dropped_capture']} before inference, {s['dropped_output']} before output), "
                 f"{s['fps']:.2f} fps over {s['seconds']:.1f} s")
         if s.get("temporal", "off") != "off":
-            tail += f"; temporal {s['temporal']}, state reset {s['temporal_resets']} times"
+            own = " (on a thread of its own)" if s.get("blend_thread") else ""
+            tail += f"; temporal {s['temporal']}{own}, state reset {s['temporal_resets']} times"
         if "psnr_noisy_db" in s:
             tail += f"; PSNR {s['psnr_noisy_db']:.2f} dB noisy -> {s['psnr_denoised_db']:.2f} dB denoised"
         return "\n".join(lines + [tail])
