@@ -16,6 +16,14 @@ differs from it by the sensor noise as it comes out of the pipeline (spread by d
 coupled by the colour matrix, shaped by the tone curve) plus the compression artefacts, which
 a denoiser should also remove; it does not differ by the demosaicing or colour rendition of the
 clean content, which are not noise.
+
+The source images are sharp to the pixel, which no camera's optics deliver to its sensor, so the
+reference's demosaicing leaves false colour along every sharp edge, and a JPEG's chroma subsampling
+then takes much of it away: at the named settings that loss alone is 27-29 dB RGB PSNR, more than the
+sensor noise in daylight (docs/blind-notes.md). ``CameraParams.optics`` > 0 blurs the camera RGB before
+the mosaic, as a lens and a low-pass filter do (1 px: the demosaicing's error 24 -> 36 dB, the JPEG's
+loss 27 -> 37, as JPEG costs the source images themselves); `train --camera-optics` draws it. The named
+settings and the shipped models' training leave it at 0, the simulation as it was.
 """
 from __future__ import annotations
 
@@ -85,6 +93,7 @@ class CameraParams:
     compression: str = "jpeg"          # jpeg | video | none
     jpeg_quality: int = 90
     codec: str = "mp4v"                # for compression == "video": mp4v or MJPG
+    optics: float = 0.0                # lens blur before the mosaic: Gaussian sigma in pixels (0: none)
 
     @property
     def rgb2cam(self) -> np.ndarray:
@@ -115,10 +124,12 @@ def read_for_shot(shot: float) -> float:
     return float(np.exp(READ_SLOPE * np.log(shot) + READ_INTERCEPT))
 
 
-def sample_params(rng: np.random.Generator, video_share: float = VIDEO_SHARE) -> CameraParams:
+def sample_params(rng: np.random.Generator, video_share: float = VIDEO_SHARE, optics: float = 0.0) -> CameraParams:
     """A random camera: CCM mix, WB gains, brightness, tone curve, pattern, noise, demosaic,
     compression: the draw for training data (noise.CameraSim, `train --camera-sim`), INT8
-    calibration and the blind gain's calibration (tools/calibrate_blind.py)."""
+    calibration and the blind gain's calibration (tools/calibrate_blind.py). `optics` > 0: a lens
+    blur too, its sigma drawn from [optics / 2, optics] pixels after every other draw (0: none, and
+    the draws exactly as without it)."""
     weights = rng.uniform(1e-8, 1.0, size=len(XYZ2CAMS))
     red = rng.uniform(*RED_GAIN_RANGE)
     blue = rng.uniform(*BLUE_GAIN_RANGE)
@@ -130,8 +141,9 @@ def sample_params(rng: np.random.Generator, video_share: float = VIDEO_SHARE) ->
     comp = "video" if rng.random() < video_share else "jpeg"
     q = int(rng.integers(JPEG_QUALITY_RANGE[0], JPEG_QUALITY_RANGE[1] + 1))
     codec = "mp4v" if rng.random() < 0.7 else "MJPG"
+    blur = float(rng.uniform(optics / 2, optics)) if optics > 0 else 0.0
     return CameraParams(tuple(float(x) for x in weights), float(red), float(blue),
-                        float(brightness), tone, pattern, shot, read, dem, comp, q, codec)
+                        float(brightness), tone, pattern, shot, read, dem, comp, q, codec, blur)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,6 +276,8 @@ def unprocess(rgb: np.ndarray, params: CameraParams, mosaic_out: bool = True) ->
     mask = np.square(np.maximum(grey - t, 0.0) / (1.0 - t))
     inv = np.maximum(mask + (1.0 - mask) / gains, 1.0 / gains)
     cam = np.clip(cam * inv, 0.0, 1.0)
+    if params.optics > 0:  # the lens (and a sensor's low-pass filter) soften the scene before the mosaic
+        cam = cv2.GaussianBlur(cam, (0, 0), params.optics, borderType=cv2.BORDER_REFLECT_101)
     return mosaic(cam, params.pattern) if mosaic_out else cam
 
 

@@ -158,17 +158,19 @@ class CameraSim:
     params: object = None  # a camera.CameraParams: this camera for every image (None: one drawn per image)
     level_gain: float = 1.0  # the level told is also multiplied by this (a clip's jitter, drawn once)
     told: str = "true"  # the level told: "true" (the RMS, jittered) or "estimate" (blind mode's estimate)
+    optics: float = 0.0  # each camera's lens blur drawn from [optics / 2, optics] px (camera.sample_params)
 
     def fixed(self, rng: np.random.Generator) -> CameraSim:
         """One camera and one level jitter for every frame of a clip; only the noise is new per frame."""
         from .camera import VIDEO_SHARE, sample_params
 
         share = VIDEO_SHARE if self.video_share is None else self.video_share
-        params = sample_params(rng, share)
+        params = sample_params(rng, share, self.optics)
         gain = float(np.exp(self.map_jitter * rng.standard_normal())) if self.map_jitter else 1.0
         if self.told == "estimate":  # drawn all the same, so the clip's later draws stay as they were
             gain = 1.0  # the estimate brings its own error (the class docstring)
-        return CameraSim(map_jitter=0.0, video_share=share, params=params, level_gain=gain, told=self.told)
+        return CameraSim(map_jitter=0.0, video_share=share, params=params, level_gain=gain, told=self.told,
+                         optics=self.optics)
 
     def sample(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
         from .camera import VIDEO_SHARE, sample_params, simulate
@@ -180,7 +182,7 @@ class CameraSim:
         if grey:
             u8 = np.repeat(u8, 3, axis=2)
         share = VIDEO_SHARE if self.video_share is None else self.video_share
-        params = self.params if self.params is not None else sample_params(rng, share)
+        params = self.params if self.params is not None else sample_params(rng, share, self.optics)
         noisy_u8, ref, info = simulate(np.ascontiguousarray(u8), rng, params=params)
         noisy = noisy_u8.astype(np.float32) / 255.0
         ref = ref.astype(np.float32) / 255.0
@@ -255,20 +257,23 @@ def make_noise(kind: str, sigma: float | None = None, sigma_range: tuple[float, 
 
 
 def training_noise(kind: str, sigma_range: tuple[float, float], jpeg: bool = False, sigma_power: float = 1.0,
-                   camera_sim: float = 0.0, map_jitter: float = 0.15, camera_level: str = "true"):
+                   camera_sim: float = 0.0, map_jitter: float = 0.15, camera_level: str = "true",
+                   camera_optics: float = 0.0):
     """The noise of a training run: `kind` (make_noise), with a share `camera_sim` of the images
     through the camera simulation instead (0: `kind` alone, and its random draws as before);
-    `camera_level` is the level those images tell the model (CameraSim.told: "true" or "estimate")."""
+    `camera_level` is the level those images tell the model (CameraSim.told: "true" or "estimate"),
+    `camera_optics` their cameras' lens blur (CameraSim.optics; 0: none)."""
     if not 0.0 <= camera_sim <= 1.0:
         raise ValueError(f"camera_sim is a share of images in [0, 1], got {camera_sim}")
     if camera_level not in CAMERA_LEVELS:
         raise ValueError(f"camera_level is one of {CAMERA_LEVELS}, got {camera_level!r}")
+    sim = CameraSim(map_jitter=map_jitter, told=camera_level, optics=camera_optics)
     if kind == "camera-sim":
-        return CameraSim(map_jitter=map_jitter, told=camera_level)
+        return sim
     base = make_noise(kind, sigma_range=sigma_range, jpeg=jpeg, sigma_power=sigma_power)
     if camera_sim == 0.0:
         return base
-    return Mixture(base, CameraSim(map_jitter=map_jitter, told=camera_level), camera_sim)
+    return Mixture(base, sim, camera_sim)
 
 
 def protocol_noisy(clean_u8: np.ndarray, sigma: float, index: int, protocol: str) -> np.ndarray:

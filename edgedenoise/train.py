@@ -53,7 +53,8 @@ class Batches(torch.utils.data.IterableDataset):
         self.sampler, self.cfg, self.start, self.lo, self.hi = sampler, cfg, start, lo, hi
         self.noise = training_noise(cfg.noise, sigma_range=(cfg.sigma_min, cfg.sigma_max), jpeg=cfg.jpeg,
                                     sigma_power=cfg.sigma_power, camera_sim=cfg.camera_sim,
-                                    map_jitter=cfg.map_jitter, camera_level=cfg.camera_level)
+                                    map_jitter=cfg.map_jitter, camera_level=cfg.camera_level,
+                                    camera_optics=cfg.camera_optics)
 
     def __iter__(self):
         # With --workers N each loader process makes every N-th step (worker k: start + k, start + k + N,

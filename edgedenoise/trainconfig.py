@@ -46,6 +46,9 @@ class TrainConfig:
     camera_sim: float = 0.0  # share of patches through the camera simulation (camera.py) instead of `noise`
     map_jitter: float = 0.15  # camera-sim patches: the level told is the true RMS times exp(this * N(0,1))
     camera_level: str = "true"  # camera-sim patches tell: true (the RMS, jittered) or estimate (blind mode's)
+    # camera-sim patches: each camera's lens blur (px, Gaussian sigma) drawn from [this / 2, this]; 0: none. The
+    # validation split's camera images stay without it (the figures ship decisions compare)
+    camera_optics: float = 0.0
     adv_weight: float = 0.0  # > 0 turns on the patch discriminator
     val_count: int = 8
     val_sigma: float = 25.0
@@ -93,6 +96,9 @@ class TrainConfig:
             raise bad("video_align", True, "needs --video (a recurrent model's last output)")
         if self.fusion_only and not self.video:
             raise bad("fusion_only", True, "needs --video (a recurrent model's fusion weights)")
+        if self.camera_optics and not (self.camera_sim > 0 or self.noise == "camera-sim"):
+            raise bad("camera_optics", self.camera_optics, "blurs the camera simulation's scenes: it needs "
+                                                           "--camera-sim > 0 (or --noise camera-sim)")
         if self.qat and not self.init:
             raise bad("qat", True, "fine-tunes trained weights for INT8: give them with --init")
         if self.qat_for not in QAT_TARGETS:
@@ -112,7 +118,7 @@ class TrainConfig:
             if not isinstance(v, int) or v < 0:
                 raise bad(name, v, "must be a whole number >= 0")
         for name in ("lr", "lr_min", "grad_clip", "sigma_power", "map_jitter", "adv_weight", "val_sigma",
-                     "fusion_lr", "act_limit"):
+                     "fusion_lr", "act_limit", "camera_optics"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise bad(name, v, "must be a finite number >= 0")

@@ -154,6 +154,46 @@ def test_random_params_are_in_range_and_seeded():
         assert np.allclose(p.rgb2cam.sum(axis=1), 1.0)
 
 
+def test_optics_leave_every_other_draw_as_it_was_and_stay_in_range():
+    """`optics` (a lens blur, off by default) is drawn after everything else: without it the draws and the
+    generator's state are exactly those of before; with it the same camera, a blur in [o/2, o] px."""
+    import dataclasses
+
+    for i in range(20):
+        a, b, c = (np.random.default_rng(i) for _ in range(3))
+        plain, zero, blurred = C.sample_params(a), C.sample_params(b, optics=0.0), C.sample_params(c, optics=1.2)
+        assert plain == zero and a.random() == b.random() and plain.optics == 0.0
+        assert dataclasses.replace(blurred, optics=0.0) == plain and 0.6 <= blurred.optics <= 1.2
+
+
+def test_optics_take_the_demosaicings_false_colour_out_of_the_reference(train_image):
+    """A lens-like blur before the mosaic: the simulation's JPEG then loses what a real one does, not the
+    false colour that demosaicing a pixel-sharp scene leaves (docs/blind-notes.md); off, the images are
+    those of before, to the bit."""
+    import dataclasses
+
+    quiet = dataclasses.replace(C.setting_params("daylight"), shot=1e-12, read=1e-12)
+    sharp = C.simulate(train_image, np.random.default_rng(0), params=quiet)
+    again = C.simulate(train_image, np.random.default_rng(0), params=dataclasses.replace(quiet, optics=0.0))
+    soft = C.simulate(train_image, np.random.default_rng(0), params=dataclasses.replace(quiet, optics=1.0))
+    assert all(np.array_equal(x, y) for x, y in zip(sharp[:2], again[:2]))
+    jpeg_sharp, jpeg_soft = _psnr(sharp[0], sharp[1]), _psnr(soft[0], soft[1])
+    assert jpeg_soft > jpeg_sharp + 5, (jpeg_sharp, jpeg_soft)
+
+
+def test_training_can_blur_its_cameras_and_says_when_there_are_none():
+    from edgedenoise.errors import DataError
+    from edgedenoise.noise import training_noise
+    from edgedenoise.trainconfig import TrainConfig
+
+    mix = training_noise("awgn", (0.0, 75.0), camera_sim=0.3, camera_optics=0.8)
+    assert mix.camera.optics == 0.8 and mix.camera.fixed(np.random.default_rng(0)).params.optics >= 0.4
+    assert training_noise("camera-sim", (0.0, 75.0)).optics == 0.0
+    TrainConfig(camera_sim=0.3, camera_optics=0.8).check()
+    with pytest.raises(DataError, match="--camera-optics 0.8: .*needs --camera-sim"):
+        TrainConfig(camera_optics=0.8).check()
+
+
 def test_video_path_and_fallback():
     img = np.random.default_rng(0).integers(60, 200, (40, 50, 3), dtype=np.uint8)
     p = C.setting_params("daylight")
