@@ -3,7 +3,8 @@
 
     python benchmarks/blend_stage.py                  # tiny fp32 at 640x480 and 1280x720 (~3 minutes)
     python benchmarks/blend_stage.py --model default --precision int8 --seconds 8
-    python benchmarks/blend_stage.py --backend triton --out blend_stage_gpu   # a GPU machine: its own thread's case
+    python benchmarks/blend_stage.py --backend triton --offer 1000 --sizes 1280x720,1920x1080 \
+        --out $OUT/blend_stage_gpu                    # a lent GPU: where the blend's own thread should pay
 
 Each case is the pipeline `edgedenoise run` builds (runtime.Pipeline, realtime mode, ONNX Runtime on
 the CPU unless --backend says otherwise, sigma told 25, a null sink) fed the built-in demo's first
@@ -73,20 +74,30 @@ def main() -> int:
     ap.add_argument("--backend", default="onnxruntime",
                     help="onnxruntime (default, the CPU), or triton / torch / tensorrt on a GPU machine")
     ap.add_argument("--seconds", type=float, default=6.0, help="stream length per run (default 6)")
+    ap.add_argument("--offer", type=float, default=0.0,
+                    help="frames a second offered at every size (default: SIZES' rates, for tiny on a 2-core CPU; "
+                         "a GPU needs far more, e.g. 1000)")
+    ap.add_argument("--sizes", default="", help="frame sizes WxH,... (default 640x480,1280x720)")
     ap.add_argument("--runs", type=int, default=RUNS)
     ap.add_argument("--out", default="blend_stage_cpu")
     a = ap.parse_args()
 
     from edgedenoise.denoiser import Denoiser
 
+    sizes = dict(SIZES)
+    if a.sizes:
+        sizes = {tuple(int(v) for v in wh.lower().split("x")): 0.0 for wh in a.sizes.split(",")}
+    sizes = {wh: a.offer or f for wh, f in sizes.items()}
+    if not all(sizes.values()):
+        ap.error("--sizes other than the default ones need --offer FPS")
     den = Denoiser.load(a.model, backend=a.backend, precision=a.precision)
     doc = {"stamp": stamp(), "model": f"{a.model} {a.precision}, {den.backend_name}",
-           "fps_offered": {f"{w}x{h}": f for (w, h), f in SIZES.items()}, "seconds": a.seconds,
+           "fps_offered": {f"{w}x{h}": f for (w, h), f in sizes.items()}, "seconds": a.seconds,
            "runs": a.runs, "results": {}}
-    bar = tqdm(total=len(SIZES) * a.runs * len(CASES), unit="run")
+    bar = tqdm(total=len(sizes) * a.runs * len(CASES), unit="run")
     from edgedenoise.runtime.sources import DemoSource
 
-    for (w, h), fps in SIZES.items():
+    for (w, h), fps in sizes.items():
         demo = DemoSource(25.0, size=(w, h))
         demo.open()
         frames = [demo.read() for _ in range(FRAMES)]
