@@ -707,6 +707,37 @@ def test_when_nothing_keeps_up_the_stream_starts_on_the_bottom_rung(monkeypatch)
     assert lad.current == ("tiny", "fp32") and lad.blend
 
 
+@pytest.mark.parametrize("on_gpu", [False, True])
+def test_with_the_blend_a_gpu_models_frame_takes_the_slower_of_the_two(monkeypatch, on_gpu):
+    """On the CPU the blend's time adds to a model's; a model on a GPU has the blend on a thread of its own
+    (the pipeline), so its frame takes the slower of the two: a model the sum would leave out keeps up.
+    Times scripted: the models', the blend's 30 ms; the budget at 10 fps is 60 % of 100 ms."""
+    from edgedenoise.backends import choice
+    from edgedenoise.denoiser import Denoiser
+    from edgedenoise.runtime import autoselect
+    from edgedenoise.runtime.autoselect import NO_BLEND
+
+    monkeypatch.setattr(autoselect, "camera_psnr", DEAREST_FIRST.get)
+    ms = {("small", "fp32"): 100, ("tiny", "fp32"): 40, ("nano", "fp32"): 20}
+    monkeypatch.setattr(autoselect, "_time", lambda den, frame: ms[(den.name, den.precision)] / 1e3)
+    monkeypatch.setattr(autoselect, "blend_cost", lambda frame: 0.030)
+    monkeypatch.setattr(choice, "int8_saturates_here", lambda: True)
+    load = Denoiser.load
+
+    def placed(*args, **kw):  # the same model, said to run on a GPU
+        den = load(*args, **kw)
+        den.backend.on_gpu = on_gpu
+        return den
+
+    monkeypatch.setattr(Denoiser, "load", placed)
+    den, why, lad = autoselect.choose("auto", "auto", "auto", None, "realtime", (64, 48), 10.0, temporal="blend",
+                                      ladder=True)
+    # CPU: tiny 70 ms, nano 50; GPU: tiny 40, nano 30
+    assert den.name == ("tiny" if on_gpu else "nano"), why
+    assert ("tiny fp32 40 ms" in why) == on_gpu and ("tiny fp32 70 ms" in why) != on_gpu
+    assert lad.times[("nano", "fp32", NO_BLEND)] == pytest.approx(0.020)  # the rung without it: the model alone
+
+
 def test_the_ladder_steps_down_when_frames_are_late_and_back_up_with_hysteresis():
     """autoselect.Ladder, fed frame times (no clock in the test): at 25 fps (40 ms) a rung whose
     frames take 45 ms steps down within one window; a step up comes only after the hold, when the

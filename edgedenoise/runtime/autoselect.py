@@ -9,9 +9,10 @@ same cores. In offline mode every frame is processed whatever it costs, so `auto
 best quality. A model or precision the user names is taken as named; only what is left on
 `auto` is chosen. What was chosen, and why, is returned as one line.
 
-With the temporal blend (`run --temporal blend`, the default for streams) its cost runs on the
-same thread as the model, so it is timed once, on a frame whose camera moved (the dearer case),
-and added to every candidate's time.
+With the temporal blend (`run --temporal blend`, the default for streams) it is timed once, on a
+frame whose camera moved (the dearer case). A model on the CPU blends on its own thread, so the
+blend's time is added to its time; a model on a GPU has the blend on a thread of its own, on the
+CPU while the GPU works (runtime/pipeline.py), so the slower of the two is its frame's time.
 
 A choice made once does not hold when the machine gets busier (another process takes a core) or
 the scene dearer: in realtime mode with both model and precision on auto, `Ladder` keeps the
@@ -315,8 +316,9 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
     _, noisy = bench_frames(w, h, 25.0, n=1)
     extra = blend_cost(noisy[0]) if temporal == "blend" else 0.0
     tried, fastest, times, dens = [], None, {}, {}
+    alone = {}  # each rung's model time without the blend
     if extra:
-        tried.append(f"temporal blend {extra * 1e3:.1f} ms, added to each")
+        tried.append(f"temporal blend {extra * 1e3:.1f} ms, added to each on the CPU, beside each on a GPU")
     if all(p == "fp32" for _, p in pairs) and len(candidates(model, precision, backend, gpu=False, int8_fits=True)) \
             > len(pairs):
         tried.append("INT8 not tried: it saturates on this CPU (no VNNI; edgedenoise doctor)")
@@ -330,7 +332,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
         rungs = list(kept)
         if extra:  # below the cheapest model: the same model without the blend, timed without it
             rungs.append((*kept[-1], NO_BLEND))
-            times[rungs[-1]] = max(times[kept[-1]] - extra, 1e-6)
+            times[rungs[-1]] = alone[kept[-1]]
         # bottom: nothing fits, so the stream starts on the cheapest rung at full resolution (without
         # the blend where there is one) instead of dropping frames until the ladder steps down; it
         # steps up from there when the rung above would fit
@@ -343,14 +345,16 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
     chosen, kept = None, []
     for m, p in pairs:  # best first; with a ladder every rung is timed, for the ratios it steps up by
         den = load(m, p)
-        t = _time(den, noisy[0]) + extra
+        t0 = _time(den, noisy[0])
+        # on a GPU the pipeline blends on a thread of its own while the GPU works: the slower one sets the pace
+        t = max(t0, extra) if getattr(getattr(den, "backend", None), "on_gpu", False) else t0 + extra
         tried.append(f"{m} {p} {t * 1e3:.0f} ms")
         if fastest is not None and t > CHEAPER * fastest[0]:  # fastest: of the candidates kept so far
             tried[-1] += " (no faster than a better one: left out)"
             den.close()
             continue
         kept.append((m, p))
-        times[(m, p)], dens[(m, p)] = t, den
+        times[(m, p)], dens[(m, p)], alone[(m, p)] = t, den, t0
         if t <= budget and chosen is None:
             chosen = (den, m, p)
             if not ladder:
