@@ -5,7 +5,7 @@ mode against the best fixed sigma in luma and chroma, against two references.
     python benchmarks/camera_reference.py            # CBSD68 and Kodak24, tiny and default (~6 min on 2 cores)
     python benchmarks/camera_reference.py --limit 4  # a quick look, not a result
 
-Writes benchmarks/results/camera_reference.{json,md}.
+Writes benchmarks/results/camera_reference.{json,md} and camera_reference.png (picture()).
 
 The camera rows of camera_noise.md score each output against `camera.simulate`'s reference: the same
 pipeline (unprocess, mosaic, demosaic, white balance, colour matrix, tone curve) without noise and
@@ -120,7 +120,38 @@ def main() -> int:
                 per["models"][m] = summary
             doc["results"].setdefault(set_name, {})[setting] = per
     bar.close()
-    return publish(a.out, doc, markdown(doc))
+    return publish(a.out, doc, markdown(doc), also=lambda j: [picture(data, models, j.with_suffix(".png"))])
+
+
+def picture(data, models: dict, path):
+    """One daylight CBSD68 crop (the 48x48 window where the simulator's reference differs most in colour
+    from the scene without the mosaic), 5x: the scene, the reference, the noisy image, and the first
+    model blind and told sigma 20 (the level RGB PSNR prefers in daylight)."""
+    import cv2
+
+    from edgedenoise.evaluate import comparison
+
+    best = None
+    for name, noisy, ref, scene, _ in cases(data, "CBSD68", "daylight", None):
+        e = cv2.cvtColor(ref, cv2.COLOR_RGB2YCrCb).astype(np.float32) - cv2.cvtColor(scene, cv2.COLOR_RGB2YCrCb)
+        c = cv2.boxFilter((e[..., 1:] ** 2).sum(axis=2), -1, (48, 48), anchor=(0, 0), normalize=True)
+        c = c[:c.shape[0] - 47, :c.shape[1] - 47]
+        y, x = np.unravel_index(int(np.argmax(c)), c.shape)
+        if best is None or c[y, x] > best[0]:
+            best = (float(c[y, x]), name, noisy, ref, scene, y, x)
+    _, name, noisy, ref, scene, y, x = best
+    label, den = next(iter(models.items()))
+    bgr = np.ascontiguousarray(noisy[:, :, ::-1])
+    outs = [den.denoise(bgr, sigma=den.estimate(bgr))[:, :, ::-1], den.denoise(bgr, sigma=20.0)[:, :, ::-1]]
+
+    def crop(img):
+        return cv2.resize(img[y:y + 48, x:x + 48], None, fx=5, fy=5, interpolation=cv2.INTER_NEAREST)
+
+    panels = [("scene", scene), ("reference", ref), ("noisy, JPEG", noisy), (f"{label} blind", outs[0]),
+              (f"{label} sigma 20", outs[1])]
+    cv2.imwrite(str(path), comparison([(t, crop(img)) for t, img in panels]))
+    print(f"picture: {name} at ({x}, {y}), {path}")
+    return path
 
 
 def markdown(doc: dict) -> str:
