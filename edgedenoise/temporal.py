@@ -96,6 +96,19 @@ MODES = ("off", "blend", "model")
 UNITS_PER_LEVEL = {np.dtype(np.uint8): 1.0, np.dtype(np.uint16): 257.0, np.dtype(np.float32): 1.0 / 255.0}
 
 
+def told(den, sigma: float) -> float:
+    """The level `den` is told for noise level `sigma` (Denoiser.told: its sigma_scale), or `sigma` itself for
+    a denoiser without one: what the blend's thresholds follow."""
+    return den.told(sigma) if hasattr(den, "told") else sigma
+
+
+def blends_apart(den) -> bool:
+    """Whether a realtime stream through `den` blends on a thread of its own (runtime/pipeline.py): where
+    `den` runs on a GPU, so that the blend runs on the CPU while the GPU works; on a CPU the two would
+    share its cores (benchmarks/blend_stage.py). `auto` times such a model with the blend accordingly."""
+    return bool(getattr(getattr(den, "backend", None), "on_gpu", False))
+
+
 def check_mode(mode: str, model_name: str, recurrent: bool = False) -> str:
     """The temporal mode a model can run: `model` needs a recurrent model (ARCHITECTURE.md's
     recurrent contract: an input `previous`), refused in one line for any other."""
@@ -944,10 +957,10 @@ class TemporalStep:
         level `sigma` (0-255, before the denoiser's sigma_scale). `den`: a Denoiser, or any object
         with denoise(frame, sigma); `tile` (height, width) cuts the frame into overlapping tiles.
         `blend` False: the frame comes back unblended even while the blend is on (a pipeline that blends
-        on a thread of its own, at the level `den.told(sigma)`)."""
-        told = den.told(sigma) if hasattr(den, "told") else sigma
+        on a thread of its own, at the level `told(den, sigma)`)."""
+        level = told(den, sigma)
         t0 = time.perf_counter()
-        prev = self.state.previous(frame, told) if self.state is not None else None
+        prev = self.state.previous(frame, level) if self.state is not None else None
         state = () if prev is None else (prev,)  # a recurrent model's state is one more argument
         t1 = time.perf_counter()
         timed = getattr(den, "denoise_timed", None)
@@ -966,7 +979,7 @@ class TemporalStep:
         if self.running != "blend" or not blend:
             return out, timing, 0.0
         t3 = time.perf_counter()
-        out = self.blend(out, told)
+        out = self.blend(out, level)
         return out, timing, time.perf_counter() - t3
 
 

@@ -10,9 +10,9 @@ best quality. A model or precision the user names is taken as named; only what i
 `auto` is chosen. What was chosen, and why, is returned as one line.
 
 With the temporal blend (`run --temporal blend`, the default for streams) it is timed once, on a
-frame whose camera moved (the dearer case). A model on the CPU blends on its own thread, so the
-blend's time is added to its time; a model on a GPU has the blend on a thread of its own, on the
-CPU while the GPU works (runtime/pipeline.py), so the slower of the two is its frame's time.
+frame whose camera moved (the dearer case). A model on the CPU is blended after on the same thread,
+so the blend's time is added to its time; a model on a GPU has the blend on a thread of its own, on
+the CPU while the GPU works (temporal.blends_apart), so the slower of the two is its frame's time.
 
 A choice made once does not hold when the machine gets busier (another process takes a core) or
 the scene dearer: in realtime mode with both model and precision on auto, `Ladder` keeps the
@@ -300,6 +300,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
     `size` is the source's (width, height), None if unknown (640x480).
     `temporal` blend: the blend's cost counts in the budget (see the module docstring)."""
     from ..denoiser import Denoiser
+    from ..temporal import blends_apart
 
     pairs = candidates(model, precision, backend)
     if len(pairs) == 1 or mode == "offline":
@@ -346,8 +347,7 @@ def choose(model: str, precision: str, backend: str, threads: int | None, mode: 
     for m, p in pairs:  # best first; with a ladder every rung is timed, for the ratios it steps up by
         den = load(m, p)
         t0 = _time(den, noisy[0])
-        # on a GPU the pipeline blends on a thread of its own while the GPU works: the slower one sets the pace
-        t = max(t0, extra) if getattr(getattr(den, "backend", None), "on_gpu", False) else t0 + extra
+        t = max(t0, extra) if blends_apart(den) else t0 + extra  # (the module docstring)
         tried.append(f"{m} {p} {t * 1e3:.0f} ms")
         if fastest is not None and t > CHEAPER * fastest[0]:  # fastest: of the candidates kept so far
             tried[-1] += " (no faster than a better one: left out)"

@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import DataError, EdgeDenoiseError
 from ..estimate import CORRELATED_GAIN, estimate_parts, gain_terms
 from ..frames import psnr_u8
-from ..temporal import TemporalStep
+from ..temporal import TemporalStep, blends_apart, told
 from .autoselect import rung_name
 from .sinks import Result, Sink
 from .sources import Source
@@ -336,8 +336,8 @@ class Pipeline:
         # docstring), fed the newest frame; `blend_thread` True or False decides instead (True: realtime only)
         if blend_thread and not (realtime and temporal == "blend"):
             raise DataError("the blend runs on a thread of its own in realtime mode with --temporal blend only")
-        on_gpu = bool(getattr(getattr(denoiser, "backend", None), "on_gpu", False))
-        self.pipelined = realtime and temporal == "blend" and (on_gpu if blend_thread is None else blend_thread)
+        apart = blends_apart(denoiser) if blend_thread is None else blend_thread
+        self.pipelined = realtime and temporal == "blend" and apart
         if temporal == "blend":
             self.stats.info["blend_thread"] = self.pipelined
         self.q_blend = BoundedQueue(1, True, self.abort) if self.pipelined else None
@@ -510,8 +510,7 @@ class Pipeline:
                 half = getattr(den, "halves", None)  # the ladder's half-resolution rung
                 res = Result(index, img, out, sigma, t_cap, got, bool(half is not None and half(img.shape)))
                 if self.pipelined:
-                    ok, dropped = self.q_blend.put((res, ref, den.told(sigma) if hasattr(den, "told") else sigma,
-                                                    self._restarts))
+                    ok, dropped = self.q_blend.put((res, ref, told(den, sigma), self._restarts))
                     if not ok:
                         break
                     st.count("dropped_output", dropped)
