@@ -36,16 +36,12 @@ PARTS = ("rgb", "y", "c")
 
 
 def psnr_parts(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """RGB PSNR and the luma / chroma parts (MSE over Y alone, over Cr and Cb together), dB."""
-    import cv2
+    """RGB PSNR and its luma / chroma parts (evaluate.psnr_luma_chroma) of two RGB images, dB."""
+    from edgedenoise.evaluate import psnr_luma_chroma
+    from edgedenoise.frames import psnr_u8
 
-    def db(mse: float) -> float:
-        return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
-
-    d = out.astype(np.float32) - ref.astype(np.float32)
-    e = cv2.cvtColor(out, cv2.COLOR_RGB2YCrCb).astype(np.float32) - cv2.cvtColor(ref, cv2.COLOR_RGB2YCrCb)
-    return {"rgb": db(float(np.mean(d ** 2))), "y": db(float(np.mean(e[..., 0] ** 2))),
-            "c": db(float(np.mean(e[..., 1:] ** 2)))}
+    y, c = psnr_luma_chroma(out, ref, rgb=True)
+    return {"rgb": psnr_u8(out, ref), "y": y, "c": c}
 
 
 def mean_parts(rows: list[dict]) -> dict[str, float]:

@@ -32,6 +32,21 @@ def tpsnr(out: list[np.ndarray], clean: list[np.ndarray]) -> float:
     return float(10 * np.log10(255.0 ** 2 / mse))
 
 
+def psnr_luma_chroma(out: np.ndarray, ref: np.ndarray, rgb: bool = False) -> tuple[float, float]:
+    """(luma, chroma) PSNR dB of two 8-bit colour images (BGR, or RGB with `rgb`): OpenCV's YCrCb
+    (BT.601, full range), the MSE over Y alone and over Cr and Cb together. The camera simulation's
+    RGB figure is mostly chroma (docs/blind-notes.md), so blind mode's calibration reads both."""
+    import cv2
+
+    code = cv2.COLOR_RGB2YCrCb if rgb else cv2.COLOR_BGR2YCrCb
+    e = cv2.cvtColor(out, code).astype(np.float32) - cv2.cvtColor(ref, code).astype(np.float32)
+
+    def db(mse: float) -> float:
+        return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+    return db(float(np.mean(e[..., 0] ** 2))), db(float(np.mean(e[..., 1:] ** 2)))
+
+
 def ssim_u8(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 

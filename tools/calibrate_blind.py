@@ -62,15 +62,6 @@ def cases(images: list, cameras: int) -> list[tuple[str, np.ndarray, np.ndarray,
     return [(g, np.ascontiguousarray(n[:, :, ::-1]), np.ascontiguousarray(r[:, :, ::-1]), t) for g, n, r, t in out]
 
 
-def luma_psnr(out: np.ndarray, ref: np.ndarray) -> float:
-    """PSNR (dB) of the luma alone (OpenCV's YCrCb, BT.601) of two BGR uint8 frames."""
-    import cv2
-
-    y_out, y_ref = (cv2.cvtColor(x, cv2.COLOR_BGR2YCrCb)[:, :, 0].astype(np.float32) for x in (out, ref))
-    d = y_out - y_ref
-    return float(10 * np.log10(255.0 ** 2 / max(float(np.mean(d ** 2)), 1e-10)))
-
-
 def measure(model: str, items: list, progress: bool = True) -> dict:
     """{group: {"gain G": mean PSNR, ..., "told true": mean PSNR, "level": mean true level, and the same
     in luma alone: "luma gain G", ..., "luma told true"}}."""
@@ -78,6 +69,7 @@ def measure(model: str, items: list, progress: bool = True) -> dict:
 
     from edgedenoise import Denoiser
     from edgedenoise.estimate import combine, estimate_parts
+    from edgedenoise.evaluate import psnr_luma_chroma
     from edgedenoise.frames import psnr_u8
 
     den = Denoiser.load(model, backend="torch")
@@ -92,7 +84,7 @@ def measure(model: str, items: list, progress: bool = True) -> dict:
             for told, col in ((true, "told true"), *((round(combine(parts, g), 3), f"gain {g:g}") for g in GRID)):
                 if told not in seen:
                     out = den.denoise(noisy, told)
-                    seen[told] = psnr_u8(out, ref), luma_psnr(out, ref)
+                    seen[told] = psnr_u8(out, ref), psnr_luma_chroma(out, ref)[0]
                 r[col].append(seen[told][0])
                 r[f"luma {col}"].append(seen[told][1])
     finally:
