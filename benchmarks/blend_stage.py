@@ -25,30 +25,26 @@ import argparse
 import numpy as np
 from common import publish, stamp  # noqa: E402  (common puts the checkout on sys.path)
 
+from edgedenoise.runtime.sources import Source
+
 SIZES = {(640, 480): 120.0, (1280, 720): 40.0}  # frame size: the rate offered, above what tiny keeps up with
 FRAMES = 60
 RUNS = 3
 CASES = {"model alone": ("off", None), "blend in line": ("blend", False), "blend on its own thread": ("blend", True)}
 
 
-class Played:
+class Played(Source):
     """The demo's first frames, made once, played in a loop at `fps` (the demo itself makes each frame's
     noise as it goes, which at these rates would take a core of its own)."""
 
-    def __new__(cls, frames: list, fps: float):
-        from edgedenoise.runtime.sources import Source
+    name, live, realtime = "demo frames", False, True
 
-        class _Played(Source):
-            name, live, realtime = "demo frames", False, True
+    def __init__(self, frames: list, fps: float):
+        self.frames, self.fps, self.i = frames, fps, 0
 
-            def __init__(self):
-                self.frames, self.fps, self.i = frames, fps, 0
-
-            def read(self):
-                self.i += 1
-                return self.frames[(self.i - 1) % len(self.frames)]
-
-        return _Played()
+    def read(self):
+        self.i += 1
+        return self.frames[(self.i - 1) % len(self.frames)]
 
 
 def one(den, frames: list, fps: float, seconds: float, temporal: str, thread) -> dict:
