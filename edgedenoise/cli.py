@@ -84,7 +84,7 @@ def cmd_train(a):
 
 def add_eval(sub):
     p = sub.add_parser("eval", help="PSNR/SSIM on a test folder (BENCHMARK_PROTOCOL.md)")
-    p.add_argument("--model", default="default")
+    p.add_argument("--model", default="default", help="model name, run folder or file (default: default)")
     p.add_argument("--data", required=True, action="append", help="test folder (repeatable)")
     p.add_argument("--sigma", type=float, nargs="+", default=None,
                    help="noise levels (default 15 25 50); with --noise camera-sim: the levels told to the model")
@@ -142,7 +142,10 @@ def add_denoise(sub):
                                              "folder, <name>_denoised.png or <folder>_denoised/; for the sample "
                                              "edgedenoise_demo.png)")
     p.add_argument("-o", "--out", help="output path (same as the positional OUTPUT)")
-    p.add_argument("--model", default="default")
+    p.add_argument("--model", default="auto",
+                   help="model name or file (.onnx, .safetensors, .engine), or auto (default): the shipped model "
+                        "best on camera noise (the figure each shipped model carries; with --temporal model its "
+                        "recurrent variant), said in the first line")
     p.add_argument("--sigma", type=float, help="noise std on the 0-255 scale; omitted: estimated from the image")
     p.add_argument("--sigma-scale", type=sigma_scale_arg, default=1.0, metavar="K",
                    help="multiply the noise level told to the model (estimated or given) by K: above 1 denoises "
@@ -182,6 +185,19 @@ def _told(den, sigma: float) -> str:
     return f", told {den.told(sigma):.1f}" if den.sigma_scale != 1.0 else ""
 
 
+def _auto_model(a) -> None:
+    """`denoise --model auto`: the name of the shipped model it takes into a.model, said in one line."""
+    if a.model != "auto":
+        return
+    from .modelfile import recurrent_variant
+    from .runtime.autoselect import best_model
+
+    a.model, why = best_model()
+    if a.temporal == "model" and recurrent_variant(a.model):
+        a.model, why = recurrent_variant(a.model), f"the recurrent variant of {a.model}, {why}"
+    print(f"model {a.model} (auto): {why}")
+
+
 def cmd_denoise(a):
     import time
 
@@ -208,6 +224,7 @@ def cmd_denoise(a):
         dest = Path(a.output or "edgedenoise_demo.png")
         _check_image_ext(dest)
         guard(dest)
+        _auto_model(a)
         den = Denoiser.load(a.model, backend=a.backend, sigma_scale=a.sigma_scale)
         clean = read_image(SAMPLE_IMAGE, 3)[:, :, ::-1]  # BGR
         noisy = protocol_noisy(clean, a.demo_sigma, 0, "camera")
@@ -245,6 +262,7 @@ def cmd_denoise(a):
         _check_image_ext(dest)
         guard(dest, [src])
         pairs = [(src, dest)]
+    _auto_model(a)
     den = Denoiser.load(a.model, backend=a.backend, sigma_scale=a.sigma_scale)
     from .temporal import TemporalStep, check_mode
 
@@ -402,7 +420,7 @@ def _readable(v) -> str:
 
 def add_export(sub):
     p = sub.add_parser("export", help="export a model to ONNX")
-    p.add_argument("--model", default="default")
+    p.add_argument("--model", default="default", help="model name, run folder or .safetensors (default: default)")
     p.add_argument("--out", required=True, help="output .onnx path")
     p.add_argument("--frame-native", action="store_true",
                    help="uint8 BGR frame in and out, boundary layers as custom ops (domain edgedenoise) for TensorRT")

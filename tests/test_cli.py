@@ -24,6 +24,10 @@ def test_denoise_without_arguments_writes_the_demo_picture(tmp_path):
     noisy_db, den_db = [float(x) for x in p.stdout.split("noisy ")[1].split(" dB -> denoised ")[0:1]
                         + [p.stdout.split("denoised ")[1].split(" dB")[0]]]
     assert den_db > noisy_db + 6
+    from edgedenoise.runtime.autoselect import best_model
+
+    # --model auto (the default) takes the model best on camera noise and says so first
+    assert p.stdout.startswith(f"model {best_model()[0]} (auto): the best shipped model on camera noise"), p.stdout
 
 
 def test_denoise_a_file_keeps_its_size(tmp_path):

@@ -629,6 +629,22 @@ def test_auto_ranks_the_models_by_their_camera_noise_figures():
     assert candidates("auto", "auto", "onnxruntime", gpu=False, int8_fits=True) == ranked(figures)
 
 
+def test_the_model_auto_takes_offline_is_the_first_on_camera_noise(monkeypatch):
+    """`denoise --model auto`: the first of the ranking (shipped figures, then made-up ones that flip it),
+    and a reason that names every figure, best first."""
+    from edgedenoise.runtime import autoselect
+    from edgedenoise.runtime.autoselect import MODELS, best_model, camera_psnr, ranked
+
+    m, why = best_model()
+    assert m == ranked({k: camera_psnr(k) for k in MODELS})[0][0]
+    assert all(k in why for k in MODELS) and "camera noise" in why
+    monkeypatch.setattr(autoselect, "camera_psnr", DEAREST_FIRST.get)
+    m, why = best_model()
+    assert m == "default" and why.index("default 25.80 dB") < why.index("tiny 25.60 dB") < why.index("nano 25.20")
+    monkeypatch.setattr(autoselect, "camera_psnr", lambda m: None)
+    assert best_model()[0] == MODELS[0]
+
+
 def test_auto_model_choice(monkeypatch):
     from edgedenoise.runtime import autoselect
     from edgedenoise.runtime.autoselect import candidates, choose

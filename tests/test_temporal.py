@@ -607,6 +607,15 @@ def test_denoise_a_folder_of_frames_with_the_blend(images, tmp_path, capsys):
     gain = _psnrs(blend, clean) - _psnrs(off, clean)
     assert gain[0] == 0.0 and gain[3:].min() > 0.5, gain.round(2)
     assert "temporal blend" in capsys.readouterr().out
+    # --model auto (the default) with --temporal model: the recurrent variant of the model auto ranks first
+    from edgedenoise.modelfile import recurrent_variant
+    from edgedenoise.runtime.autoselect import best_model
+
+    variant = recurrent_variant(best_model()[0])
+    assert main(["denoise", str(src), str(tmp_path / "model"), "--sigma", "25", "--temporal", "model"]) == 0
+    assert capsys.readouterr().out.startswith(f"model {variant} (auto): the recurrent variant of {best_model()[0]}")
+    model = [cv2.imread(str(tmp_path / "model" / f"{i:03d}.png")) for i in range(5)]
+    assert (_psnrs(model, clean) - _psnrs(off, clean))[3:].min() > 0.3
 
 
 def test_a_folder_of_frames_keeps_one_noise_level_as_run_does(images, tmp_path, capsys):

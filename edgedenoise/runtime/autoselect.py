@@ -100,6 +100,18 @@ def camera_psnr(model: str) -> float | None:
     return resolve(model).camera_psnr
 
 
+def best_model() -> tuple[str, str]:
+    """The shipped model `--model auto` takes where every frame is denoised whatever it costs (`denoise`;
+    `run --mode offline` ranks the same way): the first of the ranking on camera noise, and why in words."""
+    scores = {m: camera_psnr(m) for m in MODELS}
+    best = ranked(scores)[0][0]
+    known = sorted(((v, m) for m, v in scores.items() if v is not None), reverse=True)
+    if not known:
+        return best, "the first of the shipped models (none carries a camera-noise figure)"
+    return best, ("the best shipped model on camera noise (blind PSNR on the validation split through random "
+                  "simulated cameras: " + ", ".join(f"{m} {v:.2f} dB" for v, m in known) + ")")
+
+
 def ranked(scores: dict[str, float | None]) -> list[tuple[str, str]]:
     """(model, precision) pairs, fp32 and int8 of each model in `scores`, best first: by the model's
     figure, an INT8 file INT8_LOSS dB below its fp32 (a tie keeps fp32, then `scores`' order, first);

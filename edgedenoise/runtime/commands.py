@@ -283,7 +283,8 @@ def cmd_run(a):
 def add_bench(sub):
     p = sub.add_parser("bench", help="latency per frame (uint8 in, uint8 out) per backend and resolution")
     p.add_argument("--backend", default="auto", help=f"comma-separated: {', '.join(BACKENDS)} (default auto)")
-    p.add_argument("--model", default="default")
+    p.add_argument("--model", default="default",
+                   help="model name or file (.onnx, .safetensors, .engine) to time (default: default)")
     p.add_argument("--resolution", default="640x480,1280x720,1920x1080", help="comma-separated WxH list")
     p.add_argument("--frames", type=int, default=100, help="timed frames per case, after warm-up (default 100)")
     p.add_argument("--warmup", type=int, default=5, help="untimed frames first (default 5)")
