@@ -124,12 +124,13 @@ def read_for_shot(shot: float) -> float:
     return float(np.exp(READ_SLOPE * np.log(shot) + READ_INTERCEPT))
 
 
-def sample_params(rng: np.random.Generator, video_share: float = VIDEO_SHARE, optics: float = 0.0) -> CameraParams:
+def sample_params(rng: np.random.Generator, video_share: float = VIDEO_SHARE, optics: float = 0.0,
+                  optics_from: float = 0.5) -> CameraParams:
     """A random camera: CCM mix, WB gains, brightness, tone curve, pattern, noise, demosaic,
     compression: the draw for training data (noise.CameraSim, `train --camera-sim`), INT8
     calibration and the blind gain's calibration (tools/calibrate_blind.py). `optics` > 0: a lens
-    blur too, its sigma drawn from [optics / 2, optics] pixels after every other draw (0: none, and
-    the draws exactly as without it)."""
+    blur too, its sigma drawn from [optics_from * optics, optics] pixels after every other draw (0:
+    none, and the draws exactly as without it)."""
     weights = rng.uniform(1e-8, 1.0, size=len(XYZ2CAMS))
     red = rng.uniform(*RED_GAIN_RANGE)
     blue = rng.uniform(*BLUE_GAIN_RANGE)
@@ -141,7 +142,7 @@ def sample_params(rng: np.random.Generator, video_share: float = VIDEO_SHARE, op
     comp = "video" if rng.random() < video_share else "jpeg"
     q = int(rng.integers(JPEG_QUALITY_RANGE[0], JPEG_QUALITY_RANGE[1] + 1))
     codec = "mp4v" if rng.random() < 0.7 else "MJPG"
-    blur = float(rng.uniform(optics / 2, optics)) if optics > 0 else 0.0
+    blur = float(rng.uniform(optics_from * optics, optics)) if optics > 0 else 0.0
     return CameraParams(tuple(float(x) for x in weights), float(red), float(blue),
                         float(brightness), tone, pattern, shot, read, dem, comp, q, codec, blur)
 

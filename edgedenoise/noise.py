@@ -158,19 +158,20 @@ class CameraSim:
     params: object = None  # a camera.CameraParams: this camera for every image (None: one drawn per image)
     level_gain: float = 1.0  # the level told is also multiplied by this (a clip's jitter, drawn once)
     told: str = "true"  # the level told: "true" (the RMS, jittered) or "estimate" (blind mode's estimate)
-    optics: float = 0.0  # each camera's lens blur drawn from [optics / 2, optics] px (camera.sample_params)
+    optics: float = 0.0  # each camera's lens blur drawn from [optics_from * optics, optics] px (camera.sample_params)
+    optics_from: float = 0.5
 
     def fixed(self, rng: np.random.Generator) -> CameraSim:
         """One camera and one level jitter for every frame of a clip; only the noise is new per frame."""
         from .camera import VIDEO_SHARE, sample_params
 
         share = VIDEO_SHARE if self.video_share is None else self.video_share
-        params = sample_params(rng, share, self.optics)
+        params = sample_params(rng, share, self.optics, self.optics_from)
         gain = float(np.exp(self.map_jitter * rng.standard_normal())) if self.map_jitter else 1.0
         if self.told == "estimate":  # drawn all the same, so the clip's later draws stay as they were
             gain = 1.0  # the estimate brings its own error (the class docstring)
         return CameraSim(map_jitter=0.0, video_share=share, params=params, level_gain=gain, told=self.told,
-                         optics=self.optics)
+                         optics=self.optics, optics_from=self.optics_from)
 
     def sample(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
         from .camera import VIDEO_SHARE, sample_params, simulate
@@ -182,7 +183,7 @@ class CameraSim:
         if grey:
             u8 = np.repeat(u8, 3, axis=2)
         share = VIDEO_SHARE if self.video_share is None else self.video_share
-        params = self.params if self.params is not None else sample_params(rng, share, self.optics)
+        params = self.params if self.params is not None else sample_params(rng, share, self.optics, self.optics_from)
         noisy_u8, ref, info = simulate(np.ascontiguousarray(u8), rng, params=params)
         noisy = noisy_u8.astype(np.float32) / 255.0
         ref = ref.astype(np.float32) / 255.0
@@ -205,12 +206,14 @@ class CameraSim:
         return back(noisy), level, back(ref)
 
 
-def camera_sim_validation(clean_u8: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray, float]:
+def camera_sim_validation(clean_u8: np.ndarray, index: int, optics: float = 0.0) -> tuple[np.ndarray, np.ndarray,
+                                                                                         float]:
     """Validation image `index` through the camera simulation as training validates it: a random
     camera drawn from seed [index, 17], no jitter. Returns (noisy, reference, true RMS level),
-    uint8 in the layout of `clean_u8` and the level on the 0-255 scale."""
-    noisy, level, ref = CameraSim(map_jitter=0.0).sample(clean_u8.astype(np.float32) / 255.0,
-                                                         np.random.default_rng([index, 17]))
+    uint8 in the layout of `clean_u8` and the level on the 0-255 scale. `optics` > 0: the same
+    camera with a lens blur drawn from [optics / 2, optics] px (drawn after the rest, CameraSim.optics)."""
+    noisy, level, ref = CameraSim(map_jitter=0.0, optics=optics).sample(clean_u8.astype(np.float32) / 255.0,
+                                                                        np.random.default_rng([index, 17]))
     return np.round(noisy * 255.0).astype(np.uint8), np.round(ref * 255.0).astype(np.uint8), level
 
 
@@ -258,16 +261,17 @@ def make_noise(kind: str, sigma: float | None = None, sigma_range: tuple[float, 
 
 def training_noise(kind: str, sigma_range: tuple[float, float], jpeg: bool = False, sigma_power: float = 1.0,
                    camera_sim: float = 0.0, map_jitter: float = 0.15, camera_level: str = "true",
-                   camera_optics: float = 0.0):
+                   camera_optics: float = 0.0, camera_optics_from: float = 0.5):
     """The noise of a training run: `kind` (make_noise), with a share `camera_sim` of the images
     through the camera simulation instead (0: `kind` alone, and its random draws as before);
     `camera_level` is the level those images tell the model (CameraSim.told: "true" or "estimate"),
-    `camera_optics` their cameras' lens blur (CameraSim.optics; 0: none)."""
+    `camera_optics` their cameras' lens blur (CameraSim.optics; 0: none), drawn from
+    [camera_optics_from * camera_optics, camera_optics] px."""
     if not 0.0 <= camera_sim <= 1.0:
         raise ValueError(f"camera_sim is a share of images in [0, 1], got {camera_sim}")
     if camera_level not in CAMERA_LEVELS:
         raise ValueError(f"camera_level is one of {CAMERA_LEVELS}, got {camera_level!r}")
-    sim = CameraSim(map_jitter=map_jitter, told=camera_level, optics=camera_optics)
+    sim = CameraSim(map_jitter=map_jitter, told=camera_level, optics=camera_optics, optics_from=camera_optics_from)
     if kind == "camera-sim":
         return sim
     base = make_noise(kind, sigma_range=sigma_range, jpeg=jpeg, sigma_power=sigma_power)

@@ -54,7 +54,7 @@ class Batches(torch.utils.data.IterableDataset):
         self.noise = training_noise(cfg.noise, sigma_range=(cfg.sigma_min, cfg.sigma_max), jpeg=cfg.jpeg,
                                     sigma_power=cfg.sigma_power, camera_sim=cfg.camera_sim,
                                     map_jitter=cfg.map_jitter, camera_level=cfg.camera_level,
-                                    camera_optics=cfg.camera_optics)
+                                    camera_optics=cfg.camera_optics, camera_optics_from=cfg.camera_optics_from)
 
     def __iter__(self):
         # With --workers N each loader process makes every N-th step (worker k: start + k, start + k + N,

@@ -46,9 +46,10 @@ class TrainConfig:
     camera_sim: float = 0.0  # share of patches through the camera simulation (camera.py) instead of `noise`
     map_jitter: float = 0.15  # camera-sim patches: the level told is the true RMS times exp(this * N(0,1))
     camera_level: str = "true"  # camera-sim patches tell: true (the RMS, jittered) or estimate (blind mode's)
-    # camera-sim patches: each camera's lens blur (px, Gaussian sigma) drawn from [this / 2, this]; 0: none. The
-    # validation split's camera images stay without it (the figures ship decisions compare)
+    # camera-sim patches: each camera's lens blur (px, Gaussian sigma) drawn from [camera_optics_from x this, this];
+    # 0: none. The validation split's camera images stay without it (the figures ship decisions compare)
     camera_optics: float = 0.0
+    camera_optics_from: float = 0.5  # 0: from no blur at all (sharp cameras and soft ones), 1: always this blur
     adv_weight: float = 0.0  # > 0 turns on the patch discriminator
     val_count: int = 8
     val_sigma: float = 25.0
@@ -122,7 +123,7 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise bad(name, v, "must be a finite number >= 0")
-        for name in ("camera_fraction", "camera_sim"):
+        for name in ("camera_fraction", "camera_sim", "camera_optics_from"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v <= 1):
                 raise bad(name, v, "is a share: a number from 0 to 1")

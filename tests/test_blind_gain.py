@@ -99,6 +99,31 @@ def test_calibration_chooses_on_its_grid_and_writes_what_the_denoiser_reads(tmp_
     assert combine((4.0, 10.0, 1.0), gain) == pytest.approx(gain * 10.0)
 
 
+def test_calibration_cases_through_a_lens(data_root):
+    """calibrate_blind.py --optics: the same cameras with a lens, whose
+    reference has less of the false colour the JPEG then loses; without it the cases of before."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from calibrate_blind import cases
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    from edgedenoise.camera import simulate
+    from edgedenoise.data import read_image, validation_images
+    from edgedenoise.frames import psnr_u8
+
+    val = validation_images(data_root / "train" / "CBSD432", 8)[:1]
+    plain, lens = cases(val, 2), cases(val, 2, optics=1.0)
+    assert [g for g, *_ in plain] == [g for g, *_ in lens]
+    first = simulate(read_image(val[0].path, 3), np.random.default_rng([0, 31, 0]))  # as before the option
+    cam = next(i for i, (g, *_) in enumerate(plain) if g == "random cameras")
+    assert np.array_equal(plain[cam][1], first[0][:, :, ::-1]) and np.array_equal(plain[cam][2], first[1][:, :, ::-1])
+    for (g, n0, r0, _), (_, n1, r1, _) in zip(plain, lens):
+        if g.startswith("gaussian"):
+            assert np.array_equal(n0, n1)
+        else:
+            assert psnr_u8(n1, r1) > psnr_u8(n0, r0), g
+
+
 def test_the_pipeline_estimates_with_the_models_gain(tmp_path, frames):
     """`run`'s noise level (offline: every frame estimated) is the running model's, gain included."""
     from edgedenoise.runtime.pipeline import Pipeline

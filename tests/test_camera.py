@@ -164,6 +164,10 @@ def test_optics_leave_every_other_draw_as_it_was_and_stay_in_range():
         plain, zero, blurred = C.sample_params(a), C.sample_params(b, optics=0.0), C.sample_params(c, optics=1.2)
         assert plain == zero and a.random() == b.random() and plain.optics == 0.0
         assert dataclasses.replace(blurred, optics=0.0) == plain and 0.6 <= blurred.optics <= 1.2
+    # optics_from: the range's low end as a share of its top (0: sharp cameras too, 1: always the top)
+    wide = [C.sample_params(np.random.default_rng(i), optics=1.2, optics_from=0.0).optics for i in range(200)]
+    assert 0.0 <= min(wide) < 0.2 and 1.0 < max(wide) <= 1.2
+    assert C.sample_params(np.random.default_rng(3), optics=1.2, optics_from=1.0).optics == 1.2
 
 
 def test_optics_take_the_demosaicings_false_colour_out_of_the_reference(train_image):

@@ -28,6 +28,35 @@ def test_dry_run_plans_every_step_within_nine_minutes():
     assert total == sum(steps.values()) <= 540 and "within" in p.stdout
     assert "--init default" in p.stdout and "--camera-sim" in p.stdout
     assert "--init tiny" in run("--dry-run", "/tmp/unused", "--model", "tiny").stdout
+    # trained through a lens: validated through it too
+    lens = run("--dry-run", "/tmp/unused", "--", "--camera-optics", "1.0").stdout
+    assert re.search(r"^validate .*compare_val\.py .*--optics 1\.0", lens, re.M), lens
+    assert "--optics" not in p.stdout
+
+
+def test_compare_val_adds_the_lens_cases_and_leaves_the_others_as_they_were(data_root):
+    """compare_val.py --optics: the camera cases again through a lens, the cases of before unchanged."""
+    import importlib.util
+
+    import numpy as np
+
+    from edgedenoise.data import validation_images
+    from edgedenoise.frames import psnr_u8
+
+    spec = importlib.util.spec_from_file_location("compare_val", ROOT / "tools" / "compare_val.py")
+    cv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cv)
+    val = validation_images(data_root / "train" / "CBSD432", 8)[:1]
+    plain, lens = cv.cases(val), cv.cases(val, optics=1.0)
+    by_name = {c: (n, r) for c, n, r, _ in lens}
+    assert [c for c, *_ in lens if not c.endswith(", lens")] == [c for c, *_ in plain]
+    for c, n, r, _ in plain:
+        assert np.array_equal(by_name[c][0], n) and np.array_equal(by_name[c][1], r), c
+    cams = [c for c, *_ in plain if c.startswith("camera")]
+    assert [c for c, *_ in lens if c.endswith(", lens")] == [f"{c}, lens" for c in cams]
+    for c in cams:  # the lens takes the sharp scene's false colour out of the reference: less of it to lose
+        (n0, r0), (n1, r1) = by_name[c], by_name[f"{c}, lens"]
+        assert not np.array_equal(r0, r1) and psnr_u8(n1, r1) > psnr_u8(n0, r0), c
 
 
 def test_bad_usage_is_one_line_and_exit_2():
@@ -44,7 +73,7 @@ def test_smoke_run_leaves_a_run_folder_to_ship(tmp_path):
     from edgedenoise.modelfile import resolve
 
     out = tmp_path / "out"
-    p = run("--smoke", str(out), timeout=400)
+    p = run("--smoke", str(out), "--", "--camera-optics", "1.0", timeout=400)
     assert p.returncode == 0, p.stderr[-3000:]
     names = sorted(f.name for f in out.iterdir())
     assert names == sorted(["config.json", "curves.png", "gpu_train.log", "gpu_train.md", "metrics.csv",
@@ -56,6 +85,8 @@ def test_smoke_run_leaves_a_run_folder_to_ship(tmp_path):
     assert json.loads((out / "config.json").read_text())["init"] == "default"
     val = json.loads((out / "val.json").read_text())["results"]
     assert len(val) == 2 and all("camera low-light" in r and "gaussian 25" in r for r in val.values())
+    assert all("camera low-light, lens" in r and "blind_y" in r["camera random"] for r in val.values())
     summary = (out / "gpu_train.md").read_text()
-    assert "| train | ok |" in summary and "minus default" in summary
+    assert "| train | ok |" in summary and "minus default, RGB" in summary and "minus default, luma" in summary
+    assert "--camera-optics 1.0" in summary and "| camera daylight, lens |" in summary
     assert re.search(r"waited for its batches \d+% of its time", summary), summary

@@ -42,9 +42,13 @@ MARGIN = 0.02
 GAUSS = (15.0, 25.0, 50.0)
 
 
-def cases(images: list, cameras: int) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-    """(group, noisy BGR uint8, reference BGR uint8, true level) for every image of the split."""
-    from edgedenoise.camera import SETTINGS, simulate
+def cases(images: list, cameras: int, optics: float = 0.0) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """(group, noisy BGR uint8, reference BGR uint8, true level) for every image of the split; `optics`
+    > 0: every camera with a lens (the random ones' blur drawn from optics/2..optics px, as `train
+    --camera-optics` draws it; the named settings' optics px), 0 (the default): none, as before."""
+    from dataclasses import replace
+
+    from edgedenoise.camera import SETTINGS, sample_params, setting_params, simulate
     from edgedenoise.data import read_image
     from edgedenoise.noise import protocol_noisy
 
@@ -54,10 +58,12 @@ def cases(images: list, cameras: int) -> list[tuple[str, np.ndarray, np.ndarray,
         for s in GAUSS:
             out.append((f"gaussian {s:g}", protocol_noisy(clean, s, i, "camera"), clean, s))
         for k in range(cameras):
-            noisy, ref, meta = simulate(clean, np.random.default_rng([i, 31, k]))
+            rng = np.random.default_rng([i, 31, k])  # (the camera drawn first, as simulate draws it)
+            noisy, ref, meta = simulate(clean, rng, params=sample_params(rng, optics=optics))
             out.append(("random cameras", noisy, ref, float(meta["noise_std"])))
         for st in SETTINGS:
-            noisy, ref, meta = simulate(clean, np.random.default_rng(i), setting=st)
+            noisy, ref, meta = simulate(clean, np.random.default_rng(i), params=replace(setting_params(st),
+                                                                                         optics=optics))
             out.append((f"camera {st}", noisy, ref, float(meta["noise_std"])))
     return [(g, np.ascontiguousarray(n[:, :, ::-1]), np.ascontiguousarray(r[:, :, ::-1]), t) for g, n, r, t in out]
 
@@ -93,12 +99,14 @@ def measure(model: str, items: list, progress: bool = True) -> dict:
 
 
 def calibrate(model: str, data: Path, val_count: int = 8, cameras: int = 8,
-              progress: bool = True) -> tuple[float, dict, str]:
-    """(the gain, the results by group, a markdown table) for `model` on data's validation split."""
+              progress: bool = True, optics: float = 0.0) -> tuple[float, dict, str]:
+    """(the gain, the results by group, a markdown table) for `model` on data's validation split
+    (`optics`: the cameras' lens, cases())."""
     from edgedenoise.data import validation_images
 
     val = validation_images(data, val_count)
-    res = measure(model, cases(val, cameras), progress=progress)
+    res = measure(model, cases(val, cameras, optics), progress=progress)
+    lens = f", through a lens of {optics:g} px" if optics else ""
     cols = [f"gain {g:g}" for g in GRID]
     from edgedenoise.estimate import CORRELATED_GAIN
 
@@ -108,7 +116,7 @@ def calibrate(model: str, data: Path, val_count: int = 8, cameras: int = 8,
         best = base
     gain = float(best.split()[1])
     lines = [f"blind PSNR (dB) by correlated gain, validation split of {data.name} ({len(val)} images, "
-             f"{cameras} random cameras each); chosen on the random cameras: {gain:g}"]
+             f"{cameras} random cameras each{lens}); chosen on the random cameras: {gain:g}"]
     for luma in ("", "luma "):
         if luma:  # (not what the gain is chosen on: what the picture's detail does; docs/blind-notes.md)
             lines += ["", "the same in luma (Y) alone; in brackets a case's best gain where it beats the one chosen"]
@@ -120,7 +128,7 @@ def calibrate(model: str, data: Path, val_count: int = 8, cameras: int = 8,
                 f"**{r[luma + c]:.2f}**" if c == best else f"({r[luma + c]:.2f})"
                 if luma and c == top and r[luma + c] > r[luma + best] + 0.005 else f"{r[luma + c]:.2f}"
                 for c in cols) + " |")
-    res["validation"] = f"{data.name}, {len(val)} images, {cameras} random cameras each"
+    res["validation"] = f"{data.name}, {len(val)} images, {cameras} random cameras each{lens}"
     return gain, res, "\n".join(lines)
 
 
@@ -145,6 +153,8 @@ def main() -> int:
     ap.add_argument("--data", help="training images (default: CBSD432 of the shared data)")
     ap.add_argument("--val-count", type=int, default=8, help="as `edgedenoise train --val-count` (default 8)")
     ap.add_argument("--cameras", type=int, default=8, help="random cameras per image (default 8)")
+    ap.add_argument("--optics", type=float, default=0.0, metavar="P",
+                    help="every camera through a lens of P px, as train --camera-optics P (default 0: none)")
     ap.add_argument("--write", action="store_true", help="store the gain in the model's JSON")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args()
@@ -163,7 +173,10 @@ def main() -> int:
         print(f"error: {a.model} has no JSON beside its weights to write the gain to", file=sys.stderr)
         return 2
     data = Path(a.data) if a.data else default_data_root() / "train" / "CBSD432"
-    gain, res, table = calibrate(a.model, data, a.val_count, a.cameras, progress=not a.quiet)
+    if not 0.0 <= a.optics <= 4.0:
+        print(f"error: --optics {a.optics}: a lens blur of 0-4 px", file=sys.stderr)
+        return 2
+    gain, res, table = calibrate(a.model, data, a.val_count, a.cameras, progress=not a.quiet, optics=a.optics)
     print(f"{files.name}: {table}")
     if a.write:
         write_gain(path, gain, res, "python tools/calibrate_blind.py " + " ".join(sys.argv[1:]))

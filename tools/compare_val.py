@@ -12,8 +12,15 @@ through CBSD432), so no test image is used. Cases, image i of the split:
 - gaussian S: the benchmark protocol's camera noise at sigma S, seeded by i; told S;
 - camera random: noise.camera_sim_validation, the random camera training validates on,
   scored against the pipeline without noise; told the true RMS;
-- camera SETTING: camera.simulate's named setting seeded by i; told the true RMS.
-Models run on the torch backend (any run folder, no export needed), fp32, whole images.
+- camera SETTING: camera.simulate's named setting seeded by i; told the true RMS;
+- with --optics P, the same two again with a lens: "camera random, lens" (the same random camera,
+  its scene blurred by a sigma drawn from P/2..P px before the mosaic, as `train --camera-optics P`
+  draws it) and "camera SETTING, lens" (the named setting with a blur of P px); the reference then
+  has the false colour of demosaicing a sharp scene no more (docs/blind-notes.md).
+Models run on the torch backend (any run folder, no export needed), fp32, whole images. Every case
+is scored in RGB (the table's first part) and in luma (Y of YCrCb, its second part): the camera
+simulation's RGB figure is mostly chroma, so a model that smooths less colour and keeps more luma
+detail can read lower in RGB and higher in Y.
 
     python tools/compare_val.py --clips tiny ~/runs/tiny_video   # video models on validation clips
 
@@ -38,9 +45,12 @@ from edgedenoise.atomic import write_atomic  # noqa: E402  (after the path: a ch
 GAUSS = (15.0, 25.0, 50.0)
 
 
-def cases(images: list, channels: int = 3) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-    """(case, noisy RGB uint8, reference RGB uint8, true level) for every image of the split."""
-    from edgedenoise.camera import SETTINGS, simulate
+def cases(images: list, channels: int = 3, optics: float = 0.0) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """(case, noisy RGB uint8, reference RGB uint8, true level) for every image of the split; with
+    `optics` > 0 also the camera cases through a lens (the module docstring)."""
+    from dataclasses import replace
+
+    from edgedenoise.camera import SETTINGS, setting_params, simulate
     from edgedenoise.data import read_image
     from edgedenoise.noise import camera_sim_validation, protocol_noisy
 
@@ -50,9 +60,13 @@ def cases(images: list, channels: int = 3) -> list[tuple[str, np.ndarray, np.nda
         for s in GAUSS:
             out.append((f"gaussian {s:g}", protocol_noisy(clean, s, i, "camera"), clean, s))
         out.append(("camera random", *camera_sim_validation(clean, i)))
+        if optics > 0:
+            out.append(("camera random, lens", *camera_sim_validation(clean, i, optics)))
         for st in SETTINGS:
-            noisy, ref, meta = simulate(clean, np.random.default_rng(i), setting=st)
-            out.append((f"camera {st}", noisy, ref, float(meta["noise_std"])))
+            for lens in ((0.0, optics) if optics > 0 else (0.0,)):
+                noisy, ref, meta = simulate(clean, np.random.default_rng(i), params=replace(setting_params(st),
+                                                                                              optics=lens))
+                out.append((f"camera {st}" + (", lens" if lens else ""), noisy, ref, float(meta["noise_std"])))
     return out
 
 
@@ -64,6 +78,8 @@ def main() -> int:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--md", help="also write the table here (markdown)")
     ap.add_argument("--clips", action="store_true", help="score on the validation clips instead (video models)")
+    ap.add_argument("--optics", type=float, default=0.0, metavar="P",
+                    help="also the camera cases through a lens of P px (as train --camera-optics P; default 0: none)")
     a = ap.parse_args()
     if a.clips:
         return clips(a)
@@ -73,12 +89,16 @@ def main() -> int:
     from edgedenoise import Denoiser
     from edgedenoise.data import default_data_root, validation_images
     from edgedenoise.estimate import combine, estimate_parts
+    from edgedenoise.evaluate import psnr_luma_chroma
     from edgedenoise.frames import psnr_u8
     from edgedenoise.runtime.stats import stamp
 
     data = Path(a.data) if a.data else default_data_root() / "train" / "CBSD432"
     val = validation_images(data, a.val_count)
-    items = cases(val)
+    if not 0.0 <= a.optics <= 4.0:
+        print(f"compare_val.py: --optics {a.optics}: a lens blur of 0-4 px", file=sys.stderr)
+        return 2
+    items = cases(val, optics=a.optics)
     parts = [estimate_parts(np.ascontiguousarray(n[:, :, ::-1])) for _, n, _, _ in items]
     names = list(dict.fromkeys(c for c, *_ in items))
     res: dict = {}
@@ -88,27 +108,33 @@ def main() -> int:
         for (case, noisy, ref, true), pt in tqdm(list(zip(items, parts)), desc=str(m), unit="img"):
             est = combine(pt, den.blind_gain)  # den.estimate(noisy), the estimate's work done once
             bgr, rb = np.ascontiguousarray(noisy[:, :, ::-1]), np.ascontiguousarray(ref[:, :, ::-1])
-            r = rows.setdefault(case, {"noisy": [], "told": [], "blind": [], "level": [], "estimate": []})
-            r["noisy"].append(psnr_u8(bgr, rb))
-            r["told"].append(psnr_u8(den.denoise(bgr, true), rb))
-            r["blind"].append(psnr_u8(den.denoise(bgr, est), rb))
+            r = rows.setdefault(case, {k: [] for k in ("noisy", "told", "blind", "noisy_y", "told_y", "blind_y",
+                                                       "level", "estimate")})
+            for k, img in (("noisy", bgr), ("told", den.denoise(bgr, true)), ("blind", den.denoise(bgr, est))):
+                r[k].append(psnr_u8(img, rb))
+                r[f"{k}_y"].append(psnr_luma_chroma(img, rb)[0])
             r["level"].append(true)
             r["estimate"].append(est)
         res[str(m)] = {c: {k: float(np.mean(v)) for k, v in rows[c].items()} for c in names}
         den.close()
 
-    lines = [f"validation split of {data} ({len(val)} images), PSNR dB: told the true level / blind",
-             "| case | noisy | level (true / estimated) | " + " | ".join(res) + " |",
-             "|---|---|---|" + "---|" * len(res)]
-    for c in names:
-        first = next(iter(res.values()))[c]
-        lines.append(f"| {c} | {first['noisy']:.2f} | {first['level']:.1f} / {first['estimate']:.1f} | "
-                     + " | ".join(f"{r[c]['told']:.2f} / {r[c]['blind']:.2f}" for r in res.values()) + " |")
-    if len(res) == 2:  # a ship decision: the second model against the first
-        (na, ra), (nb, rb) = res.items()
-        lines += ["", f"{nb} minus {na}, dB:", "| case | told | blind |", "|---|---|---|"]
-        lines += [f"| {c} | {rb[c]['told'] - ra[c]['told']:+.2f} | {rb[c]['blind'] - ra[c]['blind']:+.2f} |"
-                  for c in names]
+    lines = []
+    for y, what in (("", "RGB"), ("_y", "luma (Y)")):
+        lines += [f"validation split of {data} ({len(val)} images), {what} PSNR dB: told the true level / blind",
+                  "| case | noisy | level (true / estimated) | " + " | ".join(res) + " |",
+                  "|---|---|---|" + "---|" * len(res)]
+        for c in names:
+            first = next(iter(res.values()))[c]
+            lines.append(f"| {c} | {first['noisy' + y]:.2f} | {first['level']:.1f} / {first['estimate']:.1f} | "
+                         + " | ".join(f"{r[c]['told' + y]:.2f} / {r[c]['blind' + y]:.2f}" for r in res.values())
+                         + " |")
+        if len(res) == 2:  # a ship decision: the second model against the first
+            (na, ra), (nb, rb) = res.items()
+            lines += ["", f"{nb} minus {na}, {what} dB:", "| case | told | blind |", "|---|---|---|"]
+            lines += [f"| {c} | {rb[c]['told' + y] - ra[c]['told' + y]:+.2f} | "
+                      f"{rb[c]['blind' + y] - ra[c]['blind' + y]:+.2f} |" for c in names]
+        lines.append("")
+    lines.pop()
     print("\n".join(lines))
     if a.md:
         write_atomic(a.md, ("\n".join(lines) + "\n").encode(), what="report")

@@ -22,7 +22,8 @@
 #   train     the fine-tune from the shipped weights (--init), its step count chosen from that rate so that
 #             the run, its learning-rate schedule included, ends inside TRAIN_S seconds
 #   validate  tools/compare_val.py: shipped model and the run on the validation split (Gaussian 15/25/50 and the
-#             camera simulation, told the level and blind), the table a ship decision needs
+#             camera simulation, told the level and blind, in RGB and in luma; through a lens too when the
+#             run was, `-- --camera-optics P`), the table a ship decision needs
 #
 # OUTDIR receives 8 files, none in a subfolder (what the lent machine sends back): the run folder's
 # model.safetensors, model.json, config.json, metrics.csv and curves.png (so OUTDIR is a run folder
@@ -97,6 +98,13 @@ if [ "$MODE" = smoke ]; then  # a code check: tiny batches, few steps, two valid
 else
   VAL_ARGS=""
 fi
+# trained through a lens (`-- --camera-optics P`): validated with and without it (compare_val.py --optics)
+for i in "${!EXTRA[@]}"; do
+  case "${EXTRA[$i]}" in
+    --camera-optics) VAL_ARGS="$VAL_ARGS --optics ${EXTRA[$((i + 1))]:-0}" ;;
+    --camera-optics=*) VAL_ARGS="$VAL_ARGS --optics ${EXTRA[$i]#--camera-optics=}" ;;
+  esac
+done
 
 # name | limit s | command
 STEPS=(
