@@ -90,3 +90,20 @@ def test_smoke_run_leaves_a_run_folder_to_ship(tmp_path):
     assert "| train | ok |" in summary and "minus default, RGB" in summary and "minus default, luma" in summary
     assert "--camera-optics 1.0" in summary and "| camera daylight, lens |" in summary
     assert re.search(r"waited for its batches \d+% of its time", summary), summary
+
+
+def test_a_shipped_models_training_record_keeps_the_camera_settings(tmp_path):
+    """tools/ship_model.py's record of a run: the lens and the activation limit it was trained with too."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from ship_model import training_record
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    (tmp_path / "config.json").write_text(json.dumps({"steps": 12, "camera_sim": 0.35, "camera_optics": 1.0,
+                                                      "camera_optics_from": 0.0, "act_limit": 0.03, "init": "tiny",
+                                                      "workers": 3}))
+    rec = training_record(tmp_path)
+    assert rec["camera_optics"] == 1.0 and rec["camera_optics_from"] == 0.0 and rec["act_limit"] == 0.03
+    assert "workers" not in rec and rec["init"] == "tiny" and "init_training" in rec
