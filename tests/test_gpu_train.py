@@ -32,6 +32,12 @@ def test_dry_run_plans_every_step_within_nine_minutes():
     lens = run("--dry-run", "/tmp/unused", "--", "--camera-optics", "1.0").stdout
     assert re.search(r"^validate .*compare_val\.py .*--optics 1\.0", lens, re.M), lens
     assert "--optics" not in p.stdout
+    # TRAIN_ARGS reach the rate step too (a dearer loader, e.g. --camera-level estimate, sizes the run)
+    assert re.search(r"^rate .*--camera-optics 1\.0", lens, re.M), lens
+    # a recurrent model: validated on the clips beside the shipped framewise model and recurrent variant
+    video = run("--dry-run", "/tmp/unused", "--model", "tiny", "--", "--video", "--frames", "4").stdout
+    assert re.search(r"^validate .*compare_val\.py tiny tiny-video .*--clips", video, re.M), video
+    assert re.search(r"^rate .*--video --frames 4 --steps 100 ", video, re.M), video
 
 
 def test_compare_val_adds_the_lens_cases_and_leaves_the_others_as_they_were(data_root):
@@ -107,3 +113,20 @@ def test_a_shipped_models_training_record_keeps_the_camera_settings(tmp_path):
     rec = training_record(tmp_path)
     assert rec["camera_optics"] == 1.0 and rec["camera_optics_from"] == 0.0 and rec["act_limit"] == 0.03
     assert "workers" not in rec and rec["init"] == "tiny" and "init_training" in rec
+
+
+def test_smoke_run_of_a_recurrent_model_is_validated_on_clips(tmp_path):
+    """`-- --video ...`: the run is a recurrent model from tiny, scored on the validation clips beside
+    tiny (alone and with the blend) and the shipped tiny-video, and the summary says how to ship it."""
+    pytest.importorskip("torch")
+    out = tmp_path / "out"
+    p = run("--smoke", str(out), "--model", "tiny", "--", "--video", "--frames", "2", "--gate", "12", "--fusion-only",
+            timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((out / "model.json").read_text())["recurrent"] is True
+    val = json.loads((out / "val.json").read_text())
+    assert val["clips"] and list(val["results"])[:2] == ["tiny", "tiny-video"]
+    assert set(val["results"]["tiny"]) == {"off", "blend"} and all(
+        "model" in r for m, r in val["results"].items() if m != "tiny")
+    summary = (out / "gpu_train.md").read_text()
+    assert "| tiny + blend |" in summary and "--name tiny-video" in summary

@@ -156,15 +156,22 @@ def clips(a) -> int:
     cs = ClipValSet(validation_images(data, a.val_count), 3, 25.0)
     lines = [f"validation clips of {data} (sigma 25), PSNR dB", "| model | " + " | ".join(cs.KINDS) + " | all |",
              "|---|" + "---|" * (len(cs.KINDS) + 1)]
+    res: dict = {}
     for m in a.models:
         net = load_model(m)
         for how in (("model",) if net.config.recurrent else ("off", "blend")):
             r = cs.evaluate(net, torch.device("cpu"), how)
+            res.setdefault(str(m), {})[how] = {k: float(r[k]) for k in (*cs.KINDS, "all")}
             label = {"model": "given its last output", "off": "frame by frame", "blend": "+ blend"}[how]
             lines.append(f"| {m} {label} | " + " | ".join(f"{r[k]:.2f}" for k in (*cs.KINDS, "all")) + " |")
     print("\n".join(lines))
     if a.md:
         write_atomic(a.md, ("\n".join(lines) + "\n").encode(), what="report")
+    if a.json:
+        from edgedenoise.runtime.stats import stamp
+
+        doc = {**stamp("python " + " ".join(sys.argv)), "data": str(data), "clips": True, "results": res}
+        write_atomic(a.json, json.dumps(doc, indent=1).encode(), what="report")
     return 0
 
 

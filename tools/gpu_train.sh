@@ -5,7 +5,9 @@
 #   bash tools/gpu_train.sh --pack                      # here, before the lease: the training images into
 #                                                       # .gpu_data/ (git-ignored, ~32 MB; name it in carry)
 #   bash tools/gpu_train.sh OUTDIR [--model default|tiny] [-- TRAIN_ARGS...]
-#                                                       # on the CUDA machine: at most 9 minutes
+#                                                       # on the CUDA machine: at most 9 minutes; TRAIN_ARGS
+#                                                       # go to the rate step and the run (-- --video ...: a
+#                                                       # recurrent model, validated on the clips)
 #   bash tools/gpu_train.sh --dry-run OUTDIR            # anywhere: the steps, the train command, the limits
 #   bash tools/gpu_train.sh --smoke OUTDIR              # a CPU: the same steps, a few tiny steps (checks the code)
 #
@@ -98,20 +100,25 @@ if [ "$MODE" = smoke ]; then  # a code check: tiny batches, few steps, two valid
 else
   VAL_ARGS=""
 fi
-# trained through a lens (`-- --camera-optics P`): validated with and without it (compare_val.py --optics)
+# trained through a lens (`-- --camera-optics P`): validated with and without it (compare_val.py --optics); a
+# recurrent model (`-- --video ...`, from --init's framewise weights): on the validation clips, beside the shipped
+# framewise model (alone and with the blend) and its shipped recurrent variant (compare_val.py --clips)
+VAL_MODELS=$MODEL; SHIP_NAME=$ARCH
 for i in "${!EXTRA[@]}"; do
   case "${EXTRA[$i]}" in
     --camera-optics) VAL_ARGS="$VAL_ARGS --optics ${EXTRA[$((i + 1))]:-0}" ;;
     --camera-optics=*) VAL_ARGS="$VAL_ARGS --optics ${EXTRA[$i]#--camera-optics=}" ;;
+    --video) VAL_ARGS="$VAL_ARGS --clips"; VAL_MODELS="$MODEL $MODEL-video"; SHIP_NAME="$ARCH-video"
+             [ "$MODE" = smoke ] || RATE_STEPS=100 ;;  # a clip's step is several frames': the rate inside its limit
   esac
 done
 
 # name | limit s | command
 STEPS=(
   "probe|15|nvidia-smi; \$PY -c 'import os, sys, torch; g = torch.cuda.is_available(); print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"gpu\", torch.cuda.get_device_name() if g else None); sys.exit(0 if g or os.environ[\"MODE\"] == \"smoke\" else \"torch sees no CUDA GPU\")'"
-  "rate|60|rm -rf \"\$WORK/rate\" && \$PY -m edgedenoise.cli train --data \"\$TRAIN_DATA\" --out \"\$WORK/rate\" $TRAIN_ARGS --steps $RATE_STEPS --val-every 100000 --ckpt-every $((RATE_STEPS / 4))"
+  "rate|60|rm -rf \"\$WORK/rate\" && \$PY -m edgedenoise.cli train --data \"\$TRAIN_DATA\" --out \"\$WORK/rate\" $TRAIN_ARGS ${EXTRA[*]:-} --steps $RATE_STEPS --val-every 100000 --ckpt-every $((RATE_STEPS / 4))"
   "train|$((TRAIN_S + 75))|\$PY -m edgedenoise.cli train --data \"\$TRAIN_DATA\" --out \"\$WORK/run\" $TRAIN_ARGS --steps \$TRAIN_STEPS --val-every \$VAL_EVERY --ckpt-every \$VAL_EVERY ${EXTRA[*]:-}"
-  "validate|60|\$PY tools/compare_val.py $MODEL \"\$WORK/run\" --data \"\$TRAIN_DATA\" $VAL_ARGS --json \"\$OUT/val.json\" --md \"\$WORK/val.md\""
+  "validate|60|\$PY tools/compare_val.py $VAL_MODELS \"\$WORK/run\" --data \"\$TRAIN_DATA\" $VAL_ARGS --json \"\$OUT/val.json\" --md \"\$WORK/val.md\""
 )
 field() { echo "$1" | cut -d'|' -f"$2"; }
 total_limit=0
@@ -193,7 +200,11 @@ wait=$("$PY" -c "import csv, sys; r = [float(x['data_wait']) for x in csv.DictRe
   echo
   cat "$WORK/val.md" 2>/dev/null || echo "No validation table (the validate step did not finish)."
   echo
-  echo "To ship (back on the development machine, issue 25's rule: camera-sim PSNR up, Gaussian down by no more than 0.05 dB): \`python tools/ship_model.py OUTDIR --name $ARCH\`, then commit."
+  if [ "$SHIP_NAME" = "$ARCH" ]; then
+    echo "To ship (back on the development machine, issue 25's rule: camera-sim PSNR up, Gaussian down by no more than 0.05 dB): \`python tools/ship_model.py OUTDIR --name $ARCH\`, then commit."
+  else
+    echo "To ship (back on the development machine, if it is above the shipped $MODEL-video on the validation clips): \`python tools/ship_model.py OUTDIR --name $SHIP_NAME\`, then \`python benchmarks/temporal.py\` against issue 29's targets, and commit."
+  fi
 } >"$OUT/gpu_train.md"
 n=$(find "$OUT" -type f | wc -l)
 [ "$n" -le 8 ] || note "warning: $n files under $OUT: more than a lent machine sends back"

@@ -113,8 +113,12 @@ def ship(run: Path, name: str, models: Path) -> None:
         write_gain(stage.with_suffix(".json"), gain, res, f"python tools/calibrate_blind.py {name}")
         print(f"blind gain {gain:g}: {table}")
         move_into(work, models)
-    print(f"ship_model: {int8_reminder(name)} (and --name {name}-video, after tools/rebase_video.py)",
-          file=sys.stderr)
+    if net.config.recurrent:  # trained as a whole (gpu_train.sh -- --video): no framewise model's QAT to take
+        print(f"ship_model: {name}'s INT8 files are calibrated from its float weights (`train --qat` fine-tunes "
+              f"framewise models only): check them with `python benchmarks/int8_val.py`", file=sys.stderr)
+    else:
+        print(f"ship_model: {int8_reminder(name)} (and --name {name}-video, after tools/rebase_video.py)",
+              file=sys.stderr)
 
 
 def main() -> int:
