@@ -215,6 +215,13 @@ def test_model_files_with_dots_and_variants_resolve_to_their_model(tmp_path):
     int8 = resolve(tmp_path / "my.tiny.int8.onnx")
     assert int8.onnx == files.onnx and int8.variant == "int8"
     assert Denoiser.load(tmp_path / "my.tiny.int8.onnx").precision == "int8"
+    # an INT8 file alone (its float export not copied along) runs too, as the shipped INT8 does
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(MODELS_DIR / "tiny.int8.onnx", alone / "tiny.int8.onnx")
+    lone, ref = Denoiser.load(alone / "tiny.int8.onnx"), Denoiser.load("tiny", precision="int8")
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    assert lone.precision == "int8" and np.array_equal(lone.denoise(frame, 25), ref.denoise(frame, 25))
     shutil.copy(MODELS_DIR / "tiny.onnx", tmp_path / "my.tiny.frame.onnx")  # stands in for a frame-native export
     with pytest.raises(ModelError, match="frame-native graph, for edgedenoise build"):
         Denoiser.load(tmp_path / "my.tiny.frame.onnx")

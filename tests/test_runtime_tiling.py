@@ -69,6 +69,18 @@ def test_bench_writes_a_table_and_json(tmp_path, capsys):
     assert doc["machine"]["cpu"] and doc["versions"]["onnxruntime"]
 
 
+def test_bench_says_the_precision_that_ran(tmp_path, capsys):
+    """A named INT8 file runs INT8 whatever --precision says (Denoiser.load): the table and JSON say so."""
+    from edgedenoise.modelfile import resolve
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--backend", "onnxruntime", "--model", str(resolve("tiny").onnx_int8), "--resolution", "64x48",
+               "--frames", "2", "--warmup", "1", "--json", str(out)])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert json.loads(out.read_text())["precision"] == "int8" and "model tiny; int8" in cap.out
+
+
 def test_bench_runs_a_recurrent_model_as_a_stream(tmp_path, capsys):
     """tiny-video is timed as a stream runs it (each frame given its last output, the state's work
     included) and scores above tiny frame by frame on the bench's panned frames, as the row says;

@@ -544,6 +544,39 @@ def test_video_denoiser_api(images):
         assert (tri.name, tri.mode) == ("tiny-video", "model")
 
 
+def test_a_model_file_of_ones_own_is_never_swapped_for_a_shipped_variant(images, tmp_path, capsys):
+    """temporal auto takes a shipped model's recurrent variant only for a model named as shipped: a file
+    or run folder of the user's whose config says "tiny" (a copy here, or an INT8 file alone) is run
+    itself, with the blend, by the API and by `run`."""
+    import shutil
+
+    from edgedenoise.modelfile import resolve
+
+    own = tmp_path / "mine"
+    own.mkdir()
+    tiny = resolve("tiny")
+    for f in (tiny.onnx, tiny.onnx.with_suffix(".json"), tiny.onnx_int8):
+        shutil.copy(f, own / f.name)
+    for model, precision in ((own / "tiny.onnx", "fp32"), (own / "tiny.int8.onnx", "int8")):
+        vd = VideoDenoiser.load(str(model))
+        assert (vd.name, vd.mode, vd.precision) == ("tiny", "blend", precision)
+        vd.close()
+    noisy = noisy_clip([c[:c.shape[0] // 2 * 2, :c.shape[1] // 2 * 2] for c in make_clip(images[0], "pan", 4)],
+                       SIGMA, seed=3)
+    clip = tmp_path / "clip.mkv"  # a video: where temporal auto runs a shipped model's variant
+    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), 25, noisy[0].shape[1::-1])
+    for f in noisy:
+        wr.write(f)
+    wr.release()
+    for model, precision in ((own / "tiny.onnx", "fp32"), (own / "tiny.int8.onnx", "int8")):
+        stats = tmp_path / f"stats_{precision}.json"
+        rc = main(["run", "--source", str(clip), "--sink", "null", "--sigma", "25", "--model", str(model),
+                   "--temporal", "auto", "--mode", "offline", "--stats", str(stats), "--quiet"])
+        assert rc == 0, capsys.readouterr().err
+        s = json.loads(stats.read_text())
+        assert (s["temporal"], s["model"], s["precision"]) == ("blend", "tiny", precision), s
+
+
 def test_run_blends_a_video_by_default_and_counts_resets(images, tmp_path, capsys):
     clean = [c[:c.shape[0] // 2 * 2, :c.shape[1] // 2 * 2]  # even sizes for the codec
              for c in make_clip(images[0], "cut", 8, second=images[1])]

@@ -206,7 +206,8 @@ def decide(files: ModelFiles, precision: str, caps: Capabilities) -> Choice:
         return Choice("tensorrt", prec, path, f"tensorrt: the {prec} engine {path.name} built for {files.name} on "
                                               f"this GPU {where}")
     if precision == "int8":
-        if caps.onnxruntime and files.onnx is not None:
+        if caps.onnxruntime and (files.onnx_int8 is not None or files.onnx is not None):  # (the backend says
+            # what to run where the INT8 file is missing)
             return Choice("onnxruntime", "int8", None, f"onnxruntime: int8 runs on ONNX Runtime here {where}")
         raise ModelError("int8 needs ONNX Runtime (pip install onnxruntime) or an int8 TensorRT engine "
                          "(edgedenoise build --precision int8)")

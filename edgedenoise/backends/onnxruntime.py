@@ -18,7 +18,8 @@ class OnnxRuntimeBackend(Backend):
                  precision: str = "fp32"):
         import onnxruntime as ort
 
-        if files.onnx is None:
+        if files.onnx is None and not (precision == "int8" and files.onnx_int8 is not None):  # (an INT8 file alone
+            # runs: the file named, or a model whose float export was not copied along)
             raise ModelError(f"model {files.name} has no .onnx export: run "
                              "`edgedenoise export --model ... --out X.onnx`")
         path = files.onnx

@@ -103,9 +103,9 @@ def add_run(sub):
                         "outputs; where the scene holds still it averages over up to 8 frames), model (a recurrent "
                         "model given its last output, e.g. --model tiny-video), off (each frame alone); auto "
                         "(default): for video files, cameras, streams and the demo model if the model is "
-                        "recurrent or has a shipped recurrent variant (tiny -> tiny-video, default -> "
-                        "default-video; not where --model auto is timed against a live source), else blend; off "
-                        "for images")
+                        "recurrent, or a shipped model's recurrent variant where one ships (tiny -> tiny-video, "
+                        "default -> default-video; for a model given by its shipped name, not a file; not where "
+                        "--model auto is timed against a live source), else blend; off for images")
     p.add_argument("--reconnect", type=int, default=10, help="tries to reopen a dropped camera or stream (default 10)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=cmd_run)
@@ -212,8 +212,10 @@ def cmd_run(a):
             temporal = "model"  # the best available: the model's own use of the frames before
         elif a.temporal == "auto" and temporal == "blend" and not ladder and (mode == "offline" or a.model != "auto"):
             # a shipped model's recurrent variant (not where auto timed the models against a live source:
-            # a variant costs 10-35 % more); else the blend
-            rec, note = load_recurrent_variant(den.name, lambda m: Denoiser.load(
+            # a variant costs 10-35 % more); else the blend. Only a model named as shipped: a file or run
+            # folder of the user's (whose config may well say "tiny") is never swapped for a shipped model
+            shipped = den.name if a.model == "auto" else None if Path(a.model).exists() else a.model
+            rec, note = load_recurrent_variant(shipped, lambda m: Denoiser.load(
                 m, backend=a.backend, threads=a.threads, precision=den.precision), framewise=den)
             why += f"; {note}" if note else ""
             if rec is not None:
@@ -344,6 +346,8 @@ def cmd_bench(a):
             print(f"bench {b}: {failed[-1]['status']}", file=sys.stderr)
     if not dens:
         raise DataError("no backend could run: " + "; ".join(f"{r['backend']} {r['status']}" for r in failed))
+    # what ran, not what was asked: a named INT8 file runs INT8 whatever --precision says
+    precision = "/".join(dict.fromkeys(d.precision for d in dens.values()))
     temporal = {b: ("model" if d.recurrent else "off") if a.temporal == "auto" else check_mode(a.temporal, d.name,
                                                                                                 d.recurrent)
                 for b, d in dens.items()}
@@ -399,13 +403,13 @@ def cmd_bench(a):
         lines.append(line)
     print("\n".join(lines))
     print(f"latency per frame, uint8 BGR in -> uint8 BGR out, sigma {a.sigma:g}, {a.frames} frames after "
-          f"{a.warmup} warm-up; model {model}; {a.precision}"
+          f"{a.warmup} warm-up; model {model}; {precision}"
           + ({"model": "; temporal model: each frame given the model's last output (its state's work timed too)",
               "blend": "; temporal blend: the recursive filter on the outputs, timed with the model"}.get(
                  next(iter(temporal.values())), ""))
           + (f"; NLM on {nlm_rows[0]['count']} frames, h={h_nlm:g}, template 7, search 21" if nlm_rows else ""))
     if a.json:
-        doc = {**stamp(), "model": model, "threads": a.threads, "precision": a.precision, "sigma": a.sigma,
+        doc = {**stamp(), "model": model, "threads": a.threads, "precision": precision, "sigma": a.sigma,
                "frames": a.frames, "warmup": a.warmup, "protocol": "camera", "results": rows, "anchors": nlm_rows}
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)
