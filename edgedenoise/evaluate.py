@@ -180,10 +180,11 @@ def evaluate(model: str | Path, data: str | Path, sigmas=(15, 25, 50), protocol:
         "blind": blind,
         "n_images": len(files),
         "model": mf.name,
-        "model_hash": file_sha256((mf.onnx_int8 if precision == "int8" else mf.onnx)
+        # what ran, not what was asked: a named INT8 file runs INT8 (Denoiser.load)
+        "model_hash": file_sha256((mf.onnx_int8 if den.precision == "int8" else mf.onnx)
                                   if den.backend_name == "onnxruntime" else mf.weights),
         "backend": den.backend_name,
-        "precision": precision,
+        "precision": den.precision,
         "results": results,
         **stamp(),  # date, command, machine, versions: as every results file
     }

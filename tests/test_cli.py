@@ -89,6 +89,22 @@ def test_eval_writes_json_and_markdown(tmp_path, data_root):
     assert len(list((tmp_path / "pics" / "camera_sigma25").glob("*.png"))) == 2
 
 
+def test_eval_of_a_named_int8_file_says_int8(tmp_path, data_root):
+    """eval --model X.int8.onnx runs INT8 (Denoiser.load): the report says so, with that file's hash, and
+    scores as --model X --precision int8 does."""
+    from edgedenoise.modelfile import file_sha256, resolve
+
+    int8 = resolve("tiny").onnx_int8
+    reps = {}
+    for name, args in (("file", ["--model", str(int8)]), ("asked", ["--model", "tiny", "--precision", "int8"])):
+        out = tmp_path / f"{name}.json"
+        run("eval", *args, "--data", str(data_root / "test" / "Kodak24"), "--sigma", "25", "--limit", "1",
+            "--json", str(out))
+        reps[name] = json.loads(out.read_text())[0]
+    assert reps["file"]["precision"] == "int8" and reps["file"]["model_hash"] == file_sha256(int8)
+    assert reps["file"]["results"][0]["psnr"] == reps["asked"]["results"][0]["psnr"]
+
+
 def test_info_names_every_file_and_sums_up_the_training_in_one_line():
     """`info tiny` lists the weights, the ONNX and both INT8 graphs (the CPU's and TensorRT's), and
     gives the training record, a chain of fine-tunes nested many levels deep, as one line per key
