@@ -89,7 +89,7 @@ from .backends.choice import ENGINES_ENV, cuda_devices
 from .denoiser import Denoiser, Timing
 from .errors import DataError, EdgeDenoiseError, ModelError
 from .frames import saturate
-from .modelfile import recurrent_variant, resolve
+from .modelfile import known_as, recurrent_variant, resolve
 from .tiling import tiled
 
 MODES = ("off", "blend", "model")
@@ -116,8 +116,11 @@ def check_mode(mode: str, model_name: str, recurrent: bool = False) -> str:
     if mode not in MODES:
         raise DataError(f"temporal mode {mode!r}: choose {', '.join(MODES)}")
     if mode == "model" and not recurrent:
+        variant = recurrent_variant(model_name)
+        use = f"--model {variant} (its shipped recurrent variant) or --temporal blend" if variant else \
+            "--temporal blend"
         raise ModelError(f"--temporal model needs a recurrent model (an ONNX input 'previous', as tiny-video's); "
-                         f"{model_name} denoises frame by frame: use --temporal blend")
+                         f"{known_as(model_name)} denoises frame by frame: use {use}")
     return mode
 
 

@@ -619,6 +619,7 @@ def test_temporal_model_and_single_image_blend_are_refused_in_one_line(images, t
                  "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "recurrent model" in err and len(err.strip().splitlines()) <= 2
+    assert "use --model tiny-video (its shipped recurrent variant)" in err  # what to run instead
     assert main(["denoise", str(frame), str(tmp_path / "b.png"), "--temporal", "blend"]) == 2
     assert "folder of video frames" in capsys.readouterr().err
     assert not (tmp_path / "b.png").exists()
