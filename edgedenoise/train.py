@@ -37,7 +37,7 @@ from .errors import DataError, ModelError
 from .model import SIZES, ModelConfig, build_model, grow_from, make_recurrent, pad_to_multiple
 from .modelfile import save_model
 from .noise import for_clip, protocol_noisy, quantize, training_noise
-from .trainconfig import TrainConfig
+from .trainconfig import TrainConfig, resume_changes
 
 log = logging.getLogger("edgedenoise")
 
@@ -596,6 +596,12 @@ def resume_or_init(cfg: TrainConfig, mcfg: ModelConfig, nets: Nets, run: RunCont
             kind = "a recurrent (--video)" if saved.get("recurrent") else "a framewise"
             raise ModelError(f"checkpoint {ck_path} is of {kind} model: use another --out, or "
                              f"{'add' if saved.get('recurrent') else 'drop'} --video")
+        record = run.out / "config.json"
+        if record.exists():  # the same run goes on: the same settings (trainconfig.RESUME_FREE aside)
+            changed = resume_changes(json.loads(record.read_text()), json.loads(json.dumps(asdict(cfg))))
+            if changed:
+                raise DataError(f"{run.out} was started with other settings ({'; '.join(changed)}): resume it with "
+                                f"those, or start a new run (another --out; --init {run.out} fine-tunes from it)")
         nets.model.load_state_dict(ck["model"])
         nets.opt.load_state_dict(ck["optimizer"])
         nets.sched.load_state_dict(ck["scheduler"])

@@ -22,6 +22,20 @@ def size_multiple(config: dict) -> int:
     return int(config.get("unshuffle", 2)) * 2 ** (len(config["widths"]) - 1)
 
 
+# What a resumed run may set otherwise than it started with: how long it runs (--steps has been raised to
+# lengthen a run), where its files are, how often it is validated and saved, and how fast it goes. Any other
+# setting would make one run of two trainings, recorded in config.json as the second alone.
+RESUME_FREE = ("data", "out", "steps", "stop_at", "workers", "threads", "device", "amp", "val_every", "ckpt_every",
+               "keep_every")
+
+
+def resume_changes(saved: dict, now: dict) -> list[str]:
+    """The settings of `now` (a TrainConfig's asdict) that differ from the run folder's config.json
+    (`saved`) outside RESUME_FREE, as "name old -> new"; settings the file predates are not compared."""
+    return [f"{k.replace('_', '-')} {saved[k]!r} -> {v!r}" for k, v in now.items()
+            if k in saved and k not in RESUME_FREE and saved[k] != v]
+
+
 @dataclass
 class TrainConfig:
     data: str = ""
@@ -131,4 +145,8 @@ class TrainConfig:
                 and 0 <= self.sigma_min <= self.sigma_max <= 255):
             raise DataError(f"--sigma-range {self.sigma_min:g},{self.sigma_max:g}: give LO,HI with 0 <= LO <= HI "
                             f"<= 255")
+        if self.data and self.out:  # the run folder's curves.png would be a training image of the next run
+            from .outputs import refuse_inputs
+
+            refuse_inputs(self.out, [self.data], what="--out run folder")
         return self

@@ -49,6 +49,25 @@ def test_resume_continues_the_same_run(train_subset, tmp_path):
         assert torch.equal(wa[k], wb[k]), f"{k}: max diff {(wa[k] - wb[k]).abs().max():.3g}"
 
 
+def test_a_run_resumes_only_with_its_own_settings(train_subset, tmp_path):
+    """A resumed run may run longer, elsewhere, on more workers, validated more often; any other setting
+    (a learning rate, a noise mixture) would make it two trainings under one record: refused in one line,
+    nothing written. Its output folder is never its training images' folder."""
+    from edgedenoise.trainconfig import resume_changes
+
+    run = tmp_path / "run"
+    train(cfg(train_subset, run, stop_at=10), progress=False)
+    record = (run / "config.json").read_text()
+    with pytest.raises(DataError, match=r"other settings \(lr 0.001 -> 0.0001; camera-sim 0.0 -> 0.5\)"):
+        train(cfg(train_subset, run, lr=1e-4, camera_sim=0.5), progress=False)
+    assert (run / "config.json").read_text() == record and load_checkpoint(run / "checkpoint.pt")["step"] == 10
+    train(cfg(train_subset, run, steps=30, val_every=15, ckpt_every=15), progress=False)  # longer: fine
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 30
+    assert resume_changes({"lr": 1e-3, "workers": 1}, {"lr": 1e-3, "workers": 4, "camera_optics_from": 0.5}) == []
+    with pytest.raises(DataError, match="is the input folder"):
+        cfg(train_subset, train_subset).check()
+
+
 def test_metrics_say_how_long_the_loop_waited_for_data_and_an_old_file_is_upgraded_on_resume(train_subset, tmp_path):
     run = tmp_path / "run"
     train(cfg(train_subset, run, stop_at=10), progress=False)
