@@ -237,6 +237,12 @@ class Denoiser:
             scale = 65535.0
         elif dtype in (np.float32, np.float64):
             scale = 1.0
+            # one NaN spreads through the convolutions over a thousand output pixels (and through the
+            # estimate to the whole frame): refused, not passed on
+            if not np.isfinite(frame).all():
+                bad = int(frame.size - np.count_nonzero(np.isfinite(frame)))
+                raise DataError(f"frame has {bad} NaN or infinite value{'s' * (bad > 1)}: a float frame must be "
+                                f"finite (in [0,1])")
         else:
             raise DataError(f"frame pixel type {dtype} is not supported (uint8, uint16 or float in [0,1])")
         alpha = frame[:, :, 3:4] if frame.ndim == 3 and frame.shape[2] == 4 else None
@@ -246,7 +252,10 @@ class Denoiser:
         gray_in = in_ch == 1
         if sigma is None:
             sigma = self.estimate(frame)
-        sigma = float(sigma)
+        try:
+            sigma = float(sigma)
+        except (TypeError, ValueError):
+            raise DataError(f"sigma {sigma!r} is not a number (the noise std on the 0-255 scale)") from None
         if not 0.0 <= sigma <= 255.0:
             raise DataError(f"sigma {sigma} is outside 0-255 (it is the noise std on the 0-255 scale)")
         sigma = self.told(sigma)

@@ -184,6 +184,15 @@ def test_bad_frames_and_models_are_refused(den, tmp_path):
         den.denoise(np.zeros((8, 8, 2), np.uint8))
     with pytest.raises(DataError, match="pixel type"):
         den.denoise(np.zeros((8, 8, 3), np.int32))
+    holed = np.full((16, 16, 3), 0.5, np.float32)
+    holed[3, 4, 1] = np.nan  # one NaN would spread over a thousand output pixels
+    with pytest.raises(DataError, match="1 NaN or infinite value: a float frame must be finite"):
+        den.denoise(holed, 25)
+    holed[3, 4, 1], holed[0, 0] = 0.5, np.inf
+    with pytest.raises(DataError, match="3 NaN or infinite values"):
+        den.denoise(holed)  # (before the blind estimate reads it)
+    with pytest.raises(DataError, match="is not a number"):
+        den.denoise(np.zeros((8, 8, 3), np.uint8), sigma=np.array([25.0, 30.0]))
     with pytest.raises(ModelError, match="not found"):
         Denoiser.load(tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"
