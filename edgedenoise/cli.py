@@ -634,7 +634,13 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        shown = " ".join(extra[:3]) + (f" ... ({len(extra)} in all)" if len(extra) > 3 else "")
+        # `--source imgs/*.png` or `denoise *.jpg` unquoted: the shell made the glob a list of files
+        glob = all(Path(x).exists() for x in extra)
+        parser.error(f"unrecognized arguments: {shown}" + ("; they are files: a shell expands an unquoted "
+                     "glob, so quote it ('DIR/*.png') or give the folder" if glob else ""))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         args.func(args)

@@ -69,6 +69,21 @@ def test_bad_input_gives_one_clear_line(args, msg):
     assert "Traceback" not in p.stderr
 
 
+def test_an_unquoted_glob_is_named_as_one(tmp_path):
+    """`denoise DIR/*.png` or `run --source DIR/*.png` unquoted: the shell hands over a list of files,
+    refused before anything is written, with what to do; other unknown arguments as argparse says."""
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((8, 8, 3), np.uint8))
+    files = [str(tmp_path / f"{i}.png") for i in range(3)]
+    for args in (["denoise", *files], ["run", "--source", *files, "--sink", str(tmp_path / "out")]):
+        p = run(*args, check=False)
+        last = p.stderr.strip().splitlines()[-1]
+        assert p.returncode == 2 and "a shell expands an unquoted glob, so quote it" in last, p.stderr
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["0.png", "1.png", "2.png"]  # nothing written
+    p = run("run", "--bogus", "3", check=False)
+    assert p.returncode == 2 and p.stderr.strip().endswith("unrecognized arguments: --bogus 3")
+
+
 @pytest.mark.parametrize("cmd,value", [("denoise", "0"), ("run", "x"), ("run", "11")])
 def test_a_bad_sigma_scale_is_refused_before_anything_runs(cmd, value):
     p = run(cmd, "--sigma-scale", value, check=False)
