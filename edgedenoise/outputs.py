@@ -42,11 +42,15 @@ def same_path(a: str | Path, b: str | Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def refuse_inputs(output: str | Path, inputs, what: str = "output") -> None:
-    """DataError when `output` is one of `inputs` (files or folders), or the folder an input file is in."""
+def refuse_inputs(output: str | Path, inputs, what: str = "output", against: str = "") -> None:
+    """DataError when `output` is one of `inputs` (files or folders), or the folder an input file is in.
+    `against`: what `inputs` are where they are another output (e.g. "sink"), not inputs."""
     inputs = [inp for inp in inputs if inp is not None]
     for inp in inputs:
         if same_path(output, inp):
+            if against:
+                raise DataError(f"{what} {output} is the {against} {inp}: one would overwrite the other; choose "
+                                f"another {what} (nothing was written)")
             kind = "folder" if Path(inp).is_dir() else "file"
             raise DataError(f"{what} {output} is the input {kind} {inp}: writing it would destroy the input; "
                             f"choose another {what} (nothing was written)")

@@ -178,6 +178,9 @@ def test_a_sink_or_stats_that_is_the_source_is_refused(tmp_path, video, images):
     one_line_error(cli("run", "--source", video, "--sink", "null", "--stats", video, "--quiet", cwd=tmp_path),
                    "is the input file")
     one_line_error(cli("run", "--source", images, "--sink", images, "--quiet", cwd=tmp_path), "is the input folder")
+    one_line_error(cli("run", "--source", video, "--sink", tmp_path / "o.mp4", "--stats", tmp_path / "o.mp4",
+                       "--quiet", cwd=tmp_path), "is the sink")  # not an input: the run's other output
+    assert not (tmp_path / "o.mp4").exists()
     # the same file by another path is still the same file
     link = tmp_path / "link.mp4"
     link.symlink_to(video)

@@ -195,7 +195,7 @@ def cmd_run(a):
         if out is not None:  # before anything is opened for writing
             refuse_inputs(out, inputs, what="sink")
             if a.stats:
-                refuse_inputs(a.stats, [out], what="--stats file")
+                refuse_inputs(a.stats, [out], what="--stats file", against="sink")
             locks.append(OutputLock(out, "sink").acquire())
         if a.stats:
             locks.append(stats_lock := OutputLock(a.stats, "--stats file").acquire())
