@@ -487,3 +487,15 @@ def test_a_full_disk_is_an_error_and_the_previous_video_stays(tmp_path, video):
                        cwd=tmp_path, capture_output=True, text=True, preexec_fn=limit, env=env, timeout=300)
     one_line_error(p, "is the disk full?")
     assert digest(out) == before
+
+
+def test_a_display_sink_without_a_display_is_refused_before_any_model_is_timed(tmp_path, monkeypatch):
+    """--sink display on a Linux machine without one: the error comes when the sink is named, not after
+    auto has loaded and timed every model (seconds on a small CPU)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the display check is Linux's (DISPLAY / WAYLAND_DISPLAY)")
+    for var in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(var, raising=False)
+    p = cli("run", "--sink", "display", "--frames", "3", "--quiet", cwd=tmp_path)
+    one_line_error(p, "no display here")
+    assert "auto:" not in p.stderr and "run:" not in p.stderr  # nothing chosen, loaded or started

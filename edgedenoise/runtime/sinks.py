@@ -250,13 +250,19 @@ class DisplaySink(Sink):
     name = "display"
     window = "edgedenoise: noisy | denoised"
 
-    def open(self, stats=None) -> None:
+    @staticmethod
+    def check() -> None:
+        """DataError where Linux has no display to open a window on (checked when the sink is named, before
+        any model is loaded or timed, and again at open)."""
         import os
 
-        super().open(stats)
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise DataError("no display here (DISPLAY is not set): use --sink http://127.0.0.1:8080 to watch "
                             "in a browser, or write to a file")
+
+    def open(self, stats=None) -> None:
+        super().open(stats)
+        self.check()
         try:
             cv2.namedWindow(self.window, cv2.WINDOW_NORMAL)
         except cv2.error:
@@ -472,6 +478,7 @@ def _parse_sink(spec: str, fps: float | None, lossless: bool) -> Sink:
     if spec in ("null", "null://", "none"):
         return NullSink()
     if spec in ("display", "display://0", "display://"):
+        DisplaySink.check()
         return DisplaySink()
     if spec.startswith("http://"):
         return HttpSink(spec)
