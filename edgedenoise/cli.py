@@ -634,6 +634,11 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
+    if not argv:  # `edgedenoise` alone: what it can do, not "the following arguments are required"
+        parser.print_help()
+        print("\nstart with `edgedenoise run` (the demo stream) or `edgedenoise denoise` (the demo picture); "
+              "`edgedenoise COMMAND -h` for a command's options")
+        return 2
     args, extra = parser.parse_known_args(argv)
     if extra:
         shown = " ".join(extra[:3]) + (f" ... ({len(extra)} in all)" if len(extra) > 3 else "")

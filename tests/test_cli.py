@@ -69,6 +69,11 @@ def test_bad_input_gives_one_clear_line(args, msg):
     assert "Traceback" not in p.stderr
 
 
+def test_the_command_alone_lists_what_it_can_do():
+    p = run(check=False)
+    assert p.returncode == 2 and "denoise an image or a folder" in p.stdout and "edgedenoise run" in p.stdout
+
+
 def test_an_unquoted_glob_is_named_as_one(tmp_path):
     """`denoise DIR/*.png` or `run --source DIR/*.png` unquoted: the shell hands over a list of files,
     refused before anything is written, with what to do; other unknown arguments as argparse says."""
