@@ -180,6 +180,11 @@ def _check_image_ext(path: Path) -> None:
                         f".tif (lossless), .jpg or .bmp")
 
 
+def _ran(den) -> str:
+    """'tiny, onnxruntime', with the precision where it is not fp32 (a named INT8 file runs INT8)."""
+    return f"{den.name}{'' if den.precision == 'fp32' else ' ' + den.precision}, {den.backend_name}"
+
+
 def _told(den, sigma: float) -> str:
     """', told X' where --sigma-scale changes what the model is told."""
     return f", told {den.told(sigma):.1f}" if den.sigma_scale != 1.0 else ""
@@ -238,7 +243,7 @@ def cmd_denoise(a):
         write_image(dest, pic)
         print(f"sample {SAMPLE_IMAGE.name} {clean.shape[1]}x{clean.shape[0]}, sigma {a.demo_sigma:g}: "
               f"noisy {psnr_u8(noisy, clean):.2f} dB -> denoised {psnr_u8(out, clean):.2f} dB "
-              f"in {dt * 1e3:.0f} ms ({den.name}, {den.backend_name}, sigma "
+              f"in {dt * 1e3:.0f} ms ({_ran(den)}, sigma "
               f"{'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{_told(den, sigma)})")
         print(f"comparison (noisy | denoised | clean): {dest}")
         return
@@ -315,14 +320,13 @@ def cmd_denoise(a):
             note(converted)
         level = f"sigma {'given' if a.sigma is not None else 'estimated'} {sigma:.1f}{_told(den, sigma)}"
         if len(pairs) == 1:
-            print(f"{f} -> {dest} ({img.shape[1]}x{img.shape[0]}, {level}, {dt * 1e3:.0f} ms, {den.name}, "
-                  f"{den.backend_name})")
+            print(f"{f} -> {dest} ({img.shape[1]}x{img.shape[0]}, {level}, {dt * 1e3:.0f} ms, {_ran(den)})")
         else:
             bar.write(f"{f.name} -> {dest.name}: {level}", file=sys.stdout)
     if len(pairs) > 1:
         how = (f", temporal {a.temporal}, state reset {step.resets} times (scene cuts or frame size changes)"
                if step.mode != "off" else "")
-        print(f"{src}: {len(pairs)} images -> {pairs[0][1].parent}/ ({den.name}, {den.backend_name}{how})")
+        print(f"{src}: {len(pairs)} images -> {pairs[0][1].parent}/ ({_ran(den)}{how})")
 
 
 # ---------------------------------------------------------------- info / export

@@ -123,6 +123,9 @@ def test_eval_of_a_named_int8_file_says_int8(tmp_path, data_root):
         reps[name] = json.loads(out.read_text())[0]
     assert reps["file"]["precision"] == "int8" and reps["file"]["model_hash"] == file_sha256(int8)
     assert reps["file"]["results"][0]["psnr"] == reps["asked"]["results"][0]["psnr"]
+    img = sorted((data_root / "test" / "Kodak24").glob("*.png"))[0]
+    p = run("denoise", str(img), str(tmp_path / "d.png"), "--model", str(int8), "--sigma", "20")
+    assert "ms, tiny int8, onnxruntime)" in p.stdout, p.stdout  # what ran, in denoise's line too
 
 
 def test_info_names_every_file_and_sums_up_the_training_in_one_line():
