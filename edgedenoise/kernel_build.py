@@ -59,6 +59,13 @@ def build_kernels(targets: str, out: str | Path, sizes: list[str] | None = None,
 
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise EdgeDenoiseError("kernels build compiles for real GPUs: unset TRITON_INTERPRET first")
+    dest = Path(out)
+    if dest.exists() and not dest.is_dir():
+        raise EdgeDenoiseError(f"kernels build --out {dest} is a file: give a folder (nothing was written)")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / "manifest.json").exists():
+        # its manifest and sm_XY folders would land among files of something else (a package, a bundle)
+        raise EdgeDenoiseError(f"kernels build --out {dest} holds other files and no manifest.json (not a kernels "
+                               f"build folder): give a new or empty folder (nothing was written)")
 
     from edgedenoise_kernels.aot import build, parse_targets
 

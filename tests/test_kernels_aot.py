@@ -41,3 +41,16 @@ def test_bad_target_is_refused(tmp_path):
     p = subprocess.run([sys.executable, "-m", "edgedenoise.cli", "kernels", "build", "--target", "sm_50",
                         "--out", str(tmp_path)], capture_output=True, text=True, env=COMPILE_ENV)
     assert p.returncode == 2 and "compute capability >= 7.0" in p.stderr
+
+
+def test_an_out_folder_of_something_else_is_refused(tmp_path):
+    """--out a folder that holds other files and no manifest.json (the package, a bundle): refused before
+    anything is compiled or written; a file too."""
+    other = tmp_path / "pkg"
+    other.mkdir()
+    (other / "module.py").write_text("x = 1\n")
+    for out, needle in ((other, "holds other files and no manifest.json"), (other / "module.py", "is a file")):
+        p = subprocess.run([sys.executable, "-m", "edgedenoise.cli", "kernels", "build", "--target", "sm_87",
+                            "--sizes", "tiny", "--out", str(out)], capture_output=True, text=True, env=COMPILE_ENV)
+        assert p.returncode == 2 and needle in p.stderr.strip().splitlines()[-1], p.stderr
+    assert sorted(f.name for f in other.iterdir()) == ["module.py"]
