@@ -198,8 +198,9 @@ def _auto_model(a) -> None:
     from .runtime.autoselect import best_model
 
     a.model, why = best_model()
-    if a.temporal == "model" and recurrent_variant(a.model):
-        a.model, why = recurrent_variant(a.model), f"the recurrent variant of {a.model}, {why}"
+    variant = recurrent_variant(a.model) if a.temporal == "model" else None
+    if variant:
+        a.model, why = variant, f"the recurrent variant of {a.model}, {why}"
     print(f"model {a.model} (auto): {why}")
 
 

@@ -91,7 +91,11 @@ def recurrent_variant(name: str) -> str | None:
     """The shipped recurrent model made from the shipped framewise model `name` (its files' stem plus
     "-video": tiny -> tiny-video, default -> default-video, named as users know it), or None. Such a
     model is the framewise one, untouched, with a learned fusion of its last output: what
-    `--temporal auto` runs on a stream (VideoDenoiser.load, `run`)."""
+    `--temporal auto` runs on a stream (VideoDenoiser.load, `run`). Only for a shipped name: where a
+    file or folder of that name exists, it is what `resolve` takes (a model of one's own, whose config may
+    well say "tiny"), and it has no shipped variant."""
+    if Path(str(name)).exists():
+        return None
     stem = ALIASES.get(str(name), str(name))
     shipped = shipped_models()
     if stem not in shipped or f"{stem}-video" not in shipped:

@@ -80,7 +80,6 @@ _refine; `benchmarks/temporal.py` in full) 1.41 and 3.09 against 15.04 (9 % and 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -1056,10 +1055,8 @@ class VideoDenoiser:
             return Denoiser.load(m, backend, threads, device, precision, sigma_scale)
 
         held: list = []  # the framewise model, where the variant's check loaded it
-        # only a model named as shipped has a shipped variant: a file or run folder of one's own is kept
-        shipped = model if isinstance(model, str) and not Path(model).exists() else None
         if temporal == "auto":
-            rec, _ = load_recurrent_variant(shipped, load, framewise=lambda: held.append(load(model)) or held[0])
+            rec, _ = load_recurrent_variant(model, load, framewise=lambda: held.append(load(model)) or held[0])
             if rec is not None:
                 for d in held:
                     d.close()

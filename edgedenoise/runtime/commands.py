@@ -212,10 +212,9 @@ def cmd_run(a):
             temporal = "model"  # the best available: the model's own use of the frames before
         elif a.temporal == "auto" and temporal == "blend" and not ladder and (mode == "offline" or a.model != "auto"):
             # a shipped model's recurrent variant (not where auto timed the models against a live source:
-            # a variant costs 10-35 % more); else the blend. Only a model named as shipped: a file or run
-            # folder of the user's (whose config may well say "tiny") is never swapped for a shipped model
-            shipped = den.name if a.model == "auto" else None if Path(a.model).exists() else a.model
-            rec, note = load_recurrent_variant(shipped, lambda m: Denoiser.load(
+            # a variant costs 10-35 % more); else the blend. The model as named (a file of one's own whose
+            # config says "tiny" has no shipped variant: modelfile.recurrent_variant), auto's by its name
+            rec, note = load_recurrent_variant(den.name if a.model == "auto" else a.model, lambda m: Denoiser.load(
                 m, backend=a.backend, threads=a.threads, precision=den.precision), framewise=den)
             why += f"; {note}" if note else ""
             if rec is not None:
