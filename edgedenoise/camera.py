@@ -162,10 +162,11 @@ SETTINGS: dict[str, dict] = {
 }
 
 
-def setting_params(name: str) -> CameraParams:
+def setting_params(name: str, optics: float = 0.0) -> CameraParams:
+    """The named setting's camera; `optics` > 0: with a lens blur of that many px (CameraParams.optics)."""
     if name not in SETTINGS:
         raise ValueError(f"unknown camera setting {name!r}; known: {', '.join(SETTINGS)}")
-    return CameraParams(**SETTINGS[name])
+    return CameraParams(**SETTINGS[name], optics=optics)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,8 +46,6 @@ def cases(images: list, cameras: int, optics: float = 0.0) -> list[tuple[str, np
     """(group, noisy BGR uint8, reference BGR uint8, true level) for every image of the split; `optics`
     > 0: every camera with a lens (the random ones' blur drawn from optics/2..optics px, as `train
     --camera-optics` draws it; the named settings' optics px), 0 (the default): none, as before."""
-    from dataclasses import replace
-
     from edgedenoise.camera import SETTINGS, sample_params, setting_params, simulate
     from edgedenoise.data import read_image
     from edgedenoise.noise import protocol_noisy
@@ -62,8 +60,7 @@ def cases(images: list, cameras: int, optics: float = 0.0) -> list[tuple[str, np
             noisy, ref, meta = simulate(clean, rng, params=sample_params(rng, optics=optics))
             out.append(("random cameras", noisy, ref, float(meta["noise_std"])))
         for st in SETTINGS:
-            noisy, ref, meta = simulate(clean, np.random.default_rng(i), params=replace(setting_params(st),
-                                                                                         optics=optics))
+            noisy, ref, meta = simulate(clean, np.random.default_rng(i), params=setting_params(st, optics))
             out.append((f"camera {st}", noisy, ref, float(meta["noise_std"])))
     return [(g, np.ascontiguousarray(n[:, :, ::-1]), np.ascontiguousarray(r[:, :, ::-1]), t) for g, n, r, t in out]
 

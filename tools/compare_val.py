@@ -48,8 +48,6 @@ GAUSS = (15.0, 25.0, 50.0)
 def cases(images: list, channels: int = 3, optics: float = 0.0) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """(case, noisy RGB uint8, reference RGB uint8, true level) for every image of the split; with
     `optics` > 0 also the camera cases through a lens (the module docstring)."""
-    from dataclasses import replace
-
     from edgedenoise.camera import SETTINGS, setting_params, simulate
     from edgedenoise.data import read_image
     from edgedenoise.noise import camera_sim_validation, protocol_noisy
@@ -64,8 +62,7 @@ def cases(images: list, channels: int = 3, optics: float = 0.0) -> list[tuple[st
             out.append(("camera random, lens", *camera_sim_validation(clean, i, optics)))
         for st in SETTINGS:
             for lens in ((0.0, optics) if optics > 0 else (0.0,)):
-                noisy, ref, meta = simulate(clean, np.random.default_rng(i), params=replace(setting_params(st),
-                                                                                              optics=lens))
+                noisy, ref, meta = simulate(clean, np.random.default_rng(i), params=setting_params(st, lens))
                 out.append((f"camera {st}" + (", lens" if lens else ""), noisy, ref, float(meta["noise_std"])))
     return out
 
