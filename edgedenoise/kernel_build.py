@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def family_variants(sizes: list[str] | None = None, dtypes=("fp16", "fp32"), gates: list[int] | None = None) -> list:
-    """One ConvVariant per distinct convolution (window, stride, padding, activation, blocks)
+    """One ConvVariant per distinct convolution (window, stride, padding, activation, channels)
     of the given model sizes (default: all), and their boundary kernels: ingest and egest, and
     for a size whose shipped recurrent model the kernels fuse (tiny -> tiny-video, small ->
     default-video) egest_gate and fuse_egest (fp32 only: the plugins feed it fp32); `gates`: the
@@ -43,7 +43,8 @@ def family_variants(sizes: list[str] | None = None, dtypes=("fp16", "fp32"), gat
             act = "none" if name.startswith("up.") else "relu"
             bn, bk = conv_blocks(m.in_channels, m.out_channels)
             for dt in dtypes:
-                v = ConvVariant(m.kernel_size[0], m.kernel_size[1], m.stride[0], m.padding[0], act, False, bn, bk, dt)
+                v = ConvVariant(m.kernel_size[0], m.kernel_size[1], m.stride[0], m.padding[0], act, False, bn, bk, dt,
+                                m.in_channels, m.out_channels)
                 if v not in seen:
                     seen.append(v)
     return seen

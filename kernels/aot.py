@@ -1,7 +1,7 @@
 """Ahead-of-time build of the Triton kernels: PTX and cubin for NVIDIA targets, no GPU needed.
 
     from edgedenoise_kernels.aot import ConvVariant, build
-    manifest = build([ConvVariant(3, 3, 1, 1, "relu", False, 32, 32, "fp16")], ["sm_87"], "build/kernels")
+    manifest = build([ConvVariant(3, 3, 1, 1, "relu", False, 32, 32, "fp16", 24, 24)], ["sm_87"], "build/kernels")
 
 Each variant (a ConvVariant, or a BoundaryVariant for the ingest/egest kernels) fixes the
 kernel's compile-time constants (window, stride, padding, activation, residual, block sizes)
@@ -25,6 +25,7 @@ ACT_CODES = {"none": 0, "relu": 1}
 PTX_VERSION = 85
 BLOCK_M = 64
 NUM_WARPS = 4
+POINTER_ALIGN = 16  # bytes: the kernels are compiled for buffers aligned so (CUDA and TensorRT allocate at 256)
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,13 @@ class ConvVariant:
     block_n: int
     block_k: int
     dtype: str  # fp16 | fp32
+    ci: int  # input and output channels: compiled in (conv_kernels.py says why)
+    co: int
 
     @property
     def name(self) -> str:
         return (f"conv{self.kh}x{self.kw}s{self.stride}p{self.pad}_{self.act}{'_res' if self.residual else ''}"
-                f"_n{self.block_n}k{self.block_k}_{self.dtype}")
+                f"_c{self.ci}to{self.co}_n{self.block_n}k{self.block_k}_{self.dtype}")
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ def parse_targets(spec: str | list[str]) -> list[int]:
 def conv_signature(dtype: str) -> dict:
     p = f"*{dtype}"
     sig = {"x_ptr": p, "wp_ptr": p, "b_ptr": "*fp32", "res_ptr": p, "out_ptr": p}
-    sig.update({k: "i32" for k in ("N", "H", "W", "CI", "HO", "WO", "CO")})
+    # in the kernel's parameter order; the channel counts are compiled in (conv_kernels.py says why)
+    sig.update({k: "constexpr" if k in ("CI", "CO") else "i32" for k in ("N", "H", "W", "CI", "HO", "WO", "CO")})
     sig.update({k: "constexpr" for k in ("KH", "KW", "STRIDE", "PAD", "ACT", "HAS_RES", "BLOCK_M", "BLOCK_N",
                                           "BLOCK_K", "IEEE")})
     return sig
@@ -87,8 +91,8 @@ def boundary_signature(kind: str, dtype: str) -> dict:
     p = f"*{dtype}"
     if kind == "ingest":
         sig = {"frame_ptr": "*u8", "wp_ptr": p, "b_ptr": "*fp32", "smap_ptr": "*fp32", "out_ptr": p}
-        sig.update({k: "i32" for k in ("N", "H", "W", "HH", "WH", "CO")})
-        sig.update({k: "constexpr" for k in ("CIN", "BLOCK_M", "BLOCK_N", "BLOCK_K", "IEEE")})
+        sig.update({k: "i32" for k in ("N", "H", "W", "HH", "WH")})
+        sig.update({k: "constexpr" for k in ("CO", "CIN", "BLOCK_M", "BLOCK_N", "BLOCK_K", "IEEE")})  # CO: width
     else:
         sig = {
             "egest": {"h_ptr": p, "wp_ptr": p, "b_ptr": "*fp32", "frame_ptr": "*u8", "out_ptr": "*u8"},
@@ -97,8 +101,8 @@ def boundary_signature(kind: str, dtype: str) -> dict:
             "fuse_egest": {"g_ptr": p, "wp_ptr": p, "b_ptr": "*fp32", "noise_ptr": "*fp32", "frame_ptr": "*u8",
                            "prev_ptr": "*u8", "out_ptr": "*u8"},
         }[kind]
-        sig.update({k: "i32" for k in ("N", "H", "W", "HH", "WH", "CI")})
-        sig.update({k: "constexpr" for k in ("BLOCK_M", "BLOCK_K", "IEEE")})
+        sig.update({k: "i32" for k in ("N", "H", "W", "HH", "WH")})
+        sig.update({k: "constexpr" for k in ("CI", "BLOCK_M", "BLOCK_K", "IEEE")})
     return sig
 
 
@@ -109,16 +113,16 @@ def _spec(v):
     from .conv_kernels import conv2d_nhwc_kernel
 
     if isinstance(v, ConvVariant):
-        consts = dict(KH=v.kh, KW=v.kw, STRIDE=v.stride, PAD=v.pad, ACT=ACT_CODES[v.act], HAS_RES=v.residual,
-                      BLOCK_M=BLOCK_M, BLOCK_N=v.block_n, BLOCK_K=v.block_k, IEEE=v.dtype == "fp32")
+        consts = dict(CI=v.ci, CO=v.co, KH=v.kh, KW=v.kw, STRIDE=v.stride, PAD=v.pad, ACT=ACT_CODES[v.act],
+                      HAS_RES=v.residual, BLOCK_M=BLOCK_M, BLOCK_N=v.block_n, BLOCK_K=v.block_k, IEEE=v.dtype == "fp32")
         return conv2d_nhwc_kernel, conv_signature(v.dtype), consts, "(cdiv(N*HO*WO, BLOCK_M), cdiv(CO, BLOCK_N), 1)"
     if v.kind == "ingest":
         bn, _ = conv_blocks(13, v.width)
-        consts = dict(CIN=13, BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=16, IEEE=v.dtype == "fp32")
+        consts = dict(CO=v.width, CIN=13, BLOCK_M=BLOCK_M, BLOCK_N=bn, BLOCK_K=16, IEEE=v.dtype == "fp32")
         return ingest_conv_kernel, boundary_signature("ingest", v.dtype), consts, \
             "(cdiv(N*HH*WH, BLOCK_M), cdiv(CO, BLOCK_N), 1)"
     _, bk = conv_blocks(v.width, 12)
-    consts = dict(BLOCK_M=BLOCK_M, BLOCK_K=bk, IEEE=v.dtype == "fp32")
+    consts = dict(CI=v.width, BLOCK_M=BLOCK_M, BLOCK_K=bk, IEEE=v.dtype == "fp32")
     fn = {"egest": egest_conv_kernel, "egest_gate": egest_gate_kernel, "fuse_egest": fuse_egest_kernel}[v.kind]
     return fn, boundary_signature(v.kind, v.dtype), consts, "(cdiv(N*HH*WH, BLOCK_M), 1, 1)"
 
@@ -137,7 +141,12 @@ def build(variants: list, targets: list[int], out_dir: str | Path, progress=None
         for v in variants:
             t0 = time.time()
             fn, sig, consts, grid = _spec(v)
-            compiled = triton.compile(ASTSource(fn, sig, consts), target=GPUTarget("cuda", cc, 32),
+            # every pointer 16-byte aligned, as the JIT marks an aligned tensor's: without it the compiler
+            # assumes nothing and emits 2-byte loads and stores and no asynchronous copies
+            # (benchmarks/kernel_codegen.py); launchers check it (trt/launch.py)
+            attrs = {(fn.arg_names.index(k),): [["tt.divisibility", POINTER_ALIGN]]
+                     for k, t in sig.items() if t.startswith("*")}
+            compiled = triton.compile(ASTSource(fn, sig, consts, attrs), target=GPUTarget("cuda", cc, 32),
                                       options={"num_warps": NUM_WARPS, "ptx_version": PTX_VERSION})
             (tdir / f"{v.name}.ptx").write_text(compiled.asm["ptx"])
             cubin = compiled.asm["cubin"]
@@ -164,6 +173,7 @@ def build(variants: list, targets: list[int], out_dir: str | Path, progress=None
             if progress is not None:
                 progress(entries[-1])
     manifest = {"triton_version": triton.__version__, "block_m": BLOCK_M, "ptx_version": PTX_VERSION,
+                "pointer_align": POINTER_ALIGN,
                 "kernels": entries}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

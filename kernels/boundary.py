@@ -39,8 +39,8 @@ def ingest(frame: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor, smap: torc
     grid = (cdiv(n * hh * wh, block_m), cdiv(co, bn))
     ingest_conv_kernel[grid](
         frame, wp, bias.float().contiguous(), smap.float().contiguous(), out,
-        n, h, w, hh, wh, co,
-        CIN=cin, BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=16, IEEE=wp.dtype == torch.float32,
+        n, h, w, hh, wh,
+        CO=co, CIN=cin, BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=16, IEEE=wp.dtype == torch.float32,
     )
     return out
 
@@ -59,8 +59,8 @@ def egest(hfeat: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor, frame: torc
     grid = (cdiv(n * hh * wh, block_m),)
     egest_conv_kernel[grid](
         hfeat, wp, bias.float().contiguous(), frame, out,
-        n, h, w, hh, wh, ci,
-        BLOCK_M=block_m, BLOCK_K=bk, IEEE=hfeat.dtype == torch.float32,
+        n, h, w, hh, wh,
+        CI=ci, BLOCK_M=block_m, BLOCK_K=bk, IEEE=hfeat.dtype == torch.float32,
     )
     return out
 
@@ -83,8 +83,8 @@ def egest_gate(hfeat: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor, frame:
     _, bk = conv_blocks(ci, 12)
     egest_gate_kernel[(cdiv(n * hh * wh, block_m),)](
         hfeat, wp, bias.float().contiguous(), frame, prev, smap.float().contiguous(), noise, gin,
-        n, h, w, hh, wh, ci,
-        BLOCK_M=block_m, BLOCK_K=bk, IEEE=hfeat.dtype == torch.float32,
+        n, h, w, hh, wh,
+        CI=ci, BLOCK_M=block_m, BLOCK_K=bk, IEEE=hfeat.dtype == torch.float32,
     )
     return noise, gin
 
@@ -115,8 +115,8 @@ def fuse_egest(g: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor, noise: tor
     _, bk = conv_blocks(ci, 12)
     fuse_egest_kernel[(cdiv(n * hh * wh, block_m),)](
         g, wp.to(g.dtype), bias, noise, frame, prev, out,
-        n, frame.shape[1], frame.shape[2], hh, wh, ci,
-        BLOCK_M=block_m, BLOCK_K=bk, IEEE=g.dtype == torch.float32,
+        n, frame.shape[1], frame.shape[2], hh, wh,
+        CI=ci, BLOCK_M=block_m, BLOCK_K=bk, IEEE=g.dtype == torch.float32,
     )
     return out
 

@@ -33,7 +33,7 @@ def _reflect(i, n):
 @triton.jit
 def ingest_conv_kernel(
     frame_ptr, wp_ptr, b_ptr, smap_ptr, out_ptr,
-    N, H, W, HH, WH, CO,
+    N, H, W, HH, WH, CO: tl.constexpr,  # the model's first width, compiled in (as conv_kernels.py says why)
     CIN: tl.constexpr,  # 13
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,  # BLOCK_K >= CIN
     IEEE: tl.constexpr,
@@ -86,7 +86,7 @@ def twelve_channel_tile(N, HH, WH, BLOCK_M: tl.constexpr):
 
 
 @triton.jit
-def tail_noise(h_ptr, wp_ptr, b_ptr, N, HH, WH, CI, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+def tail_noise(h_ptr, wp_ptr, b_ptr, N, HH, WH, CI: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
                IEEE: tl.constexpr):
     """The tail conv3x3 to 12 channels (padded to a 16-wide tile) for this program's BLOCK_M half-res
     pixels: (offs_m, mask_m, n, y, x, co, mask_n, the predicted noise (BLOCK_M, 16) fp32)."""
@@ -106,7 +106,7 @@ def tail_noise(h_ptr, wp_ptr, b_ptr, N, HH, WH, CI, BLOCK_M: tl.constexpr, BLOCK
 @triton.jit
 def egest_conv_kernel(
     h_ptr, wp_ptr, b_ptr, frame_ptr, out_ptr,
-    N, H, W, HH, WH, CI,
+    N, H, W, HH, WH, CI: tl.constexpr,  # the features' width, compiled in
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
     IEEE: tl.constexpr,
 ):
@@ -144,7 +144,7 @@ def egest_conv_kernel(
 @triton.jit
 def egest_gate_kernel(
     h_ptr, wp_ptr, b_ptr, frame_ptr, prev_ptr, smap_ptr, noise_ptr, gin_ptr,
-    N, H, W, HH, WH, CI,
+    N, H, W, HH, WH, CI: tl.constexpr,  # the features' width, compiled in
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
     IEEE: tl.constexpr,
 ):
@@ -172,7 +172,7 @@ def egest_gate_kernel(
 @triton.jit
 def fuse_egest_kernel(
     g_ptr, wp_ptr, b_ptr, noise_ptr, frame_ptr, prev_ptr, out_ptr,
-    N, H, W, HH, WH, CI,
+    N, H, W, HH, WH, CI: tl.constexpr,  # the features' width, compiled in
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
     IEEE: tl.constexpr,
 ):

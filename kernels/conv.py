@@ -53,7 +53,7 @@ def conv2d_nhwc(x: torch.Tensor, wp: torch.Tensor, bias: torch.Tensor | None, ke
     grid = (cdiv(n * ho * wo, block_m), cdiv(co, block_n))
     conv2d_nhwc_kernel[grid](
         x, wp.to(x.dtype), bias.float().contiguous(), residual if residual is not None else out, out,
-        n, h, w, ci, ho, wo, co,
+        n, h, w, CI=ci, HO=ho, WO=wo, CO=co,  # CI, CO: compile-time (conv_kernels.py says why)
         KH=kh, KW=kw, STRIDE=stride, PAD=padding, ACT=ACTS[act], HAS_RES=residual is not None,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, IEEE=ieee and x.dtype == torch.float32,
         num_warps=num_warps, **({} if num_stages is None else {"num_stages": num_stages}),

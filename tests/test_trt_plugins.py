@@ -134,9 +134,34 @@ def test_ingest_launch_is_the_triton_launchers(aot_dir, monkeypatch, n, h, w):
     out = boundary.ingest(frame, wp, bias, smap, 16)
     (grid, args, kwargs), = rec.calls
     roles = {id(frame): "frame_ptr", id(wp): "wp_ptr", id(bias): "b_ptr", id(smap): "smap_ptr", id(out): "out_ptr"}
-    mine = lp.ingest_launch(k, n, h, w, 16, {r: 1000 + i for i, r in enumerate(roles.values())})
+    mine = lp.ingest_launch(k, n, h, w, 16, {r: 0x10000 + 256 * i for i, r in enumerate(roles.values())})
     check_same_launch(mine, k, grid, args, kwargs, roles)
     assert tuple(out.shape[1:3]) == lp.half_grid(h, w, 16) == boundary.half_grid(h, w, 16)
+
+
+def test_a_buffer_not_aligned_as_compiled_is_refused(aot_dir):
+    """The kernels are compiled for 16-byte aligned buffers (their loads are vectors): a launch with a
+    pointer off that alignment is refused in one line rather than fault or read the wrong bytes."""
+    k = kernel(aot_dir, "egest")
+    assert k.pointer_align == 16
+    ptrs = {r: 0x10000 + 256 * i for i, r in enumerate(ak.PLUGIN_IO["egest"][0] + ak.PLUGIN_IO["egest"][1])}
+    lp.egest_launch(k, 1, 32, 48, 16, 24, ptrs)
+    ptrs["h_ptr"] += 2
+    with pytest.raises(ak.KernelsError, match="h_ptr .* is not 16-byte aligned"):
+        lp.egest_launch(k, 1, 32, 48, 16, 24, ptrs)
+
+
+@pytest.mark.parametrize("kind", ("ingest", "egest", "egest_gate"))  # fuse_egest: fp32, one 1x1 tap
+def test_the_aot_kernels_load_in_vectors_and_pipeline_their_gathers(aot_dir, kind):
+    """Compiled as the JIT compiles a call (pointers 16-byte aligned, the width a constant), a 24-channel
+    kernel reads its features in 16-byte asynchronous copies and writes them (ingest) in vectors; built
+    without either, it read and wrote them two bytes at a time with nothing overlapped
+    (benchmarks/kernel_codegen.py)."""
+    for cc in (87, 90):
+        ptx = kernel(aot_dir, kind, cc).ptx
+        assert re.search(r"cp\.async\.c[ag]\.shared", ptx), f"sm_{cc} {kind}: no asynchronous copies"
+        assert not re.search(r"\bld\.global(\.[a-z]+)*\.b16\b", ptx), f"sm_{cc} {kind}: 2-byte loads"
+        assert not re.search(r"\bst\.global(\.[a-z]+)*\.b16\b", ptx), f"sm_{cc} {kind}: 2-byte stores"
 
 
 @pytest.mark.parametrize("n,h,w", SIZES, ids=[f"{n}x{w}x{h}" for n, h, w in SIZES])
@@ -153,7 +178,7 @@ def test_egest_launch_is_the_triton_launchers(aot_dir, monkeypatch, n, h, w):
     out = boundary.egest(feats, wp, bias, frame)
     (grid, args, kwargs), = rec.calls
     roles = {id(feats): "h_ptr", id(wp): "wp_ptr", id(bias): "b_ptr", id(frame): "frame_ptr", id(out): "out_ptr"}
-    mine = lp.egest_launch(k, n, h, w, hh, wh, {r: 1000 + i for i, r in enumerate(roles.values())})
+    mine = lp.egest_launch(k, n, h, w, hh, wh, {r: 0x10000 + 256 * i for i, r in enumerate(roles.values())})
     check_same_launch(mine, k, grid, args, kwargs, roles)
 
 
@@ -177,13 +202,13 @@ def test_recurrent_tail_launches_are_the_triton_launchers(aot_dir, monkeypatch, 
     roles = {id(feats): "h_ptr", id(wp): "wp_ptr", id(bias): "b_ptr", id(frame): "frame_ptr", id(prev): "prev_ptr",
              id(smap): "smap_ptr", id(noise): "noise_ptr", id(gin): "gin_ptr"}
     k = kernel(aot_dir, "egest_gate")
-    mine = lp.egest_launch(k, n, h, w, hh, wh, {r: 1000 + i for i, r in enumerate(roles.values())})
+    mine = lp.egest_launch(k, n, h, w, hh, wh, {r: 0x10000 + 256 * i for i, r in enumerate(roles.values())})
     check_same_launch(mine, k, grid, args, kwargs, roles)
     # the launcher passes the packed weight cast to g's dtype: a new tensor of the same role
     roles = {id(g): "g_ptr", id(args2[1]): "wp_ptr", id(args2[2]): "b_ptr", id(noise): "noise_ptr",
              id(frame): "frame_ptr", id(prev): "prev_ptr", id(out): "out_ptr"}
     k = kernel(aot_dir, "fuse_egest")
-    mine = lp.egest_launch(k, n, h, w, hh, wh, {r: 2000 + i for i, r in enumerate(roles.values())})
+    mine = lp.egest_launch(k, n, h, w, hh, wh, {r: 0x20000 + 256 * i for i, r in enumerate(roles.values())})
     check_same_launch(mine, k, grid2, args2, kwargs2, roles)
 
 
@@ -222,9 +247,10 @@ def test_packed_arguments_fit_the_cubins_parameters(aot_dir, kind):
 
 
 # the QDP parameter order, by index into the kernel's own: input pointers, int32 scalars, output pointers
-QDP_ORDER = {"ingest": (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 4), "egest": (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 4),
-             "egest_gate": (0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 6, 7),
-             "fuse_egest": (0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 6)}
+# the five int32 scalars N, H, W, HH, WH (the width is compiled in)
+QDP_ORDER = {"ingest": (0, 1, 2, 3, 5, 6, 7, 8, 9, 4), "egest": (0, 1, 2, 3, 5, 6, 7, 8, 9, 4),
+             "egest_gate": (0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 6, 7),
+             "fuse_egest": (0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 6)}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -242,7 +268,7 @@ def test_qdp_ptx_takes_inputs_scalars_outputs(aot_dir, tmp_path, kind):
     p = subprocess.run([str(ptxas), "-arch=sm_87", str(src), "-o", str(cubin)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
     n_in, n_out = (len(x) for x in ak.PLUGIN_IO[kind])
-    assert kparam_sizes(cubin) == [8] * n_in + [4] * 6 + [8] * n_out
+    assert kparam_sizes(cubin) == [8] * n_in + [4] * 5 + [8] * n_out
 
 
 PTX = """.version 8.0
@@ -554,24 +580,24 @@ def test_ipluginv3_plugins_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
     assert all(eg.supports_format_combination(i, io, 4) for i in range(5))
 
     k_in, k_eg = kernel(aot_dir, "ingest"), kernel(aot_dir, "egest")
-    ptrs = dict(zip((*ak.PLUGIN_IO["ingest"][0], "out_ptr"), (11, 12, 13, 14, 15)))
+    ptrs = dict(zip((*ak.PLUGIN_IO["ingest"][0], "out_ptr"), (0x1100, 0x1200, 0x1300, 0x1400, 0x1500)))
     want_in = lp.ingest_launch(k_in, n, h, w, 16, ptrs)
     drv.arg_types = [v.dtype for v in want_in.kernel_params()[0]]
     ing.attach_to_context(None).enqueue([desc((n, h, w, 3)), desc((9 * 13, WIDTH)), desc((WIDTH,)), desc((n,))],
-                                        [desc((n, WIDTH, hh, wh))], [11, 12, 13, 14], [15], 0, 77)
-    ptrs = dict(zip((*ak.PLUGIN_IO["egest"][0], "out_ptr"), (21, 22, 23, 24, 25)))
+                                        [desc((n, WIDTH, hh, wh))], [0x1100, 0x1200, 0x1300, 0x1400], [0x1500], 0, 77)
+    ptrs = dict(zip((*ak.PLUGIN_IO["egest"][0], "out_ptr"), (0x2100, 0x2200, 0x2300, 0x2400, 0x2500)))
     want_eg = lp.egest_launch(k_eg, n, h, w, hh, wh, ptrs)
     drv.arg_types = [v.dtype for v in want_eg.kernel_params()[0]]
     eg.enqueue([desc((n, WIDTH, hh, wh)), desc((9 * WIDTH, 12)), desc((12,)), desc((n, h, w, 3))],
-               [desc((n, h, w, 3))], [21, 22, 23, 24], [25], 0, 77)
+               [desc((n, h, w, 3))], [0x2100, 0x2200, 0x2300, 0x2400], [0x2500], 0, 77)
     for (fn, grid, block, shared, stream, args), want, k in zip(drv.launches, (want_in, want_eg), (k_in, k_eg)):
         assert fn[1] == k.function and (grid, block, shared, stream) == (want.grid, want.block, want.shared, 77)
         assert args == [v for _, _, v in want.args]
     assert drv.loaded == [k_in.cubin(), k_eg.cubin()]  # the sm_87 cubins, each loaded once
-    ing.enqueue([desc((1, 64, 64, 3))] * 4, [desc((1, WIDTH, 32, 32))], [1, 2, 3, 4], [5], 0, 0)
+    ing.enqueue([desc((1, 64, 64, 3))] * 4, [desc((1, WIDTH, 32, 32))], [0x100, 0x200, 0x300, 0x400], [0x500], 0, 0)
     assert len(drv.loaded) == 2
     with pytest.raises(KernelsError, match="does not match the frame"):
-        ing.enqueue([desc((1, 64, 64, 3))] * 4, [desc((1, WIDTH, 16, 16))], [1, 2, 3, 4], [5], 0, 0)
+        ing.enqueue([desc((1, 64, 64, 3))] * 4, [desc((1, WIDTH, 16, 16))], [0x100, 0x200, 0x300, 0x400], [0x500], 0, 0)
 
 
 def test_ipluginv3_recurrent_tail_with_a_stand_in_tensorrt(aot_dir, monkeypatch):
@@ -610,17 +636,18 @@ def test_ipluginv3_recurrent_tail_with_a_stand_in_tensorrt(aot_dir, monkeypatch)
     assert all(fu.supports_format_combination(i, io, 6) for i in range(7))
 
     k_g, k_f = kernel(aot_dir, "egest_gate"), kernel(aot_dir, "fuse_egest")
-    ptrs = dict(zip(ak.PLUGIN_IO["egest_gate"][0] + ak.PLUGIN_IO["egest_gate"][1], range(31, 39)))
+    ptrs = dict(zip(ak.PLUGIN_IO["egest_gate"][0] + ak.PLUGIN_IO["egest_gate"][1], range(0x3100, 0x3900, 0x100)))
     want_g = lp.egest_launch(k_g, n, h, w, hh, wh, ptrs)
     drv.arg_types = [v.dtype for v in want_g.kernel_params()[0]]
     eg.attach_to_context(None).enqueue(
         [desc((n, WIDTH, hh, wh)), desc((9 * WIDTH, 12)), desc((12,)), desc(tuple(frame)), desc(tuple(frame)),
-         desc((n,))], [desc((n, 12, hh, wh)), desc((n, 3, hh, wh))], list(range(31, 37)), [37, 38], 0, 77)
-    ptrs = dict(zip(ak.PLUGIN_IO["fuse_egest"][0] + ak.PLUGIN_IO["fuse_egest"][1], range(41, 48)))
+         desc((n,))], [desc((n, 12, hh, wh)), desc((n, 3, hh, wh))], list(range(0x3100, 0x3700, 0x100)),
+        [0x3700, 0x3800], 0, 77)
+    ptrs = dict(zip(ak.PLUGIN_IO["fuse_egest"][0] + ak.PLUGIN_IO["fuse_egest"][1], range(0x4100, 0x4800, 0x100)))
     want_f = lp.egest_launch(k_f, n, h, w, hh, wh, ptrs)
     drv.arg_types = [v.dtype for v in want_f.kernel_params()[0]]
     fu.enqueue([desc((n, GATE, hh, wh)), desc((GATE, 12)), desc((12,)), desc((n, 12, hh, wh)), desc(tuple(frame)),
-                desc(tuple(frame))], [desc(tuple(frame))], list(range(41, 47)), [47], 0, 77)
+                desc(tuple(frame))], [desc(tuple(frame))], list(range(0x4100, 0x4700, 0x100)), [0x4700], 0, 77)
     for (fn, grid, block, shared, stream, args), want, k in zip(drv.launches, (want_g, want_f), (k_g, k_f)):
         assert fn[1] == k.function and (grid, block, shared, stream) == (want.grid, want.block, want.shared, 77)
         assert args == [v for _, _, v in want.args]

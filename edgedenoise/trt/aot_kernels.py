@@ -99,6 +99,7 @@ class BoundaryKernel:
     cubin_path: Path
     ptx_path: Path
     cubin_sha256: str
+    pointer_align: int = 1  # bytes every buffer's address must be a multiple of (the manifest's; 1 before it said)
     _ptx: str | None = field(default=None, repr=False)
 
     @property
@@ -177,7 +178,8 @@ def pick_kernel(manifest: dict, kernels_dir, kind: str, width: int, dtype: str, 
     return BoundaryKernel(kind=kind, width=width, dtype=dtype, target=target, function=e["function"],
                           signature=dict(e["signature"]), constants=dict(e["constants"]),
                           num_warps=int(e["num_warps"]), shared=int(e["shared_bytes"]), grid=e["grid"],
-                          cubin_path=d / e["cubin"], ptx_path=d / e["ptx"], cubin_sha256=e["cubin_sha256"])
+                          cubin_path=d / e["cubin"], ptx_path=d / e["ptx"], cubin_sha256=e["cubin_sha256"],
+                          pointer_align=int(manifest.get("pointer_align", 1)))
 
 
 # ---------------------------------------------------------------- PTX entry parameters

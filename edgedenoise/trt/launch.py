@@ -79,6 +79,9 @@ def plan_launch(kernel: BoundaryKernel, scalars: dict, pointers: dict) -> Launch
         src = pointers if kernel.signature[name].startswith("*") else scalars
         if name not in src:
             raise KernelsError(f"{kernel.function}: no value for argument {name}")
+        if src is pointers and int(src[name]) % kernel.pointer_align:
+            raise KernelsError(f"{kernel.function}: buffer {name} at {int(src[name]):#x} is not "
+                               f"{kernel.pointer_align}-byte aligned, as the kernels were compiled to expect")
         args.append((name, kernel.signature[name], int(src[name])))
     args += [(f"extra{i}", "scratch", 0) for i in range(kernel.extra_params)]
     return Launch(kernel.function, grid, (32 * kernel.num_warps, 1, 1), kernel.shared, tuple(args))
@@ -89,13 +92,14 @@ def ingest_launch(kernel: BoundaryKernel, n: int, h: int, w: int, multiple: int,
     if (-h) % multiple >= h or (-w) % multiple >= w:
         raise KernelsError(f"frame {w}x{h} is too small to pad to a multiple of {multiple} by reflection")
     hh, wh = half_grid(h, w, multiple)
+    # CO: an argument only in kernels built before the width was compiled in (plan_launch takes what the manifest lists)
     return plan_launch(kernel, {"N": n, "H": h, "W": w, "HH": hh, "WH": wh, "CO": kernel.width}, pointers)
 
 
 def egest_launch(kernel: BoundaryKernel, n: int, h: int, w: int, hh: int, wh: int, pointers: dict) -> Launch:
     """features (n, hh, wh, width) + frame (n, h, w, 3) -> frame (n, h, w, 3) uint8 (egest); the same
     grid and scalars for a recurrent model's egest_gate (-> noise and the gate branch's input) and
-    fuse_egest (the branch's features, width its own -> frame)."""
+    fuse_egest (the branch's features, width its own -> frame). CI: as CO in ingest_launch."""
     return plan_launch(kernel, {"N": n, "H": h, "W": w, "HH": hh, "WH": wh, "CI": kernel.width}, pointers)
 
 
