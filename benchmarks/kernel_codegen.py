@@ -40,19 +40,21 @@ _spec.loader.exec_module(_bk)
 FRAMES = {"1080p": (1080, 1920), "720p": (720, 1280)}  # the frames ingest and egest see (the network: padded to 16)
 BLOCK_M, NUM_WARPS = 64, 4  # what kernels/conv.py and kernels/boundary.py launch
 
+# global loads and stores: (vector length, bits of one element); asynchronous copies: their size in bytes
 _LD = re.compile(r"\bld\.global(?:\.[a-z0-9:]+)*?\.(?:v(\d)\.)?[bfsu](\d+)\b")
 _ST = re.compile(r"\bst\.global(?:\.[a-z0-9:]+)*?\.(?:v(\d)\.)?[bfsu](\d+)\b")
 _CPASYNC = re.compile(r"\bcp\.async\.c[ag]\.shared(?:::cta)?\.global[^\[]*"
                       r"\[[^\]]+\],\s*\[[^\]]+\],\s*(0x[0-9a-f]+|\d+)")
 
 
-def widths(pattern: re.Pattern, ptx: str) -> dict:
+def histogram(sizes) -> dict:
     """{bytes per instruction: how many such instructions}, static."""
-    if pattern is _CPASYNC:  # the copy's size in bytes is its third operand
-        c = Counter(int(n, 0) for n in pattern.findall(ptx))
-    else:
-        c = Counter(int(v or 1) * int(bits) // 8 for v, bits in pattern.findall(ptx))
-    return dict(sorted(c.items()))
+    return dict(sorted(Counter(sizes).items()))
+
+
+def access_sizes(pattern: re.Pattern, ptx: str) -> list[int]:
+    """Bytes moved by each global load or store instruction `pattern` (_LD, _ST) finds."""
+    return [int(v or 1) * int(bits) // 8 for v, bits in pattern.findall(ptx)]
 
 
 def resource_usage(cubin: bytes) -> dict:
@@ -95,7 +97,8 @@ def compile_as_jit(fn, args: dict, cc: int) -> dict:
                        options={"num_warps": NUM_WARPS})
     ptx = k.asm["ptx"]
     return {
-        "loads": widths(_LD, ptx), "async_copies": widths(_CPASYNC, ptx), "stores": widths(_ST, ptx),
+        "loads": histogram(access_sizes(_LD, ptx)), "stores": histogram(access_sizes(_ST, ptx)),
+        "async_copies": histogram(int(n, 0) for n in _CPASYNC.findall(ptx)),
         "wgmma": len(re.findall(r"\bwgmma\.mma_async", ptx)), "mma_sync": len(re.findall(r"\bmma\.sync", ptx)),
         "shared_bytes": int(k.metadata.shared), **resource_usage(k.asm["cubin"]),
     }
@@ -114,11 +117,11 @@ def conv_args(s: dict, dtype: str) -> dict:
             "IEEE": dtype == "fp32"}
 
 
-def boundary_args(kind: str, width: int, hw: tuple[int, int], dtype: str) -> dict:
+def boundary_args(kind: str, width: int, multiple: int, hw: tuple[int, int], dtype: str) -> dict:
     from kernels.blocks import conv_blocks, half_grid
 
     h, w = hw
-    hh, wh = half_grid(h, w, 16)
+    hh, wh = half_grid(h, w, multiple)  # the frame padded to the model's size multiple, as the launchers do
     p = f"*{dtype}"
     common = {"N": 1, "H": h, "W": w, "HH": hh, "WH": wh, "BLOCK_M": BLOCK_M, "IEEE": dtype == "fp32"}
     if kind == "ingest":
@@ -164,10 +167,11 @@ def main() -> int:
     for s in layer_shapes(models, {a.frame: _bk.FRAMES[a.frame]}):
         name = f"conv{s['k']}x{s['k']} s{s['stride']} {s['cin']}->{s['cout']} @ {s['h']}x{s['w']}"
         jobs.append((name, s["models"], conv2d_nhwc_kernel, conv_args(s, a.dtype)))
-    for width in sorted({SIZES[m].widths[0] for m in models}):
-        users = [m for m in models if SIZES[m].widths[0] == width]
-        jobs.append((f"ingest (width {width})", users, ingest_conv_kernel, boundary_args("ingest", width, hw, a.dtype)))
-        jobs.append((f"egest (width {width})", users, egest_conv_kernel, boundary_args("egest", width, hw, a.dtype)))
+    boundary = {(SIZES[m].widths[0], SIZES[m].size_multiple) for m in models}
+    for width, multiple in sorted(boundary):
+        users = [m for m in models if (SIZES[m].widths[0], SIZES[m].size_multiple) == (width, multiple)]
+        for kind, fn in (("ingest", ingest_conv_kernel), ("egest", egest_conv_kernel)):
+            jobs.append((f"{kind} (width {width})", users, fn, boundary_args(kind, width, multiple, hw, a.dtype)))
     rows, t0 = [], time.time()
     for i, (name, users, fn, args) in enumerate(jobs):
         for cc in targets:
