@@ -36,7 +36,7 @@ MODELS = ROOT / "edgedenoise" / "models"
 KEYS = ("steps", "batch", "patch", "lr", "lr_min", "loss", "noise", "sigma_min", "sigma_max", "sigma_power",
         "camera_fraction", "camera_sim", "map_jitter", "camera_level", "amp", "seed", "video", "frames", "fusion_lr",
         "fusion_only", "gate", "gate_in", "video_align", "stop_at", "qat", "qat_for", "act_limit", "camera_optics",
-        "camera_optics_from")
+        "camera_optics_from", "average")
 
 
 def training_record(run: Path) -> dict:
