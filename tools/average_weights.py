@@ -27,23 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def average(run, base, weight: float):
-    """The network `run` with weights weight * run + (1 - weight) * base (float tensors; others
-    must be equal). SystemExit (one line) when the two are not the same network."""
+    """The network `run` with weights weight * run + (1 - weight) * base; main() has checked that the two
+    are one network (_network), so their weights have the same names and shapes."""
     import torch
 
-    a, b = run.state_dict(), base.state_dict()
-    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
-        raise SystemExit("average_weights: the two models are not the same network (their weights differ in "
-                         "names or shapes)")
-    mixed = {}
-    for k, v in a.items():
-        if v.is_floating_point():
-            mixed[k] = torch.lerp(b[k].float(), v.float(), weight)
-        elif torch.equal(v, b[k]):
-            mixed[k] = v
-        else:
-            raise SystemExit(f"average_weights: the two models differ in {k}, which cannot be averaged")
-    run.load_state_dict(mixed)
+    theirs = base.state_dict()
+    run.load_state_dict({k: torch.lerp(theirs[k], v, weight) if v.is_floating_point() else v
+                         for k, v in run.state_dict().items()})
     return run
 
 
@@ -88,16 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"average_weights: {args.base} is not the network of {run} (sizes, depths or gate differ)",
               file=sys.stderr)
         return 2
-    try:
-        average(net, base, args.weight)
-    except SystemExit as e:
-        print(e, file=sys.stderr)
-        return 2
+    average(net, base, args.weight)
     note = {"with": str(args.base), "weight": args.weight}
     config = json.loads((run / "config.json").read_text())
     config["average"] = note
     out.mkdir(parents=True, exist_ok=True)
-    save_model(net, out / "model", extra={"average": note})
+    save_model(net, out / "model")  # (the averaging is recorded once, in config.json, as a run's settings are)
     write_atomic(out / "config.json", (json.dumps(config, indent=2) + "\n").encode(), what="run config")
     print(f"average_weights: {out}: {args.weight:g} x {run} + {1 - args.weight:g} x {args.base}")
     return 0
