@@ -130,3 +130,45 @@ def test_smoke_run_of_a_recurrent_model_is_validated_on_clips(tmp_path):
         "model" in r for m, r in val["results"].items() if m != "tiny")
     summary = (out / "gpu_train.md").read_text()
     assert "| tiny + blend |" in summary and "--name tiny-video" in summary
+
+
+def test_compare_val_scores_an_uncalibrated_run_at_the_gain_of_its_init(tmp_path):
+    """A fine-tune not yet shipped has no blind gain of its own: compare_val scores it blind at the gain of
+    the model it started from (config.json's init, followed back through run folders), not at the 2.0 of an
+    uncalibrated model, so that its blind column stands beside the shipped model's like for like."""
+    import importlib.util
+
+    from edgedenoise.estimate import CORRELATED_GAIN
+    from edgedenoise.modelfile import resolve
+
+    spec = importlib.util.spec_from_file_location("compare_val", ROOT / "tools" / "compare_val.py")
+    cv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cv)
+    own = resolve("default").blind_gain
+    assert own != CORRELATED_GAIN  # else this test tells nothing
+    assert cv.blind_gain_of("default") == (own, "its own")
+
+    def run_folder(name: str, init: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        cfg = json.loads((ROOT / "edgedenoise" / "models" / "small.json").read_text())
+        cfg.pop("blind")
+        (d / "model.json").write_text(json.dumps(cfg))
+        shutil.copy(ROOT / "edgedenoise" / "models" / "small.safetensors", d / "model.safetensors")
+        (d / "config.json").write_text(json.dumps({"model": "small", "init": init}))
+        return d
+
+    first = run_folder("first", "default")
+    second = run_folder("second", str(first))  # resumed from a run: back through it to the shipped model
+    assert cv.blind_gain_of(str(first)) == (own, "its --init's, default")
+    assert cv.blind_gain_of(str(second)) == (own, "its --init's, default")
+    assert cv.blind_gain_of(str(second / "model.safetensors")) == (own, "its --init's, default")
+    gone = run_folder("gone", str(tmp_path / "deleted"))
+    loop = run_folder("loop", str(tmp_path / "loop"))
+    for d in (gone, loop):  # an init that is gone, a run that names itself: the uncalibrated default
+        assert cv.blind_gain_of(str(d)) == (CORRELATED_GAIN, "the default, not calibrated")
+    # a run folder with a gain of its own keeps it
+    cfg = json.loads((first / "model.json").read_text())
+    (first / "model.json").write_text(json.dumps({**cfg, "blind": {"correlated_gain": 1.4}}))
+    assert cv.blind_gain_of(str(first)) == (1.4, "its own")
+    assert cv.blind_gain_of(str(second)) == (1.4, f"its --init's, {first}")

@@ -2,7 +2,8 @@
 """Compare models on the training data's validation split, the way a ship decision needs:
 Gaussian noise (camera protocol) and the camera simulation, each told the true level and blind
 (the level from `Denoiser.estimate`, with each model's blind gain, as `run`, `denoise` and
-`Denoiser.denoise(frame)` use).
+`Denoiser.denoise(frame)` use; a run folder not calibrated yet takes the gain of the model it was
+fine-tuned from, its `--init`: blind_gain_of).
 
     python tools/compare_val.py tiny ~/runs/tiny_cam            # shipped tiny against a run folder
     python tools/compare_val.py tiny ~/runs/tiny_cam --json out.json
@@ -67,6 +68,40 @@ def cases(images: list, channels: int = 3, optics: float = 0.0) -> list[tuple[st
     return out
 
 
+def blind_gain_of(spec: str) -> tuple[float, str]:
+    """The blind gain a model is scored at, and whence: its own JSON's (tools/calibrate_blind.py writes it
+    when a model is shipped); else, for a run folder (or a file in one) not calibrated yet, that of the model
+    it was fine-tuned from (its config.json's `init`, followed back through run folders), as shipping it
+    starts from; else estimate.CORRELATED_GAIN, as `Denoiser` gives an uncalibrated model. Without the
+    second, a fine-tune of `default` (gain 2.6) was scored blind at 2.0 beside it: not like for like."""
+    from edgedenoise.estimate import CORRELATED_GAIN
+    from edgedenoise.modelfile import ModelError, resolve
+
+    seen: list[str] = []
+    at = str(spec)
+    while at not in seen and len(seen) < 16:
+        seen.append(at)
+        try:
+            files = resolve(at)
+        except ModelError:  # an --init that is gone: the model's own figure is what is left
+            break
+        if (files.config.get("blind") or {}).get("correlated_gain") is not None:
+            g = files.blind_gain
+            return g, ("its own" if at == str(spec) else f"its --init's, {at}")
+        p = Path(at).expanduser()
+        cfg = (p if p.is_dir() else p.parent) / "config.json"
+        if not p.exists() or not cfg.is_file():
+            break
+        try:
+            init = json.loads(cfg.read_text()).get("init") or ""
+        except (OSError, ValueError):
+            break
+        if not init:
+            break
+        at = str(init)
+    return CORRELATED_GAIN, "the default, not calibrated"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", help="shipped names, run folders or .safetensors files")
@@ -99,11 +134,13 @@ def main() -> int:
     parts = [estimate_parts(np.ascontiguousarray(n[:, :, ::-1])) for _, n, _, _ in items]
     names = list(dict.fromkeys(c for c, *_ in items))
     res: dict = {}
+    gains = {str(m): blind_gain_of(m) for m in a.models}
     for m in a.models:
         den = Denoiser.load(m, backend="torch")
+        gain = gains[str(m)][0]
         rows: dict = {}
         for (case, noisy, ref, true), pt in tqdm(list(zip(items, parts)), desc=str(m), unit="img"):
-            est = combine(pt, den.blind_gain)  # den.estimate(noisy), the estimate's work done once
+            est = combine(pt, gain)  # den.estimate(noisy) at that gain, the estimate's work done once
             bgr, rb = np.ascontiguousarray(noisy[:, :, ::-1]), np.ascontiguousarray(ref[:, :, ::-1])
             r = rows.setdefault(case, {k: [] for k in ("noisy", "told", "blind", "noisy_y", "told_y", "blind_y",
                                                        "level", "estimate")})
@@ -115,7 +152,7 @@ def main() -> int:
         res[str(m)] = {c: {k: float(np.mean(v)) for k, v in rows[c].items()} for c in names}
         den.close()
 
-    lines = []
+    lines = ["blind gains: " + "; ".join(f"{m} {g:g} ({how})" for m, (g, how) in gains.items()), ""]
     for y, what in (("", "RGB"), ("_y", "luma (Y)")):
         lines += [f"validation split of {data} ({len(val)} images), {what} PSNR dB: told the true level / blind",
                   "| case | noisy | level (true / estimated) | " + " | ".join(res) + " |",
@@ -137,7 +174,8 @@ def main() -> int:
         write_atomic(a.md, ("\n".join(lines) + "\n").encode(), what="report")
     if a.json:
         doc = {**stamp("python " + " ".join(sys.argv)), "data": str(data),
-               "images": [str(v.path.name) for v in val], "results": res}
+               "images": [str(v.path.name) for v in val],
+               "blind_gains": {m: {"gain": g, "from": how} for m, (g, how) in gains.items()}, "results": res}
         write_atomic(a.json, json.dumps(doc, indent=1).encode(), what="report")
     return 0
 
