@@ -83,7 +83,7 @@ def blind_gain_of(spec: str) -> tuple[float, str]:
         seen.append(at)
         try:
             files = resolve(at)
-        except ModelError:  # an --init that is gone: the model's own figure is what is left
+        except ModelError:  # an --init that is gone: no gain to take from it
             break
         if (files.config.get("blind") or {}).get("correlated_gain") is not None:
             g = files.blind_gain
