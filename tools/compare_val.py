@@ -77,28 +77,22 @@ def blind_gain_of(spec: str) -> tuple[float, str]:
     from edgedenoise.estimate import CORRELATED_GAIN
     from edgedenoise.modelfile import ModelError, resolve
 
-    seen: list[str] = []
     at = str(spec)
-    while at not in seen and len(seen) < 16:
-        seen.append(at)
+    for hop in range(16):  # back through run folders; a run whose init names itself ends here too
         try:
             files = resolve(at)
         except ModelError:  # an --init that is gone: no gain to take from it
             break
         if (files.config.get("blind") or {}).get("correlated_gain") is not None:
-            g = files.blind_gain
-            return g, ("its own" if at == str(spec) else f"its --init's, {at}")
+            return files.blind_gain, ("its own" if hop == 0 else f"its --init's, {at}")
         p = Path(at).expanduser()
         cfg = (p if p.is_dir() else p.parent) / "config.json"
-        if not p.exists() or not cfg.is_file():
-            break
         try:
-            init = json.loads(cfg.read_text()).get("init") or ""
+            at = str(json.loads(cfg.read_text()).get("init") or "") if p.exists() else ""
         except (OSError, ValueError):
             break
-        if not init:
+        if not at:
             break
-        at = str(init)
     return CORRELATED_GAIN, "the default, not calibrated"
 
 
