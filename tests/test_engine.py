@@ -452,3 +452,13 @@ def test_auto_checks_a_recurrent_engine_on_a_second_frame(monkeypatch, tmp_path)
     assert n1 is frames[1] and p1 is first_out
     assert [(k, n is frames[1], p is first_out) for k, n, p in engines] == [(".native", True, True),
                                                                              (".triton", True, True)]
+
+
+def test_stamp_names_the_program_that_ran():
+    from edgedenoise.runtime.stats import program
+
+    assert program("/venv/bin/edgedenoise") == "edgedenoise"
+    assert program("/src/edgedenoise/cli.py") == "edgedenoise"  # python -m edgedenoise.cli
+    assert program("") == "edgedenoise"
+    assert program("tools/explain_figures.py") == "python tools/explain_figures.py"
+    assert program("/usr/bin/pytest") == "pytest"

@@ -58,8 +58,20 @@ def stamp(command: str | None = None) -> dict:
     import sys
 
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": command or " ".join(["edgedenoise", *sys.argv[1:]]),
+            "command": command or " ".join([program(sys.argv[0] if sys.argv else ""), *sys.argv[1:]]),
             "machine": machine_info(), "versions": versions()}
+
+
+def program(argv0: str) -> str:
+    """How the running program was started, for a stamp's command: `edgedenoise` for the CLI (its
+    console script, `python -m edgedenoise.cli` or an empty argv), `python PATH` for a script (a tool
+    or benchmark that stamps through here, its path as given), else the executable's name."""
+    import os
+
+    name = os.path.basename(argv0)
+    if not argv0 or name in ("edgedenoise", "cli.py", "__main__.py", "-c"):
+        return "edgedenoise"
+    return f"python {argv0}" if name.endswith(".py") else name
 
 
 def machine_info() -> dict:
