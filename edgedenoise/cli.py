@@ -251,6 +251,7 @@ def cmd_denoise(a):
     src = Path(a.input)
     if not src.exists():
         raise DataError(f"image not found: {src}")
+    read_ahead: dict[Path, np.ndarray] = {}
     if src.is_dir():
         files = sorted(f for f in src.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
         if not files:
@@ -268,6 +269,9 @@ def cmd_denoise(a):
         _check_image_ext(dest)
         guard(dest, [src])
         pairs = [(src, dest)]
+        # read before the model is chosen and loaded: an empty or corrupt picture is its one error line
+        # alone, not after the model's
+        read_ahead[src] = read_frame(src)
     _auto_model(a)
     den = Denoiser.load(a.model, backend=a.backend, sigma_scale=a.sigma_scale)
     from .temporal import TemporalStep, check_mode
@@ -292,7 +296,7 @@ def cmd_denoise(a):
 
     shape, resets = None, 0
     for f, dest in bar:
-        img = read_frame(f)
+        img = read_ahead.pop(f) if f in read_ahead else read_frame(f)
         t = time.perf_counter()
         stretch = depth_stretch(img)
         if stretch > 1:  # 12-bit data in a 16-bit file: denoised stretched to 16 bits, written at its own scale
