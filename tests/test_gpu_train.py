@@ -28,10 +28,14 @@ def test_dry_run_plans_every_step_within_nine_minutes():
     assert total == sum(steps.values()) <= 540 and "within" in p.stdout
     assert "--init default" in p.stdout and "--camera-sim" in p.stdout
     assert "--init tiny" in run("--dry-run", "/tmp/unused", "--model", "tiny").stdout
-    # trained through a lens: validated through it too
+    # trained through a lens (both models' settings are, since 2026-12-08): validated through it too; a run
+    # told no lens (-- --camera-optics 0) validated without one (compare_val.py takes the last --optics)
+    assert re.search(r"^train .*--camera-optics 1\.0 --camera-optics-from 0 ", p.stdout, re.M), p.stdout
+    assert re.search(r"^validate .*compare_val\.py .*--optics 1\.0 --json", p.stdout, re.M), p.stdout
     lens = run("--dry-run", "/tmp/unused", "--", "--camera-optics", "1.0").stdout
     assert re.search(r"^validate .*compare_val\.py .*--optics 1\.0", lens, re.M), lens
-    assert "--optics" not in p.stdout
+    none = run("--dry-run", "/tmp/unused", "--", "--camera-optics", "0").stdout
+    assert re.search(r"^validate .*compare_val\.py .*--optics 1\.0 --optics 0 --json", none, re.M), none
     # TRAIN_ARGS reach the rate step too (a dearer loader, e.g. --camera-level estimate, sizes the run)
     assert re.search(r"^rate .*--camera-optics 1\.0", lens, re.M), lens
     # a recurrent model: validated on the clips beside the shipped framewise model and recurrent variant
