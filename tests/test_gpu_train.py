@@ -42,6 +42,7 @@ def test_dry_run_plans_every_step_within_nine_minutes():
     video = run("--dry-run", "/tmp/unused", "--model", "tiny", "--", "--video", "--frames", "4").stdout
     assert re.search(r"^validate .*compare_val\.py tiny tiny-video .*--clips", video, re.M), video
     assert re.search(r"^rate .*--video --frames 4 --steps 100 ", video, re.M), video
+    assert "--act-limit" not in video  # train takes it for framewise fine-tunes only
 
 
 def test_compare_val_adds_the_lens_cases_and_leaves_the_others_as_they_were(data_root):

@@ -117,6 +117,7 @@ for i in "${!EXTRA[@]}"; do
     --camera-optics) VAL_ARGS="$VAL_ARGS --optics ${EXTRA[$((i + 1))]:-0}" ;;
     --camera-optics=*) VAL_ARGS="$VAL_ARGS --optics ${EXTRA[$i]#--camera-optics=}" ;;
     --video) VAL_ARGS="$VAL_ARGS --clips"; VAL_MODELS="$MODEL $MODEL-video"; SHIP_NAME="$ARCH-video"
+             TRAIN_ARGS="${TRAIN_ARGS/ --act-limit 0.03/}"  # (train refuses it for a recurrent model)
              [ "$MODE" = smoke ] || RATE_STEPS=100 ;;  # a clip's step is several frames': the rate inside its limit
   esac
 done
