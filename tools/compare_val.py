@@ -156,8 +156,8 @@ def main() -> int:
             lines.append(f"| {c} | {first['noisy' + y]:.2f} | {first['level']:.1f} / {first['estimate']:.1f} | "
                          + " | ".join(f"{r[c]['told' + y]:.2f} / {r[c]['blind' + y]:.2f}" for r in res.values())
                          + " |")
-        if len(res) == 2:  # a ship decision: the second model against the first
-            (na, ra), (nb, rb) = res.items()
+        (na, ra), *later = res.items()
+        for nb, rb in later:  # a ship decision: each later model (a run, its average, ...) against the first
             lines += ["", f"{nb} minus {na}, {what} dB:", "| case | told | blind |", "|---|---|---|"]
             lines += [f"| {c} | {rb[c]['told' + y] - ra[c]['told' + y]:+.2f} | "
                       f"{rb[c]['blind' + y] - ra[c]['blind' + y]:+.2f} |" for c in names]
