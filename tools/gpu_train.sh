@@ -90,13 +90,15 @@ WORKERS=$(( CORES > 16 ? 15 : (CORES > 1 ? CORES - 1 : 1) ))
 # the true-RMS run of ship_default_val.md (33 k steps at lr 1e-4: not like for like) is 0.3-0.5 dB above its
 # 8 k-step run at low and very low light, and tiny switched to it lost 0.3-0.7 dB on the named settings
 # (benchmarks/results/ship_default_camera_level.md)
-LENS="--camera-optics 1.0 --camera-optics-from 0"
+OPTICS=1.0
+LENS="--camera-optics $OPTICS --camera-optics-from 0"
+ACT_LIMIT="--act-limit 0.03"  # appended after the options below: train refuses it for a recurrent run (--video)
 if [ "$MODEL" = default ]; then
   TRAIN_ARGS="--model small --init default --camera-sim 0.35 $LENS --batch 64 --patch 128 --lr 6e-5 --lr-min 1e-6"
-  TRAIN_ARGS="$TRAIN_ARGS --warmup 500 --sigma-power 1.5 --camera-fraction 0.5 --act-limit 0.03"
+  TRAIN_ARGS="$TRAIN_ARGS --warmup 500 --sigma-power 1.5 --camera-fraction 0.5"
 else
   TRAIN_ARGS="--model tiny --init tiny --camera-sim 0.5 $LENS --batch 128 --patch 96 --lr 8e-5 --lr-min 1e-6"
-  TRAIN_ARGS="$TRAIN_ARGS --warmup 500 --act-limit 0.03"
+  TRAIN_ARGS="$TRAIN_ARGS --warmup 500"
 fi
 TRAIN_ARGS="$TRAIN_ARGS --seed 11 --workers $WORKERS --quiet"
 RATE_STEPS=400
@@ -106,7 +108,7 @@ if [ "$MODE" = smoke ]; then  # a code check: tiny batches, few steps, two valid
 else
   VAL_ARGS=""
 fi
-VAL_ARGS="$VAL_ARGS --optics 1.0"  # as LENS; a later --optics from TRAIN_ARGS' own --camera-optics wins
+VAL_ARGS="$VAL_ARGS --optics $OPTICS"  # as LENS; a later --optics from TRAIN_ARGS' own --camera-optics wins
 # trained through a lens (the settings above, or `-- --camera-optics P`, which overrides them: P 0 for none):
 # validated with and without it (compare_val.py --optics); a
 # recurrent model (`-- --video ...`, from --init's framewise weights): on the validation clips, beside the shipped
@@ -117,10 +119,11 @@ for i in "${!EXTRA[@]}"; do
     --camera-optics) VAL_ARGS="$VAL_ARGS --optics ${EXTRA[$((i + 1))]:-0}" ;;
     --camera-optics=*) VAL_ARGS="$VAL_ARGS --optics ${EXTRA[$i]#--camera-optics=}" ;;
     --video) VAL_ARGS="$VAL_ARGS --clips"; VAL_MODELS="$MODEL $MODEL-video"; SHIP_NAME="$ARCH-video"
-             TRAIN_ARGS="${TRAIN_ARGS/ --act-limit 0.03/}"  # (train refuses it for a recurrent model)
+             ACT_LIMIT=""
              [ "$MODE" = smoke ] || RATE_STEPS=100 ;;  # a clip's step is several frames': the rate inside its limit
   esac
 done
+TRAIN_ARGS="$TRAIN_ARGS${ACT_LIMIT:+ $ACT_LIMIT}"
 
 # name | limit s | command
 STEPS=(
@@ -210,7 +213,7 @@ wait=$("$PY" -c "import csv, sys; r = [float(x['data_wait']) for x in csv.DictRe
   cat "$WORK/val.md" 2>/dev/null || echo "No validation table (the validate step did not finish)."
   echo
   if [ "$SHIP_NAME" = "$ARCH" ]; then
-    echo "To ship (back on the development machine, issue 25's rule: camera-sim PSNR up, Gaussian down by no more than 0.05 dB): \`python tools/ship_model.py OUTDIR --name $ARCH\`, then commit. If it wins the cameras but loses more on Gaussian noise: \`python tools/average_weights.py OUTDIR --with $MODEL --weight 0.5 --out SOUP\`, then \`python tools/compare_val.py $MODEL OUTDIR SOUP --optics 1.0\` (default's eighth round shipped as such an average)."
+    echo "To ship (back on the development machine, issue 25's rule: camera-sim PSNR up, Gaussian down by no more than 0.05 dB): \`python tools/ship_model.py OUTDIR --name $ARCH\`, then commit. If it wins the cameras but loses more on Gaussian noise: \`python tools/average_weights.py OUTDIR --with $MODEL --weight 0.5 --out SOUP\`, then \`python tools/compare_val.py $MODEL OUTDIR SOUP --optics $OPTICS\` (default's eighth round shipped as such an average)."
   else
     echo "To ship (back on the development machine, if it is above the shipped $MODEL-video on the validation clips): \`python tools/ship_model.py OUTDIR --name $SHIP_NAME\`, then \`python benchmarks/temporal.py\` against issue 29's targets, and commit."
   fi
